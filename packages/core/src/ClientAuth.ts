@@ -1,0 +1,271 @@
+/**
+ * How a client proves its identity to the token endpoint (RFC 6749 §2.3, RFC 7523, OIDC Core §9).
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type * as jose from "jose"
+import { importPKCS8, SignJWT } from "jose"
+import { randomUUID } from "node:crypto"
+import { TokenError } from "./TokenError.js"
+
+/**
+ * A private key for `private_key_jwt`: a PKCS#8 PEM string, a JWK, or a key object `jose` accepts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PrivateKey = string | jose.JWK | jose.CryptoKey | jose.KeyObject
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientAuth = ClientSecretBasic | ClientSecretPost | PrivateKeyJwt | None
+
+/**
+ * The client id and secret in the `Authorization: Basic` header, each form-urlencoded first (RFC 6749 §2.3.1).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientSecretBasic {
+  readonly _tag: "ClientSecretBasic"
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+}
+
+/**
+ * The client id and secret as `client_id` and `client_secret` form parameters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientSecretPost {
+  readonly _tag: "ClientSecretPost"
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+}
+
+/**
+ * A short-lived JWT signed with the client's private key (RFC 7523 §2.2), sent as `client_assertion`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PrivateKeyJwt {
+  readonly _tag: "PrivateKeyJwt"
+  readonly clientId: string
+  readonly privateKey: Redacted.Redacted<PrivateKey>
+  /** JWS algorithm, e.g. `RS256`, `ES256`, `EdDSA`. */
+  readonly algorithm: string
+  readonly keyId: string | undefined
+  /** The assertion's `aud`; the token endpoint URL unless the server wants its issuer. */
+  readonly audience: string | undefined
+  /** Lifetime of each assertion, in seconds. */
+  readonly lifetimeSeconds: number
+}
+
+/**
+ * A public client: only `client_id` is sent.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface None {
+  readonly _tag: "None"
+  readonly clientId: string
+}
+
+/**
+ * What authentication adds to a token request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Credentials {
+  readonly headers: Readonly<Record<string, Redacted.Redacted<string>>>
+  readonly params: Readonly<Record<string, string | Redacted.Redacted<string>>>
+}
+
+/**
+ * The RFC 8414 name of each method.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Method = "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none"
+
+/**
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { Redacted } from "effect"
+ *
+ * const auth = ClientAuth.clientSecretBasic({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const clientSecretBasic = (options: {
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+}): ClientAuth => ({ _tag: "ClientSecretBasic", clientId: options.clientId, clientSecret: options.clientSecret })
+
+/**
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { Redacted } from "effect"
+ *
+ * const auth = ClientAuth.clientSecretPost({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const clientSecretPost = (options: {
+  readonly clientId: string
+  readonly clientSecret: Redacted.Redacted<string>
+}): ClientAuth => ({ _tag: "ClientSecretPost", clientId: options.clientId, clientSecret: options.clientSecret })
+
+/**
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { Redacted } from "effect"
+ *
+ * declare const pem: string // -----BEGIN PRIVATE KEY----- ...
+ * const auth = ClientAuth.privateKeyJwt({ clientId: "billing", privateKey: Redacted.make(pem), algorithm: "ES256" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const privateKeyJwt = (options: {
+  readonly clientId: string
+  readonly privateKey: Redacted.Redacted<PrivateKey>
+  readonly algorithm?: string | undefined
+  readonly keyId?: string | undefined
+  readonly audience?: string | undefined
+  readonly lifetimeSeconds?: number | undefined
+}): ClientAuth => ({
+  _tag: "PrivateKeyJwt",
+  clientId: options.clientId,
+  privateKey: options.privateKey,
+  algorithm: options.algorithm ?? "RS256",
+  keyId: options.keyId,
+  audience: options.audience,
+  lifetimeSeconds: options.lifetimeSeconds ?? 60
+})
+
+/**
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ *
+ * const auth = ClientAuth.none({ clientId: "spa" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const none = (options: { readonly clientId: string }): ClientAuth => ({
+  _tag: "None",
+  clientId: options.clientId
+})
+
+/**
+ * The RFC 8414 `token_endpoint_auth_method` name of a client authentication.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const method = (auth: ClientAuth): Method => {
+  switch (auth._tag) {
+    case "ClientSecretBasic":
+      return "client_secret_basic"
+    case "ClientSecretPost":
+      return "client_secret_post"
+    case "PrivateKeyJwt":
+      return "private_key_jwt"
+    case "None":
+      return "none"
+  }
+}
+
+/** application/x-www-form-urlencoded, as RFC 6749 §2.3.1 requires before Base64 (platform's `basicAuth` skips it). */
+const formEncode = (value: string): string => new URLSearchParams([["", value]]).toString().slice(1)
+
+/**
+ * The headers and form parameters that authenticate `auth` at `tokenEndpoint`.
+ *
+ * @since 0.1.0
+ * @category authentication
+ */
+export const credentials = (
+  auth: ClientAuth,
+  tokenEndpoint: string
+): Effect.Effect<Credentials, TokenError> => {
+  switch (auth._tag) {
+    case "ClientSecretBasic": {
+      const basic = Buffer.from(`${formEncode(auth.clientId)}:${formEncode(Redacted.value(auth.clientSecret))}`)
+        .toString("base64")
+      return Effect.succeed({ headers: { authorization: Redacted.make(`Basic ${basic}`) }, params: {} })
+    }
+    case "ClientSecretPost":
+      return Effect.succeed({ headers: {}, params: { client_id: auth.clientId, client_secret: auth.clientSecret } })
+    case "None":
+      return Effect.succeed({ headers: {}, params: { client_id: auth.clientId } })
+    case "PrivateKeyJwt":
+      return Effect.map(signAssertion(auth, tokenEndpoint), (assertion) => ({
+        headers: {},
+        params: {
+          client_id: auth.clientId,
+          client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+          client_assertion: assertion
+        }
+      }))
+  }
+}
+
+class KeyImportFailed extends Data.TaggedError("KeyImportFailed")<{ readonly detail: string }> {}
+
+const signAssertion = (auth: PrivateKeyJwt, tokenEndpoint: string) =>
+  Effect.gen(function*() {
+    const nowSeconds = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+    const assertion = yield* Effect.tryPromise({
+      try: async () => {
+        const raw = Redacted.value(auth.privateKey)
+        const key = typeof raw === "string" ? await importPKCS8(raw, auth.algorithm) : raw
+        const header: jose.JWTHeaderParameters = auth.keyId === undefined
+          ? { alg: auth.algorithm }
+          : { alg: auth.algorithm, kid: auth.keyId }
+        return new SignJWT({})
+          .setProtectedHeader(header)
+          .setIssuer(auth.clientId)
+          .setSubject(auth.clientId)
+          .setAudience(auth.audience ?? tokenEndpoint)
+          .setJti(randomUUID())
+          .setIssuedAt(nowSeconds)
+          .setExpirationTime(nowSeconds + auth.lifetimeSeconds)
+          .sign(key)
+      },
+      // jose's messages name the algorithm or key type, never key material.
+      catch: (cause) => new KeyImportFailed({ detail: cause instanceof Error ? cause.message : "unknown error" })
+    })
+    return Redacted.make(assertion)
+  }).pipe(
+    Effect.catchTag("KeyImportFailed", (e) =>
+      Effect.fail(
+        new TokenError({
+          reason: "Misconfigured",
+          operation: "private_key_jwt client assertion",
+          detail: `cannot sign with the configured key: ${e.detail}`
+        })
+      ))
+  )

@@ -1,0 +1,261 @@
+/**
+ * One grant request to an OAuth 2.0 token endpoint (RFC 6749 §3.2), over `@effect/platform`'s `HttpClient`.
+ *
+ * The request is form-encoded, the client authenticates with its `ClientAuth`, and every answer is decoded into
+ * an `AccessToken` or a `TokenError` with a precise `reason`: nothing the server sends becomes a defect.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as AccessToken from "./AccessToken.js"
+import * as ClientAuth from "./ClientAuth.js"
+import { parseRetryAfter } from "./internal/retryAfter.js"
+import * as internal from "./internal/tokenResponse.js"
+import { TokenError } from "./TokenError.js"
+
+/**
+ * Form parameters of one grant. `undefined` values are left out; `Redacted` values are revealed only into the
+ * request body.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Params = Readonly<Record<string, string | Redacted.Redacted<string> | undefined>>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly tokenUrl: string | URL
+  readonly clientAuth: ClientAuth.ClientAuth
+  /** Time allowed for the whole exchange, body included. Default 10 seconds. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Lifetime of a token that has neither `expires_in` nor a JWT `exp`. Default: unknown (the cache decides). */
+  readonly defaultLifetime?: Duration.DurationInput | undefined
+}
+
+/**
+ * A token endpoint bound to a client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenEndpoint {
+  readonly url: string
+  readonly clientAuth: ClientAuth.ClientAuth
+  /**
+   * Sends one grant (`params` must include `grant_type`) and decodes the answer.
+   */
+  readonly request: (params: Params) => Effect.Effect<AccessToken.AccessToken, TokenError>
+}
+
+/**
+ * The default time allowed for one token request.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTimeout: Duration.Duration = Duration.seconds(10)
+
+/**
+ * Binds a token endpoint to a client, using the `HttpClient` in context.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth, TokenEndpoint } from "@effect-token/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const endpoint = yield* TokenEndpoint.make({
+ *     tokenUrl: "https://auth.example.com/oauth/token",
+ *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") })
+ *   })
+ *   return yield* endpoint.request({ grant_type: "client_credentials", scope: "invoices:read" })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<TokenEndpoint, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => makeWith(client, options))
+
+/**
+ * Like {@link make}, with an explicit `HttpClient`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWith = (client: HttpClient.HttpClient, options: Options): TokenEndpoint => {
+  const url = options.tokenUrl.toString()
+  const timeout = Duration.decode(options.timeout ?? defaultTimeout)
+  const defaultLifetime = Option.map(Option.fromNullable(options.defaultLifetime), Duration.decode)
+  const clientId = options.clientAuth.clientId
+  const authMethod = ClientAuth.method(options.clientAuth)
+
+  const request = (params: Params): Effect.Effect<AccessToken.AccessToken, TokenError> => {
+    const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
+    const operation = `${grantType} grant`
+    return Effect.gen(function*() {
+      const credentials = yield* ClientAuth.credentials(options.clientAuth, url)
+      const body: Array<[string, string]> = []
+      for (const [key, value] of Object.entries({ ...params, ...credentials.params })) {
+        if (value !== undefined) body.push([key, Redacted.isRedacted(value) ? Redacted.value(value) : value])
+      }
+      const headers: Record<string, string> = { accept: "application/json" }
+      for (const [key, value] of Object.entries(credentials.headers)) headers[key] = Redacted.value(value)
+      const httpRequest = HttpClientRequest.post(url).pipe(
+        HttpClientRequest.setHeaders(headers),
+        HttpClientRequest.bodyUrlParams(body)
+      )
+      const exchange = Effect.flatMap(
+        client.execute(httpRequest),
+        (response) => Effect.map(response.text, (text) => ({ response, text }))
+      )
+      const { response, text } = yield* exchange.pipe(
+        Effect.mapError((error) => fromHttpClientError(error, operation)),
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () =>
+            new TokenError({
+              reason: "Timeout",
+              operation,
+              detail: `no answer from the token endpoint within ${Duration.format(timeout)}`
+            })
+        })
+      )
+      const now = yield* DateTime.now
+      return yield* decodeResponse(response, text, { operation, now, defaultLifetime })
+    }).pipe(
+      Effect.withSpan("effect-token/TokenEndpoint.request", {
+        kind: "client",
+        attributes: {
+          "oauth.grant_type": grantType,
+          "oauth.client_id": clientId,
+          "oauth.client_auth_method": authMethod,
+          "url.full": url
+        }
+      })
+    )
+  }
+
+  return { url, clientAuth: options.clientAuth, request }
+}
+
+const fromHttpClientError = (error: HttpClientError.HttpClientError, operation: string): TokenError => {
+  if (error._tag === "RequestError" && error.reason === "InvalidUrl") {
+    return new TokenError({ reason: "Misconfigured", operation, detail: "the token endpoint URL is invalid" })
+  }
+  return new TokenError({ reason: "Transport", operation, detail: describeCause(error.cause) ?? error.reason })
+}
+
+/** The cause's code and message, e.g. `ECONNREFUSED`: network errors describe the peer, never request contents. */
+const describeCause = (cause: unknown): string | undefined => {
+  if (!(cause instanceof Error)) return undefined
+  const code = (cause as { code?: unknown }).code
+  const nested = describeCause((cause as { cause?: unknown }).cause)
+  const own = typeof code === "string" && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message
+  return nested === undefined ? own : `${own} (${nested})`
+}
+
+const isUnavailableStatus = (status: number) => status === 408 || status === 429 || status >= 500
+
+const decodeResponse = (
+  response: HttpClientResponse.HttpClientResponse,
+  text: string,
+  options: internal.DecodeOptions
+): Effect.Effect<AccessToken.AccessToken, TokenError> =>
+  Effect.gen(function*() {
+    const status = response.status
+    const contentType = response.headers["content-type"] ?? "no content type"
+    const json = parseJson(text)
+    if (status >= 200 && status < 300) {
+      if (Option.isNone(json)) {
+        return yield* new TokenError({
+          reason: "MalformedResponse",
+          operation: options.operation,
+          status,
+          detail: `expected a JSON token response, got ${contentType}`
+        })
+      }
+      return yield* decodeResponseBody(json.value, options)
+    }
+    const retryAfter = parseRetryAfter(response.headers["retry-after"], yield* Clock.currentTimeMillis)
+    const retry = Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {}
+    const oauthError = Option.flatMap(json, internal.decodeErrorBody)
+    if (Option.isSome(oauthError)) {
+      const { error, error_description, error_uri } = oauthError.value
+      return yield* new TokenError({
+        reason: "OAuthError",
+        operation: options.operation,
+        status,
+        error,
+        ...(error_description !== undefined ? { errorDescription: error_description } : {}),
+        ...(error_uri !== undefined ? { errorUri: error_uri } : {}),
+        ...retry
+      })
+    }
+    return yield* new TokenError({
+      reason: isUnavailableStatus(status) ? "Unavailable" : "MalformedResponse",
+      operation: options.operation,
+      status,
+      detail: `unexpected answer without an OAuth error body (${contentType})`,
+      ...retry
+    })
+  })
+
+const parseJson = (text: string): Option.Option<unknown> => {
+  try {
+    return Option.some(JSON.parse(text))
+  } catch {
+    return Option.none()
+  }
+}
+
+/**
+ * Decodes an already-parsed RFC 6749 §5.1 token response body.
+ *
+ * The lifetime comes from `expires_in`, else from the access token's JWT `exp` (read, not verified: the client
+ * only needs to know when to refresh), else from `defaultLifetime`. Errors name the invalid fields, never values.
+ *
+ * @example
+ * ```ts
+ * import { TokenEndpoint } from "@effect-token/core"
+ * import { DateTime, Option } from "effect"
+ *
+ * const result = TokenEndpoint.decodeResponseBody(
+ *   { access_token: "abc", token_type: "Bearer", expires_in: 3600 },
+ *   { operation: "client_credentials grant", now: DateTime.unsafeMake(0), defaultLifetime: Option.none() }
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeResponseBody: (
+  body: unknown,
+  options: {
+    readonly operation: string
+    readonly now: DateTime.Utc
+    readonly defaultLifetime: Option.Option<Duration.Duration>
+  }
+) => Either.Either<AccessToken.AccessToken, TokenError> = internal.decodeTokenBody
+
+/**
+ * The largest `expires_in` accepted, in seconds (one year).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxExpiresInSeconds: number = internal.maxExpiresInSeconds

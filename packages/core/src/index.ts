@@ -1,0 +1,24 @@
+/**
+ * @since 0.1.0
+ */
+export * as AccessToken from "./AccessToken.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as ClientAuth from "./ClientAuth.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenEndpoint from "./TokenEndpoint.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenError from "./TokenError.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenSource from "./TokenSource.js"

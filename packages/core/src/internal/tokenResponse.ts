@@ -1,0 +1,115 @@
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { decodeJwt } from "jose"
+import * as AccessToken from "../AccessToken.js"
+import { TokenError } from "../TokenError.js"
+
+/** One year: an `expires_in` beyond it is a server bug, and caching such a token would outlive any key rotation. */
+export const maxExpiresInSeconds = 365 * 24 * 60 * 60
+
+const TokenTypeFromString = Schema.transform(Schema.String, AccessToken.TokenType, {
+  strict: false,
+  // RFC 6749 §7.1: the type is case-insensitive; anything but Bearer/DPoP fails the target literal.
+  decode: (s) => {
+    const lower = s.toLowerCase()
+    return lower === "bearer" ? "Bearer" : lower === "dpop" ? "DPoP" : s
+  },
+  encode: (s) => s
+})
+
+// Some servers (older Azure AD among them) send expires_in as a string of digits.
+const ExpiresIn = Schema.Union(Schema.Number, Schema.NumberFromString).pipe(
+  Schema.int(),
+  Schema.between(1, maxExpiresInSeconds)
+)
+
+const OptionalString = Schema.optional(Schema.String)
+
+/** RFC 6749 §5.1 successful response (plus RFC 8693's `issued_token_type`). */
+export const TokenResponse = Schema.Struct({
+  access_token: Schema.String.pipe(Schema.pattern(/^\S+$/)),
+  token_type: TokenTypeFromString,
+  expires_in: Schema.optional(ExpiresIn),
+  scope: OptionalString,
+  refresh_token: Schema.optional(Schema.String.pipe(Schema.pattern(/^\S+$/))),
+  issued_token_type: OptionalString
+})
+
+/** RFC 6749 §5.2 error response. */
+export const ErrorResponse = Schema.Struct({
+  error: Schema.String.pipe(Schema.pattern(/^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/)),
+  error_description: OptionalString,
+  error_uri: OptionalString
+})
+
+const decodeTokenResponse = Schema.decodeUnknownEither(TokenResponse)
+const decodeErrorResponse = Schema.decodeUnknownOption(ErrorResponse)
+
+/** Names the offending fields only: ParseResult messages quote actual values, and the value may be a token. */
+const invalidFields = (error: ParseResult.ParseError): string => {
+  const paths = new Set(
+    ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.path.map(String).join(".") || "body")
+  )
+  return [...paths].join(", ")
+}
+
+const jwtExpiry = (token: string): Option.Option<DateTime.Utc> => {
+  try {
+    const exp = decodeJwt(token).exp
+    return Predicate.isNumber(exp) && Number.isFinite(exp) ? DateTime.make(exp * 1000) : Option.none()
+  } catch {
+    return Option.none()
+  }
+}
+
+export interface DecodeOptions {
+  readonly operation: string
+  readonly now: DateTime.Utc
+  readonly defaultLifetime: Option.Option<Duration.Duration>
+}
+
+export const decodeTokenBody = (
+  body: unknown,
+  options: DecodeOptions
+): Either.Either<AccessToken.AccessToken, TokenError> => {
+  if (!Predicate.isRecord(body)) {
+    return Either.left(
+      new TokenError({ reason: "MalformedResponse", operation: options.operation, detail: "body is not a JSON object" })
+    )
+  }
+  return Either.match(decodeTokenResponse(body), {
+    onLeft: (error) =>
+      Either.left(
+        new TokenError({
+          reason: "MalformedResponse",
+          operation: options.operation,
+          detail: `invalid token response field(s): ${invalidFields(error)}`
+        })
+      ),
+    onRight: (response) => {
+      const expiresAt = response.expires_in !== undefined
+        ? Option.some(DateTime.addDuration(options.now, Duration.seconds(response.expires_in)))
+        : Option.orElse(
+          jwtExpiry(response.access_token),
+          () => Option.map(options.defaultLifetime, (lifetime) => DateTime.addDuration(options.now, lifetime))
+        )
+      return Either.right(AccessToken.make({
+        value: Redacted.make(response.access_token),
+        type: response.token_type,
+        issuedAt: options.now,
+        expiresAt,
+        scope: Option.fromNullable(response.scope),
+        refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
+        issuedTokenType: Option.fromNullable(response.issued_token_type)
+      }))
+    }
+  })
+}
+
+export const decodeErrorBody = (body: unknown) => decodeErrorResponse(body)
