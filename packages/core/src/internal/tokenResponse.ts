@@ -48,7 +48,8 @@ export const ErrorResponse = Schema.Struct({
   error_uri: OptionalString
 })
 
-const decodeTokenResponse = Schema.decodeUnknownEither(TokenResponse)
+// errors: "all" so the detail names every offending field, not just the first.
+const decodeTokenResponse = Schema.decodeUnknownEither(TokenResponse, { errors: "all" })
 const decodeErrorResponse = Schema.decodeUnknownOption(ErrorResponse)
 
 /** Names the offending fields only: ParseResult messages quote actual values, and the value may be a token. */
