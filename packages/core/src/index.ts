@@ -22,3 +22,13 @@ export * as TokenError from "./TokenError.js"
  * @since 0.1.0
  */
 export * as TokenSource from "./TokenSource.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Backoff from "./Backoff.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenCache from "./TokenCache.js"

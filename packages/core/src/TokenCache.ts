@@ -1,0 +1,154 @@
+/**
+ * A token cache whose lifetime follows each token: single flight without serializing callers, refresh ahead so
+ * the hot path never waits, compare-and-clear invalidation, and failures that are never cached.
+ *
+ * States (in a `SynchronizedRef`): `Empty` → `Fetching` → `Ready` → (refresh window) `Refreshing` → `Ready`.
+ * A `get` on a `Ready` token reads the state and the clock and returns: it takes no lock, so a fetch in progress
+ * never delays it. Every other `get` decides under the lock, starts at most one fetch (in the cache's own scope,
+ * so that no caller's interruption cancels it) and waits outside the lock.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import type * as AccessToken from "./AccessToken.js"
+import * as internal from "./internal/tokenCache.js"
+import type * as TokenError from "./TokenError.js"
+import * as TokenSource from "./TokenSource.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenCache {
+  /** The source's key: identifies the token this cache holds. */
+  readonly key: string
+  /**
+   * A token valid for at least the skew. Waits only when no valid token is cached; then joins the fetch in flight
+   * or starts the one fetch.
+   */
+  readonly get: Effect.Effect<AccessToken.AccessToken, TokenError.TokenError>
+  /**
+   * Clears the cached token only if it is `token` (compare-and-clear), e.g. after a 401 for it. Returns whether
+   * it did. Rejections of an already replaced token change nothing, so a burst of 401s causes one refresh.
+   */
+  readonly invalidate: (token: AccessToken.AccessToken) => Effect.Effect<boolean>
+  /** Fetches a new token now (joining a fetch in flight); others keep the current token until it arrives. */
+  readonly refresh: Effect.Effect<AccessToken.AccessToken, TokenError.TokenError>
+  /** The state machine's current state, for diagnostics and tests. */
+  readonly state: Effect.Effect<State>
+}
+
+/**
+ * The cache's state. Times are epoch milliseconds of the Effect `Clock`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type State = internal.State
+
+/**
+ * What started a fetch (the `trigger` label of the `effect_token_fetches` counter).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Trigger = internal.Trigger
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Low-cardinality name for metrics, spans and logs. Default `"default"`. */
+  readonly name?: string | undefined
+  /**
+   * Stop handing out a token this long before it expires, to allow for clock skew and request time. Capped at half
+   * the token's lifetime so that short-lived tokens stay cacheable. Default 30 seconds.
+   */
+  readonly skew?: Duration.DurationInput | undefined
+  /** Fraction of the usable lifetime, at its end, in which a `get` starts a background refresh. Default 0.1; 0 turns it off. */
+  readonly refreshAhead?: number | undefined
+  /**
+   * Randomizes the start of the refresh window by up to this fraction of it, so that many instances do not refresh
+   * at the same instant. Default 0.5 (the refresh starts in the last 10 % to 5 % of the lifetime).
+   */
+  readonly refreshAheadJitter?: number | undefined
+  /** Lifetime assumed for a token whose expiry is unknown. Default 5 minutes. */
+  readonly defaultLifetime?: Duration.DurationInput | undefined
+  /** Retries of a failed fetch before its waiters see the error. Default {@link defaultRetry}. */
+  readonly retry?: Schedule.Schedule<unknown, TokenError.TokenError> | undefined
+}
+
+/**
+ * The default cache of an application.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const TokenCache: Context.Tag<TokenCache, TokenCache> = Context.GenericTag<TokenCache>(
+  "@effect-token/core/TokenCache"
+)
+
+/**
+ * The default fetch retry: transient failures only (`TokenError.isTransient`), 3 retries with jittered exponential
+ * backoff from 100 ms, honouring `Retry-After` up to 60 s. `invalid_client` and friends fail at once.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultRetry: Schedule.Schedule<TokenError.TokenError, TokenError.TokenError> = internal.defaultRetry
+
+/**
+ * A cache over `source`, living as long as the scope. Build one per API, scope or audience and give each its own
+ * Tag when an application has several.
+ *
+ * @example
+ * ```ts
+ * import { TokenCache, TokenSource } from "@effect-token/core"
+ * import { Context, Effect, Layer } from "effect"
+ *
+ * class BillingTokens extends Context.Tag("BillingTokens")<BillingTokens, TokenCache.TokenCache>() {}
+ *
+ * declare const billingSource: TokenSource.TokenSource
+ *
+ * const BillingTokensLive = Layer.scoped(BillingTokens, TokenCache.make(billingSource, { name: "billing" }))
+ *
+ * const program = Effect.gen(function*() {
+ *   const cache = yield* BillingTokens
+ *   const token = yield* cache.get
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (
+  source: TokenSource.TokenSource,
+  options?: Options
+) => Effect.Effect<TokenCache, never, Scope.Scope> = internal.make
+
+/**
+ * Provides the default `TokenCache` over the default `TokenSource`.
+ *
+ * @example
+ * ```ts
+ * import { TokenCache, TokenSource } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * const TokensLive = TokenCache.layer({ skew: "10 seconds" }).pipe(
+ *   Layer.provide(TokenSource.layerConfig()),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Options): Layer.Layer<TokenCache, never, TokenSource.TokenSource> =>
+  Layer.scoped(TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => internal.make(source, options)))
