@@ -4,8 +4,12 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as jose from "jose"
 import { importPKCS8, SignJWT } from "jose"
@@ -149,19 +153,28 @@ export const clientSecretPost = (options: {
 export const privateKeyJwt = (options: {
   readonly clientId: string
   readonly privateKey: Redacted.Redacted<PrivateKey>
+  /** Default: the JWK's `alg`, else `RS256`. */
   readonly algorithm?: string | undefined
+  /** Default: the JWK's `kid`. Servers that hold several keys for a client pick the key by it. */
   readonly keyId?: string | undefined
   readonly audience?: string | undefined
   readonly lifetimeSeconds?: number | undefined
-}): ClientAuth => ({
-  _tag: "PrivateKeyJwt",
-  clientId: options.clientId,
-  privateKey: options.privateKey,
-  algorithm: options.algorithm ?? "RS256",
-  keyId: options.keyId,
-  audience: options.audience,
-  lifetimeSeconds: options.lifetimeSeconds ?? 60
-})
+}): ClientAuth => {
+  const jwk = jwkOf(Redacted.value(options.privateKey))
+  return {
+    _tag: "PrivateKeyJwt",
+    clientId: options.clientId,
+    privateKey: options.privateKey,
+    algorithm: options.algorithm ?? jwk?.alg ?? "RS256",
+    keyId: options.keyId ?? jwk?.kid,
+    audience: options.audience,
+    lifetimeSeconds: options.lifetimeSeconds ?? 60
+  }
+}
+
+/** A plain JWK object (not a PEM string, `CryptoKey` or `KeyObject`); only its public header fields are read. */
+const jwkOf = (key: PrivateKey): jose.JWK | undefined =>
+  typeof key === "object" && key !== null && "kty" in key && typeof key.kty === "string" ? key as jose.JWK : undefined
 
 /**
  * @example
@@ -235,13 +248,36 @@ export const credentials = (
 
 class KeyImportFailed extends Data.TaggedError("KeyImportFailed")<{ readonly detail: string }> {}
 
+/**
+ * Parsing a PEM on every token request costs more than signing; the imported key is kept for as long as the
+ * configured `Redacted` lives. A failed import is not kept, so the error shows on every attempt.
+ */
+const importedKeys = new WeakMap<Redacted.Redacted<PrivateKey>, Map<string, Promise<jose.CryptoKey>>>()
+
+const signingKey = (auth: PrivateKeyJwt): Promise<jose.CryptoKey | jose.KeyObject | jose.JWK> => {
+  const raw = Redacted.value(auth.privateKey)
+  if (typeof raw !== "string") return Promise.resolve(raw)
+  // A WebCrypto key is bound to one algorithm: the same PEM may serve RS256 and PS256.
+  let byAlgorithm = importedKeys.get(auth.privateKey)
+  if (byAlgorithm === undefined) {
+    byAlgorithm = new Map()
+    importedKeys.set(auth.privateKey, byAlgorithm)
+  }
+  const cached = byAlgorithm.get(auth.algorithm)
+  if (cached !== undefined) return cached
+  const imported = importPKCS8(raw, auth.algorithm)
+  byAlgorithm.set(auth.algorithm, imported)
+  const cache = byAlgorithm
+  imported.catch(() => cache.delete(auth.algorithm))
+  return imported
+}
+
 const signAssertion = (auth: PrivateKeyJwt, tokenEndpoint: string) =>
   Effect.gen(function*() {
     const nowSeconds = Math.floor((yield* Clock.currentTimeMillis) / 1000)
     const assertion = yield* Effect.tryPromise({
       try: async () => {
-        const raw = Redacted.value(auth.privateKey)
-        const key = typeof raw === "string" ? await importPKCS8(raw, auth.algorithm) : raw
+        const key = await signingKey(auth)
         const header: jose.JWTHeaderParameters = auth.keyId === undefined
           ? { alg: auth.algorithm }
           : { alg: auth.algorithm, kid: auth.keyId }
@@ -269,3 +305,56 @@ const signAssertion = (auth: PrivateKeyJwt, tokenEndpoint: string) =>
         })
       ))
   )
+
+/**
+ * Client authentication read from configuration:
+ * `CLIENT_ID`; `CLIENT_AUTH_METHOD`: `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` or
+ * `none`; `CLIENT_SECRET` (redacted, for the two secret methods); `CLIENT_PRIVATE_KEY` (redacted PKCS#8 PEM, for
+ * `private_key_jwt`), `CLIENT_KEY_ALGORITHM` (default `RS256`) and optional `CLIENT_KEY_ID`. A setting the chosen
+ * method needs but that is missing is a `ConfigError`, reported at start-up rather than at the first token request.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { Config } from "effect"
+ *
+ * // reads BILLING_CLIENT_ID, BILLING_CLIENT_AUTH_METHOD, BILLING_CLIENT_SECRET, ...
+ * const billingAuth = Config.nested(ClientAuth.config, "BILLING")
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<ClientAuth> = Config.all({
+  clientId: Config.nonEmptyString("CLIENT_ID"),
+  method: Config.literal("client_secret_basic", "client_secret_post", "private_key_jwt", "none")("CLIENT_AUTH_METHOD")
+    .pipe(Config.withDefault("client_secret_basic" as const)),
+  clientSecret: Config.option(Config.redacted("CLIENT_SECRET")),
+  privateKey: Config.option(Config.redacted("CLIENT_PRIVATE_KEY")),
+  algorithm: Config.option(Config.nonEmptyString("CLIENT_KEY_ALGORITHM")),
+  keyId: Config.option(Config.nonEmptyString("CLIENT_KEY_ID"))
+}).pipe(Config.mapOrFail((c): Either.Either<ClientAuth, ConfigError.ConfigError> => {
+  const missing = (name: string) =>
+    Either.left(ConfigError.MissingData([name], `${name} is required with CLIENT_AUTH_METHOD=${c.method}`))
+  switch (c.method) {
+    case "none":
+      return Either.right(none({ clientId: c.clientId }))
+    case "client_secret_basic":
+    case "client_secret_post": {
+      if (Option.isNone(c.clientSecret)) return missing("CLIENT_SECRET")
+      const client = { clientId: c.clientId, clientSecret: c.clientSecret.value }
+      return Either.right(c.method === "client_secret_post" ? clientSecretPost(client) : clientSecretBasic(client))
+    }
+    case "private_key_jwt": {
+      if (Option.isNone(c.privateKey)) return missing("CLIENT_PRIVATE_KEY")
+      // Environment variables often carry a PEM on one line with literal "\n" sequences.
+      const pem = Redacted.value(c.privateKey.value).replace(/\\n/g, "\n")
+      return Either.right(privateKeyJwt({
+        clientId: c.clientId,
+        privateKey: Redacted.make<PrivateKey>(pem),
+        algorithm: Option.getOrUndefined(c.algorithm),
+        keyId: Option.getOrUndefined(c.keyId)
+      }))
+    }
+  }
+}))

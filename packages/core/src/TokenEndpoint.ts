@@ -25,12 +25,12 @@ import { TokenError } from "./TokenError.js"
 
 /**
  * Form parameters of one grant. `undefined` values are left out; `Redacted` values are revealed only into the
- * request body.
+ * request body; an array sends the parameter once per value (RFC 8707 allows several `resource` parameters).
  *
  * @since 0.1.0
  * @category models
  */
-export type Params = Readonly<Record<string, string | Redacted.Redacted<string> | undefined>>
+export type Params = Readonly<Record<string, string | Redacted.Redacted<string> | ReadonlyArray<string> | undefined>>
 
 /**
  * @since 0.1.0
@@ -111,7 +111,10 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
       const credentials = yield* ClientAuth.credentials(options.clientAuth, url)
       const body: Array<[string, string]> = []
       for (const [key, value] of Object.entries({ ...params, ...credentials.params })) {
-        if (value !== undefined) body.push([key, Redacted.isRedacted(value) ? Redacted.value(value) : value])
+        if (value === undefined) continue
+        if (Redacted.isRedacted(value)) body.push([key, Redacted.value(value)])
+        else if (typeof value === "string") body.push([key, value])
+        else for (const each of value) body.push([key, each])
       }
       const headers: Record<string, string> = { accept: "application/json" }
       for (const [key, value] of Object.entries(credentials.headers)) headers[key] = Redacted.value(value)

@@ -32,3 +32,18 @@ export * as Backoff from "./Backoff.js"
  * @since 0.1.0
  */
 export * as TokenCache from "./TokenCache.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Discovery from "./Discovery.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RefreshTokenStore from "./RefreshTokenStore.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Revocation from "./Revocation.js"

@@ -50,6 +50,23 @@ export interface OidcProvider {
   readonly tokenRequests: () => Readonly<Record<string, number>>
   /** Stops serving now (connections are refused afterwards); the scope would do it anyway. */
   readonly stop: Effect.Effect<void>
+  /**
+   * Mints a refresh token as if the account had logged in and consented to `scope` (default
+   * `openid offline_access` plus the API scopes) with the authorization code flow, without a browser. The client
+   * needs the `refresh_token` grant; its access tokens are JWTs for the API audience.
+   */
+  readonly issueRefreshToken: (options: IssueRefreshTokenOptions) => Effect.Effect<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface IssueRefreshTokenOptions {
+  readonly clientId: string
+  /** Default `"alice"`. */
+  readonly accountId?: string | undefined
+  readonly scope?: string | undefined
 }
 
 /**
@@ -125,7 +142,7 @@ export const make = (options: Options): Effect.Effect<OidcProvider, never, Scope
         RefreshToken: 3600
       },
       // oidc-provider's default renderer would print pages; tests want the JSON errors only.
-      renderError: (ctx: KoaContextWithOIDC, out: Record<string, unknown>) => {
+      renderError: (ctx, out) => {
         ctx.type = "json"
         ctx.body = out
       }
@@ -143,6 +160,28 @@ export const make = (options: Options): Effect.Effect<OidcProvider, never, Scope
     options.setup?.(provider)
     server.on("request", provider.callback())
 
+    const issueRefreshToken = (mint: IssueRefreshTokenOptions) =>
+      Effect.promise(async () => {
+        const accountId = mint.accountId ?? "alice"
+        const scopes = (mint.scope ?? ["openid", "offline_access", ...apiScopes].join(" ")).split(" ")
+        const grant = new provider.Grant({ accountId, clientId: mint.clientId })
+        grant.addOIDCScope(scopes.filter((s) => !apiScopes.includes(s)).join(" "))
+        grant.addResourceScope(audience, scopes.filter((s) => apiScopes.includes(s)).join(" "))
+        const grantId = await grant.save()
+        const client = await provider.Client.find(mint.clientId)
+        if (client === undefined) throw new Error(`unknown client ${mint.clientId}`)
+        // What the authorization code grant stores for a code exchanged with offline_access.
+        const refreshToken = new provider.RefreshToken({
+          accountId,
+          client,
+          grantId,
+          gty: "authorization_code",
+          scope: scopes.join(" "),
+          resource: audience
+        })
+        return refreshToken.save()
+      })
+
     return {
       issuer,
       tokenUrl: `${issuer}/token`,
@@ -151,7 +190,8 @@ export const make = (options: Options): Effect.Effect<OidcProvider, never, Scope
       provider,
       jwks: { keys: [publicJwk as jose.JWK] },
       tokenRequests: () => ({ ...counts }),
-      stop: closeServer(server)
+      stop: closeServer(server),
+      issueRefreshToken
     }
   })
 
@@ -165,6 +205,6 @@ const closeServer = (server: Http.Server): Effect.Effect<void> =>
 const mergeConfiguration = (base: Configuration, extra: Partial<Configuration>): Configuration => ({
   ...base,
   ...extra,
-  features: { ...base.features, ...extra.features },
+  features: { ...base.features, ...extra.features } as Configuration["features"],
   ttl: { ...base.ttl, ...extra.ttl }
 })

@@ -75,6 +75,20 @@ export interface DecodeOptions {
   readonly defaultLifetime: Option.Option<Duration.Duration>
 }
 
+/** RFC 8693 §3: the `issued_token_type` of an access token. */
+export const accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
+
+/**
+ * RFC 8693 §2.2.1: `token_type` `N_A` says the issued token is not an access token (an ID token, a SAML assertion).
+ * Only a token exchange answer can say so, and it names what it issued in `issued_token_type`; anywhere else `N_A`
+ * stays a malformed answer. `AccessToken.type` is how a token is presented to a resource server, and such a token is
+ * not presented as one: rather than widen that type for every user, the token is read as `Bearer` and
+ * `issuedTokenType` tells what it really is (see `TokenSource.tokenExchange`).
+ */
+const isNotApplicable = (body: Record<string, unknown>): boolean =>
+  typeof body.token_type === "string" && body.token_type.toUpperCase() === "N_A" &&
+  typeof body.issued_token_type === "string" && body.issued_token_type !== accessTokenType
+
 export const decodeTokenBody = (
   body: unknown,
   options: DecodeOptions
@@ -84,7 +98,7 @@ export const decodeTokenBody = (
       new TokenError({ reason: "MalformedResponse", operation: options.operation, detail: "body is not a JSON object" })
     )
   }
-  return Either.match(decodeTokenResponse(body), {
+  return Either.match(decodeTokenResponse(isNotApplicable(body) ? { ...body, token_type: "Bearer" } : body), {
     onLeft: (error) =>
       Either.left(
         new TokenError({

@@ -1,0 +1,409 @@
+/**
+ * Authorization server metadata: OpenID Connect Discovery 1.0, falling back to RFC 8414.
+ *
+ * The document is fetched on first use and kept for the life of the `Discovery`; a failed fetch is not kept, so the
+ * next use tries again. Sources and revocation take a `Discovery` wherever they take an endpoint URL.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import * as SynchronizedRef from "effect/SynchronizedRef"
+import * as internal from "./internal/endpoint.js"
+import { TokenError } from "./TokenError.js"
+
+const operation = "discovery"
+
+const Url = Schema.String.pipe(
+  Schema.filter((s) => URL.canParse(s), { message: () => "an absolute URL" })
+)
+const Strings = Schema.optional(Schema.Array(Schema.String))
+
+/**
+ * The metadata fields effect-token reads, with their wire names (RFC 8414 §2, OpenID Connect Discovery §3). Other
+ * fields of the document are ignored.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Metadata = Schema.Struct({
+  issuer: Schema.String,
+  authorization_endpoint: Schema.optional(Url),
+  token_endpoint: Schema.optional(Url),
+  jwks_uri: Schema.optional(Url),
+  userinfo_endpoint: Schema.optional(Url),
+  registration_endpoint: Schema.optional(Url),
+  revocation_endpoint: Schema.optional(Url),
+  introspection_endpoint: Schema.optional(Url),
+  end_session_endpoint: Schema.optional(Url),
+  pushed_authorization_request_endpoint: Schema.optional(Url),
+  device_authorization_endpoint: Schema.optional(Url),
+  scopes_supported: Strings,
+  response_types_supported: Strings,
+  grant_types_supported: Strings,
+  token_endpoint_auth_methods_supported: Strings,
+  token_endpoint_auth_signing_alg_values_supported: Strings,
+  revocation_endpoint_auth_methods_supported: Strings,
+  code_challenge_methods_supported: Strings,
+  dpop_signing_alg_values_supported: Strings
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Metadata = typeof Metadata.Type
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-token/core/Discovery")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * An authorization server known by its issuer identifier.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Discovery {
+  readonly [TypeId]: TypeId
+  /** The configured issuer identifier; the document must carry exactly this `issuer`. */
+  readonly issuer: string
+  /** The metadata, fetched on first use and kept; a failure is not kept. */
+  readonly metadata: Effect.Effect<Metadata, TokenError>
+  /** `token_endpoint`, or a `Misconfigured` error when the server publishes none. */
+  readonly tokenEndpoint: Effect.Effect<string, TokenError>
+  /** `revocation_endpoint`, or a `Misconfigured` error when the server publishes none. */
+  readonly revocationEndpoint: Effect.Effect<string, TokenError>
+}
+
+/**
+ * The application's authorization server.
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ * import { Effect } from "effect"
+ *
+ * const tokenUrl = Effect.flatMap(Discovery.Discovery, (discovery) => discovery.tokenEndpoint)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Discovery: Context.Tag<Discovery, Discovery> = Context.GenericTag<Discovery>(
+  "@effect-token/core/Discovery"
+)
+
+/**
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ *
+ * declare const tokenUrl: string | URL | Discovery.Discovery
+ * const url = Discovery.isDiscovery(tokenUrl) ? tokenUrl.issuer : tokenUrl.toString()
+ * ```
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isDiscovery = (u: unknown): u is Discovery => Predicate.hasProperty(u, TypeId)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * The issuer identifier, exactly as the server spells it (`https://auth.example.com` and
+   * `https://auth.example.com/` are different issuers to RFC 8414 §3.3).
+   */
+  readonly issuer: string
+  /** Time allowed for each document request. Default 10 seconds. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Where the metadata may be: OpenID Connect Discovery appends its well-known path to the issuer; RFC 8414 §3.1
+ * inserts its own between the host and the issuer's path.
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ *
+ * Discovery.documentUrls("https://auth.example.com/tenant1")
+ * // Option.some([
+ * //   "https://auth.example.com/tenant1/.well-known/openid-configuration",
+ * //   "https://auth.example.com/.well-known/oauth-authorization-server/tenant1"
+ * // ])
+ * ```
+ *
+ * @since 0.1.0
+ * @category urls
+ */
+export const documentUrls = (issuer: string): Option.Option<readonly [openid: string, oauth: string]> => {
+  if (!URL.canParse(issuer)) return Option.none()
+  const url = new URL(issuer)
+  // An issuer has no query or fragment (RFC 8414 §2): one that does would build nonsense URLs.
+  if (url.search !== "" || url.hash !== "") return Option.none()
+  const path = url.pathname.replace(/\/$/, "")
+  return Option.some([
+    `${url.origin}${path}/.well-known/openid-configuration`,
+    `${url.origin}/.well-known/oauth-authorization-server${path}`
+  ])
+}
+
+const decodeMetadata = Schema.decodeUnknownEither(Metadata)
+
+/** Names the invalid fields only, like the token response decoder. */
+const invalidFields = (error: ParseResult.ParseError): string => {
+  const paths = new Set(
+    ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.path.map(String).join(".") || "body")
+  )
+  return [...paths].join(", ")
+}
+
+/**
+ * Fetches the metadata once, without caching: tries OpenID Connect Discovery first and RFC 8414 when that answers
+ * 404, and checks that the document's `issuer` is exactly the configured one.
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Effect } from "effect"
+ *
+ * const metadata = Discovery.fetch({ issuer: "https://auth.example.com" }).pipe(
+ *   Effect.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category fetching
+ */
+export const fetch = (options: Options): Effect.Effect<Metadata, TokenError, HttpClient.HttpClient> =>
+  Effect.flatMap(HttpClient.HttpClient, (client) => fetchWith(client, options))
+
+const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Metadata, TokenError> =>
+  Effect.gen(function*() {
+    const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
+    const urls = documentUrls(options.issuer)
+    if (Option.isNone(urls)) {
+      return yield* new TokenError({
+        reason: "Misconfigured",
+        operation,
+        detail: `the issuer ${JSON.stringify(options.issuer)} is not an absolute URL without query or fragment`
+      })
+    }
+    const get = (url: string) =>
+      internal.execute(client, HttpClientRequest.get(url, { acceptJson: true }), {
+        operation,
+        timeout,
+        endpoint: "metadata endpoint"
+      })
+    let exchange = yield* get(urls.value[0])
+    if (exchange.response.status === 404) exchange = yield* get(urls.value[1])
+    const status = exchange.response.status
+    if (status === 404) {
+      return yield* new TokenError({
+        reason: "Misconfigured",
+        operation,
+        status,
+        detail: `no metadata at ${urls.value[0]} nor at ${urls.value[1]}; is the issuer right?`
+      })
+    }
+    if (status < 200 || status >= 300) return yield* internal.failure(exchange, operation)
+    const json = internal.parseJson(exchange.text)
+    if (Option.isNone(json) || !Predicate.isRecord(json.value)) {
+      return yield* new TokenError({
+        reason: "MalformedResponse",
+        operation,
+        status,
+        detail: `expected a JSON object, got ${exchange.response.headers["content-type"] ?? "no content type"}`
+      })
+    }
+    const metadata = decodeMetadata(json.value)
+    if (metadata._tag === "Left") {
+      return yield* new TokenError({
+        reason: "MalformedResponse",
+        operation,
+        status,
+        detail: `invalid metadata field(s): ${invalidFields(metadata.left)}`
+      })
+    }
+    if (metadata.right.issuer !== options.issuer) {
+      // RFC 8414 §3.3: a different issuer may be a mix-up attack, or a configuration typo (a trailing slash). Either
+      // way the configured value is what has to change, and it is not a server fault a retry could fix: this is
+      // `Misconfigured` rather than a new reason every caller would have to handle. Issuers are public; the detail
+      // may name both.
+      return yield* new TokenError({
+        reason: "Misconfigured",
+        operation,
+        detail: `issuer mismatch: configured ${JSON.stringify(options.issuer)}, the metadata says ${
+          JSON.stringify(metadata.right.issuer)
+        }`
+      })
+    }
+    return metadata.right
+  }).pipe(
+    Effect.withSpan("effect-token/Discovery.fetch", { kind: "client", attributes: { "oauth.issuer": options.issuer } })
+  )
+
+const missingEndpoint = (name: string) =>
+  new TokenError({ reason: "Misconfigured", operation, detail: `the authorization server publishes no ${name}` })
+
+/**
+ * A `Discovery` that fetches on first use and keeps the metadata, using the `HttpClient` in context.
+ *
+ * Built on `Effect.cached`, which also keeps a failure: the memo is therefore held in a ref and replaced by a fresh
+ * one when it fails, so every caller that shared a failed attempt sees that failure, and the next call tries again.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const discovery = yield* Discovery.make({ issuer: "https://auth.example.com" })
+ *   const source = yield* TokenSource.clientCredentials({
+ *     tokenUrl: discovery,
+ *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") })
+ *   })
+ *   return yield* source.fetch
+ * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Discovery, never, HttpClient.HttpClient> =>
+  Effect.flatMap(HttpClient.HttpClient, (client) => makeWith(client, options))
+
+/**
+ * Like {@link make}, with an explicit `HttpClient`.
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ * import { HttpClient } from "@effect/platform"
+ * import { Effect } from "effect"
+ *
+ * declare const client: HttpClient.HttpClient
+ * const discovery = Discovery.makeWith(client, { issuer: "https://auth.example.com" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWith = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Discovery> =>
+  Effect.gen(function*() {
+    const fetchOnce = fetchWith(client, options)
+    const memo = yield* SynchronizedRef.make(yield* Effect.cached(fetchOnce))
+    const metadata = Effect.flatMap(SynchronizedRef.get(memo), (current) =>
+      current.pipe(
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit)
+            ? Effect.void
+            // Compare-and-swap: of all callers that saw this memo fail, only the first replaces it.
+            : SynchronizedRef.updateEffect(
+              memo,
+              (latest) => latest === current ? Effect.cached(fetchOnce) : Effect.succeed(latest)
+            )
+        )
+      ))
+    return {
+      [TypeId]: TypeId,
+      issuer: options.issuer,
+      metadata,
+      tokenEndpoint: Effect.flatMap(
+        metadata,
+        (m) =>
+          m.token_endpoint === undefined
+            ? Effect.fail(missingEndpoint("token_endpoint"))
+            : Effect.succeed(m.token_endpoint)
+      ),
+      revocationEndpoint: Effect.flatMap(metadata, (m) =>
+        m.revocation_endpoint === undefined
+          ? Effect.fail(missingEndpoint("revocation_endpoint"))
+          : Effect.succeed(m.revocation_endpoint))
+    } satisfies Discovery
+  })
+
+/**
+ * Provides a {@link Discovery} for `issuer`.
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * const DiscoveryLive = Discovery.layer({ issuer: "https://auth.example.com" }).pipe(
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Discovery, never, HttpClient.HttpClient> =>
+  Layer.effect(Discovery, make(options))
+
+/**
+ * Discovery settings read from configuration: `ISSUER` and optional `DISCOVERY_TIMEOUT` (e.g. `5 seconds`).
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ * import { Config } from "effect"
+ *
+ * // reads AUTH_ISSUER, AUTH_DISCOVERY_TIMEOUT
+ * const settings = Config.nested(Discovery.config, "AUTH")
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  issuer: Config.nonEmptyString("ISSUER"),
+  timeout: Config.option(Config.duration("DISCOVERY_TIMEOUT"))
+}).pipe(Config.map((c): Options => ({ issuer: c.issuer, timeout: Option.getOrUndefined(c.timeout) })))
+
+/**
+ * Provides a {@link Discovery} from configuration (see {@link config}).
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * const DiscoveryLive = Discovery.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  settings: Config.Config<Options> = config
+): Layer.Layer<Discovery, ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.effect(Discovery, Effect.flatMap(settings, make))

@@ -1,0 +1,115 @@
+/**
+ * Where the current refresh token of a `refresh_token` source lives.
+ *
+ * With rotation (RFC 9700 §4.14.2) every refresh answers with a new refresh token and spends the old one, so the
+ * store is the single place that knows the one valid refresh token. The refresh source writes the new token here
+ * before it hands out the access token: a crash between the two can never lose it.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+
+/**
+ * A store for one refresh token.
+ *
+ * Implementations backed by I/O (a database, a session) must make `set` durable before it succeeds, and die rather
+ * than report success when they cannot: the refresh source hands out the new access token only after `set`, and the
+ * old refresh token is already spent at that point.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RefreshTokenStore {
+  /** The current refresh token, if there is one. */
+  readonly get: Effect.Effect<Option.Option<Redacted.Redacted<string>>>
+  /** Replaces the current refresh token (after a login, or with a rotated one). */
+  readonly set: (token: Redacted.Redacted<string>) => Effect.Effect<void>
+  /** Forgets the refresh token, e.g. on logout. */
+  readonly clear: Effect.Effect<void>
+}
+
+/**
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const afterLogin = (refreshToken: string) =>
+ *   Effect.flatMap(RefreshTokenStore.RefreshTokenStore, (store) => store.set(Redacted.make(refreshToken)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const RefreshTokenStore: Context.Tag<RefreshTokenStore, RefreshTokenStore> = Context.GenericTag<
+  RefreshTokenStore
+>("@effect-token/core/RefreshTokenStore")
+
+/**
+ * An in-memory store, optionally holding a first refresh token. Good for a process that obtains its refresh token
+ * at start-up (a CLI login, a secret from configuration) and keeps it while it runs.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* RefreshTokenStore.make(Redacted.make("first-refresh-token"))
+ *   return yield* store.get // Option.some(<redacted>)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (initial?: Redacted.Redacted<string> | undefined): Effect.Effect<RefreshTokenStore> =>
+  Effect.map(Ref.make(Option.fromNullable(initial)), (ref) => ({
+    get: Ref.get(ref),
+    set: (token) => Ref.set(ref, Option.some(token)),
+    clear: Ref.set(ref, Option.none())
+  }))
+
+/**
+ * Provides an in-memory {@link RefreshTokenStore}.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Redacted } from "effect"
+ *
+ * const StoreLive = RefreshTokenStore.layerMemory(Redacted.make("first-refresh-token"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (initial?: Redacted.Redacted<string> | undefined): Layer.Layer<RefreshTokenStore> =>
+  Layer.effect(RefreshTokenStore, make(initial))
+
+/**
+ * Provides an in-memory store seeded from configuration: `REFRESH_TOKEN` (read as a `Redacted` value) by default.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Config } from "effect"
+ *
+ * // reads GITHUB_REFRESH_TOKEN
+ * const StoreLive = RefreshTokenStore.layerMemoryConfig(Config.nested(Config.redacted("REFRESH_TOKEN"), "GITHUB"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemoryConfig = (
+  config: Config.Config<Redacted.Redacted<string>> = Config.redacted("REFRESH_TOKEN")
+): Layer.Layer<RefreshTokenStore, ConfigError.ConfigError> =>
+  Layer.effect(RefreshTokenStore, Effect.flatMap(config, make))
