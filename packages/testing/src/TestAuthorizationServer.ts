@@ -83,7 +83,49 @@ export interface Options {
   readonly includeExpiresIn?: boolean | undefined
   /** Whether a refresh grant returns a new refresh token and retires the old one. Default `true`. */
   readonly rotateRefreshTokens?: boolean | undefined
+  /**
+   * The RS256 key to sign with. Default: one generated for this server. Generating a key takes a few hundred
+   * milliseconds, so a property test that builds a server per run shares one from {@link generateSigningKey}.
+   */
+  readonly signingKey?: SigningKey | undefined
 }
+
+/**
+ * An RS256 key pair; the private half stays redacted.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SigningKey {
+  readonly kid: string
+  readonly privateKey: Redacted.Redacted<jose.CryptoKey>
+  readonly publicKey: jose.CryptoKey
+  readonly publicJwk: jose.JWK
+}
+
+/**
+ * Generates a signing key, to share between servers.
+ *
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const signingKey = yield* TestAuthorizationServer.generateSigningKey
+ *   const as = yield* TestAuthorizationServer.makeInProcess({ signingKey })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const generateSigningKey: Effect.Effect<SigningKey> = Effect.gen(function*() {
+  const { privateKey, publicKey } = yield* Effect.promise(() => generateKeyPair("RS256"))
+  const kid = `test-key-${randomBytes(6).toString("base64url")}`
+  const publicJwk: jose.JWK = { ...(yield* Effect.promise(() => exportJWK(publicKey))), kid, alg: "RS256", use: "sig" }
+  return { kid, privateKey: Redacted.make(privateKey), publicKey, publicJwk }
+})
 
 /**
  * The in-process variant also chooses its origin, since no socket gives it one.
@@ -385,8 +427,6 @@ const oauthFailure = (error: string, description: string, status = 400): OAuthFa
   status
 })
 
-const keyId = "test-key-1"
-
 const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizationServer> =>
   Effect.gen(function*() {
     const audience = options.audience ?? "urn:effect-token:test-api"
@@ -394,9 +434,8 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
     if (clients.length === 0) return yield* Effect.dieMessage("TestAuthorizationServer needs at least one client")
     const includeExpiresIn = options.includeExpiresIn ?? true
     const rotate = options.rotateRefreshTokens ?? true
-    const { privateKey, publicKey } = yield* Effect.promise(() => generateKeyPair("RS256", { extractable: true }))
-    const publicJwk: jose.JWK = { ...(yield* Effect.promise(() => exportJWK(publicKey))), kid: keyId, alg: "RS256" }
-    const jwks: jose.JSONWebKeySet = { keys: [{ ...publicJwk, use: "sig" }] }
+    const signingKey = options.signingKey ?? (yield* generateSigningKey)
+    const jwks: jose.JSONWebKeySet = { keys: [signingKey.publicJwk] }
     const faults = yield* FaultQueue.make
     const state = yield* Ref.make<State>({
       requests: {},
@@ -441,14 +480,14 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
         if (Option.isSome(scope)) payload.scope = scope.value
         const value = yield* Effect.promise(() =>
           new SignJWT(payload)
-            .setProtectedHeader({ alg: "RS256", kid: keyId, typ: "at+jwt" })
+            .setProtectedHeader({ alg: "RS256", kid: signingKey.kid, typ: "at+jwt" })
             .setIssuer(issuer)
             .setSubject(client.clientId)
             .setAudience(audience)
             .setJti(jti)
             .setIssuedAt(iat)
             .setExpirationTime(exp)
-            .sign(privateKey)
+            .sign(Redacted.value(signingKey.privateKey))
         )
         const refreshToken = withRefresh ? Option.some(yield* newRefreshToken(client.clientId, scope)) : Option.none()
         const record: IssuedToken = {
@@ -649,7 +688,7 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
         const nowMillis = yield* Clock.currentTimeMillis
         const result = yield* Effect.tryPromise({
           try: () =>
-            jwtVerify(rawValue(token), publicKey, {
+            jwtVerify(rawValue(token), signingKey.publicKey, {
               issuer,
               audience: verifyOptions?.audience ?? audience,
               algorithms: ["RS256"],
