@@ -1,0 +1,47 @@
+import type { ClientAuth } from "@effect-token/core"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Redacted } from "effect"
+import { main, stories } from "../src/DemoProgram.js"
+import { getToken, listInvoices, missingScope, noToken, wrongSecret } from "../src/stories/clientCredentials.js"
+
+describe("the demo", () => {
+  it.live("tells every story to the end, against a real authorization server and API", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const base = yield* Effect.console
+      const capture = (...args: ReadonlyArray<unknown>) =>
+        Effect.sync(() => void lines.push(args.map(String).join(" ")))
+      const { apiStats, authServer, results, tokenRequests } = yield* main.pipe(
+        Effect.withConsole({ ...base, log: capture, error: capture })
+      )
+
+      // Each step ran and saw what the story says.
+      const token = results.get(getToken)
+      expect(token.type).toBe("Bearer")
+      expect(results.get(listInvoices).status).toBe(200)
+      expect(results.get(listInvoices).body).toHaveLength(2)
+      expect(results.get(noToken).status).toBe(401)
+      expect(results.get(noToken).wwwAuthenticate).toMatch(/^Bearer /)
+      expect(results.get(missingScope).status).toBe(403)
+      expect(results.get(wrongSecret).reason).toBe("OAuthError")
+      expect(results.get(wrongSecret).error).toBe("invalid_client")
+      expect(results.get(wrongSecret).status).toBe(401)
+
+      // The servers saw it too: one token issued, one request accepted, one 401 and one 403.
+      expect(tokenRequests["client_credentials"]).toBe(1)
+      expect(apiStats.byStatus).toEqual({ 200: 1, 401: 1, 403: 1 })
+      expect(apiStats.acceptedTokens).toHaveLength(1)
+
+      // Every step printed one numbered line, and nothing printed a token or a secret.
+      const stepCount = stories.reduce((n, story) => n + story.steps.length, 0)
+      expect(lines.filter((line) => /^\d+\. /.test(line))).toHaveLength(stepCount)
+      const output = lines.join("\n")
+      expect(output).toContain("GET /invoices with the token -> 200")
+      expect(output).toContain("(value redacted: <redacted>)")
+      expect(output).toContain("TokenError OAuthError invalid_client (HTTP 401)")
+      expect(output).not.toContain(Redacted.value(token.value))
+      expect(output).not.toMatch(/eyJ[\w-]+\.[\w-]+\./) // no JWT at all
+      const secret = Redacted.value((authServer.clientAuth as ClientAuth.ClientSecretBasic).clientSecret)
+      expect(output).not.toContain(secret)
+    }))
+})
