@@ -25,6 +25,18 @@ import * as Option from "effect/Option"
  * - `OAuthError`: an RFC 6749 §5.2 error body (`invalid_client`, `invalid_grant`, ...).
  * - `Response`: any status, headers and body.
  *
+ * @example
+ * ```ts
+ * import { Fault, TestAuthorizationServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const as = yield* TestAuthorizationServer.makeInProcess()
+ *   yield* as.failNext(Fault.unavailable({ retryAfter: "1 second" }), 3)
+ *   yield* as.failNext(Fault.oauthError("invalid_client"))
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

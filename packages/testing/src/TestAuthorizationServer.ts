@@ -42,6 +42,19 @@ import * as TestHttpClient from "./TestHttpClient.js"
 /**
  * A client the server knows.
  *
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ * import { Redacted } from "effect"
+ *
+ * const billing: TestAuthorizationServer.Client = {
+ *   clientId: "billing",
+ *   clientSecret: Redacted.make("s3cr3t"),
+ *   authMethods: ["client_secret_post"],
+ *   scopes: ["invoices:read"]
+ * }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -61,12 +74,26 @@ export interface Client {
 /**
  * The client every server knows unless told otherwise: `test-client` / `test-secret`, any scope.
  *
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ *
+ * const clients = [{ ...TestAuthorizationServer.defaultClient, scopes: ["orders:read"] }]
+ * ```
+ *
  * @since 0.1.0
  * @category constants
  */
 export const defaultClient: Client = { clientId: "test-client", clientSecret: Redacted.make("test-secret") }
 
 /**
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ *
+ * const options: TestAuthorizationServer.Options = { tokenLifetime: "30 seconds", includeExpiresIn: false }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -178,6 +205,17 @@ export interface Claims {
 /**
  * Why a token does not verify. `description` is safe to send in a `WWW-Authenticate` header.
  *
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * declare const as: TestAuthorizationServer.TestAuthorizationServer
+ * const expired = as.verify("eyJ...").pipe(
+ *   Effect.catchTag("InvalidToken", (e) => Effect.succeed(e.reason === "Expired"))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -202,6 +240,18 @@ export class InvalidToken extends Data.TaggedError("InvalidToken")<{
 export type TokenLike = string | Redacted.Redacted<string> | AccessToken.AccessToken
 
 /**
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const as = yield* TestAuthorizationServer.makeInProcess()
+ *   yield* as.setTokenLifetime("10 seconds")
+ *   const requests = yield* as.requests // { client_credentials: 0 }
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -219,7 +269,10 @@ export interface TestAuthorizationServer extends TestHttpClient.Mountable {
   readonly app: HttpApp.Default
   /** An in-process `HttpClient` that answers requests to `issuer` from `app`, without a socket. */
   readonly client: HttpClient.HttpClient
-  /** `ClientAuth` for a configured client: the first one, with `client_secret_basic`, unless told otherwise. */
+  /**
+   * `ClientAuth` for a configured client: the first one, with `client_secret_basic`, unless told otherwise. A
+   * public client gets `none`. Throws for a client id the server was not given: that is a bug in the test.
+   */
   readonly clientAuth: (options?: {
     readonly clientId?: string | undefined
     readonly method?: "client_secret_basic" | "client_secret_post" | "none" | undefined
@@ -261,6 +314,17 @@ export interface TestAuthorizationServer extends TestHttpClient.Mountable {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const as = yield* TestAuthorizationServer.TestAuthorizationServer
+ *   return as.tokenUrl
+ * }).pipe(Effect.provide(TestAuthorizationServer.layerInProcess()))
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */

@@ -85,6 +85,19 @@ export interface OkBody {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const as = yield* TestAuthorizationServer.makeInProcess()
+ *   const api = yield* TestResourceServer.makeInProcess({ authorizationServer: as, requiredScope: "orders:read" })
+ *   yield* api.rejectIssuedBeforeNow
+ *   const { unauthorized } = yield* api.counts
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -114,6 +127,19 @@ export interface TestResourceServer extends TestHttpClient.Mountable {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
+ * import { Effect, Layer } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const api = yield* TestResourceServer.TestResourceServer
+ *   return api.url
+ * }).pipe(
+ *   Effect.provide(TestResourceServer.layerInProcess().pipe(Layer.provide(TestAuthorizationServer.layerInProcess())))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */

@@ -33,6 +33,21 @@ export type Lifetime = Duration.DurationInput | "unknown"
  * What one fetch does. `delay` waits on the Effect `Clock` (`TestClock` decides); `gate` waits for an effect,
  * e.g. `Deferred.await(release)`, so a test can hold a fetch in flight as long as it likes.
  *
+ * @example
+ * ```ts
+ * import { TestTokenSource } from "@effect-token/testing"
+ * import { Deferred, Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const release = yield* Deferred.make<void>()
+ *   const test = yield* TestTokenSource.make()
+ *   yield* test.script(
+ *     TestTokenSource.succeed({ gate: Deferred.await(release) }),
+ *     TestTokenSource.fail("Timeout", { delay: "10 seconds" })
+ *   )
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -141,6 +156,18 @@ export interface Options {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { TestTokenSource } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const test = yield* TestTokenSource.make()
+ *   yield* Effect.all([test.source.fetch, test.source.fetch], { concurrency: "unbounded" })
+ *   const most = yield* test.maxInFlight // 2: no single flight without a cache
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -168,6 +195,16 @@ export interface TestTokenSource {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { TestTokenSource } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * const fetches = Effect.flatMap(TestTokenSource.TestTokenSource, (test) => test.fetches).pipe(
+ *   Effect.provide(TestTokenSource.layer())
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
