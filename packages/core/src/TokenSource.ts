@@ -207,7 +207,8 @@ const grantForm = (
   grant: Readonly<Record<string, string | Redacted.Redacted<string> | undefined>>,
   shape: TokenShape
 ): TokenEndpoint.Params => {
-  const form: Record<string, string | Redacted.Redacted<string> | Array<string>> = {}
+  // No prototype: an extra parameter named `constructor` or `__proto__` is a parameter like any other.
+  const form: Record<string, string | Redacted.Redacted<string> | Array<string>> = Object.create(null)
   for (const [name, value] of Object.entries(grant)) if (value !== undefined) form[name] = value
   for (const [name, value] of shapeParams(shape)) {
     const current = form[name]
