@@ -442,6 +442,9 @@ describe("parseRetryAfter", () => {
     expect(seconds("Wednesday, 21-Oct-15 07:28:07 GMT")).toEqual(Option.some(7))
     expect(seconds("Wed Oct 21 07:28:07 2015")).toEqual(Option.some(7))
     expect(seconds("Wed Oct  21 07:28:07 2015")).toEqual(Option.none()) // one space too many
+    // asctime pads a one-digit day with a space.
+    expect(Option.map(parseRetryAfter("Thu Oct  1 07:28:07 2015", Date.UTC(2015, 9, 1, 7, 28, 0)), Duration.toSeconds))
+      .toEqual(Option.some(7))
     expect(Option.map(parseRetryAfter("Sat, 01 Nov 2025 00:00:05 GMT", Date.UTC(2025, 10, 1)), Duration.toSeconds))
       .toEqual(Option.some(5))
   })
