@@ -47,3 +47,13 @@ export * as RefreshTokenStore from "./RefreshTokenStore.js"
  * @since 0.1.0
  */
 export * as Revocation from "./Revocation.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as AuthHttpClient from "./AuthHttpClient.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as WwwAuthenticate from "./WwwAuthenticate.js"

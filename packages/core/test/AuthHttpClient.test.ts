@@ -1,0 +1,352 @@
+import { AccessToken, AuthHttpClient, TokenCache, TokenError, TokenSource } from "@effect-token/core"
+import { HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Array as Arr,
+  DateTime,
+  Duration,
+  Effect,
+  Fiber,
+  Layer,
+  Option,
+  Redacted,
+  Ref,
+  Stream,
+  TestClock
+} from "effect"
+
+interface Seen {
+  readonly method: string
+  readonly url: string
+  readonly authorization: string | undefined
+}
+
+type Answer = Response | "transport-error" | "hang"
+
+/**
+ * A scripted API: each request takes the next answer (then 200). It records what it saw, and can run a side
+ * effect per request (e.g. invalidate from the outside).
+ */
+const fakeApi = (answers: ReadonlyArray<Answer | ((request: HttpClientRequest.HttpClientRequest) => Answer)>) =>
+  Effect.gen(function*() {
+    const script = yield* Ref.make(answers)
+    const seen = yield* Ref.make<ReadonlyArray<Seen>>([])
+    const client = HttpClient.make((request) =>
+      Effect.gen(function*() {
+        yield* Ref.update(
+          seen,
+          Arr.append({ method: request.method, url: request.url, authorization: request.headers["authorization"] })
+        )
+        const next = yield* Ref.modify(script, (s) =>
+          s.length === 0 ? [undefined, s] as const : [s[0], s.slice(1)] as const)
+        const answer = typeof next === "function" ? next(request) : next ?? new Response("{\"ok\":true}")
+        if (answer === "hang") {
+          return yield* Effect.never
+        }
+        if (answer === "transport-error") {
+          return yield* new HttpClientError.RequestError({ request, reason: "Transport", description: "ECONNRESET" })
+        }
+        return HttpClientResponse.fromWeb(request, answer)
+      })
+    )
+    return { client, seen: Ref.get(seen) }
+  })
+
+const status = (code: number, headers: Record<string, string> = {}) => new Response(null, { status: code, headers })
+
+const countingCache = (options: { readonly fail?: TokenError.TokenError } = {}) =>
+  Effect.gen(function*() {
+    const fetches = yield* Ref.make(0)
+    const source = TokenSource.make({
+      key: "api",
+      fetch: Effect.gen(function*() {
+        const n = yield* Ref.updateAndGet(fetches, (k) => k + 1)
+        if (options.fail) return yield* options.fail
+        const now = yield* DateTime.now
+        return AccessToken.make({
+          value: Redacted.make(`token-${n}`),
+          issuedAt: now,
+          expiresAt: Option.some(DateTime.addDuration(now, Duration.minutes(10)))
+        })
+      })
+    })
+    const cache = yield* TokenCache.make(source)
+    return { cache, fetches: Ref.get(fetches) }
+  })
+
+const get = (client: HttpClient.HttpClient.With<any, never>, url = "https://api.test/invoices") => client.get(url)
+
+describe("AuthHttpClient", () => {
+  it.scoped("attaches the cached token as a Bearer header", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([])
+      const { cache, fetches } = yield* countingCache()
+      const client = AuthHttpClient.make(api.client, cache)
+      yield* get(client)
+      yield* get(client)
+      expect((yield* api.seen).map((s) => s.authorization)).toEqual(["Bearer token-1", "Bearer token-1"])
+      expect(yield* fetches).toBe(1)
+    }))
+
+  it.scoped("leaves a request with its own Authorization header alone", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(401)])
+      const { cache, fetches } = yield* countingCache()
+      const client = AuthHttpClient.make(api.client, cache)
+      const response = yield* client.execute(
+        HttpClientRequest.get("https://api.test/x").pipe(HttpClientRequest.basicAuth("me", "pw"))
+      )
+      expect(response.status).toBe(401)
+      expect(yield* fetches).toBe(0)
+      expect((yield* api.seen)[0]!.authorization).toMatch(/^Basic /)
+    }))
+
+  it.scoped("a 401 invalidates exactly the sent token and retries once with a fresh one", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(401, { "www-authenticate": "Bearer error=\"invalid_token\"" })])
+      const { cache, fetches } = yield* countingCache()
+      const client = AuthHttpClient.make(api.client, cache)
+      const response = yield* get(client)
+      expect(response.status).toBe(200)
+      expect((yield* api.seen).map((s) => s.authorization)).toEqual(["Bearer token-1", "Bearer token-2"])
+      expect(yield* fetches).toBe(2)
+    }))
+
+  it.scoped("a second 401 surfaces as Unauthorized with the parsed challenge", () =>
+    Effect.gen(function*() {
+      const challenge = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"The token was revoked\""
+      const api = yield* fakeApi([
+        status(401, { "www-authenticate": challenge }),
+        status(401, { "www-authenticate": challenge })
+      ])
+      const { cache } = yield* countingCache()
+      const error = yield* Effect.flip(get(AuthHttpClient.make(api.client, cache)))
+      expect(error._tag).toBe("Unauthorized")
+      if (error._tag !== "Unauthorized") return
+      expect(error.status).toBe(401)
+      expect(error.retried).toBe(true)
+      expect(error.error).toBe("invalid_token")
+      expect(error.errorDescription).toBe("The token was revoked")
+      expect(error.challenges[0]!.params.realm).toBe("api")
+      expect(error.request.headers["authorization"]).toBeUndefined()
+      expect(error.message).not.toContain("token-")
+      expect(yield* api.seen).toHaveLength(2)
+    }))
+
+  it.scoped("403 is returned as it is, never retried", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(403)])
+      const { cache, fetches } = yield* countingCache()
+      const response = yield* get(AuthHttpClient.make(api.client, cache))
+      expect(response.status).toBe(403)
+      expect(yield* api.seen).toHaveLength(1)
+      expect(yield* fetches).toBe(1)
+    }))
+
+  it.scoped("transient statuses are retried with jittered exponential backoff", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(503), status(502)])
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      yield* TestClock.adjust("79 millis")
+      expect(yield* api.seen).toHaveLength(1)
+      yield* TestClock.adjust("41 millis")
+      expect(yield* api.seen).toHaveLength(2)
+      yield* TestClock.adjust("240 millis")
+      expect((yield* Fiber.join(fiber)).status).toBe(200)
+      expect(yield* api.seen).toHaveLength(3)
+    }))
+
+  it.scoped("a 503 with Retry-After: 7 waits 7 s of TestClock, not the backoff", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(503, { "retry-after": "7" })])
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      yield* TestClock.adjust(Duration.millis(6_999))
+      expect(yield* api.seen).toHaveLength(1)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect((yield* Fiber.join(fiber)).status).toBe(200)
+      expect(yield* api.seen).toHaveLength(2)
+    }))
+
+  it.scoped("a 429 with an HTTP-date Retry-After waits until that date", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.UTC(2026, 0, 1, 12, 0, 0))
+      const api = yield* fakeApi([status(429, { "retry-after": "Thu, 01 Jan 2026 12:00:30 GMT" })])
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      yield* TestClock.adjust("29 seconds")
+      expect(yield* api.seen).toHaveLength(1)
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(fiber)).status).toBe(200)
+    }))
+
+  it.scoped("a Retry-After beyond the cap is not waited for: the response comes back", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(503, { "retry-after": "3600" })])
+      const { cache } = yield* countingCache()
+      const response = yield* get(AuthHttpClient.make(api.client, cache))
+      expect(response.status).toBe(503)
+      expect(yield* api.seen).toHaveLength(1)
+    }))
+
+  it.scoped("when retries are exhausted the last transient response is returned", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi(Arr.replicate(status(500), 10))
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(
+        get(AuthHttpClient.make(api.client, cache, { transientRetry: { maxRetries: 2 } }))
+      )
+      yield* TestClock.adjust("1 minute")
+      expect((yield* Fiber.join(fiber)).status).toBe(500)
+      expect(yield* api.seen).toHaveLength(3)
+    }))
+
+  it.scoped("transport errors are retried, and the token is read again on every attempt", () =>
+    Effect.gen(function*() {
+      const { cache } = yield* countingCache()
+      const api = yield* fakeApi([
+        "transport-error",
+        (request) => {
+          // Between attempts the token is replaced (e.g. another request saw a 401 for it).
+          Effect.runSync(
+            cache.invalidate(
+              AccessToken.make({ value: Redacted.make("token-1"), issuedAt: DateTime.unsafeMake(0) })
+            )
+          )
+          void request
+          return status(503)
+        }
+      ])
+      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      yield* TestClock.adjust("1 minute")
+      expect((yield* Fiber.join(fiber)).status).toBe(200)
+      expect((yield* api.seen).map((s) => s.authorization)).toEqual([
+        "Bearer token-1",
+        "Bearer token-1",
+        "Bearer token-2"
+      ])
+    }))
+
+  it.scoped("a per-attempt timeout is a transient fault", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi(["hang"])
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache, { timeout: "5 seconds" })))
+      yield* TestClock.adjust("5 seconds")
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(fiber)).status).toBe(200)
+      expect(yield* api.seen).toHaveLength(2)
+    }))
+
+  it.scoped("POST is not retried on transient faults unless enabled, but is replayed after a 401", () =>
+    Effect.gen(function*() {
+      const { cache } = yield* countingCache()
+      const post = HttpClientRequest.post("https://api.test/orders").pipe(HttpClientRequest.bodyText("{}"))
+
+      const once = yield* fakeApi([status(503)])
+      expect((yield* AuthHttpClient.make(once.client, cache).execute(post)).status).toBe(503)
+      expect(yield* once.seen).toHaveLength(1)
+
+      const enabled = yield* fakeApi([status(503)])
+      const fiber = yield* Effect.fork(
+        AuthHttpClient.make(enabled.client, cache, { retryNonIdempotent: true }).execute(post)
+      )
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(fiber)).status).toBe(200)
+      expect(yield* enabled.seen).toHaveLength(2)
+
+      const unauthorized = yield* fakeApi([status(401)])
+      expect((yield* AuthHttpClient.make(unauthorized.client, cache).execute(post)).status).toBe(200)
+      expect(yield* unauthorized.seen).toHaveLength(2)
+    }))
+
+  it.scoped("a stream body is never replayed: the 401 surfaces, a 503 comes back", () =>
+    Effect.gen(function*() {
+      const { cache, fetches } = yield* countingCache()
+      const streamed = HttpClientRequest.put("https://api.test/upload").pipe(
+        HttpClientRequest.bodyStream(Stream.make(new Uint8Array([1, 2, 3])))
+      )
+      const api = yield* fakeApi([status(401), status(503)])
+      const client = AuthHttpClient.make(api.client, cache)
+      const error = yield* Effect.flip(client.execute(streamed))
+      expect(error._tag).toBe("Unauthorized")
+      expect(error._tag === "Unauthorized" && error.retried).toBe(false)
+      // The rejected token is still invalidated, so the next request gets a fresh one.
+      expect(yield* fetches).toBe(1)
+      expect((yield* client.execute(streamed)).status).toBe(503)
+      expect(yield* fetches).toBe(2)
+      expect(yield* api.seen).toHaveLength(2)
+    }))
+
+  it.scoped("fails closed: without a token nothing is sent", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([])
+      const { cache } = yield* countingCache({
+        fail: new TokenError.TokenError({
+          reason: "OAuthError",
+          operation: "client_credentials grant",
+          error: "invalid_client"
+        })
+      })
+      const error = yield* Effect.flip(get(AuthHttpClient.make(api.client, cache)))
+      expect(error._tag).toBe("TokenError")
+      expect(yield* api.seen).toHaveLength(0)
+    }))
+
+  describe("redirects", () => {
+    const redirect = (location: string, code = 302) => status(code, { location })
+
+    it.scoped("the token follows same-origin redirects only", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([
+          redirect("/moved"),
+          redirect("https://elsewhere.test/steal", 307)
+        ])
+        const { cache } = yield* countingCache()
+        const client = AuthHttpClient.make(api.client, cache, { followRedirects: 5 })
+        const response = yield* get(client, "https://api.test/start")
+        expect(response.status).toBe(200)
+        expect(yield* api.seen).toEqual([
+          { method: "GET", url: "https://api.test/start", authorization: "Bearer token-1" },
+          { method: "GET", url: "https://api.test/moved", authorization: "Bearer token-1" },
+          { method: "GET", url: "https://elsewhere.test/steal", authorization: undefined }
+        ])
+      }))
+
+    it.scoped("platform's followRedirects keeps the header, which is why the option exists", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([redirect("https://elsewhere.test/steal")])
+        const { cache } = yield* countingCache()
+        const leaky = AuthHttpClient.make(HttpClient.followRedirects(api.client), cache)
+        yield* get(leaky, "https://api.test/start")
+        expect((yield* api.seen)[1]!.authorization).toBe("Bearer token-1")
+      }))
+
+    it.scoped("without followRedirects a 3xx is returned as it is", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([redirect("/moved")])
+        const { cache } = yield* countingCache()
+        expect((yield* get(AuthHttpClient.make(api.client, cache))).status).toBe(302)
+      }))
+  })
+
+  it.scoped("layer provides the app's HttpClient; auth failures keep their cause", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(401), status(401)])
+      const { cache } = yield* countingCache()
+      const error = yield* HttpClient.HttpClient.pipe(
+        Effect.flatMap((client) => client.get("https://api.test/x")),
+        Effect.flip,
+        Effect.provide(
+          AuthHttpClient.layer().pipe(
+            Layer.provide(Layer.succeed(HttpClient.HttpClient, api.client)),
+            Layer.provide(Layer.succeed(TokenCache.TokenCache, cache))
+          )
+        )
+      )
+      expect(error._tag).toBe("ResponseError")
+      const failure = AuthHttpClient.authFailure(error)
+      expect(Option.map(failure, (f) => f._tag)).toEqual(Option.some("Unauthorized"))
+    }))
+})
