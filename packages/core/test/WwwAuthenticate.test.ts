@@ -4,7 +4,10 @@ import { FastCheck as fc } from "effect"
 
 const token = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_-]{0,11}$/)
 // Printable ASCII: what a quoted-string may hold without obs-text.
-const value = fc.string({ maxLength: 30, unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) })
+const value = fc.string({
+  maxLength: 30,
+  unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c))
+})
 const challenge = fc.record({
   scheme: token,
   params: fc.dictionary(token.map((s) => s.toLowerCase()), value, { maxKeys: 4 })
