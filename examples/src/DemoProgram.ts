@@ -7,9 +7,11 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Effect } from "effect"
+import type { Scope } from "effect"
 import * as AuthServer from "./AuthServer.js"
 import * as ProtectedApi from "./ProtectedApi.js"
 import { clientCredentials } from "./stories/clientCredentials.js"
+import { recovery } from "./stories/recovery.js"
 import * as Story from "./Story.js"
 
 /** What every story can use: the two running servers. */
@@ -19,7 +21,10 @@ export interface DemoEnv {
 }
 
 /** The stories, told in this order. */
-export const stories: ReadonlyArray<Story.Story<DemoEnv, HttpClient.HttpClient>> = [clientCredentials]
+export const stories: ReadonlyArray<Story.Story<DemoEnv, HttpClient.HttpClient | Scope.Scope>> = [
+  clientCredentials,
+  recovery
+]
 
 /** Starts both servers, tells the stories, and stops the servers. Needs an `HttpClient` for the client side. */
 export const program = Effect.scoped(

@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import { main, stories } from "../src/DemoProgram.js"
 import { getToken, listInvoices, missingScope, noToken, wrongSecret } from "../src/stories/clientCredentials.js"
+import { recoverOne, recoverStorm, sharedToken } from "../src/stories/recovery.js"
 
 describe("the demo", () => {
   it.live("tells every story to the end, against a real authorization server and API", () =>
@@ -27,10 +28,18 @@ describe("the demo", () => {
       expect(results.get(wrongSecret).error).toBe("invalid_client")
       expect(results.get(wrongSecret).status).toBe(401)
 
-      // The servers saw it too: one token issued, one request accepted, one 401 and one 403.
-      expect(tokenRequests["client_credentials"]).toBe(1)
-      expect(apiStats.byStatus).toEqual({ 200: 1, 401: 1, 403: 1 })
-      expect(apiStats.acceptedTokens).toHaveLength(1)
+      // Through TokenCache + AuthHttpClient: 50 cold calls share one token; a revoked token costs one 401 and one
+      // new token for a single call, and one new token (and one 401 per call in flight) for 200 concurrent calls.
+      expect(results.get(sharedToken)).toEqual(Array(50).fill(200))
+      expect(results.get(recoverOne)).toEqual({ unauthorized: 1, issued: 1 })
+      expect(results.get(recoverStorm).issued).toBe(1)
+      expect(results.get(recoverStorm).unauthorized).toBeGreaterThanOrEqual(1)
+      expect(results.get(recoverStorm).unauthorized).toBeLessThanOrEqual(200)
+
+      // The servers saw it too: one token for the first story, three for the second (cold start, two revocations).
+      expect(tokenRequests["client_credentials"]).toBe(4)
+      expect(apiStats.byStatus[403]).toBe(1)
+      expect(apiStats.byStatus[200]).toBe(1 + 50 + 1 + 200)
 
       // Every step printed one numbered line, and nothing printed a token or a secret.
       const stepCount = stories.reduce((n, story) => n + story.steps.length, 0)
