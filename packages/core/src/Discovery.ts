@@ -171,7 +171,7 @@ export const documentUrls = (issuer: string): Option.Option<readonly [openid: st
   ])
 }
 
-const decodeMetadata = Schema.decodeUnknownEither(Metadata)
+const decodeMetadata = Schema.decodeUnknownEither(Metadata, { errors: "all" })
 
 /** Names the invalid fields only, like the token response decoder. */
 const invalidFields = (error: ParseResult.ParseError): string => {

@@ -1,0 +1,197 @@
+import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
+import { OidcProvider } from "@effect-token/testing"
+import { HttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Option, Redacted } from "effect"
+import { fake, json, recording } from "./support/http.js"
+
+const live = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, NodeHttpClient.layerUndici)
+
+const clients = [{
+  client_id: "svc",
+  client_secret: "svc-secret",
+  grant_types: ["client_credentials"],
+  response_types: [],
+  redirect_uris: [],
+  scope: "api:read"
+}]
+
+const document = (issuer: string, extra: Record<string, unknown> = {}) => ({
+  issuer,
+  token_endpoint: `${issuer}/token`,
+  jwks_uri: `${issuer}/jwks`,
+  ...extra
+})
+
+describe("Discovery against a real oidc-provider", () => {
+  it.scopedLive("reads the metadata, once for many concurrent and later calls", () =>
+    live(Effect.gen(function*() {
+      const as = yield* OidcProvider.make({ clients })
+      const { client, requests } = yield* recording(yield* HttpClient.HttpClient)
+      const discovery = yield* Discovery.makeWith(client, { issuer: as.issuer })
+      const all = yield* Effect.all(Array.from({ length: 10 }, () => discovery.metadata), { concurrency: "unbounded" })
+      yield* discovery.metadata
+      const metadata = all[0]!
+      expect(metadata.issuer).toBe(as.issuer)
+      expect(metadata.token_endpoint).toBe(as.tokenUrl)
+      expect(metadata.jwks_uri).toBe(as.jwksUrl)
+      expect(metadata.revocation_endpoint).toBe(`${as.issuer}/token/revocation`)
+      expect(metadata.token_endpoint_auth_methods_supported).toContain("private_key_jwt")
+      expect(yield* discovery.tokenEndpoint).toBe(as.tokenUrl)
+      expect((yield* requests).map((r) => r.url)).toEqual([`${as.issuer}/.well-known/openid-configuration`])
+    })))
+
+  it.scopedLive("a source takes its token endpoint from discovery; the key names the issuer", () =>
+    live(Effect.gen(function*() {
+      const as = yield* OidcProvider.make({ clients })
+      const discovery = yield* Discovery.make({ issuer: as.issuer })
+      const source = yield* TokenSource.clientCredentials({
+        tokenUrl: discovery,
+        clientAuth: ClientAuth.clientSecretBasic({ clientId: "svc", clientSecret: Redacted.make("svc-secret") }),
+        scope: "api:read"
+      })
+      const token = yield* source.fetch
+      expect(Option.getOrThrow(token.scope)).toBe("api:read")
+      expect(source.key).toContain(`discovery:${as.issuer}`)
+      expect(as.tokenRequests()["client_credentials"]).toBe(1)
+    })))
+
+  it.scopedLive("an issuer that differs from the document's (a trailing slash) is Misconfigured", () =>
+    live(Effect.gen(function*() {
+      const as = yield* OidcProvider.make({ clients })
+      const discovery = yield* Discovery.make({ issuer: `${as.issuer}/` })
+      const error = yield* Effect.flip(discovery.metadata)
+      expect(error.reason).toBe("Misconfigured")
+      expect(error.operation).toBe("discovery")
+      expect(error.message).toContain("issuer mismatch")
+      expect(error.message).toContain(JSON.stringify(as.issuer))
+      // A source built on it fails with the same typed error.
+      const source = yield* TokenSource.clientCredentials({
+        tokenUrl: discovery,
+        clientAuth: ClientAuth.none({ clientId: "svc" })
+      })
+      expect((yield* Effect.flip(source.fetch)).reason).toBe("Misconfigured")
+      expect(as.tokenRequests()).toEqual({})
+    })))
+})
+
+describe("Discovery with an in-process server", () => {
+  it.effect("falls back to RFC 8414 on 404, inserting the well-known path before the issuer's path", () =>
+    Effect.gen(function*() {
+      const issuer = "https://as.example/tenant1"
+      const { client, requests } = yield* fake((request) =>
+        request.url === "https://as.example/.well-known/oauth-authorization-server/tenant1"
+          ? json(document(issuer))
+          : json({ error: "not_found" }, 404)
+      )
+      const discovery = yield* Discovery.makeWith(client, { issuer })
+      expect(yield* discovery.tokenEndpoint).toBe(`${issuer}/token`)
+      expect((yield* requests).map((r) => r.url)).toEqual([
+        "https://as.example/tenant1/.well-known/openid-configuration",
+        "https://as.example/.well-known/oauth-authorization-server/tenant1"
+      ])
+    }))
+
+  it.effect("a failure is not cached: the next call fetches again, and a success then is kept", () =>
+    Effect.gen(function*() {
+      const issuer = "https://as.example"
+      let calls = 0
+      const { client, requests } = yield* fake(() => {
+        calls++
+        return calls === 1 ? json({}, 503, { "retry-after": "7" }) : json(document(issuer))
+      })
+      const discovery = yield* Discovery.makeWith(client, { issuer })
+      const error = yield* Effect.flip(discovery.metadata)
+      expect(error.reason).toBe("Unavailable")
+      expect(error.status).toBe(503)
+      expect(error.retryAfter).toBeDefined()
+      expect((yield* discovery.metadata).issuer).toBe(issuer)
+      yield* discovery.metadata
+      yield* discovery.revocationEndpoint.pipe(Effect.flip)
+      expect((yield* requests).length).toBe(2)
+    }))
+
+  it.effect("callers that share a failed attempt all see it; only one new attempt follows", () =>
+    Effect.gen(function*() {
+      const issuer = "https://as.example"
+      let calls = 0
+      const { client, requests } = yield* fake(() =>
+        Effect.as(Effect.yieldNow(), ++calls === 1 ? new Response("down", { status: 502 }) : json(document(issuer)))
+      )
+      const discovery = yield* Discovery.makeWith(client, { issuer })
+      const first = yield* Effect.all(Array.from({ length: 5 }, () => Effect.either(discovery.metadata)), {
+        concurrency: "unbounded"
+      })
+      expect(first.every((r) => r._tag === "Left")).toBe(true)
+      yield* Effect.all(Array.from({ length: 5 }, () => discovery.metadata), { concurrency: "unbounded" })
+      expect((yield* requests).length).toBe(2)
+    }))
+
+  it.effect("typed errors: no document at all, an invalid document, a bad issuer, a missing endpoint", () =>
+    Effect.gen(function*() {
+      const issuer = "https://as.example"
+      const notFound = yield* fake(() => new Response("", { status: 404 }))
+      const missing = yield* Effect.flip(
+        Effect.flatMap(Discovery.makeWith(notFound.client, { issuer }), (d) => d.metadata)
+      )
+      expect(missing.reason).toBe("Misconfigured")
+      expect(missing.message).toContain("no metadata")
+
+      const invalid = yield* fake(() => json({ issuer, token_endpoint: "not a url", scopes_supported: "openid" }))
+      const malformed = yield* Effect.flip(
+        Effect.flatMap(Discovery.makeWith(invalid.client, { issuer }), (d) => d.metadata)
+      )
+      expect(malformed.reason).toBe("MalformedResponse")
+      expect(malformed.message).toContain("token_endpoint")
+      expect(malformed.message).toContain("scopes_supported")
+      expect(malformed.message).not.toContain("not a url")
+
+      const html = yield* fake(() => new Response("<html>", { status: 200, headers: { "content-type": "text/html" } }))
+      const notJson = yield* Effect.flip(
+        Effect.flatMap(Discovery.makeWith(html.client, { issuer }), (d) => d.metadata)
+      )
+      expect(notJson.reason).toBe("MalformedResponse")
+
+      const never = yield* fake(() => json(document(issuer)))
+      const badIssuer = yield* Effect.flip(
+        Effect.flatMap(Discovery.makeWith(never.client, { issuer: "not a url" }), (d) => d.metadata)
+      )
+      expect(badIssuer.reason).toBe("Misconfigured")
+      expect((yield* never.requests).length).toBe(0)
+
+      const noRevocation = yield* Effect.flip(
+        Effect.flatMap(Discovery.makeWith(never.client, { issuer }), (d) => d.revocationEndpoint)
+      )
+      expect(noRevocation.reason).toBe("Misconfigured")
+      expect(noRevocation.message).toContain("revocation_endpoint")
+    }))
+
+  it("documentUrls follows OIDC Discovery and RFC 8414 §3.1", () => {
+    expect(Discovery.documentUrls("https://as.example")).toEqual(
+      Option.some([
+        "https://as.example/.well-known/openid-configuration",
+        "https://as.example/.well-known/oauth-authorization-server"
+      ])
+    )
+    expect(Discovery.documentUrls("https://as.example/realms/main/")).toEqual(
+      Option.some([
+        "https://as.example/realms/main/.well-known/openid-configuration",
+        "https://as.example/.well-known/oauth-authorization-server/realms/main"
+      ])
+    )
+    expect(Discovery.documentUrls("https://as.example/?tenant=1")).toEqual(Option.none())
+  })
+
+  it.effect("the Discovery layer provides the service", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fake(() => json({}))
+      const discovery = yield* Discovery.Discovery.pipe(
+        Effect.provide(Discovery.layer({ issuer: "https://as.example" })),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      expect(discovery.issuer).toBe("https://as.example")
+      expect(Discovery.isDiscovery(discovery)).toBe(true)
+      expect(Discovery.isDiscovery("https://as.example")).toBe(false)
+    }))
+})
