@@ -1,0 +1,124 @@
+import { ClientAuth, Discovery, RefreshTokenStore, Revocation, TokenSource } from "@effect-token/core"
+import { HttpClient } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Layer, Option, Redacted } from "effect"
+import { fake, tokenResponse } from "./support/http.js"
+
+const withEnv = (env: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+describe("ClientAuth.config", () => {
+  it.effect("reads each method; secrets stay redacted", () =>
+    Effect.gen(function*() {
+      const basic = yield* ClientAuth.config.pipe(withEnv({ CLIENT_ID: "a", CLIENT_SECRET: "s" }))
+      expect(basic._tag).toBe("ClientSecretBasic")
+      expect(String(basic)).not.toContain("\"s\"")
+      const post = yield* ClientAuth.config.pipe(
+        withEnv({ CLIENT_ID: "a", CLIENT_SECRET: "s", CLIENT_AUTH_METHOD: "client_secret_post" })
+      )
+      expect(post._tag).toBe("ClientSecretPost")
+      const none = yield* ClientAuth.config.pipe(withEnv({ CLIENT_ID: "cli", CLIENT_AUTH_METHOD: "none" }))
+      expect(none).toEqual({ _tag: "None", clientId: "cli" })
+      const jwt = yield* ClientAuth.config.pipe(withEnv({
+        CLIENT_ID: "a",
+        CLIENT_AUTH_METHOD: "private_key_jwt",
+        CLIENT_PRIVATE_KEY: "-----BEGIN PRIVATE KEY-----\\nMIIB\\n-----END PRIVATE KEY-----",
+        CLIENT_KEY_ALGORITHM: "ES256",
+        CLIENT_KEY_ID: "k1"
+      }))
+      if (jwt._tag !== "PrivateKeyJwt") throw new Error("expected private_key_jwt")
+      expect(jwt.algorithm).toBe("ES256")
+      expect(jwt.keyId).toBe("k1")
+      // One-line PEMs from the environment get their newlines back.
+      expect(Redacted.value(jwt.privateKey)).toBe("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----")
+    }))
+
+  it.effect("a setting the method needs is a ConfigError", () =>
+    Effect.gen(function*() {
+      const noSecret = yield* Effect.flip(ClientAuth.config.pipe(withEnv({ CLIENT_ID: "a" })))
+      expect(String(noSecret)).toContain("CLIENT_SECRET")
+      const noKey = yield* Effect.flip(
+        ClientAuth.config.pipe(withEnv({ CLIENT_ID: "a", CLIENT_AUTH_METHOD: "private_key_jwt" }))
+      )
+      expect(String(noKey)).toContain("CLIENT_PRIVATE_KEY")
+      const unknown = yield* Effect.flip(
+        ClientAuth.config.pipe(withEnv({ CLIENT_ID: "a", CLIENT_AUTH_METHOD: "mtls" }))
+      )
+      expect(String(unknown)).toContain("CLIENT_AUTH_METHOD")
+    }))
+})
+
+describe("source configuration", () => {
+  const base = { TOKEN_URL: "https://as.example/token", CLIENT_ID: "app", CLIENT_AUTH_METHOD: "none" }
+
+  it.effect("refreshTokenConfig + RefreshTokenStore.layerMemoryConfig: a working source from the environment", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() => tokenResponse({ refresh_token: "rotated" }))
+      const env = {
+        TOKEN_URL: "https://as.example/token",
+        CLIENT_ID: "cli",
+        CLIENT_AUTH_METHOD: "none",
+        SCOPE: "repo",
+        SUBJECT: "alice",
+        REFRESH_TOKEN: "first"
+      }
+      const program = Effect.gen(function*() {
+        const source = yield* TokenSource.TokenSource
+        yield* source.fetch
+        const store = yield* RefreshTokenStore.RefreshTokenStore
+        expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rotated"))
+        expect(source.key).toContain("alice")
+      })
+      const storeLayer = RefreshTokenStore.layerMemoryConfig()
+      yield* program.pipe(
+        Effect.provide(Layer.provideMerge(TokenSource.layerRefreshTokenConfig(), storeLayer)),
+        Effect.provideService(HttpClient.HttpClient, client),
+        withEnv(env)
+      )
+      const [request] = yield* requests
+      expect(request!.form.get("refresh_token")).toBe("first")
+      expect(request!.form.get("scope")).toBe("repo")
+    }))
+
+  it.effect("passwordConfig reads the password as Redacted", () =>
+    Effect.gen(function*() {
+      const options = yield* TokenSource.passwordConfig.pipe(withEnv({ ...base, USERNAME: "u", PASSWORD: "p@ss" }))
+      expect(options.username).toBe("u")
+      expect(Redacted.isRedacted(options.password)).toBe(true)
+      expect(Redacted.value(options.password)).toBe("p@ss")
+      const missing = yield* Effect.flip(TokenSource.passwordConfig.pipe(withEnv({ ...base, USERNAME: "u" })))
+      expect(String(missing)).toContain("PASSWORD")
+    }))
+
+  it.effect("layerTokenExchangeConfig: settings from configuration, subject from code", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() =>
+        tokenResponse({ issued_token_type: TokenSource.TokenTypes.accessToken })
+      )
+      yield* Effect.flatMap(TokenSource.TokenSource, (source) => source.fetch).pipe(
+        Effect.provide(
+          TokenSource.layerTokenExchangeConfig({ subjectToken: Redacted.make("user-token"), subjectKey: "u" })
+        ),
+        Effect.provideService(HttpClient.HttpClient, client),
+        withEnv({ ...base, AUDIENCE: "orders", REQUESTED_TOKEN_TYPE: TokenSource.TokenTypes.jwt })
+      )
+      const [request] = yield* requests
+      expect(request!.form.get("subject_token")).toBe("user-token")
+      expect(request!.form.get("audience")).toBe("orders")
+      expect(request!.form.get("requested_token_type")).toBe(TokenSource.TokenTypes.jwt)
+    }))
+
+  it.effect("Discovery.config and Revocation.config", () =>
+    Effect.gen(function*() {
+      const discovery = yield* Discovery.config.pipe(
+        withEnv({ ISSUER: "https://as.example", DISCOVERY_TIMEOUT: "2 seconds" })
+      )
+      expect(discovery.issuer).toBe("https://as.example")
+      expect(discovery.timeout).toBeDefined()
+      const revocation = yield* Revocation.config.pipe(
+        withEnv({ REVOCATION_URL: "https://as.example/revoke", CLIENT_ID: "web", CLIENT_SECRET: "s" })
+      )
+      expect(revocation.revocationUrl.toString()).toBe("https://as.example/revoke")
+      expect(revocation.clientAuth._tag).toBe("ClientSecretBasic")
+    }))
+})
