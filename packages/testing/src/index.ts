@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Advance from "./Advance.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Expiry from "./Expiry.js"
 
 /**
