@@ -348,7 +348,7 @@ export interface RefreshTokenOptions extends EndpointOptions, TokenShape {
    * Whose refresh token the store holds (a user or device id, never the token itself). It is part of the key, so
    * caches or shared stores keyed on it never hand one user's access token to another.
    */
-  readonly subject?: string | undefined
+  readonly subjectKey?: string | undefined
 }
 
 const refreshOperation = "refresh_token grant"
@@ -391,7 +391,7 @@ const refreshRejected = (error: TokenError): TokenError =>
  *   const source = yield* TokenSource.refreshToken({
  *     tokenUrl: "https://auth.example.com/oauth/token",
  *     clientAuth: ClientAuth.none({ clientId: "cli" }),
- *     subject: "alice"
+ *     subjectKey: "alice"
  *   })
  *   return yield* source.fetch
  * }).pipe(
@@ -430,7 +430,7 @@ export const refreshToken = (
         )
       )
     })
-    const subject = options.subject === undefined ? [] : [options.subject]
+    const subject = options.subjectKey === undefined ? [] : [options.subjectKey]
     return make({ key: keyOf("refresh_token", options, options, ...subject), fetch: semaphore.withPermits(1)(fetch) })
   })
 
@@ -468,7 +468,7 @@ export const layerRefreshToken = (
 
 /**
  * Refresh-token settings read from configuration: `TOKEN_URL`, the client (see `ClientAuth.config`; public clients
- * use `CLIENT_AUTH_METHOD=none`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `TIMEOUT`, `SUBJECT`. The refresh
+ * use `CLIENT_AUTH_METHOD=none`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `TIMEOUT`, `SUBJECT_KEY`. The refresh
  * token itself belongs to the `RefreshTokenStore` (see `RefreshTokenStore.layerMemoryConfig`).
  *
  * @example
@@ -485,8 +485,8 @@ export const layerRefreshToken = (
  */
 export const refreshTokenConfig: Config.Config<RefreshTokenOptions> = Config.all({
   grant: grantConfig,
-  subject: Config.option(Config.nonEmptyString("SUBJECT"))
-}).pipe(Config.map((c): RefreshTokenOptions => ({ ...c.grant, subject: Option.getOrUndefined(c.subject) })))
+  subjectKey: Config.option(Config.nonEmptyString("SUBJECT_KEY"))
+}).pipe(Config.map((c): RefreshTokenOptions => ({ ...c.grant, subjectKey: Option.getOrUndefined(c.subjectKey) })))
 
 /**
  * Provides a refresh-token `TokenSource` from configuration (see {@link refreshTokenConfig}).
@@ -577,7 +577,7 @@ export const layerPassword = (
 ): Layer.Layer<TokenSource, never, HttpClient.HttpClient> => Layer.effect(TokenSource, password(options))
 
 /**
- * Password-grant settings read from configuration: those of {@link refreshTokenConfig} (without `SUBJECT`) plus
+ * Password-grant settings read from configuration: those of {@link refreshTokenConfig} (without `SUBJECT_KEY`) plus
  * `USERNAME` and `PASSWORD` (redacted). Legacy: see {@link password}.
  *
  * @example
@@ -782,7 +782,7 @@ export const layerTokenExchange = (
 ): Layer.Layer<TokenSource, never, HttpClient.HttpClient> => Layer.effect(TokenSource, tokenExchange(options))
 
 /**
- * Token exchange settings read from configuration: those of {@link refreshTokenConfig} (without `SUBJECT`) plus
+ * Token exchange settings read from configuration: those of {@link refreshTokenConfig} (without `SUBJECT_KEY`) plus
  * optional `SUBJECT_TOKEN_TYPE`, `ACTOR_TOKEN_TYPE` and `REQUESTED_TOKEN_TYPE`. The tokens themselves are given in
  * code (see {@link layerTokenExchangeConfig}).
  *

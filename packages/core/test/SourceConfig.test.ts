@@ -59,7 +59,7 @@ describe("source configuration", () => {
         CLIENT_ID: "cli",
         CLIENT_AUTH_METHOD: "none",
         SCOPE: "repo",
-        SUBJECT: "alice",
+        SUBJECT_KEY: "alice",
         REFRESH_TOKEN: "first"
       }
       const program = Effect.gen(function*() {
