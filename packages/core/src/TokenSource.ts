@@ -167,9 +167,12 @@ export const shapeParams = (shape: TokenShape): Array<[string, string]> => {
 export const keyOf = (grant: string, endpoint: EndpointOptions, shape: TokenShape, ...more: Array<string>): string =>
   JSON.stringify([grant, endpointKey(endpoint.tokenUrl), endpoint.clientAuth.clientId, shapeParams(shape), ...more])
 
-/** A discovered endpoint is known by its issuer: the URL is not known before the first fetch. */
-const endpointKey = (tokenUrl: EndpointOptions["tokenUrl"]): string =>
-  Discovery.isDiscovery(tokenUrl) ? `discovery:${tokenUrl.issuer}` : tokenUrl.toString()
+/**
+ * A discovered endpoint is known by its issuer: the URL is not known before the first fetch. A pair, not a prefixed
+ * string, so that no token URL (`discovery:` is a valid scheme) can spell the same key.
+ */
+const endpointKey = (tokenUrl: EndpointOptions["tokenUrl"]): string | readonly [string, string] =>
+  Discovery.isDiscovery(tokenUrl) ? ["discovery", tokenUrl.issuer] : tokenUrl.toString()
 
 /** Sends one grant to the configured endpoint, looking it up through discovery first when it is one. */
 const requester = (

@@ -53,7 +53,7 @@ describe("Discovery against a real oidc-provider", () => {
       })
       const token = yield* source.fetch
       expect(Option.getOrThrow(token.scope)).toBe("api:read")
-      expect(source.key).toContain(`discovery:${as.issuer}`)
+      expect(source.key).toContain(JSON.stringify(["discovery", as.issuer]))
       expect(as.tokenRequests()["client_credentials"]).toBe(1)
     })))
 
