@@ -26,6 +26,7 @@ import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
@@ -79,6 +80,24 @@ export class Unauthorized extends Data.TaggedError("Unauthorized")<{
   /** The `error_description` auth-param, if the server sent one. */
   get errorDescription(): string | undefined {
     return this.challenges.find((c) => c.params.error_description !== undefined)?.params.error_description
+  }
+
+  /**
+   * The response still references the request that was sent, token included, and platform's header redaction
+   * depends on being called inside a fiber: print only what is safe.
+   */
+  override toJSON(): unknown {
+    return {
+      _tag: this._tag,
+      status: this.status,
+      request: this.request.toJSON(),
+      challenges: this.challenges,
+      retried: this.retried
+    }
+  }
+
+  override [Inspectable.NodeInspectSymbol](): unknown {
+    return this.toJSON()
   }
 
   override get message(): string {
