@@ -10,6 +10,7 @@ import {
   Exit,
   Fiber,
   Layer,
+  Metric,
   Option,
   Redacted,
   Ref,
@@ -396,6 +397,30 @@ describe("TokenCache", () => {
       expect(valueOf(yield* Fiber.join(get))).toBe("token-1")
       expect(valueOf(yield* Fiber.join(forced))).toBe("token-1")
       expect(yield* fake.fetches).toBe(1)
+    }))
+
+  it.scoped("counts hits, fetches (by trigger), failures (by reason) and invalidations per cache name", () =>
+    Effect.gen(function*() {
+      const counter = (name: string, tags: Record<string, string>) =>
+        Effect.map(Metric.snapshot, (pairs) => {
+          let total = 0
+          for (const pair of pairs) {
+            const labels = Object.fromEntries(pair.metricKey.tags.map((t) => [t.key, t.value]))
+            if (pair.metricKey.name !== name) continue
+            if (Object.entries(tags).every(([k, v]) => labels[k] === v)) total += (pair.metricState as any).count
+          }
+          return total
+        })
+      const fake = yield* fakeSource({ script: [fail("OAuthError", { error: "invalid_client" })] })
+      const cache = yield* TokenCache.make(fake.source, { name: "metrics-test" })
+      yield* Effect.either(cache.get)
+      const token = yield* cache.get
+      yield* cache.get
+      yield* cache.invalidate(token)
+      expect(yield* counter("effect_token_fetch_failures", { cache: "metrics-test", reason: "OAuthError" })).toBe(1)
+      expect(yield* counter("effect_token_fetches", { cache: "metrics-test", trigger: "empty" })).toBe(2)
+      expect(yield* counter("effect_token_cache_hits", { cache: "metrics-test" })).toBe(1)
+      expect(yield* counter("effect_token_invalidations", { cache: "metrics-test" })).toBe(1)
     }))
 
   it.scoped("a deferred resolution still reaches callers that arrive while the fetch is running", () =>
