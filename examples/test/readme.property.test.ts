@@ -4,11 +4,9 @@ import { HttpClient } from "@effect/platform"
 import { expect, it } from "@effect/vitest"
 import { Duration, Effect, FastCheck as fc, TestClock } from "effect"
 
-// Your service: it only knows that it gets an HttpClient.
-const countOrders = (apiUrl: string) =>
-  Effect.flatMap(HttpClient.HttpClient, (http) => http.get(`${apiUrl}/orders`)).pipe(
-    Effect.map((response) => response.status)
-  )
+// Your service: it works with any HttpClient it is given.
+const countOrders = <E>(http: HttpClient.HttpClient.With<E>, apiUrl: string) =>
+  Effect.map(http.get(`${apiUrl}/orders`), (response) => response.status)
 
 const signingKey = await Effect.runPromise(TestAuthorizationServer.generateSigningKey)
 
@@ -47,9 +45,7 @@ it.scoped.prop(
           if (state._tag === "Ready") yield* api.rejectToken(state.token)
         }
         // Retries sleep on the TestClock: move it along until the call is done.
-        const status = yield* Advance.untilDone(
-          countOrders(api.url).pipe(Effect.provideService(HttpClient.HttpClient, client))
-        )
+        const status = yield* Advance.untilDone(countOrders(client, api.url))
         expect(status).toBe(200)
       }
       expect((yield* api.counts).ok).toBe(steps.length)

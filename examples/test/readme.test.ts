@@ -4,7 +4,10 @@ import * as path from "node:path"
 
 const root = path.resolve(import.meta.dirname, "../..")
 const readme = fs.readFileSync(path.join(root, "README.md"), "utf8")
-const codeBlocks = [...readme.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map(([, lang, code]) => ({ lang, code }))
+const codeBlocks = [...readme.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map(([, lang, code]) => ({
+  lang,
+  code: code ?? ""
+}))
 
 describe("README", () => {
   it.each([
