@@ -334,3 +334,32 @@ describe("token lifetime without expires_in", () => {
       }
     }))
 })
+
+describe("lenient where servers differ harmlessly", () => {
+  const now = DateTime.unsafeMake(1_000_000)
+  const decodeBody = (body: unknown) =>
+    TokenEndpoint.decodeResponseBody(body, { operation: "test grant", now, defaultLifetime: Option.none() })
+
+  it("treats null optional members as absent", () => {
+    const token = decodeBody({
+      access_token: "abc",
+      token_type: "Bearer",
+      expires_in: null,
+      scope: null,
+      refresh_token: null,
+      issued_token_type: null
+    }).pipe(Either.getOrThrow)
+    expect(Option.isNone(token.expiresAt)).toBe(true)
+    expect(Option.isNone(token.scope)).toBe(true)
+    expect(Option.isNone(token.refreshToken)).toBe(true)
+  })
+
+  it("accepts expires_in as a string of digits only", () => {
+    const expiresIn = (value: unknown) =>
+      decodeBody({ access_token: "abc", token_type: "Bearer", expires_in: value }).pipe(
+        Either.map((t) => Option.map(t.expiresAt, (e) => e.epochMillis - now.epochMillis))
+      )
+    expect(expiresIn("3599")).toEqual(Either.right(Option.some(3_599_000)))
+    for (const loose of ["1e3", "0x10", " 300 ", "+300", "300.0"]) expect(Either.isLeft(expiresIn(loose))).toBe(true)
+  })
+})

@@ -24,20 +24,24 @@ const TokenTypeFromString = Schema.transform(Schema.String, AccessToken.TokenTyp
 })
 
 // Some servers (older Azure AD among them) send expires_in as a string of digits.
-const ExpiresIn = Schema.Union(Schema.Number, Schema.NumberFromString).pipe(
+const ExpiresIn = Schema.Union(
+  Schema.Number,
+  Schema.String.pipe(Schema.pattern(/^\d+$/), Schema.compose(Schema.NumberFromString))
+).pipe(
   Schema.int(),
   Schema.between(1, maxExpiresInSeconds)
 )
 
-const OptionalString = Schema.optional(Schema.String)
+// Some servers send `null` for an absent optional member; it means the same as leaving it out.
+const OptionalString = Schema.optionalWith(Schema.String, { nullable: true })
 
 /** RFC 6749 §5.1 successful response (plus RFC 8693's `issued_token_type`). */
 export const TokenResponse = Schema.Struct({
   access_token: Schema.String.pipe(Schema.pattern(/^\S+$/)),
   token_type: TokenTypeFromString,
-  expires_in: Schema.optional(ExpiresIn),
+  expires_in: Schema.optionalWith(ExpiresIn, { nullable: true }),
   scope: OptionalString,
-  refresh_token: Schema.optional(Schema.String.pipe(Schema.pattern(/^\S+$/))),
+  refresh_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^\S+$/)), { nullable: true }),
   issued_token_type: OptionalString
 })
 
