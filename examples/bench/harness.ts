@@ -267,7 +267,9 @@ export const runAll = (options: RunOptions): Effect.Effect<Report> =>
     const benchmarks: Array<Report["benchmarks"][number]> = []
     for (const file of files) {
       const fileName = Path.basename(file)
-      const loaded = yield* Effect.tryPromise(() => import(pathToFileURL(file).href) as Promise<{ benchmark?: unknown }>)
+      const loaded = yield* Effect.tryPromise(() =>
+        import(pathToFileURL(file).href) as Promise<{ benchmark?: unknown }>
+      )
         .pipe(Effect.either)
       if (loaded._tag === "Left" || !isBenchmark(loaded.right.benchmark)) {
         const reason = loaded._tag === "Left"
@@ -363,6 +365,6 @@ export const formatTable = (rows: ReadonlyArray<Row>): string => {
   return [format(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...lines.map(format)].join("\n")
 }
 
-/** The notes of rows that have one, numbered as in the table. */
+/** The notes of rows that have one, as a list. */
 export const formatNotes = (rows: ReadonlyArray<Row>): string =>
   rows.flatMap((r) => (r.note === undefined ? [] : [`- ${r.benchmark} / ${r.metric}: ${r.note}`])).join("\n")
