@@ -21,7 +21,7 @@ import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -37,7 +37,7 @@ import * as AccessToken from "./AccessToken.js"
 import * as Backoff from "./Backoff.js"
 import { parseRetryAfter } from "./internal/retryAfter.js"
 import * as TokenCache from "./TokenCache.js"
-import type * as TokenError from "./TokenError.js"
+import * as TokenError from "./TokenError.js"
 import * as WwwAuthenticate from "./WwwAuthenticate.js"
 
 /**
@@ -147,7 +147,12 @@ class TransientStatus extends Data.TaggedError("TransientStatus")<{
   readonly retryAfter: Option.Option<Duration.Duration>
 }> {}
 
-type AttemptError = HttpClientError.HttpClientError | TokenError.TokenError | Unauthorized | TransientStatus
+type AttemptError = HttpClientError.RequestError | TokenError.TokenError | Unauthorized | TransientStatus
+
+interface Sent {
+  readonly response: HttpClientResponse.HttpClientResponse
+  readonly tokenSent: boolean
+}
 
 const isTransientFailure = (error: unknown): boolean =>
   Predicate.isTagged(error, "TransientStatus") ||
@@ -156,7 +161,36 @@ const isTransientFailure = (error: unknown): boolean =>
 const faultLabel = (error: unknown): string =>
   Predicate.isTagged(error, "TransientStatus") ? String((error as TransientStatus).response.status) : "transport"
 
-const isReplayable = (request: HttpClientRequest.HttpClientRequest) => request.body._tag !== "Stream"
+/** Only bodies held in memory can be sent twice; a stream, or a raw body that is not a string or bytes, cannot. */
+const isReplayable = (request: HttpClientRequest.HttpClientRequest): boolean => {
+  const body = request.body
+  switch (body._tag) {
+    case "Stream":
+      return false
+    case "Raw":
+      return typeof body.body === "string" || body.body instanceof Uint8Array
+    default:
+      return true
+  }
+}
+
+/**
+ * Reads the body and rebuilds the response around `request`: the result no longer references the request that
+ * carried the token (platform redacts headers only inside a fiber, and errors get serialized outside one), and the
+ * connection is released before a retry.
+ */
+const detach = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: HttpClientRequest.HttpClientRequest
+): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
+  Effect.map(
+    Effect.orElseSucceed(response.text, () => ""),
+    (text) =>
+      HttpClientResponse.fromWeb(
+        request,
+        new Response(text === "" ? null : text, { status: response.status, headers: { ...response.headers } })
+      )
+  )
 
 const originOf = (url: string): string | undefined => {
   try {
@@ -189,7 +223,7 @@ export const make = <E, R>(
   client: HttpClient.HttpClient.With<E, R>,
   cache: TokenCache.TokenCache,
   options: Options = {}
-): HttpClient.HttpClient.With<E | TokenError.TokenError | Unauthorized, R> => {
+): HttpClient.HttpClient.With<E | HttpClientError.RequestError | TokenError.TokenError | Unauthorized, R> => {
   const schedule = options.transientRetry === false
     ? undefined
     : Backoff.schedule<unknown>({
@@ -201,17 +235,21 @@ export const make = <E, R>(
   const maxRedirects = options.followRedirects ?? 0
   const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
 
-  /** One exchange, following redirects; the token only goes to `origin`. */
+  /**
+   * One exchange, following redirects; the token only goes to the original origin. Says whether the final answer
+   * came to a request that carried the token: a 401 from another origin says nothing about the token.
+   */
   const send = (
     request: HttpClientRequest.HttpClientRequest,
     token: AccessToken.AccessToken | undefined
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | HttpClientError.HttpClientError, R> => {
+  ): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
     const origin = originOf(request.url)
     const hop = (
       current: HttpClientRequest.HttpClientRequest,
       redirects: number
-    ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | HttpClientError.HttpClientError, R> => {
-      const authorized = token !== undefined && originOf(current.url) === origin
+    ): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
+      const tokenSent = token !== undefined && originOf(current.url) === origin
+      const authorized = tokenSent
         ? HttpClientRequest.setHeader(current, "authorization", Redacted.value(AccessToken.authorization(token)))
         : current
       const exchange = timeout === undefined ? client.execute(authorized) : client.execute(authorized).pipe(
@@ -225,23 +263,23 @@ export const make = <E, R>(
             })
         })
       )
-      return Effect.flatMap(exchange, (response) => {
+      return Effect.flatMap(exchange, (response): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
         const location = response.headers["location"]
         if (redirects >= maxRedirects || !redirectStatuses.has(response.status) || location === undefined) {
-          return Effect.succeed(response)
+          return Effect.succeed({ response, tokenSent })
         }
         let next: HttpClientRequest.HttpClientRequest
         try {
           next = HttpClientRequest.setUrl(current, new URL(location, current.url))
         } catch {
-          return Effect.succeed(response)
+          return Effect.succeed({ response, tokenSent })
         }
         if (
           response.status === 303 || ((response.status === 301 || response.status === 302) && current.method === "POST")
         ) {
           next = HttpClientRequest.setMethod(next, "GET").pipe(HttpClientRequest.setBody(HttpBody.empty))
         } else if (!isReplayable(current)) {
-          return Effect.succeed(response)
+          return Effect.succeed({ response, tokenSent })
         }
         if (originOf(next.url) !== origin) {
           // Credentials set by the caller must not cross origins either.
@@ -256,43 +294,59 @@ export const make = <E, R>(
     return hop(request, 0)
   }
 
-  /** One authenticated attempt with the 401 rule applied. */
+  /**
+   * One authenticated attempt with the 401 rule: the first 401 for the token invalidates exactly that token and,
+   * when the request can be replayed, tries once more with a fresh one. The retry's own 401 does not invalidate the
+   * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call.
+   */
   const attempt = (
     request: HttpClientRequest.HttpClientRequest
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> => {
     const once = (retried: boolean): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
         const token = yield* cache.get
-        const response = yield* send(request, token)
-        if (response.status === 401) {
-          const challenges = WwwAuthenticate.parse(response.headers["www-authenticate"] ?? "")
+        const { response, tokenSent } = yield* send(request, token)
+        if (response.status !== 401 || !tokenSent) return yield* checkTransient(response, request)
+        const rejected = yield* detach(response, request)
+        if (!retried) {
           yield* cache.invalidate(token)
-          if (!retried && isReplayable(request)) {
+          if (isReplayable(request)) {
             unauthorizedRetries.unsafeUpdate(1, [])
             yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
             return yield* once(true)
           }
-          return yield* new Unauthorized({ request, response, challenges, retried })
         }
-        return yield* checkTransient(response)
+        const challenges = WwwAuthenticate.parse(rejected.headers["www-authenticate"] ?? "")
+        return yield* new Unauthorized({ request, response: rejected, challenges, retried })
       })
     return once(false)
   }
 
-  const checkTransient = (response: HttpClientResponse.HttpClientResponse) =>
+  const checkTransient = (
+    response: HttpClientResponse.HttpClientResponse,
+    request: HttpClientRequest.HttpClientRequest
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientStatus> =>
     transientStatuses.has(response.status)
-      ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.fail(
-          new TransientStatus({ response, retryAfter: parseRetryAfter(response.headers["retry-after"], now) })
-        ))
+      ? Effect.flatMap(
+        Effect.zip(detach(response, request), Clock.currentTimeMillis),
+        ([detached, now]) =>
+          new TransientStatus({
+            response: detached,
+            retryAfter: parseRetryAfter(detached.headers["retry-after"], now)
+          })
+      )
       : Effect.succeed(response)
 
   const execute = (
     request: HttpClientRequest.HttpClientRequest
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | TokenError.TokenError | Unauthorized, R> => {
+  ): Effect.Effect<
+    HttpClientResponse.HttpClientResponse,
+    E | HttpClientError.RequestError | TokenError.TokenError | Unauthorized,
+    R
+  > => {
     if (request.headers["authorization"] !== undefined) {
       // The caller brought its own credentials.
-      return send(request, undefined) as Effect.Effect<HttpClientResponse.HttpClientResponse, E, R>
+      return Effect.map(send(request, undefined), (sent) => sent.response)
     }
     const retryable = isReplayable(request) &&
       (options.retryNonIdempotent === true || !nonIdempotentMethods.has(request.method))
@@ -306,17 +360,18 @@ export const make = <E, R>(
         Effect.retry(schedule)
       )
       : attempt(request)
+    // When the retries are spent, the caller gets the last transient answer, as without the middleware.
     return Effect.catchIf(
       attempts,
       (error): error is TransientStatus => Predicate.isTagged(error, "TransientStatus"),
       (error) => Effect.succeed(error.response)
-    ) as Effect.Effect<HttpClientResponse.HttpClientResponse, E | TokenError.TokenError | Unauthorized, R>
+    )
   }
 
-  return HttpClient.makeWith(
+  return HttpClient.makeWith<never, never, E | HttpClientError.RequestError | TokenError.TokenError | Unauthorized, R>(
     (request) => Effect.flatMap(request, execute),
     Effect.succeed
-  ) as unknown as HttpClient.HttpClient.With<E | TokenError.TokenError | Unauthorized, R>
+  )
 }
 
 /**
@@ -349,30 +404,33 @@ export const layer = (
     HttpClient.HttpClient,
     Effect.map(
       Effect.all([HttpClient.HttpClient, TokenCache.TokenCache]),
-      ([client, cache]) =>
-        make(client, cache, options).pipe(
-          HttpClient.catchTags({
-            TokenError: (cause) =>
-              Effect.fail(
-                new HttpClientError.RequestError({
-                  request: HttpClientRequest.get("about:blank"),
-                  reason: "Transport",
-                  description: cause.message,
-                  cause
-                })
-              ),
-            Unauthorized: (cause) =>
-              Effect.fail(
-                new HttpClientError.ResponseError({
-                  request: cause.request,
-                  response: cause.response,
-                  reason: "StatusCode",
-                  description: cause.message,
-                  cause
-                })
-              )
-          })
+      ([client, cache]): HttpClient.HttpClient => {
+        const authenticated = make(client, cache, options)
+        return HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(
+          (request) =>
+            Effect.flatMap(request, (request) =>
+              Effect.catchTags(authenticated.execute(request), {
+                TokenError: (cause) =>
+                  new HttpClientError.RequestError({
+                    request,
+                    // Only a transient token failure may look like a transport fault: platform's `retryTransient`
+                    // retries those, and retrying `invalid_client` would hammer the authorization server.
+                    reason: TokenError.isTransient(cause) ? "Transport" : "Encode",
+                    description: cause.message,
+                    cause
+                  }),
+                Unauthorized: (cause) =>
+                  new HttpClientError.ResponseError({
+                    request: cause.request,
+                    response: cause.response,
+                    reason: "StatusCode",
+                    description: cause.message,
+                    cause
+                  })
+              })),
+          Effect.succeed
         )
+      }
     )
   )
 

@@ -1,11 +1,13 @@
 import { AccessToken, AuthHttpClient, TokenCache, TokenError, TokenSource } from "@effect-token/core"
-import { HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import { HttpBody, HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Array as Arr,
+  Cause,
   DateTime,
   Duration,
   Effect,
+  Exit,
   Fiber,
   Layer,
   Option,
@@ -74,6 +76,9 @@ const countingCache = (options: { readonly fail?: TokenError.TokenError } = {}) 
     return { cache, fetches: Ref.get(fetches) }
   })
 
+const valueOfState = (state: TokenCache.State) =>
+  state._tag === "Ready" || state._tag === "Refreshing" ? Redacted.value(state.token.value) : state._tag
+
 const get = (client: HttpClient.HttpClient.With<any, never>, url = "https://api.test/invoices") => client.get(url)
 
 describe("AuthHttpClient", () => {
@@ -131,6 +136,35 @@ describe("AuthHttpClient", () => {
       expect(error.request.headers["authorization"]).toBeUndefined()
       expect(error.message).not.toContain("token-")
       expect(yield* api.seen).toHaveLength(2)
+    }))
+
+  it.scoped("an endpoint that refuses every token costs one token request per call, not two", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi(Arr.replicate(status(401), 4))
+      const { cache, fetches } = yield* countingCache()
+      const client = AuthHttpClient.make(api.client, cache)
+      expect((yield* Effect.flip(get(client)))._tag).toBe("Unauthorized")
+      expect(yield* fetches).toBe(2)
+      expect((yield* Effect.flip(get(client)))._tag).toBe("Unauthorized")
+      expect(yield* fetches).toBe(3)
+      expect((yield* api.seen).map((s) => s.authorization)).toEqual([
+        "Bearer token-1",
+        "Bearer token-2",
+        "Bearer token-2",
+        "Bearer token-3"
+      ])
+    }))
+
+  it.scoped("a raw body that is a stream is not replayed either", () =>
+    Effect.gen(function*() {
+      const api = yield* fakeApi([status(401)])
+      const { cache } = yield* countingCache()
+      const raw = HttpClientRequest.post("https://api.test/upload").pipe(
+        HttpClientRequest.setBody(HttpBody.raw(new ReadableStream()))
+      )
+      const error = yield* Effect.flip(AuthHttpClient.make(api.client, cache).execute(raw))
+      expect(error._tag === "Unauthorized" && error.retried).toBe(false)
+      expect(yield* api.seen).toHaveLength(1)
     }))
 
   it.scoped("403 is returned as it is, never retried", () =>
@@ -314,6 +348,20 @@ describe("AuthHttpClient", () => {
         ])
       }))
 
+    it.scoped("a 401 from another origin is not about the token: no invalidation, no retry", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([redirect("https://elsewhere.test/login"), status(401)])
+        const { cache, fetches } = yield* countingCache()
+        const response = yield* get(
+          AuthHttpClient.make(api.client, cache, { followRedirects: 1 }),
+          "https://api.test/a"
+        )
+        expect(response.status).toBe(401)
+        expect(yield* fetches).toBe(1)
+        expect(yield* api.seen).toHaveLength(2)
+        expect(valueOfState(yield* cache.state)).toBe("token-1")
+      }))
+
     it.scoped("platform's followRedirects keeps the header, which is why the option exists", () =>
       Effect.gen(function*() {
         const api = yield* fakeApi([redirect("https://elsewhere.test/steal")])
@@ -329,6 +377,57 @@ describe("AuthHttpClient", () => {
         const { cache } = yield* countingCache()
         expect((yield* get(AuthHttpClient.make(api.client, cache))).status).toBe(302)
       }))
+  })
+
+  it.scoped("through the layer, a token failure keeps the request and is transient only when retrying can help", () =>
+    Effect.gen(function*() {
+      const viaLayer = (reason: TokenError.TokenErrorReason) =>
+        Effect.gen(function*() {
+          const api = yield* fakeApi([])
+          const { cache } = yield* countingCache({
+            fail: new TokenError.TokenError({ reason, operation: "client_credentials grant" })
+          })
+          return yield* HttpClient.HttpClient.pipe(
+            Effect.flatMap((client) => client.get("https://api.test/orders")),
+            Effect.flip,
+            Effect.provide(
+              AuthHttpClient.layer({ transientRetry: false }).pipe(
+                Layer.provide(Layer.succeed(HttpClient.HttpClient, api.client)),
+                Layer.provide(Layer.succeed(TokenCache.TokenCache, cache))
+              )
+            )
+          )
+        })
+      const permanent = yield* viaLayer("OAuthError")
+      expect(permanent._tag === "RequestError" && permanent.reason).toBe("Encode")
+      expect(permanent.request.url).toBe("https://api.test/orders")
+      const transient = yield* Effect.fork(viaLayer("Unavailable"))
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Fiber.join(transient)
+      expect(error._tag === "RequestError" && error.reason).toBe("Transport")
+    }))
+
+  it("an Unauthorized from the layer serializes without the token, even outside any fiber", async () => {
+    const exit = await Effect.runPromiseExit(
+      Effect.gen(function*() {
+        const api = yield* fakeApi([status(401), status(401)])
+        const { cache } = yield* countingCache()
+        return yield* HttpClient.HttpClient.pipe(
+          Effect.flatMap((client) => client.get("https://api.test/x")),
+          Effect.provide(
+            AuthHttpClient.layer().pipe(
+              Layer.provide(Layer.succeed(HttpClient.HttpClient, api.client)),
+              Layer.provide(Layer.succeed(TokenCache.TokenCache, cache))
+            )
+          )
+        )
+      }).pipe(Effect.scoped)
+    )
+    expect(Exit.isFailure(exit)).toBe(true)
+    const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+    const printed = JSON.stringify(error) + String(error) + JSON.stringify((error as any).response)
+    expect(printed).toContain("401")
+    expect(printed).not.toContain("token-")
   })
 
   it.scoped("layer provides the app's HttpClient; auth failures keep their cause", () =>
