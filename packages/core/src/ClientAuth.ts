@@ -13,7 +13,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as jose from "jose"
 import { importPKCS8, SignJWT } from "jose"
-import { randomUUID } from "node:crypto"
 import { TokenError } from "./TokenError.js"
 
 /**
@@ -215,6 +214,13 @@ export const method = (auth: ClientAuth): Method => {
 const formEncode = (value: string): string => new URLSearchParams([["", value]]).toString().slice(1)
 
 /**
+ * `btoa` rather than Node's `Buffer`, so core runs on every runtime `@effect/platform` supports (browsers, Deno, Bun,
+ * workers). `btoa` only takes Latin-1, which is safe here: form encoding leaves nothing but ASCII.
+ */
+const basicCredentials = (clientId: string, clientSecret: string): string =>
+  btoa(`${formEncode(clientId)}:${formEncode(clientSecret)}`)
+
+/**
  * The headers and form parameters that authenticate `auth` at `tokenEndpoint`.
  *
  * @since 0.1.0
@@ -226,8 +232,7 @@ export const credentials = (
 ): Effect.Effect<Credentials, TokenError> => {
   switch (auth._tag) {
     case "ClientSecretBasic": {
-      const basic = Buffer.from(`${formEncode(auth.clientId)}:${formEncode(Redacted.value(auth.clientSecret))}`)
-        .toString("base64")
+      const basic = basicCredentials(auth.clientId, Redacted.value(auth.clientSecret))
       return Effect.succeed({ headers: { authorization: Redacted.make(`Basic ${basic}`) }, params: {} })
     }
     case "ClientSecretPost":
@@ -286,7 +291,8 @@ const signAssertion = (auth: PrivateKeyJwt, tokenEndpoint: string) =>
           .setIssuer(auth.clientId)
           .setSubject(auth.clientId)
           .setAudience(auth.audience ?? tokenEndpoint)
-          .setJti(randomUUID())
+          // Web Crypto, not `node:crypto`: available on every runtime core supports.
+          .setJti(globalThis.crypto.randomUUID())
           .setIssuedAt(nowSeconds)
           .setExpirationTime(nowSeconds + auth.lifetimeSeconds)
           .sign(key)

@@ -14,7 +14,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { randomUUID } from "node:crypto"
 import * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as Discovery from "./Discovery.js"
@@ -694,7 +693,8 @@ const resolveToken = (input: TokenInput): Effect.Effect<Redacted.Redacted<string
     : Effect.map(input.fetch, (token) => token.value)
 
 const inputKey = (input: TokenInput, explicit: string | undefined): string =>
-  explicit ?? (!Redacted.isRedacted(input) && !Effect.isEffect(input) ? input.key : `unshared:${randomUUID()}`)
+  explicit ??
+    (!Redacted.isRedacted(input) && !Effect.isEffect(input) ? input.key : `unshared:${globalThis.crypto.randomUUID()}`)
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693): trades a subject token (and optionally an actor token) for a token for
