@@ -35,7 +35,8 @@ type Outcome =
   | { readonly _tag: "Fail"; readonly transient: boolean }
 
 const outcome: fc.Arbitrary<Outcome> = fc.oneof(
-  fc.record({ _tag: fc.constant("Token" as const), lifetimeSeconds: fc.integer({ min: 1, max: 60 }) }),
+  // Zero and negative lifetimes: a source handing out tokens that are already expired.
+  fc.record({ _tag: fc.constant("Token" as const), lifetimeSeconds: fc.integer({ min: -5, max: 60 }) }),
   fc.record({ _tag: fc.constant("Fail" as const), transient: fc.boolean() })
 )
 
@@ -62,7 +63,7 @@ type Event =
 const validUntil = (token: AccessToken.AccessToken) => {
   const expiresAt = Option.getOrThrow(token.expiresAt).epochMillis
   const lifetime = expiresAt - token.issuedAt.epochMillis
-  return expiresAt - Math.min(skewMillis, lifetime / 2)
+  return expiresAt - Math.min(skewMillis, Math.max(0, lifetime) / 2)
 }
 
 const refreshAt = (token: AccessToken.AccessToken, refreshAhead: number) => {

@@ -192,6 +192,18 @@ describe("TokenCache", () => {
       }))
   })
 
+  it.scoped("a token that is already expired when it arrives is a failed fetch, never handed out", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeSource({ script: [token("-1 seconds"), token(0)] })
+      const cache = yield* TokenCache.make(fake.source)
+      const first = yield* Effect.flip(cache.get)
+      expect(first.reason).toBe("MalformedResponse")
+      expect(first.message).toMatch(/already expired/)
+      expect((yield* Effect.flip(cache.get)).reason).toBe("MalformedResponse")
+      expect(valueOf(yield* cache.get)).toBe("token-3")
+      expect(yield* fake.fetches).toBe(3)
+    }))
+
   it.scoped("refresh ahead: the first get in the window starts one background refresh and returns the old token", () =>
     Effect.gen(function*() {
       const fake = yield* fakeSource({ delay: "5 seconds", fallback: token("100 seconds") })

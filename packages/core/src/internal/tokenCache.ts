@@ -13,6 +13,7 @@ import type * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as AccessToken from "../AccessToken.js"
 import * as Backoff from "../Backoff.js"
+import type { Options, TokenCache } from "../TokenCache.js"
 import * as TokenError from "../TokenError.js"
 import type * as TokenSource from "../TokenSource.js"
 
@@ -45,23 +46,6 @@ export type Trigger = "empty" | "expired" | "refresh_ahead" | "forced"
 /** What a caller does once the lock is released, and the state to leave behind. */
 type Decision = readonly [Effect.Effect<AccessToken.AccessToken, TokenError.TokenError>, State]
 
-export interface Options {
-  readonly name?: string | undefined
-  readonly skew?: Duration.DurationInput | undefined
-  readonly refreshAhead?: number | undefined
-  readonly refreshAheadJitter?: number | undefined
-  readonly defaultLifetime?: Duration.DurationInput | undefined
-  readonly retry?: Schedule.Schedule<unknown, TokenError.TokenError> | undefined
-}
-
-export interface TokenCache {
-  readonly key: string
-  readonly get: Effect.Effect<AccessToken.AccessToken, TokenError.TokenError>
-  readonly invalidate: (token: AccessToken.AccessToken) => Effect.Effect<boolean>
-  readonly refresh: Effect.Effect<AccessToken.AccessToken, TokenError.TokenError>
-  readonly state: Effect.Effect<State>
-}
-
 export const defaultRetry: Schedule.Schedule<TokenError.TokenError, TokenError.TokenError> = Backoff.schedule({
   isTransient: TokenError.isTransient,
   retryAfter: TokenError.retryAfter
@@ -85,6 +69,15 @@ const invalidations = Metric.counter("effect_token_invalidations", {
 })
 
 const minRefreshRetry = 1_000
+
+const expiredOnArrival = (token: AccessToken.AccessToken) =>
+  new TokenError.TokenError({
+    reason: "MalformedResponse",
+    operation: "token cache",
+    detail: `the token source returned a token that is already expired (expires at ${
+      Option.match(token.expiresAt, { onNone: () => "unknown", onSome: (e) => e.toString() })
+    }, received at ${token.issuedAt.toString()})`
+  })
 
 export const make = (
   source: TokenSource.TokenSource,
@@ -139,9 +132,15 @@ export const make = (
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const random = yield* Random.next
+        // A token that is not valid even now (a custom source's, or a server clock far behind) is a failed fetch:
+        // handing it out would break the promise that `get` never returns a token past `expiresAt - skew`.
+        const outcome = Exit.flatMap(exit, (token) => {
+          const valid = validity(token, random)
+          return valid.validUntil > now ? Exit.succeed(valid) : Exit.fail(expiredOnArrival(token))
+        })
         yield* SynchronizedRef.update(ref, (state): State => {
           if ((state._tag !== "Fetching" && state._tag !== "Refreshing") || state.pending !== pending) return state
-          if (Exit.isSuccess(exit)) return { _tag: "Ready", ...validity(exit.value, random) }
+          if (Exit.isSuccess(outcome)) return { _tag: "Ready", ...outcome.value }
           if (state._tag === "Refreshing" && now < state.validUntil) {
             // Keep serving the current token; try again halfway to its end, not on the very next call.
             const retryAt = Math.min(state.validUntil, now + Math.max(minRefreshRetry, (state.validUntil - now) / 2))
@@ -149,7 +148,7 @@ export const make = (
           }
           return { _tag: "Empty" }
         })
-        yield* Deferred.done(pending, exit)
+        yield* Deferred.done(pending, Exit.map(outcome, (valid) => valid.token))
       })
 
     /** Starts the one fetch, in the cache's scope so that no caller's interruption cancels it. */
