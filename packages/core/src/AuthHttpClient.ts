@@ -7,7 +7,8 @@
  * - A 401 becomes the typed {@link Unauthorized} error; the rejected token (exactly that one) is invalidated and the
  *   request is sent once more with a fresh token. A second 401 reaches the caller. 403 is never retried.
  * - Transient faults (transport errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with jittered
- *   exponential backoff that honours `Retry-After`; the token is read again on every attempt.
+ *   exponential backoff that honours `Retry-After`; the token is read again on every attempt. A `Retry-After`
+ *   longer than `maxRetryAfter` (60 s by default) ends the retries: the caller gets that answer at once.
  * - A request with a stream body is never replayed. Non-idempotent methods (POST, PATCH) are not retried on
  *   transient faults unless `retryNonIdempotent` is set (a 401 is safe to replay: the server did not process it).
  * - Redirects: with `followRedirects`, the token is sent only to the origin of the original request. Do not wrap

@@ -210,6 +210,8 @@ export const make = (
             return served(state.token)
           }
         }
+        // Joining the fetch in flight needs no decision either: a cold start's callers do not queue on the lock.
+        if (state._tag === "Fetching") return Deferred.await(state.pending)
         return acquire
       })
     )
