@@ -104,7 +104,7 @@ const httpRows = Effect.gen(function*() {
       ours: median(instantOurTimes),
       baseline: { name: "instant client", value: median(instantPlainTimes) },
       note: "the absolute extra work of AuthHttpClient per request (token read, header, 401/transient checks, retry " +
-        "wrapper); compare it with the loopback latency to see why the ratio there is close to 1"
+        "wrapper), without network noise; on loopback the same work is added to each request"
     })
   ] satisfies ReadonlyArray<Row>
 })
