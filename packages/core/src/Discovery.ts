@@ -16,11 +16,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as internal from "./internal/endpoint.js"
+import { invalidFields } from "./internal/tokenResponse.js"
 import { TokenError } from "./TokenError.js"
 
 const operation = "discovery"
@@ -173,14 +173,6 @@ export const documentUrls = (issuer: string): Option.Option<readonly [openid: st
 
 const decodeMetadata = Schema.decodeUnknownEither(Metadata, { errors: "all" })
 
-/** Names the invalid fields only, like the token response decoder. */
-const invalidFields = (error: ParseResult.ParseError): string => {
-  const paths = new Set(
-    ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.path.map(String).join(".") || "body")
-  )
-  return [...paths].join(", ")
-}
-
 /**
  * Fetches the metadata once, without caching: tries OpenID Connect Discovery first and RFC 8414 when that answers
  * 404, and checks that the document's `issuer` is exactly the configured one.
@@ -237,7 +229,7 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
         reason: "MalformedResponse",
         operation,
         status,
-        detail: `expected a JSON object, got ${exchange.response.headers["content-type"] ?? "no content type"}`
+        detail: `expected a JSON object, got ${internal.contentType(exchange.response)}`
       })
     }
     const metadata = decodeMetadata(json.value)

@@ -4,7 +4,6 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -12,7 +11,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as Discovery from "./Discovery.js"
@@ -119,17 +118,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Revoc
     Effect.gen(function*() {
       const endpoint = yield* url
       const credentials = yield* ClientAuth.credentials(options.clientAuth, endpoint)
-      const body: Array<[string, string]> = [["token", Redacted.value(token)]]
-      if (tokenTypeHint !== undefined) body.push(["token_type_hint", tokenTypeHint])
-      for (const [key, value] of Object.entries(credentials.params)) {
-        body.push([key, Redacted.isRedacted(value) ? Redacted.value(value) : value])
-      }
-      const headers: Record<string, string> = { accept: "application/json" }
-      for (const [key, value] of Object.entries(credentials.headers)) headers[key] = Redacted.value(value)
-      const request = HttpClientRequest.post(endpoint).pipe(
-        HttpClientRequest.setHeaders(headers),
-        HttpClientRequest.bodyUrlParams(body)
-      )
+      const request = internal.formPost(endpoint, { token, token_type_hint: tokenTypeHint }, credentials)
       const exchange = yield* internal.execute(client, request, { operation, timeout, endpoint: "revocation endpoint" })
       const status = exchange.response.status
       if (status < 200 || status >= 300) return yield* internal.failure(exchange, operation)

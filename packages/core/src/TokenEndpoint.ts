@@ -7,19 +7,14 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import type * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
-import { parseRetryAfter } from "./internal/retryAfter.js"
+import * as endpoint from "./internal/endpoint.js"
 import * as internal from "./internal/tokenResponse.js"
 import { TokenError } from "./TokenError.js"
 
@@ -30,7 +25,7 @@ import { TokenError } from "./TokenError.js"
  * @since 0.1.0
  * @category models
  */
-export type Params = Readonly<Record<string, string | Redacted.Redacted<string> | ReadonlyArray<string> | undefined>>
+export type Params = endpoint.FormParams
 
 /**
  * @since 0.1.0
@@ -109,37 +104,13 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
     const operation = `${grantType} grant`
     return Effect.gen(function*() {
       const credentials = yield* ClientAuth.credentials(options.clientAuth, url)
-      const body: Array<[string, string]> = []
-      for (const [key, value] of Object.entries({ ...params, ...credentials.params })) {
-        if (value === undefined) continue
-        if (Redacted.isRedacted(value)) body.push([key, Redacted.value(value)])
-        else if (typeof value === "string") body.push([key, value])
-        else for (const each of value) body.push([key, each])
-      }
-      const headers: Record<string, string> = { accept: "application/json" }
-      for (const [key, value] of Object.entries(credentials.headers)) headers[key] = Redacted.value(value)
-      const httpRequest = HttpClientRequest.post(url).pipe(
-        HttpClientRequest.setHeaders(headers),
-        HttpClientRequest.bodyUrlParams(body)
-      )
-      const exchange = Effect.flatMap(
-        client.execute(httpRequest),
-        (response) => Effect.map(response.text, (text) => ({ response, text }))
-      )
-      const { response, text } = yield* exchange.pipe(
-        Effect.mapError((error) => fromHttpClientError(error, operation)),
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () =>
-            new TokenError({
-              reason: "Timeout",
-              operation,
-              detail: `no answer from the token endpoint within ${Duration.format(timeout)}`
-            })
-        })
-      )
+      const exchange = yield* endpoint.execute(client, endpoint.formPost(url, params, credentials), {
+        operation,
+        timeout,
+        endpoint: "token endpoint"
+      })
       const now = yield* DateTime.now
-      return yield* decodeResponse(response, text, { operation, now, defaultLifetime })
+      return yield* decodeResponse(exchange, { operation, now, defaultLifetime })
     }).pipe(
       Effect.withSpan("effect-token/TokenEndpoint.request", {
         kind: "client",
@@ -156,74 +127,24 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   return { url, clientAuth: options.clientAuth, request }
 }
 
-const fromHttpClientError = (error: HttpClientError.HttpClientError, operation: string): TokenError => {
-  if (error._tag === "RequestError" && error.reason === "InvalidUrl") {
-    return new TokenError({ reason: "Misconfigured", operation, detail: "the token endpoint URL is invalid" })
-  }
-  return new TokenError({ reason: "Transport", operation, detail: describeCause(error.cause) ?? error.reason })
-}
-
-/** The cause's code and message, e.g. `ECONNREFUSED`: network errors describe the peer, never request contents. */
-const describeCause = (cause: unknown): string | undefined => {
-  if (!(cause instanceof Error)) return undefined
-  const code = (cause as { code?: unknown }).code
-  const nested = describeCause((cause as { cause?: unknown }).cause)
-  const own = typeof code === "string" && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message
-  return nested === undefined ? own : `${own} (${nested})`
-}
-
-const isUnavailableStatus = (status: number) => status === 408 || status === 429 || status >= 500
-
 const decodeResponse = (
-  response: HttpClientResponse.HttpClientResponse,
-  text: string,
+  exchange: endpoint.Exchange,
   options: internal.DecodeOptions
-): Effect.Effect<AccessToken.AccessToken, TokenError> =>
-  Effect.gen(function*() {
-    const status = response.status
-    const contentType = response.headers["content-type"] ?? "no content type"
-    const json = parseJson(text)
-    if (status >= 200 && status < 300) {
-      if (Option.isNone(json)) {
-        return yield* new TokenError({
-          reason: "MalformedResponse",
-          operation: options.operation,
-          status,
-          detail: `expected a JSON token response, got ${contentType}`
-        })
-      }
-      return yield* decodeResponseBody(json.value, options)
-    }
-    const retryAfter = parseRetryAfter(response.headers["retry-after"], yield* Clock.currentTimeMillis)
-    const retry = Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {}
-    const oauthError = Option.flatMap(json, internal.decodeErrorBody)
-    if (Option.isSome(oauthError)) {
-      const { error, error_description, error_uri } = oauthError.value
-      return yield* new TokenError({
-        reason: "OAuthError",
+): Effect.Effect<AccessToken.AccessToken, TokenError> => {
+  const status = exchange.response.status
+  if (status < 200 || status >= 300) return endpoint.failure(exchange, options.operation)
+  const json = endpoint.parseJson(exchange.text)
+  if (Option.isNone(json)) {
+    return Effect.fail(
+      new TokenError({
+        reason: "MalformedResponse",
         operation: options.operation,
         status,
-        error,
-        ...(error_description !== undefined ? { errorDescription: error_description } : {}),
-        ...(error_uri !== undefined ? { errorUri: error_uri } : {}),
-        ...retry
+        detail: `expected a JSON token response, got ${endpoint.contentType(exchange.response)}`
       })
-    }
-    return yield* new TokenError({
-      reason: isUnavailableStatus(status) ? "Unavailable" : "MalformedResponse",
-      operation: options.operation,
-      status,
-      detail: `unexpected answer without an OAuth error body (${contentType})`,
-      ...retry
-    })
-  })
-
-const parseJson = (text: string): Option.Option<unknown> => {
-  try {
-    return Option.some(JSON.parse(text))
-  } catch {
-    return Option.none()
+    )
   }
+  return decodeResponseBody(json.value, options)
 }
 
 /**

@@ -141,21 +141,15 @@ export interface ClientCredentialsOptions extends EndpointOptions, TokenShape {}
 export const shapeParams = (shape: TokenShape): Array<[string, string]> => {
   const params: Array<[string, string]> = []
   if (shape.scope !== undefined) params.push(["scope", shape.scope])
-  const resources = shape.resource === undefined
-    ? []
-    : typeof shape.resource === "string"
-    ? [shape.resource]
-    : shape.resource
-  for (const resource of resources) params.push(["resource", resource])
-  const audiences = shape.audience === undefined
-    ? []
-    : typeof shape.audience === "string"
-    ? [shape.audience]
-    : shape.audience
-  for (const audience of audiences) params.push(["audience", audience])
+  for (const resource of values(shape.resource)) params.push(["resource", resource])
+  for (const audience of values(shape.audience)) params.push(["audience", audience])
   for (const key of Object.keys(shape.extraParams ?? {}).sort()) params.push([key, shape.extraParams![key]!])
   return params
 }
+
+/** One value or several, as a list. */
+const values = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
+  value === undefined ? [] : typeof value === "string" ? [value] : value
 
 /**
  * A cache key from non-secret parts. JSON keeps parts with separators in them from colliding.

@@ -1,15 +1,18 @@
 /*
- * One HTTP exchange with an authorization server endpoint other than the token endpoint (discovery, revocation),
- * mapped to `TokenError` the way `TokenEndpoint` maps token requests.
+ * One HTTP exchange with an authorization server endpoint (token, discovery, revocation), mapped to `TokenError`.
+ * The one place that turns transport failures, timeouts and RFC 6749 §5.2 error bodies into reasons, so every
+ * endpoint reports them alike.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
-import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as ClientAuth from "../ClientAuth.js"
 import { TokenError } from "../TokenError.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { decodeErrorBody } from "./tokenResponse.js"
@@ -17,6 +20,32 @@ import { decodeErrorBody } from "./tokenResponse.js"
 export interface Exchange {
   readonly response: HttpClientResponse.HttpClientResponse
   readonly text: string
+}
+
+/** Form parameters: `undefined` is left out, `Redacted` is revealed only into the body, an array repeats the name. */
+export type FormParams = Readonly<
+  Record<string, string | Redacted.Redacted<string> | ReadonlyArray<string> | undefined>
+>
+
+/**
+ * A form POST asking for JSON, authenticated with `credentials`. Credentials win over a parameter of the same name:
+ * a caller's parameter can never replace the client's own authentication.
+ */
+export const formPost = (
+  url: string,
+  params: FormParams,
+  credentials: ClientAuth.Credentials
+): HttpClientRequest.HttpClientRequest => {
+  const body: Array<[string, string]> = []
+  for (const [key, value] of Object.entries({ ...params, ...credentials.params })) {
+    if (value === undefined) continue
+    if (Redacted.isRedacted(value)) body.push([key, Redacted.value(value)])
+    else if (typeof value === "string") body.push([key, value])
+    else for (const each of value) body.push([key, each])
+  }
+  const headers: Record<string, string> = { accept: "application/json" }
+  for (const [key, value] of Object.entries(credentials.headers)) headers[key] = Redacted.value(value)
+  return HttpClientRequest.post(url).pipe(HttpClientRequest.setHeaders(headers), HttpClientRequest.bodyUrlParams(body))
 }
 
 /** Sends `request` and reads the whole body within `timeout`. */
@@ -66,6 +95,30 @@ export const parseJson = (text: string): Option.Option<unknown> => {
   }
 }
 
+/** The `content-type` for a detail: it tells an HTML error page from JSON without quoting the body. */
+export const contentType = (response: HttpClientResponse.HttpClientResponse): string =>
+  response.headers["content-type"] ?? "no content type"
+
+/** `body` as an RFC 6749 §5.2 error (`OAuthError`), if it is one. */
+export const oauthError = (
+  body: unknown,
+  options: {
+    readonly operation: string
+    readonly status: number
+    readonly retryAfter: Option.Option<Duration.Duration>
+  }
+): Option.Option<TokenError> =>
+  Option.map(decodeErrorBody(body), ({ error, error_description, error_uri }) =>
+    new TokenError({
+      reason: "OAuthError",
+      operation: options.operation,
+      status: options.status,
+      error,
+      ...(error_description !== undefined ? { errorDescription: error_description } : {}),
+      ...(error_uri !== undefined ? { errorUri: error_uri } : {}),
+      ...(Option.isSome(options.retryAfter) ? { retryAfter: options.retryAfter.value } : {})
+    }))
+
 const isUnavailableStatus = (status: number) => status === 408 || status === 429 || status >= 500
 
 /** The error for a non-2xx answer: an RFC 6749 §5.2 body, else overload, else an answer we cannot use. */
@@ -74,31 +127,16 @@ export const failure = (exchange: Exchange, operation: string): Effect.Effect<ne
     const { response, text } = exchange
     const status = response.status
     const retryAfter = parseRetryAfter(response.headers["retry-after"], now)
-    const retry = Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {}
-    const oauthError = Option.flatMap(parseJson(text), decodeErrorBody)
-    if (Option.isSome(oauthError)) {
-      const { error, error_description, error_uri } = oauthError.value
-      return Effect.fail(
+    const error = Option.getOrElse(
+      Option.flatMap(parseJson(text), (body) => oauthError(body, { operation, status, retryAfter })),
+      () =>
         new TokenError({
-          reason: "OAuthError",
+          reason: isUnavailableStatus(status) ? "Unavailable" : "MalformedResponse",
           operation,
           status,
-          error,
-          ...(error_description !== undefined ? { errorDescription: error_description } : {}),
-          ...(error_uri !== undefined ? { errorUri: error_uri } : {}),
-          ...retry
+          detail: `unexpected answer without an OAuth error body (${contentType(response)})`,
+          ...(Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {})
         })
-      )
-    }
-    return Effect.fail(
-      new TokenError({
-        reason: isUnavailableStatus(status) ? "Unavailable" : "MalformedResponse",
-        operation,
-        status,
-        detail: `unexpected answer without an OAuth error body (${
-          response.headers["content-type"] ?? "no content type"
-        })`,
-        ...retry
-      })
     )
+    return Effect.fail(error)
   })

@@ -56,8 +56,11 @@ export const ErrorResponse = Schema.Struct({
 const decodeTokenResponse = Schema.decodeUnknownEither(TokenResponse, { errors: "all" })
 const decodeErrorResponse = Schema.decodeUnknownOption(ErrorResponse)
 
-/** Names the offending fields only: ParseResult messages quote actual values, and the value may be a token. */
-const invalidFields = (error: ParseResult.ParseError): string => {
+/**
+ * Names the offending fields only: ParseResult messages quote actual values, and the value may be a token. Shared by
+ * every decoder of an authorization server's answers (token responses, metadata).
+ */
+export const invalidFields = (error: ParseResult.ParseError): string => {
   const paths = new Set(
     ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.path.map(String).join(".") || "body")
   )
