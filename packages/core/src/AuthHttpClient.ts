@@ -34,7 +34,8 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
-import * as AccessToken from "./AccessToken.js"
+import type * as Schedule from "effect/Schedule"
+import type * as AccessToken from "./AccessToken.js"
 import * as Backoff from "./Backoff.js"
 import { parseRetryAfter } from "./internal/retryAfter.js"
 import * as TokenCache from "./TokenCache.js"
@@ -244,14 +245,16 @@ export const make = <E, R>(
     request: HttpClientRequest.HttpClientRequest,
     token: AccessToken.AccessToken | undefined
   ): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
-    const origin = originOf(request.url)
+    // Parsed only when a redirect is followed: the first hop goes where the caller sent it.
+    let origin: string | undefined
+    const originalOrigin = () => origin ??= originOf(request.url)
     const hop = (
       current: HttpClientRequest.HttpClientRequest,
       redirects: number
     ): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
-      const tokenSent = token !== undefined && originOf(current.url) === origin
+      const tokenSent = token !== undefined && (redirects === 0 || originOf(current.url) === originalOrigin())
       const authorized = tokenSent
-        ? HttpClientRequest.setHeader(current, "authorization", Redacted.value(AccessToken.authorization(token)))
+        ? HttpClientRequest.setHeader(current, "authorization", `${token.type} ${Redacted.value(token.value)}`)
         : current
       const exchange = timeout === undefined ? client.execute(authorized) : client.execute(authorized).pipe(
         Effect.timeoutFail({
@@ -282,7 +285,7 @@ export const make = <E, R>(
         } else if (!isReplayable(current)) {
           return Effect.succeed({ response, tokenSent })
         }
-        if (originOf(next.url) !== origin) {
+        if (originOf(next.url) !== originalOrigin()) {
           // Credentials set by the caller must not cross origins either.
           next = HttpClientRequest.setHeaders(
             next,
@@ -338,6 +341,33 @@ export const make = <E, R>(
       )
       : Effect.succeed(response)
 
+  /**
+   * Retries only after a transient failure. `Effect.retry` sets up its schedule driver on every run, which costs
+   * more than the whole middleware on a hot path that almost never fails: the first attempt runs bare, and its
+   * failure is replayed as the schedule's first input.
+   */
+  const withRetry = <A>(
+    once: Effect.Effect<A, E | AttemptError, R>,
+    schedule: Schedule.Schedule<unknown, unknown>
+  ): Effect.Effect<A, E | AttemptError, R> => {
+    const counted = Effect.tapError(once, (error) =>
+      isTransientFailure(error)
+        ? Effect.sync(() => transientFaults.unsafeUpdate(1, [MetricLabel.make("status", faultLabel(error))]))
+        : Effect.void)
+    return Effect.catchAll(counted, (first) => {
+      if (!isTransientFailure(first)) return Effect.fail(first)
+      let replayed = false
+      return Effect.retry(
+        Effect.suspend(() => {
+          if (replayed) return counted
+          replayed = true
+          return Effect.fail(first)
+        }),
+        schedule
+      )
+    })
+  }
+
   const execute = (
     request: HttpClientRequest.HttpClientRequest
   ): Effect.Effect<
@@ -351,16 +381,7 @@ export const make = <E, R>(
     }
     const retryable = isReplayable(request) &&
       (options.retryNonIdempotent === true || !nonIdempotentMethods.has(request.method))
-    const attempts = retryable && schedule !== undefined
-      ? attempt(request).pipe(
-        Effect.tapError((error) =>
-          isTransientFailure(error)
-            ? Effect.sync(() => transientFaults.unsafeUpdate(1, [MetricLabel.make("status", faultLabel(error))]))
-            : Effect.void
-        ),
-        Effect.retry(schedule)
-      )
-      : attempt(request)
+    const attempts = retryable && schedule !== undefined ? withRetry(attempt(request), schedule) : attempt(request)
     // When the retries are spent, the caller gets the last transient answer, as without the middleware.
     return Effect.catchIf(
       attempts,
