@@ -12,6 +12,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as endpoint from "./internal/endpoint.js"
@@ -50,7 +51,8 @@ export interface TokenEndpoint {
   readonly url: string
   readonly clientAuth: ClientAuth.ClientAuth
   /**
-   * Sends one grant (`params` must include `grant_type`) and decodes the answer.
+   * Sends one grant (`params` must include `grant_type`) and decodes the answer. An RFC 6749 §5.2 error body is an
+   * `OAuthError` whatever the status, 2xx included: some servers (GitHub) answer a failed grant with 200.
    */
   readonly request: (params: Params) => Effect.Effect<AccessToken.AccessToken, TokenError>
 }
@@ -144,7 +146,14 @@ const decodeResponse = (
       })
     )
   }
-  return decodeResponseBody(json.value, options)
+  // Some servers (GitHub among them) answer a failed grant with 200 and an RFC 6749 §5.2 error body. Without an
+  // `access_token` such a body is the server's error, not a malformed token response: report it as one.
+  const body = json.value
+  if (!(Predicate.isRecord(body) && "access_token" in body)) {
+    const error = endpoint.oauthError(body, { operation: options.operation, status, retryAfter: Option.none() })
+    if (Option.isSome(error)) return Effect.fail(error.value)
+  }
+  return decodeResponseBody(body, options)
 }
 
 /**

@@ -210,6 +210,35 @@ describe("TokenEndpoint error decoding", () => {
       expect(failure.errorUri).toBeUndefined()
     }))
 
+  it.effect("a 200 with an RFC 6749 error body and no access_token (GitHub) -> OAuthError with that error", () =>
+    Effect.gen(function*() {
+      const failure = yield* failWith(() =>
+        json(200, {
+          error: "bad_verification_code",
+          error_description: "The code passed is incorrect or expired.",
+          error_uri: "https://docs.github.com/apps/troubleshooting"
+        })
+      )
+      expect(failure.reason).toBe("OAuthError")
+      expect(failure.status).toBe(200)
+      expect(failure.error).toBe("bad_verification_code")
+      expect(failure.errorDescription).toBe("The code passed is incorrect or expired.")
+      expect(failure.errorUri).toBe("https://docs.github.com/apps/troubleshooting")
+      expect(TokenError.isTransient(failure)).toBe(false)
+      // A transient OAuth error in a 200 is retried like one in a 503.
+      const transient = yield* failWith(() => json(200, { error: "slow_down" }))
+      expect(transient.reason).toBe("OAuthError")
+      expect(TokenError.isTransient(transient)).toBe(true)
+      expectNoSecret(failure)
+    }))
+
+  it.effect("a 200 with an access_token is a token response, even if it also has an error member", () =>
+    Effect.gen(function*() {
+      const { client } = fakeClient(() => json(200, { ...tokenBody, error: "ignored" }))
+      const token = yield* TokenEndpoint.makeWith(client, { tokenUrl, clientAuth: basic }).request(grant)
+      expect(Redacted.value(token.value)).toBe(accessToken)
+    }))
+
   it.effect("a 200 that is not JSON -> MalformedResponse", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() =>
