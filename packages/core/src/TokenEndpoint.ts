@@ -100,6 +100,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   const defaultLifetime = Option.map(Option.fromNullable(options.defaultLifetime), Duration.decode)
   const clientId = options.clientAuth.clientId
   const authMethod = ClientAuth.method(options.clientAuth)
+  const spanUrl = endpoint.spanUrl(url)
 
   const request = (params: Params): Effect.Effect<AccessToken.AccessToken, TokenError> => {
     const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
@@ -120,7 +121,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
           "oauth.grant_type": grantType,
           "oauth.client_id": clientId,
           "oauth.client_auth_method": authMethod,
-          "url.full": url
+          "url.full": spanUrl
         }
       })
     )

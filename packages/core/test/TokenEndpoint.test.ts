@@ -2,7 +2,7 @@ import { ClientAuth, TokenEndpoint, TokenError } from "@effect-token/core"
 import type { HttpBody, HttpClientRequest } from "@effect/platform"
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Option, Redacted, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, Option, Redacted, TestClock, Tracer } from "effect"
 import { parseRetryAfter } from "../src/internal/retryAfter.js"
 
 const tokenUrl = "https://as.example.test/oauth/token"
@@ -402,6 +402,68 @@ describe("TokenEndpoint timeouts and transport failures", () => {
       )
       expect(failure.reason).toBe("Misconfigured")
       expect(seen).toHaveLength(0)
+    }))
+})
+
+/** A tracer that keeps every span's name and attributes (as SecretLeak.test.ts captures them). */
+const capturingTracer = () => {
+  const spans: Array<{ readonly name: string; readonly attributes: Map<string, unknown> }> = []
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind) => {
+      const attributes = new Map<string, unknown>()
+      spans.push({ name, attributes })
+      return {
+        _tag: "Span",
+        name,
+        spanId: `span-${spans.length}`,
+        traceId: "trace",
+        parent,
+        context,
+        status: { _tag: "Started", startTime },
+        attributes,
+        links,
+        sampled: true,
+        kind,
+        attribute: (key, value) => {
+          attributes.set(key, value)
+        },
+        event: () => {},
+        end: () => {},
+        addLinks: () => {}
+      } satisfies Tracer.Span
+    },
+    context: (f) => f()
+  })
+  return { tracer, spans }
+}
+
+describe("TokenEndpoint span", () => {
+  it.effect("url.full has no userinfo, query or fragment (they can carry secrets)", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = capturingTracer()
+      const { client } = fakeClient(() => json(200, tokenBody))
+      const endpoint = TokenEndpoint.makeWith(client, {
+        tokenUrl: "https://client:pa55-in-url@as.example.test/oauth/token?key=api-key-in-query#frag-secret",
+        clientAuth: basic
+      })
+      yield* endpoint.request(grant).pipe(Effect.withTracer(tracer))
+      const span = spans.find((s) => s.name === "effect-token/TokenEndpoint.request")!
+      expect(span.attributes.get("url.full")).toBe("https://as.example.test/oauth/token")
+      expect(span.attributes.get("oauth.grant_type")).toBe("client_credentials")
+      const shown = JSON.stringify([...span.attributes.values()])
+      for (const secret of ["pa55-in-url", "api-key-in-query", "frag-secret", "client:"]) {
+        expect(shown).not.toContain(secret)
+      }
+    }))
+
+  it.effect("an unparsable token URL is not echoed into the span", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = capturingTracer()
+      const { client } = fakeClient(() => json(200, tokenBody))
+      yield* TokenEndpoint.makeWith(client, { tokenUrl: "not a url with-a-secret", clientAuth: basic }).request(grant)
+        .pipe(Effect.withTracer(tracer), Effect.flip)
+      const span = spans.find((s) => s.name === "effect-token/TokenEndpoint.request")!
+      expect(String(span.attributes.get("url.full"))).not.toContain("with-a-secret")
     }))
 })
 

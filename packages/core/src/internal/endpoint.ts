@@ -95,6 +95,21 @@ export const parseJson = (text: string): Option.Option<unknown> => {
   }
 }
 
+/**
+ * `url` as a span's `url.full`: without userinfo, query or fragment, which can carry credentials or API keys (and
+ * OpenTelemetry's semantic conventions forbid credentials there). Not even an unparsable URL is echoed, since no
+ * part of it can be told safe.
+ */
+export const spanUrl = (url: string): string => {
+  if (!URL.canParse(url)) return "(invalid URL)"
+  const safe = new URL(url)
+  safe.username = ""
+  safe.password = ""
+  safe.search = ""
+  safe.hash = ""
+  return safe.href
+}
+
 /** The `content-type` for a detail: it tells an HTML error page from JSON without quoting the body. */
 export const contentType = (response: HttpClientResponse.HttpClientResponse): string =>
   response.headers["content-type"] ?? "no content type"
