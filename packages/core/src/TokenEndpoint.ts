@@ -161,7 +161,9 @@ const decodeResponse = (
  * Decodes an already-parsed RFC 6749 §5.1 token response body.
  *
  * The lifetime comes from `expires_in`, else from the access token's JWT `exp` (read, not verified: the client
- * only needs to know when to refresh), else from `defaultLifetime`. Errors name the invalid fields, never values.
+ * only needs to know when to refresh), else from `defaultLifetime`. Without `expires_in`, a JWT `exp` that is not
+ * after `now` (the token is expired on arrival, usually because the clocks of this host and the server disagree) or
+ * more than {@link maxExpiresInSeconds} ahead is a `MalformedResponse`. Errors name the invalid fields, never values.
  *
  * @example
  * ```ts

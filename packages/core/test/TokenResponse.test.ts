@@ -265,16 +265,64 @@ describe("TokenEndpoint.decodeResponseBody", () => {
 
 describe("token lifetime without expires_in", () => {
   const jwtExpArb = fc.integer({ min: 946_684_800, max: 4_102_444_800 }) // 2000 .. 2100, in seconds
+  /** Whole seconds after `now`, within the largest lifetime accepted. */
+  const futureExp = (now: DateTime.Utc, aheadSeconds: number) => Math.floor(now.epochMillis / 1000) + aheadSeconds
 
   it.prop(
-    "takes the expiry from an unsigned JWT's exp claim",
-    { exp: jwtExpArb, now: nowArb, type: tokenTypeArb, defaultSeconds: fc.option(fc.integer({ min: 1, max: 86_400 })) },
-    ({ defaultSeconds, exp, now, type }) => {
+    "takes the expiry from an unsigned JWT's exp claim (an exp after now, at most a year ahead)",
+    {
+      ahead: fc.integer({ min: 1, max }),
+      now: nowArb,
+      type: tokenTypeArb,
+      defaultSeconds: fc.option(fc.integer({ min: 1, max: 86_400 }))
+    },
+    ({ ahead, defaultSeconds, now, type }) => {
+      const exp = futureExp(now, ahead)
       const jwt = new UnsecuredJWT({ sub: "svc", scope: "api:read" }).setExpirationTime(exp).encode()
       const defaultLifetime = Option.map(Option.fromNullable(defaultSeconds), Duration.seconds)
       const token = Either.getOrThrow(decode({ access_token: jwt, token_type: type }, now, defaultLifetime))
       // The token's own exp wins over any configured default.
       expect(Option.map(token.expiresAt, DateTime.toEpochMillis)).toEqual(Option.some(exp * 1000))
+    }
+  )
+
+  it.prop(
+    "an exp at or before now is MalformedResponse (expired on arrival), naming clock skew, never a token",
+    {
+      behind: fc.oneof(fc.integer({ min: 0, max }), fc.integer({ min: 0, max: 4_102_444_800 })),
+      now: nowArb,
+      defaultSeconds: fc.option(fc.integer({ min: 1, max: 86_400 }), { nil: undefined })
+    },
+    ({ behind, defaultSeconds, now }) => {
+      // `now` may have milliseconds: the exp floor makes `behind` 0 still not after now.
+      const exp = Math.floor(now.epochMillis / 1000) - behind
+      const jwt = unsignedJwt({ sub: "svc", exp })
+      const defaultLifetime = Option.map(Option.fromNullable(defaultSeconds), Duration.seconds)
+      const error = decode({ access_token: jwt, token_type: "Bearer" }, now, defaultLifetime).pipe(
+        Either.flip,
+        Either.getOrThrow
+      )
+      expect(error.reason).toBe("MalformedResponse")
+      expect(error.detail).toContain("expired on arrival")
+      expect(error.detail).toContain("clock skew")
+      expect(printed(error)).not.toContain(jwt)
+    }
+  )
+
+  it.prop(
+    "an exp more than maxExpiresInSeconds ahead is MalformedResponse",
+    {
+      beyond: fc.oneof(fc.integer({ min: 1, max: 100 * max }), fc.constantFrom(1e300, Number.MAX_SAFE_INTEGER)),
+      now: nowArb
+    },
+    ({ beyond, now }) => {
+      const exp = Math.ceil(now.epochMillis / 1000) + max + beyond
+      const error = decode({ access_token: unsignedJwt({ exp }), token_type: "Bearer" }, now).pipe(
+        Either.flip,
+        Either.getOrThrow
+      )
+      expect(error.reason).toBe("MalformedResponse")
+      expect(error.detail).toContain("365 days ahead")
     }
   )
 
@@ -298,9 +346,10 @@ describe("token lifetime without expires_in", () => {
       accessToken: fc.oneof(
         secretArb("opaque_"), // not a JWT at all
         fc.constant(unsignedJwt({ sub: "svc" })), // a JWT without exp
-        fc.oneof(fc.string(), fc.constant(null), fc.constant(1e300), fc.constant(true)).map((exp) =>
+        // An exp that is no number (1e300, once here, is a number: too far ahead, see above).
+        fc.oneof(fc.string(), fc.constant(null), fc.constant(true), fc.constant([1])).map((exp) =>
           unsignedJwt({ exp })
-        ), // an exp that is no usable number
+        ),
         fc.constant(`${base64url({ alg: "none" })}.${Buffer.from("not json").toString("base64url")}.`) // broken payload
       )
     },
@@ -317,20 +366,30 @@ describe("token lifetime without expires_in", () => {
     Effect.gen(function*() {
       const { privateKey } = yield* Effect.promise(() => generateKeyPair("ES256"))
       const now = DateTime.unsafeMake(1_700_000_000_000)
-      for (const exp of [1_700_000_060, 1_700_003_600, 1_600_000_000]) {
-        const jwt = yield* Effect.promise(() =>
+      const sign = (exp: number) =>
+        Effect.promise(() =>
           new SignJWT({ scope: "api:read" })
             .setProtectedHeader({ alg: "ES256", typ: "at+jwt" })
             .setIssuer("https://as.example")
             .setExpirationTime(exp)
             .sign(privateKey)
         )
+      for (const exp of [1_700_000_060, 1_700_003_600]) {
+        const jwt = yield* sign(exp)
         const token = Either.getOrThrow(
           decode({ access_token: jwt, token_type: "DPoP" }, now, Option.some(Duration.hours(1)))
         )
         expect(token.type).toBe("DPoP")
-        // An exp already in the past is kept as is: the cache treats the token as expired rather than trusting it.
         expect(Option.getOrThrow(token.expiresAt).epochMillis).toBe(exp * 1000)
+      }
+      // An exp already in the past (or exactly now) is expired on arrival: an error, not a token, whatever the default.
+      for (const exp of [1_600_000_000, 1_700_000_000]) {
+        const jwt = yield* sign(exp)
+        const error = Either.getOrThrow(
+          Either.flip(decode({ access_token: jwt, token_type: "DPoP" }, now, Option.some(Duration.hours(1))))
+        )
+        expect(error.reason).toBe("MalformedResponse")
+        expect(error.detail).toContain("clock skew")
       }
     }))
 })

@@ -67,13 +67,47 @@ export const invalidFields = (error: ParseResult.ParseError): string => {
   return [...paths].join(", ")
 }
 
-const jwtExpiry = (token: string): Option.Option<DateTime.Utc> => {
+/** The access token's JWT `exp` (seconds), read without verifying: the client only needs to know when to refresh. */
+const jwtExp = (token: string): Option.Option<number> => {
   try {
     const exp = decodeJwt(token).exp
-    return Predicate.isNumber(exp) && Number.isFinite(exp) ? DateTime.make(exp * 1000) : Option.none()
+    return Predicate.isNumber(exp) && Number.isFinite(exp) ? Option.some(exp) : Option.none()
   } catch {
     return Option.none()
   }
+}
+
+/**
+ * The expiry a JWT `exp` gives, when the response has no `expires_in`. A token whose `exp` is not after `now` is
+ * expired on arrival: handing it out would only earn a 401 (and a cache could not even hold it), so it is a malformed
+ * answer, and the detail points at the usual cause, clocks apart. An `exp` further ahead than any `expires_in` we
+ * accept is refused for the same reason as such an `expires_in`.
+ */
+const expiryFromExp = (exp: number, options: DecodeOptions): Either.Either<DateTime.Utc, TokenError> => {
+  const lifetimeMillis = exp * 1000 - DateTime.toEpochMillis(options.now)
+  if (lifetimeMillis <= 0) {
+    return Either.left(
+      new TokenError({
+        reason: "MalformedResponse",
+        operation: options.operation,
+        detail: `the access token expired on arrival: there is no expires_in and its JWT exp is ${
+          Math.floor(-lifetimeMillis / 1000)
+        } s before this host's clock (check the clock skew between this host and the authorization server)`
+      })
+    )
+  }
+  if (lifetimeMillis > maxExpiresInSeconds * 1000) {
+    return Either.left(
+      new TokenError({
+        reason: "MalformedResponse",
+        operation: options.operation,
+        detail: `there is no expires_in and the access token's JWT exp is more than ${
+          maxExpiresInSeconds / 86_400
+        } days ahead of this host's clock (check the clock skew between this host and the authorization server)`
+      })
+    )
+  }
+  return Either.right(DateTime.unsafeMake(exp * 1000))
 }
 
 export interface DecodeOptions {
@@ -96,6 +130,21 @@ const isNotApplicable = (body: Record<string, unknown>): boolean =>
   typeof body.token_type === "string" && body.token_type.toUpperCase() === "N_A" &&
   typeof body.issued_token_type === "string" && body.issued_token_type !== accessTokenType
 
+/** Lifetime from `expires_in`, else from the JWT `exp`, else from the configured default, else unknown. */
+const expiryOf = (
+  response: typeof TokenResponse.Type,
+  options: DecodeOptions
+): Either.Either<Option.Option<DateTime.Utc>, TokenError> => {
+  if (response.expires_in !== undefined) {
+    return Either.right(Option.some(DateTime.addDuration(options.now, Duration.seconds(response.expires_in))))
+  }
+  const exp = jwtExp(response.access_token)
+  if (Option.isSome(exp)) return Either.map(expiryFromExp(exp.value, options), Option.some)
+  return Either.right(
+    Option.map(options.defaultLifetime, (lifetime) => DateTime.addDuration(options.now, lifetime))
+  )
+}
+
 export const decodeTokenBody = (
   body: unknown,
   options: DecodeOptions
@@ -114,23 +163,17 @@ export const decodeTokenBody = (
           detail: `invalid token response field(s): ${invalidFields(error)}`
         })
       ),
-    onRight: (response) => {
-      const expiresAt = response.expires_in !== undefined
-        ? Option.some(DateTime.addDuration(options.now, Duration.seconds(response.expires_in)))
-        : Option.orElse(
-          jwtExpiry(response.access_token),
-          () => Option.map(options.defaultLifetime, (lifetime) => DateTime.addDuration(options.now, lifetime))
-        )
-      return Either.right(AccessToken.make({
-        value: Redacted.make(response.access_token),
-        type: response.token_type,
-        issuedAt: options.now,
-        expiresAt,
-        scope: Option.fromNullable(response.scope),
-        refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
-        issuedTokenType: Option.fromNullable(response.issued_token_type)
-      }))
-    }
+    onRight: (response) =>
+      Either.map(expiryOf(response, options), (expiresAt) =>
+        AccessToken.make({
+          value: Redacted.make(response.access_token),
+          type: response.token_type,
+          issuedAt: options.now,
+          expiresAt,
+          scope: Option.fromNullable(response.scope),
+          refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
+          issuedTokenType: Option.fromNullable(response.issued_token_type)
+        }))
   })
 }
 
