@@ -11,6 +11,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -265,8 +266,9 @@ const missingEndpoint = (name: string) =>
 /**
  * A `Discovery` that fetches on first use and keeps the metadata, using the `HttpClient` in context.
  *
- * Built on `Effect.cached`, which also keeps a failure: the memo is therefore held in a ref and replaced by a fresh
- * one when it fails, so every caller that shared a failed attempt sees that failure, and the next call tries again.
+ * Concurrent callers share one fetch. A failure is not kept (`Effect.cached` would keep it): every caller that
+ * shared the failed attempt sees that failure, and the next call tries again. An interrupted caller is not a
+ * failure: the shared fetch goes on for the others, and its document is kept when it succeeds.
  *
  * @example
  * ```ts
@@ -309,19 +311,28 @@ export const make = (options: Options): Effect.Effect<Discovery, never, HttpClie
 export const makeWith = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Discovery> =>
   Effect.gen(function*() {
     const fetchOnce = fetchWith(client, options)
-    const memo = yield* SynchronizedRef.make(yield* Effect.cached(fetchOnce))
-    const metadata = Effect.flatMap(SynchronizedRef.get(memo), (current) =>
-      current.pipe(
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit)
-            ? Effect.void
-            // Compare-and-swap: of all callers that saw this memo fail, only the first replaces it.
-            : SynchronizedRef.updateEffect(
-              memo,
-              (latest) => latest === current ? Effect.cached(fetchOnce) : Effect.succeed(latest)
-            )
-        )
+    // The attempt every caller shares: none before the first call and after a failure, so failures are not kept.
+    const attempt = yield* SynchronizedRef.make(Option.none<Deferred.Deferred<Metadata, TokenError>>())
+    // The fetch runs in its own fiber, not in the first caller's: a caller that is interrupted (a cancelled request)
+    // neither cancels the fetch the others wait for nor leaves a half-done attempt behind. Its document timeout
+    // bounds how long it can outlive its callers. A failure clears the attempt before anyone sees it, so each caller
+    // that shared it gets that failure and the next call starts afresh.
+    const start = Effect.flatMap(Deferred.make<Metadata, TokenError>(), (deferred) =>
+      fetchOnce.pipe(
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : SynchronizedRef.set(attempt, Option.none())),
+        Effect.intoDeferred(deferred),
+        Effect.forkDaemon,
+        Effect.as(deferred)
       ))
+    const metadata = SynchronizedRef.modifyEffect(attempt, (current) =>
+      Option.match(current, {
+        onSome: (deferred) => Effect.succeed([deferred, current] as const),
+        onNone: () => Effect.map(start, (deferred) => [deferred, Option.some(deferred)] as const)
+      })).pipe(
+        // Joining or starting is short and must not be cut half-way (a started fetch nobody could find again).
+        Effect.uninterruptible,
+        Effect.flatMap(Deferred.await)
+      )
     return {
       [TypeId]: TypeId,
       issuer: options.issuer,

@@ -3,7 +3,7 @@ import { OidcProvider } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option, Redacted } from "effect"
+import { Deferred, Effect, Fiber, Option, Redacted } from "effect"
 import { fake, json, recording } from "./support/http.js"
 
 const live = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, NodeHttpClient.layerUndici)
@@ -126,6 +126,53 @@ describe("Discovery with an in-process server", () => {
       expect(first.every((r) => r._tag === "Left")).toBe(true)
       yield* Effect.all(Array.from({ length: 5 }, () => discovery.metadata), { concurrency: "unbounded" })
       expect((yield* requests).length).toBe(2)
+    }))
+
+  it.effect("an interrupted caller is not a failure: the memo of a fetch that succeeds is kept", () =>
+    Effect.gen(function*() {
+      const issuer = "https://as.example"
+      const requested = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const { client, requests } = yield* fake(() =>
+        Deferred.succeed(requested, undefined).pipe(
+          Effect.zipRight(Deferred.await(release)),
+          Effect.as(json(document(issuer)))
+        )
+      )
+      const discovery = yield* Discovery.makeWith(client, { issuer })
+      const first = yield* Effect.fork(discovery.metadata)
+      yield* Deferred.await(requested)
+      // A second caller waits for the same fetch, then gives up (its request was cancelled, say).
+      const waiter = yield* Effect.fork(discovery.metadata)
+      yield* Effect.yieldNow({ priority: 1000 })
+      yield* Fiber.interrupt(waiter)
+      yield* Deferred.succeed(release, undefined)
+      expect((yield* Fiber.join(first)).issuer).toBe(issuer)
+      // The document fetched once is kept: no second request.
+      expect((yield* discovery.metadata).issuer).toBe(issuer)
+      expect((yield* requests).length).toBe(1)
+    }))
+
+  it.effect("the caller that started the fetch is interrupted: the fetch goes on and its document is kept", () =>
+    Effect.gen(function*() {
+      const issuer = "https://as.example"
+      const requested = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const { client, requests } = yield* fake(() =>
+        Deferred.succeed(requested, undefined).pipe(
+          Effect.zipRight(Deferred.await(release)),
+          Effect.as(json(document(issuer)))
+        )
+      )
+      const discovery = yield* Discovery.makeWith(client, { issuer })
+      const first = yield* Effect.fork(discovery.metadata)
+      yield* Deferred.await(requested)
+      yield* Fiber.interrupt(first)
+      const second = yield* Effect.fork(discovery.metadata)
+      yield* Deferred.succeed(release, undefined)
+      expect((yield* Fiber.join(second)).issuer).toBe(issuer)
+      expect((yield* discovery.metadata).issuer).toBe(issuer)
+      expect((yield* requests).length).toBe(1)
     }))
 
   it.effect("typed errors: no document at all, an invalid document, a bad issuer, a missing endpoint", () =>
