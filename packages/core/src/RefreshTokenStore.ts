@@ -3,7 +3,8 @@
  *
  * With rotation (RFC 9700 §4.14.2) every refresh answers with a new refresh token and spends the old one, so the
  * store is the single place that knows the one valid refresh token. The refresh source writes the new token here
- * before it hands out the access token: a crash between the two can never lose it.
+ * before it hands out the access token: a crash between the two can never lose it, and when the write fails the
+ * access token is not handed out.
  *
  * @since 0.1.0
  */
@@ -15,25 +16,66 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
+import { TokenError } from "./TokenError.js"
 
 /**
  * A store for one refresh token.
  *
- * Implementations backed by I/O (a database, a session) must make `set` durable before it succeeds, and die rather
- * than report success when they cannot: the refresh source hands out the new access token only after `set`, and the
- * old refresh token is already spent at that point.
+ * Implementations backed by I/O (Redis, a web session) must make `set` durable before it succeeds, and fail when
+ * they cannot, with a `TokenError` (see {@link unavailable}): the refresh source hands out the new access token only
+ * after `set` succeeds, so a failed write fails the fetch with that error. The error is the refresh source's own
+ * error type, so callers handle one error whatever the store. The old refresh token is already spent when `set`
+ * fails: unless the server has a rotation grace period, the user has to log in again.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Effect, Option } from "effect"
+ *
+ * // A store whose backend is down.
+ * const down: RefreshTokenStore.RefreshTokenStore = {
+ *   get: Effect.fail(RefreshTokenStore.unavailable("redis: connection refused")),
+ *   set: () => Effect.fail(RefreshTokenStore.unavailable("redis: connection refused")),
+ *   clear: Effect.fail(RefreshTokenStore.unavailable("redis: connection refused"))
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface RefreshTokenStore {
   /** The current refresh token, if there is one. */
-  readonly get: Effect.Effect<Option.Option<Redacted.Redacted<string>>>
-  /** Replaces the current refresh token (after a login, or with a rotated one). */
-  readonly set: (token: Redacted.Redacted<string>) => Effect.Effect<void>
+  readonly get: Effect.Effect<Option.Option<Redacted.Redacted<string>>, TokenError>
+  /** Replaces the current refresh token (after a login, or with a rotated one); succeeds only once it is durable. */
+  readonly set: (token: Redacted.Redacted<string>) => Effect.Effect<void, TokenError>
   /** Forgets the refresh token, e.g. on logout. */
-  readonly clear: Effect.Effect<void>
+  readonly clear: Effect.Effect<void, TokenError>
 }
+
+/**
+ * The `operation` of a store's errors.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const operation = "refresh token store"
+
+/**
+ * The error of a store that cannot read or write: reason `Unavailable` (transient: trying again later may work),
+ * operation `refresh token store`. `detail` must be safe to log: never the token.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ *
+ * const error = RefreshTokenStore.unavailable("redis: connection refused")
+ * error.reason // "Unavailable"
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const unavailable = (detail: string): TokenError => new TokenError({ reason: "Unavailable", operation, detail })
 
 /**
  * @example
@@ -54,7 +96,7 @@ export const RefreshTokenStore: Context.Tag<RefreshTokenStore, RefreshTokenStore
 
 /**
  * An in-memory store, optionally holding a first refresh token. Good for a process that obtains its refresh token
- * at start-up (a CLI login, a secret from configuration) and keeps it while it runs.
+ * at start-up (a CLI login, a secret from configuration) and keeps it while it runs. It never fails.
  *
  * @example
  * ```ts

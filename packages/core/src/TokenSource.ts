@@ -368,7 +368,8 @@ const refreshRejected = (error: TokenError): TokenError =>
  * `RefreshTokenStore` in context.
  *
  * - When the server answers with a new refresh token, it is written to the store before the access token is
- *   returned, so a crash in between never loses the only valid refresh token. Once the request has been answered,
+ *   returned, so a crash in between never loses the only valid refresh token. When the store cannot write it (its
+ *   `set` fails, e.g. reason `Unavailable`), the fetch fails with that error and the access token is not handed out. Once the request has been answered,
  *   interrupting the fetch no longer stops that write. (An interruption while the request is in flight can still
  *   lose an answer the server has sent; servers with a rotation grace period forgive the retry.) The access token
  *   handed out carries no refresh token: the store is the one place it lives.

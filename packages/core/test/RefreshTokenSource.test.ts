@@ -1,0 +1,74 @@
+/**
+ * The refresh source and its store, against an in-process token endpoint.
+ */
+import { ClientAuth, RefreshTokenStore, TokenError, TokenSource } from "@effect-token/core"
+import { HttpClient } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Option, Redacted, Ref } from "effect"
+import { fake, tokenResponse } from "./support/http.js"
+
+const tokenUrl = "https://as.example/token"
+const clientAuth = ClientAuth.none({ clientId: "cli" })
+
+describe("refresh source and a store that fails", () => {
+  it.effect("set fails: the fetch fails with the store's typed error and no access token is handed out", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() => tokenResponse({ refresh_token: "rotated" }))
+      const inner = yield* RefreshTokenStore.make(Redacted.make("first"))
+      const failing: RefreshTokenStore.RefreshTokenStore = {
+        ...inner,
+        set: () => Effect.fail(RefreshTokenStore.unavailable("redis: connection refused"))
+      }
+      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, failing),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const exit = yield* Effect.exit(source.fetch)
+      // A typed failure, not a defect, and no token.
+      expect(Exit.isFailure(exit) && exit.cause._tag === "Fail").toBe(true)
+      const error = yield* Effect.flip(source.fetch)
+      expect(TokenError.isTokenError(error)).toBe(true)
+      expect(error.reason).toBe("Unavailable")
+      expect(error.operation).toBe("refresh token store")
+      expect(error.message).toContain("connection refused")
+      expect(error.message).not.toContain("rotated")
+      expect((yield* requests).length).toBe(2)
+    }))
+
+  it.effect("get fails: the fetch fails with that error without a request", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() => tokenResponse({ refresh_token: "rotated" }))
+      const down: RefreshTokenStore.RefreshTokenStore = {
+        get: Effect.fail(RefreshTokenStore.unavailable("session backend down")),
+        set: () => Effect.void,
+        clear: Effect.void
+      }
+      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, down),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const error = yield* Effect.flip(source.fetch)
+      expect(error.reason).toBe("Unavailable")
+      expect(TokenError.isTransient(error)).toBe(true)
+      expect((yield* requests).length).toBe(0)
+    }))
+
+  it.effect("the in-memory store still never fails and keeps the rotated token", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fake(() => tokenResponse({ refresh_token: "rotated" }))
+      const store = yield* RefreshTokenStore.make(Redacted.make("first"))
+      const writes = yield* Ref.make(0)
+      const counting: RefreshTokenStore.RefreshTokenStore = {
+        ...store,
+        set: (token) => Effect.zipRight(Ref.update(writes, (n) => n + 1), store.set(token))
+      }
+      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, counting),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const token = yield* source.fetch
+      expect(Option.isNone(token.refreshToken)).toBe(true)
+      expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rotated"))
+      expect(yield* Ref.get(writes)).toBe(1)
+    }))
+})
