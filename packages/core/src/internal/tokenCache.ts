@@ -1,4 +1,3 @@
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -85,6 +84,8 @@ export const make = (
 ): Effect.Effect<TokenCache, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
+    // The cache keeps the clock it was made with: reading it per `get` is most of the hot path's cost.
+    const clock = yield* Effect.clock
     const name = options.name ?? "default"
     const skewMillis = Duration.toMillis(options.skew ?? Duration.seconds(30))
     const refreshAhead = options.refreshAhead ?? 0.1
@@ -92,6 +93,7 @@ export const make = (
     const defaultLifetimeMillis = Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
     const retry = options.retry ?? defaultRetry
     const cacheLabel = [MetricLabel.make("cache", name)]
+    const cacheHits = Metric.tagged(hits, "cache", name)
 
     const ref = yield* SynchronizedRef.make<State>({ _tag: "Empty" })
 
@@ -130,7 +132,7 @@ export const make = (
     /** Settles a fetch: moves the state on if it still waits for this fetch, then wakes the waiters. */
     const settle = (pending: Pending, exit: Exit.Exit<AccessToken.AccessToken, TokenError.TokenError>) =>
       Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
+        const now = yield* clock.currentTimeMillis
         const random = yield* Random.next
         // A token that is not valid even now (a custom source's, or a server clock far behind) is a failed fetch:
         // handing it out would break the promise that `get` never returns a token past `expiresAt - skew`.
@@ -166,14 +168,14 @@ export const make = (
       })
 
     const served = (token: AccessToken.AccessToken): Effect.Effect<AccessToken.AccessToken> => {
-      hits.unsafeUpdate(1, cacheLabel)
+      cacheHits.unsafeUpdate(1, [])
       return Effect.succeed(token)
     }
 
     /** The slow path: decides under the lock, then waits (if it must) outside it. */
     const acquire = Effect.flatten(
       SynchronizedRef.modifyEffect(ref, (state) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Decision> => {
+        Effect.flatMap(clock.currentTimeMillis, (now): Effect.Effect<Decision> => {
           switch (state._tag) {
             case "Ready": {
               if (now < state.refreshAt) {
@@ -202,8 +204,9 @@ export const make = (
     )
 
     // The hot path: one read of the state and the clock, no lock.
-    const get = Effect.clockWith((clock) =>
-      Effect.flatMap(Ref.get(ref), (state): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError> => {
+    const get = Effect.flatMap(
+      Ref.get(ref),
+      (state): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError> => {
         if (state._tag === "Ready" || state._tag === "Refreshing") {
           const now = clock.unsafeCurrentTimeMillis()
           if (now < (state._tag === "Ready" ? state.refreshAt : state.validUntil)) {
@@ -211,9 +214,11 @@ export const make = (
           }
         }
         // Joining the fetch in flight needs no decision either: a cold start's callers do not queue on the lock.
-        if (state._tag === "Fetching") return Deferred.await(state.pending)
+        if (state._tag === "Fetching") {
+          return Deferred.await(state.pending)
+        }
         return acquire
-      })
+      }
     )
 
     const invalidate = (token: AccessToken.AccessToken) =>
