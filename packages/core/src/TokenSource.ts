@@ -11,6 +11,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -369,10 +370,11 @@ const refreshRejected = (error: TokenError): TokenError =>
  *
  * - When the server answers with a new refresh token, it is written to the store before the access token is
  *   returned, so a crash in between never loses the only valid refresh token. When the store cannot write it (its
- *   `set` fails, e.g. reason `Unavailable`), the fetch fails with that error and the access token is not handed out. Once the request has been answered,
- *   interrupting the fetch no longer stops that write. (An interruption while the request is in flight can still
- *   lose an answer the server has sent; servers with a rotation grace period forgive the retry.) The access token
- *   handed out carries no refresh token: the store is the one place it lives.
+ *   `set` fails, e.g. reason `Unavailable`), the fetch fails with that error and the access token is not handed out.
+ * - Once sent, the request and the store write are not interruptible: interrupting the fetch (a caller giving up,
+ *   the application's scope closing) waits for the answer and the write, at most the request's `timeout`, so an
+ *   answer carrying a rotated refresh token is never dropped. The access token handed out carries no refresh token:
+ *   the store is the one place it lives.
  * - Fetches of one source run one at a time, each with the refresh token the previous one stored: two concurrent
  *   fetches never spend the same refresh token, with or without a `TokenCache` on top.
  * - `invalid_grant`, and an empty store, fail with reason `RefreshTokenRejected`: the user has to log in again.
@@ -416,16 +418,23 @@ export const refreshToken = (
         })
       }
       const params = grantForm({ grant_type: "refresh_token", refresh_token: current.value }, options)
-      return yield* Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          restore(Effect.mapError(request(params), refreshRejected)),
-          (token) =>
-            Option.match(token.refreshToken, {
-              onNone: () => Effect.succeed(token),
-              onSome: (rotated) => Effect.as(store.set(rotated), withoutRefreshToken(token))
-            })
-        )
+      const exchange = Effect.flatMap(
+        // Interruptible inside, so that the request's own timeout can still end it (see below).
+        Effect.interruptible(Effect.mapError(request(params), refreshRejected)),
+        (token) =>
+          Option.match(token.refreshToken, {
+            onNone: () => Effect.succeed(token),
+            onSome: (rotated) => Effect.as(store.set(rotated), withoutRefreshToken(token))
+          })
       )
+      // Once the request is sent, the server may already have rotated the refresh token, and only its answer carries
+      // the new one. Dropping that answer because the caller was interrupted (the app shutting down, its scope
+      // closing) would leave the spent token in the store and force a new login. So the request and the store write
+      // run to the end in a daemon fiber (a child would be interrupted with its parent), and the caller waits for it
+      // without being interruptible; its interruption takes effect afterwards. The request's timeout bounds that
+      // wait: it still works in the daemon, whereas timing out an uninterruptible request would wait for the request
+      // however long it takes.
+      return yield* Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(exchange), Fiber.join))
     })
     const subject = options.subjectKey === undefined ? [] : [options.subjectKey]
     return make({ key: keyOf("refresh_token", options, options, ...subject), fetch: semaphore.withPermits(1)(fetch) })

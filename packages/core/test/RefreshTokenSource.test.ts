@@ -4,7 +4,7 @@
 import { ClientAuth, RefreshTokenStore, TokenError, TokenSource } from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Option, Redacted, Ref } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Redacted, Ref, TestClock } from "effect"
 import { fake, tokenResponse } from "./support/http.js"
 
 const tokenUrl = "https://as.example/token"
@@ -70,5 +70,55 @@ describe("refresh source and a store that fails", () => {
       expect(Option.isNone(token.refreshToken)).toBe(true)
       expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rotated"))
       expect(yield* Ref.get(writes)).toBe(1)
+    }))
+})
+
+describe("refresh source and interruption", () => {
+  it.effect("interrupted during the HTTP request: the answer is still read and the rotated token stored", () =>
+    Effect.gen(function*() {
+      const requested = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // The server has received the request (and rotated the refresh token) but its answer is still on the way.
+      const { client } = yield* fake(() =>
+        Deferred.succeed(requested, undefined).pipe(
+          Effect.zipRight(Deferred.await(release)),
+          Effect.as(tokenResponse({ refresh_token: "rotated" }))
+        )
+      )
+      const store = yield* RefreshTokenStore.make(Redacted.make("first"))
+      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const fetching = yield* Effect.fork(source.fetch)
+      yield* Deferred.await(requested)
+      // The app shuts down: the fetch's fiber is interrupted while the request is in flight.
+      const interrupting = yield* Effect.fork(Fiber.interrupt(fetching))
+      yield* Effect.yieldNow({ priority: 1000 })
+      expect(Option.isNone(yield* Fiber.poll(interrupting))).toBe(true)
+      yield* Deferred.succeed(release, undefined)
+      const exit = yield* Fiber.join(interrupting)
+      // The caller still sees its interruption, but the rotated token made it into the store.
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rotated"))
+    }))
+
+  it.effect("the request's timeout still bounds an interrupted refresh (a server that never answers)", () =>
+    Effect.gen(function*() {
+      const requested = yield* Deferred.make<void>()
+      const { client } = yield* fake(() => Effect.zipRight(Deferred.succeed(requested, undefined), Effect.never))
+      const store = yield* RefreshTokenStore.make(Redacted.make("first"))
+      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth, timeout: "5 seconds" }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const fetching = yield* Effect.fork(source.fetch)
+      yield* Deferred.await(requested)
+      const interrupting = yield* Effect.fork(Fiber.interrupt(fetching))
+      yield* TestClock.adjust("4999 millis")
+      expect(Option.isNone(yield* Fiber.poll(interrupting))).toBe(true)
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(interrupting)
+      expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("first"))
     }))
 })
