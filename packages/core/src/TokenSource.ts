@@ -256,48 +256,42 @@ export const layerClientCredentials = (
   options: ClientCredentialsOptions
 ): Layer.Layer<TokenSource, never, HttpClient.HttpClient> => Layer.effect(TokenSource, clientCredentials(options))
 
+/** Endpoint, client and token shape, as every grant's configuration reads them. */
+const grantConfig = Config.all({
+  tokenUrl: Config.url("TOKEN_URL"),
+  clientAuth: ClientAuth.config,
+  scope: Config.option(Config.string("SCOPE")),
+  audience: Config.option(Config.string("AUDIENCE")),
+  resource: Config.option(Config.string("RESOURCE")),
+  timeout: Config.option(Config.duration("TIMEOUT"))
+}).pipe(Config.map((c) => ({
+  tokenUrl: c.tokenUrl,
+  clientAuth: c.clientAuth,
+  scope: Option.getOrUndefined(c.scope),
+  audience: Option.getOrUndefined(c.audience),
+  resource: Option.getOrUndefined(c.resource),
+  timeout: Option.getOrUndefined(c.timeout)
+})))
+
 /**
- * Client-credentials settings read from configuration:
- * `TOKEN_URL`, `CLIENT_ID`, `CLIENT_SECRET` (redacted), `CLIENT_AUTH_METHOD` (`client_secret_basic` by default, or
- * `client_secret_post`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `TIMEOUT` (e.g. `5 seconds`). Use
- * `Config.nested` for a prefix.
+ * Client-credentials settings read from configuration, as every grant reads them: `TOKEN_URL`, the client (see
+ * `ClientAuth.config`: `CLIENT_ID`, `CLIENT_AUTH_METHOD` = `client_secret_basic` (default), `client_secret_post`,
+ * `private_key_jwt` or `none`, with `CLIENT_SECRET` or `CLIENT_PRIVATE_KEY` as the method needs), and optional
+ * `SCOPE`, `AUDIENCE`, `RESOURCE`, `TIMEOUT` (e.g. `5 seconds`). Use `Config.nested` for a prefix.
  *
  * @example
  * ```ts
  * import { TokenSource } from "@effect-token/core"
  * import { Config } from "effect"
  *
- * // reads BILLING_TOKEN_URL, BILLING_CLIENT_ID, BILLING_CLIENT_SECRET, ...
+ * // reads BILLING_TOKEN_URL, BILLING_CLIENT_ID, BILLING_CLIENT_AUTH_METHOD, BILLING_CLIENT_PRIVATE_KEY, ...
  * const billing = Config.nested(TokenSource.clientCredentialsConfig, "BILLING")
  * ```
  *
  * @since 0.1.0
  * @category config
  */
-export const clientCredentialsConfig: Config.Config<ClientCredentialsOptions> = Config.all({
-  tokenUrl: Config.url("TOKEN_URL"),
-  clientId: Config.nonEmptyString("CLIENT_ID"),
-  clientSecret: Config.redacted("CLIENT_SECRET"),
-  authMethod: Config.literal("client_secret_basic", "client_secret_post")("CLIENT_AUTH_METHOD").pipe(
-    Config.withDefault("client_secret_basic" as const)
-  ),
-  scope: Config.option(Config.string("SCOPE")),
-  audience: Config.option(Config.string("AUDIENCE")),
-  resource: Config.option(Config.string("RESOURCE")),
-  timeout: Config.option(Config.duration("TIMEOUT"))
-}).pipe(Config.map((c): ClientCredentialsOptions => {
-  const client = { clientId: c.clientId, clientSecret: c.clientSecret }
-  return {
-    tokenUrl: c.tokenUrl,
-    clientAuth: c.authMethod === "client_secret_post"
-      ? ClientAuth.clientSecretPost(client)
-      : ClientAuth.clientSecretBasic(client),
-    scope: c.scope._tag === "Some" ? c.scope.value : undefined,
-    audience: c.audience._tag === "Some" ? c.audience.value : undefined,
-    resource: c.resource._tag === "Some" ? c.resource.value : undefined,
-    timeout: c.timeout._tag === "Some" ? c.timeout.value : undefined
-  }
-}))
+export const clientCredentialsConfig: Config.Config<ClientCredentialsOptions> = grantConfig
 
 /**
  * Provides a client-credentials `TokenSource` from configuration (see {@link clientCredentialsConfig}).
@@ -318,23 +312,6 @@ export const layerConfig = (
   config: Config.Config<ClientCredentialsOptions> = clientCredentialsConfig
 ): Layer.Layer<TokenSource, ConfigError.ConfigError, HttpClient.HttpClient> =>
   Layer.effect(TokenSource, Effect.flatMap(config, clientCredentials))
-
-/** Endpoint, client and token shape, as every grant's configuration reads them. */
-const grantConfig = Config.all({
-  tokenUrl: Config.url("TOKEN_URL"),
-  clientAuth: ClientAuth.config,
-  scope: Config.option(Config.string("SCOPE")),
-  audience: Config.option(Config.string("AUDIENCE")),
-  resource: Config.option(Config.string("RESOURCE")),
-  timeout: Config.option(Config.duration("TIMEOUT"))
-}).pipe(Config.map((c) => ({
-  tokenUrl: c.tokenUrl,
-  clientAuth: c.clientAuth,
-  scope: Option.getOrUndefined(c.scope),
-  audience: Option.getOrUndefined(c.audience),
-  resource: Option.getOrUndefined(c.resource),
-  timeout: Option.getOrUndefined(c.timeout)
-})))
 
 /**
  * @since 0.1.0

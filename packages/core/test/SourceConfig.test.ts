@@ -80,6 +80,37 @@ describe("source configuration", () => {
       expect(request!.form.get("scope")).toBe("repo")
     }))
 
+  it.effect("clientCredentialsConfig reads every ClientAuth method, as the other grants do", () =>
+    Effect.gen(function*() {
+      const basic = yield* TokenSource.clientCredentialsConfig.pipe(
+        withEnv({ TOKEN_URL: "https://as.example/token", CLIENT_ID: "svc", CLIENT_SECRET: "s", SCOPE: "api:read" })
+      )
+      expect(basic.clientAuth._tag).toBe("ClientSecretBasic")
+      expect(basic.scope).toBe("api:read")
+      const none = yield* TokenSource.clientCredentialsConfig.pipe(withEnv(base))
+      expect(none.clientAuth).toEqual({ _tag: "None", clientId: "app" })
+      const jwt = yield* TokenSource.clientCredentialsConfig.pipe(withEnv({
+        TOKEN_URL: "https://as.example/token",
+        CLIENT_ID: "svc",
+        CLIENT_AUTH_METHOD: "private_key_jwt",
+        CLIENT_PRIVATE_KEY: "-----BEGIN PRIVATE KEY-----\\nMIIB\\n-----END PRIVATE KEY-----",
+        CLIENT_KEY_ALGORITHM: "ES256"
+      }))
+      expect(jwt.clientAuth._tag).toBe("PrivateKeyJwt")
+      expect(ClientAuth.method(jwt.clientAuth)).toBe("private_key_jwt")
+      // A source from configuration with a public client sends its client_id and no secret.
+      const { client, requests } = yield* fake(() => tokenResponse())
+      yield* Effect.flatMap(TokenSource.TokenSource, (source) => source.fetch).pipe(
+        Effect.provide(TokenSource.layerConfig()),
+        Effect.provideService(HttpClient.HttpClient, client),
+        withEnv(base)
+      )
+      const [request] = yield* requests
+      expect(request!.form.get("grant_type")).toBe("client_credentials")
+      expect(request!.form.get("client_id")).toBe("app")
+      expect(request!.headers["authorization"]).toBeUndefined()
+    }))
+
   it.effect("passwordConfig reads the password as Redacted", () =>
     Effect.gen(function*() {
       const options = yield* TokenSource.passwordConfig.pipe(withEnv({ ...base, USERNAME: "u", PASSWORD: "p@ss" }))
