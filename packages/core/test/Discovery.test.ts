@@ -128,18 +128,24 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(2)
     }))
 
+  /** A Discovery whose document request is answered only once `release` completes. */
+  const held = Effect.gen(function*() {
+    const issuer = "https://as.example"
+    const requested = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const { client, requests } = yield* fake(() =>
+      Deferred.succeed(requested, undefined).pipe(
+        Effect.zipRight(Deferred.await(release)),
+        Effect.as(json(document(issuer)))
+      )
+    )
+    const discovery = yield* Discovery.makeWith(client, { issuer })
+    return { discovery, issuer, release, requested, requests }
+  })
+
   it.effect("an interrupted caller is not a failure: the memo of a fetch that succeeds is kept", () =>
     Effect.gen(function*() {
-      const issuer = "https://as.example"
-      const requested = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const { client, requests } = yield* fake(() =>
-        Deferred.succeed(requested, undefined).pipe(
-          Effect.zipRight(Deferred.await(release)),
-          Effect.as(json(document(issuer)))
-        )
-      )
-      const discovery = yield* Discovery.makeWith(client, { issuer })
+      const { discovery, issuer, release, requested, requests } = yield* held
       const first = yield* Effect.fork(discovery.metadata)
       yield* Deferred.await(requested)
       // A second caller waits for the same fetch, then gives up (its request was cancelled, say).
@@ -155,16 +161,7 @@ describe("Discovery with an in-process server", () => {
 
   it.effect("the caller that started the fetch is interrupted: the fetch goes on and its document is kept", () =>
     Effect.gen(function*() {
-      const issuer = "https://as.example"
-      const requested = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const { client, requests } = yield* fake(() =>
-        Deferred.succeed(requested, undefined).pipe(
-          Effect.zipRight(Deferred.await(release)),
-          Effect.as(json(document(issuer)))
-        )
-      )
-      const discovery = yield* Discovery.makeWith(client, { issuer })
+      const { discovery, issuer, release, requested, requests } = yield* held
       const first = yield* Effect.fork(discovery.metadata)
       yield* Deferred.await(requested)
       yield* Fiber.interrupt(first)
