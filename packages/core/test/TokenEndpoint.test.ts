@@ -2,8 +2,9 @@ import { ClientAuth, TokenEndpoint, TokenError } from "@effect-token/core"
 import type { HttpBody, HttpClientRequest } from "@effect/platform"
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Option, Redacted, TestClock, Tracer } from "effect"
+import { Duration, Effect, Exit, Fiber, Option, Redacted, TestClock } from "effect"
 import { parseRetryAfter } from "../src/internal/retryAfter.js"
+import { capturingTracer } from "./support/tracer.js"
 
 const tokenUrl = "https://as.example.test/oauth/token"
 // Characters that RFC 6749 §2.3.1 form-encoding changes, and a marker no message could contain by chance.
@@ -406,37 +407,6 @@ describe("TokenEndpoint timeouts and transport failures", () => {
 })
 
 /** A tracer that keeps every span's name and attributes (as SecretLeak.test.ts captures them). */
-const capturingTracer = () => {
-  const spans: Array<{ readonly name: string; readonly attributes: Map<string, unknown> }> = []
-  const tracer = Tracer.make({
-    span: (name, parent, context, links, startTime, kind) => {
-      const attributes = new Map<string, unknown>()
-      spans.push({ name, attributes })
-      return {
-        _tag: "Span",
-        name,
-        spanId: `span-${spans.length}`,
-        traceId: "trace",
-        parent,
-        context,
-        status: { _tag: "Started", startTime },
-        attributes,
-        links,
-        sampled: true,
-        kind,
-        attribute: (key, value) => {
-          attributes.set(key, value)
-        },
-        event: () => {},
-        end: () => {},
-        addLinks: () => {}
-      } satisfies Tracer.Span
-    },
-    context: (f) => f()
-  })
-  return { tracer, spans }
-}
-
 describe("TokenEndpoint span", () => {
   it.effect("url.full has no userinfo, query or fragment (they can carry secrets)", () =>
     Effect.gen(function*() {

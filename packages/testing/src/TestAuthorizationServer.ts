@@ -15,7 +15,6 @@
  */
 import type { AccessToken } from "@effect-token/core"
 import { ClientAuth } from "@effect-token/core"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -34,9 +33,9 @@ import type * as Scope from "effect/Scope"
 import { decodeJwt, errors as joseErrors, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose"
 import type * as jose from "jose"
 import { randomBytes } from "node:crypto"
-import * as Http from "node:http"
 import * as Fault from "./Fault.js"
 import * as FaultQueue from "./internal/faultQueue.js"
+import * as Serve from "./internal/serve.js"
 import * as TestHttpClient from "./TestHttpClient.js"
 
 /**
@@ -353,16 +352,7 @@ export const TestAuthorizationServer: Context.Tag<TestAuthorizationServer, TestA
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<TestAuthorizationServer, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const server = yield* NodeHttpServer.make(() => Http.createServer(), { port: 0, host: "127.0.0.1" }).pipe(
-      // Port 0 on loopback cannot be taken; a failure here is an environment defect, not a test outcome.
-      Effect.orDie
-    )
-    if (server.address._tag !== "TcpAddress") return yield* Effect.dieMessage("expected a TCP address")
-    const self = yield* build(options, `http://127.0.0.1:${server.address.port}`)
-    yield* server.serve(self.app)
-    return self
-  })
+  Serve.onLoopback((origin) => build(options, origin))
 
 /**
  * The same server without a socket: reach it through its `client`, or mount its `app` with `TestHttpClient`.

@@ -12,7 +12,6 @@
  *
  * @since 0.1.0
  */
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -23,9 +22,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import * as Http from "node:http"
 import * as Fault from "./Fault.js"
 import * as FaultQueue from "./internal/faultQueue.js"
+import * as Serve from "./internal/serve.js"
 import * as TestAuthorizationServer from "./TestAuthorizationServer.js"
 import * as TestHttpClient from "./TestHttpClient.js"
 
@@ -166,15 +165,7 @@ export const TestResourceServer: Context.Tag<TestResourceServer, TestResourceSer
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<TestResourceServer, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const server = yield* NodeHttpServer.make(() => Http.createServer(), { port: 0, host: "127.0.0.1" }).pipe(
-      Effect.orDie
-    )
-    if (server.address._tag !== "TcpAddress") return yield* Effect.dieMessage("expected a TCP address")
-    const self = yield* build(options, `http://127.0.0.1:${server.address.port}`)
-    yield* server.serve(self.app)
-    return self
-  })
+  Serve.onLoopback((origin) => build(options, origin))
 
 /**
  * The same API without a socket; reach it through its `client`.
