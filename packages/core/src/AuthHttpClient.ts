@@ -4,8 +4,9 @@
  *
  * - Attaches `Authorization: <type> <token>`; a request that already carries an `Authorization` header is sent as
  *   it is (no token, no 401 handling): the caller chose its own credentials.
- * - A 401 becomes the typed {@link Unauthorized} error; the rejected token (exactly that one) is invalidated and the
- *   request is sent once more with a fresh token. A second 401 reaches the caller. 403 is never retried.
+ * - A 401 to a request that carried the token becomes the typed {@link Unauthorized} error: the rejected token
+ *   (exactly that one) is invalidated and the request is sent once more with a fresh token; a second 401 reaches
+ *   the caller. A 401 from another origin (after a redirect) is an ordinary response. 403 is never retried.
  * - Transient faults (transport errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with jittered
  *   exponential backoff that honours `Retry-After`; the token is read again on every attempt. A `Retry-After`
  *   longer than `maxRetryAfter` (60 s by default) ends the retries: the caller gets that answer at once.
