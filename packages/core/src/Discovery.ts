@@ -319,6 +319,9 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Effec
     // that shared it gets that failure and the next call starts afresh.
     const start = Effect.flatMap(Deferred.make<Metadata, TokenError>(), (deferred) =>
       fetchOnce.pipe(
+        // Started from the uninterruptible join-or-start below, and a fork inherits that: without this the document
+        // timeout could not interrupt a request that never gets an answer, and every caller would wait forever.
+        Effect.interruptible,
         Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : SynchronizedRef.set(attempt, Option.none())),
         Effect.intoDeferred(deferred),
         Effect.forkDaemon,

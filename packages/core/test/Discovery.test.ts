@@ -3,7 +3,7 @@ import { OidcProvider } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Redacted } from "effect"
+import { Deferred, Effect, Fiber, Option, Redacted, TestClock } from "effect"
 import { fake, json, recording } from "./support/http.js"
 
 const live = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, NodeHttpClient.layerUndici)
@@ -237,5 +237,16 @@ describe("Discovery with an in-process server", () => {
       expect(discovery.issuer).toBe("https://as.example")
       expect(Discovery.isDiscovery(discovery)).toBe(true)
       expect(Discovery.isDiscovery("https://as.example")).toBe(false)
+    }))
+})
+
+describe("Discovery timeout", () => {
+  it.effect("a server that never answers fails with Timeout after the document timeout, not never", () =>
+    Effect.gen(function*() {
+      const silent = HttpClient.make(() => Effect.never)
+      const discovery = yield* Discovery.makeWith(silent, { issuer: "https://as.test", timeout: "5 seconds" })
+      const fiber = yield* Effect.fork(Effect.flip(discovery.metadata))
+      yield* TestClock.adjust("5 seconds")
+      expect((yield* Fiber.join(fiber)).reason).toBe("Timeout")
     }))
 })
