@@ -4,14 +4,18 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 
 // Reads TOKEN_URL, CLIENT_ID, CLIENT_SECRET (kept Redacted) and SCOPE from the environment.
-const ApiClientLive = AuthHttpClient.layer().pipe(
+export const ApiClientLive = AuthHttpClient.layer().pipe(
   Layer.provide(TokenCache.layer()),
   Layer.provide(TokenSource.layerConfig()),
   Layer.provide(NodeHttpClient.layerUndici)
 )
 
-export const listInvoices = Effect.gen(function*() {
-  const client = yield* HttpClient.HttpClient // every request carries a fresh token
-  const response = yield* client.get("https://api.example.com/invoices")
-  return yield* response.json
-}).pipe(Effect.provide(ApiClientLive))
+export const listInvoices = (baseUrl: string) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient // every request carries a valid token
+    const response = yield* client.get(`${baseUrl}/invoices`)
+    return yield* response.json
+  })
+
+// Provide the layer once, at the edge of the application: the cache lives as long as the layer.
+export const main = listInvoices("https://api.example.com").pipe(Effect.provide(ApiClientLive))
