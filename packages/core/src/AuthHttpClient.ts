@@ -164,6 +164,10 @@ const isTransientFailure = (error: unknown): boolean =>
 const faultLabel = (error: unknown): string =>
   Predicate.isTagged(error, "TransientStatus") ? String((error as TransientStatus).response.status) : "transport"
 
+const countFault = (error: unknown): void => {
+  if (isTransientFailure(error)) transientFaults.unsafeUpdate(1, [MetricLabel.make("status", faultLabel(error))])
+}
+
 /** Only bodies held in memory can be sent twice; a stream, or a raw body that is not a string or bytes, cannot. */
 const isReplayable = (request: HttpClientRequest.HttpClientRequest): boolean => {
   const body = request.body
@@ -307,11 +311,22 @@ export const make = <E, R>(
   const attempt = (
     request: HttpClientRequest.HttpClientRequest
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> => {
+    // Plain flatMaps rather than a generator: this runs on every request.
     const once = (retried: boolean): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
+      Effect.flatMap(
+        cache.get,
+        (token) =>
+          Effect.flatMap(send(request, token), ({ response, tokenSent }) =>
+            response.status === 401 && tokenSent
+              ? rejectedBy(token, response, retried)
+              : checkTransient(response, request))
+      )
+    const rejectedBy = (
+      token: AccessToken.AccessToken,
+      response: HttpClientResponse.HttpClientResponse,
+      retried: boolean
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
-        const token = yield* cache.get
-        const { response, tokenSent } = yield* send(request, token)
-        if (response.status !== 401 || !tokenSent) return yield* checkTransient(response, request)
         const rejected = yield* detach(response, request)
         if (!retried) {
           yield* cache.invalidate(token)
@@ -350,13 +365,11 @@ export const make = <E, R>(
   const withRetry = <A>(
     once: Effect.Effect<A, E | AttemptError, R>,
     schedule: Schedule.Schedule<unknown, unknown>
-  ): Effect.Effect<A, E | AttemptError, R> => {
-    const counted = Effect.tapError(once, (error) =>
-      isTransientFailure(error)
-        ? Effect.sync(() => transientFaults.unsafeUpdate(1, [MetricLabel.make("status", faultLabel(error))]))
-        : Effect.void)
-    return Effect.catchAll(counted, (first) => {
+  ): Effect.Effect<A, E | AttemptError, R> =>
+    Effect.catchAll(once, (first) => {
       if (!isTransientFailure(first)) return Effect.fail(first)
+      countFault(first)
+      const counted = Effect.tapError(once, (error) => Effect.sync(() => countFault(error)))
       let replayed = false
       return Effect.retry(
         Effect.suspend(() => {
@@ -367,7 +380,6 @@ export const make = <E, R>(
         schedule
       )
     })
-  }
 
   const execute = (
     request: HttpClientRequest.HttpClientRequest
