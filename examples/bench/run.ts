@@ -7,6 +7,8 @@
  *   pnpm bench -- --out other.json    write the JSON elsewhere (a quick run never overwrites latest.json)
  *
  * `BENCH_QUICK=1` works like `--quick`. Exit code 0 unless a benchmark crashed: goals are reported, not asserted.
+ * `pnpm bench` builds first and runs with `bench/tsconfig.json`, which has no source `paths`: the benchmarks import
+ * `@effect-token/*` from `dist`, the code users run, not the sources as tsx would transform them.
  */
 import { Effect } from "effect"
 import * as Fs from "node:fs"
