@@ -69,6 +69,18 @@ const invalidations = Metric.counter("effect_token_invalidations", {
 
 const minRefreshRetry = 1_000
 
+// One tagged hit counter per cache name, shared by every cache of that name (about 0.7 KB each otherwise). Names
+// are low-cardinality by contract, like the metric registry they end up in.
+const hitCounters = new Map<string, Metric.Metric.Counter<number>>()
+const hitCounter = (name: string): Metric.Metric.Counter<number> => {
+  let counter = hitCounters.get(name)
+  if (counter === undefined) {
+    counter = Metric.tagged(hits, "cache", name)
+    hitCounters.set(name, counter)
+  }
+  return counter
+}
+
 const expiredOnArrival = (token: AccessToken.AccessToken) =>
   new TokenError.TokenError({
     reason: "MalformedResponse",
@@ -93,7 +105,7 @@ export const make = (
     const defaultLifetimeMillis = Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
     const retry = options.retry ?? defaultRetry
     const cacheLabel = [MetricLabel.make("cache", name)]
-    const cacheHits = Metric.tagged(hits, "cache", name)
+    const cacheHits = hitCounter(name)
 
     const ref = yield* SynchronizedRef.make<State>({ _tag: "Empty" })
 
