@@ -1,8 +1,7 @@
 /**
  * Story: a service gets a token with the client credentials grant and calls a protected API with it.
  */
-import { AccessToken, ClientAuth, TokenSource } from "@effect-token/core"
-import type { TokenError } from "@effect-token/core"
+import { AccessToken, ClientAuth, TokenError, TokenSource } from "@effect-token/core"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Duration, Effect, Option, Redacted } from "effect"
@@ -137,11 +136,11 @@ export const wrongSecret = Story.step<DemoEnv, TokenError.TokenError, HttpClient
         Effect.catchAll(() => new Story.StoryFailure({ message: "a wrong secret got a token" }))
       )
       yield* Story.expect(
-        error.reason === "OAuthError" && error.error === "invalid_client",
+        TokenError.oauthCode(error) === "invalid_client",
         `expected invalid_client, got ${error.message}`
       )
       return {
-        summary: `A wrong client secret -> TokenError ${error.reason} ${error.error} (HTTP ${error.status})`,
+        summary: `A wrong client secret -> TokenError ${error.reason._tag}: ${error.reason.message}`,
         value: error
       }
     })

@@ -13,7 +13,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as jose from "jose"
 import { importPKCS8, SignJWT } from "jose"
-import { TokenError } from "./TokenError.js"
+import { Misconfigured, TokenError } from "./TokenError.js"
 
 /**
  * A private key for `private_key_jwt`: a PKCS#8 PEM string, a JWK, or a key object `jose` accepts.
@@ -305,9 +305,8 @@ const signAssertion = (auth: PrivateKeyJwt, tokenEndpoint: string) =>
     Effect.catchTag("KeyImportFailed", (e) =>
       Effect.fail(
         new TokenError({
-          reason: "Misconfigured",
           operation: "private_key_jwt client assertion",
-          detail: `cannot sign with the configured key: ${e.detail}`
+          reason: new Misconfigured({ description: `cannot sign with the configured key: ${e.detail}` })
         })
       ))
   )

@@ -22,7 +22,7 @@ import * as Schema from "effect/Schema"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as internal from "./internal/endpoint.js"
 import { invalidFields } from "./internal/tokenResponse.js"
-import { TokenError } from "./TokenError.js"
+import { MalformedResponse, Misconfigured, TokenError } from "./TokenError.js"
 
 const operation = "discovery"
 
@@ -201,9 +201,10 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
     const urls = documentUrls(options.issuer)
     if (Option.isNone(urls)) {
       return yield* new TokenError({
-        reason: "Misconfigured",
         operation,
-        detail: `the issuer ${JSON.stringify(options.issuer)} is not an absolute URL without query or fragment`
+        reason: new Misconfigured({
+          description: `the issuer ${JSON.stringify(options.issuer)} is not an absolute URL without query or fragment`
+        })
       })
     }
     const get = (url: string) =>
@@ -217,29 +218,33 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
     const status = exchange.response.status
     if (status === 404) {
       return yield* new TokenError({
-        reason: "Misconfigured",
         operation,
-        status,
-        detail: `no metadata at ${urls.value[0]} nor at ${urls.value[1]}; is the issuer right?`
+        reason: new Misconfigured({
+          description: `no metadata at ${urls.value[0]} nor at ${urls.value[1]} (HTTP 404); is the issuer right?`
+        })
       })
     }
     if (status < 200 || status >= 300) return yield* internal.failure(exchange, operation)
     const json = internal.parseJson(exchange.text)
     if (Option.isNone(json) || !Predicate.isRecord(json.value)) {
       return yield* new TokenError({
-        reason: "MalformedResponse",
         operation,
-        status,
-        detail: `expected a JSON object, got ${internal.contentType(exchange.response)}`
+        reason: new MalformedResponse({
+          status,
+          description: `expected a JSON object, got ${internal.contentType(exchange.response)}`
+        })
       })
     }
     const metadata = decodeMetadata(json.value)
     if (metadata._tag === "Left") {
+      const fields = invalidFields(metadata.left)
       return yield* new TokenError({
-        reason: "MalformedResponse",
         operation,
-        status,
-        detail: `invalid metadata field(s): ${invalidFields(metadata.left)}`
+        reason: new MalformedResponse({
+          status,
+          fields,
+          description: `invalid metadata field(s): ${fields.join(", ")}`
+        })
       })
     }
     if (metadata.right.issuer !== options.issuer) {
@@ -248,11 +253,12 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
       // `Misconfigured` rather than a new reason every caller would have to handle. Issuers are public; the detail
       // may name both.
       return yield* new TokenError({
-        reason: "Misconfigured",
         operation,
-        detail: `issuer mismatch: configured ${JSON.stringify(options.issuer)}, the metadata says ${
-          JSON.stringify(metadata.right.issuer)
-        }`
+        reason: new Misconfigured({
+          description: `issuer mismatch: configured ${JSON.stringify(options.issuer)}, the metadata says ${
+            JSON.stringify(metadata.right.issuer)
+          }`
+        })
       })
     }
     return metadata.right
@@ -261,7 +267,10 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
   )
 
 const missingEndpoint = (name: string) =>
-  new TokenError({ reason: "Misconfigured", operation, detail: `the authorization server publishes no ${name}` })
+  new TokenError({
+    operation,
+    reason: new Misconfigured({ description: `the authorization server publishes no ${name}` })
+  })
 
 /**
  * A `Discovery` that fetches on first use and keeps the metadata, using the `HttpClient` in context.

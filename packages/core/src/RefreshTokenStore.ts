@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import { TokenError } from "./TokenError.js"
+import { TokenError, Unavailable } from "./TokenError.js"
 
 /**
  * A store for one refresh token.
@@ -69,13 +69,14 @@ export const operation = "refresh token store"
  * import { RefreshTokenStore } from "@effect-token/core"
  *
  * const error = RefreshTokenStore.unavailable("redis: connection refused")
- * error.reason // "Unavailable"
+ * error.reason._tag // "Unavailable"
  * ```
  *
  * @since 0.1.0
  * @category errors
  */
-export const unavailable = (detail: string): TokenError => new TokenError({ reason: "Unavailable", operation, detail })
+export const unavailable = (detail: string): TokenError =>
+  new TokenError({ operation, reason: new Unavailable({ description: detail }) })
 
 /**
  * @example

@@ -67,11 +67,16 @@ export interface Options {
   /** Low-cardinality name for metrics, spans and logs. Default `"default"`. */
   readonly name?: string | undefined
   /**
-   * Stop handing out a token this long before it expires, to allow for clock skew and request time. Capped at half
-   * the token's lifetime so that short-lived tokens stay cacheable. Default 30 seconds.
+   * Stop handing out a token this long before it expires, to allow for clock skew and request time. Never more than
+   * 10 % of the token's lifetime, so that short-lived tokens stay cacheable (a 2 s token is served for 1.8 s).
+   * Default 30 seconds.
    */
   readonly skew?: Duration.DurationInput | undefined
-  /** Fraction of the usable lifetime, at its end, in which a `get` starts a background refresh. Default 0.1; 0 turns it off. */
+  /**
+   * Fraction of the usable lifetime, at its end, in which a `get` starts a background refresh. The window is never
+   * shorter than twice the time recent fetches took, so that a slow authorization server's answer still arrives
+   * before the current token goes. Default 0.1; 0 turns refresh-ahead off.
+   */
   readonly refreshAhead?: number | undefined
   /**
    * Randomizes the start of the refresh window by up to this fraction of it, so that many instances do not refresh
@@ -82,6 +87,12 @@ export interface Options {
   readonly defaultLifetime?: Duration.DurationInput | undefined
   /** Retries of a failed fetch before its waiters see the error. Default {@link defaultRetry}. */
   readonly retry?: Schedule.Schedule<unknown, TokenError.TokenError> | undefined
+  /**
+   * The longest a caller waits for a token, retries included; then it fails with reason `Timeout` (bound
+   * `acquire`) while the fetch goes on for later callers. Each request to the token endpoint has its own bound, the
+   * source's `attemptTimeout`. Default: none (the retries' own limits apply).
+   */
+  readonly acquireTimeout?: Duration.DurationInput | undefined
 }
 
 /**

@@ -17,7 +17,7 @@ import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as endpoint from "./internal/endpoint.js"
 import * as internal from "./internal/tokenResponse.js"
-import { TokenError } from "./TokenError.js"
+import { MalformedResponse, TokenError } from "./TokenError.js"
 
 /**
  * Form parameters of one grant. `undefined` values are left out; `Redacted` values are revealed only into the
@@ -35,8 +35,8 @@ export type Params = endpoint.FormParams
 export interface Options {
   readonly tokenUrl: string | URL
   readonly clientAuth: ClientAuth.ClientAuth
-  /** Time allowed for the whole exchange, body included. Default 10 seconds. */
-  readonly timeout?: Duration.DurationInput | undefined
+  /** Time allowed for one request, answer body included. Default 10 seconds. */
+  readonly attemptTimeout?: Duration.DurationInput | undefined
   /** Lifetime of a token that has neither `expires_in` nor a JWT `exp`. Default: unknown (the cache decides). */
   readonly defaultLifetime?: Duration.DurationInput | undefined
 }
@@ -96,7 +96,7 @@ export const make = (options: Options): Effect.Effect<TokenEndpoint, never, Http
  */
 export const makeWith = (client: HttpClient.HttpClient, options: Options): TokenEndpoint => {
   const url = options.tokenUrl.toString()
-  const timeout = Duration.decode(options.timeout ?? defaultTimeout)
+  const timeout = Duration.decode(options.attemptTimeout ?? defaultTimeout)
   const defaultLifetime = Option.map(Option.fromNullable(options.defaultLifetime), Duration.decode)
   const clientId = options.clientAuth.clientId
   const authMethod = ClientAuth.method(options.clientAuth)
@@ -140,10 +140,11 @@ const decodeResponse = (
   if (Option.isNone(json)) {
     return Effect.fail(
       new TokenError({
-        reason: "MalformedResponse",
         operation: options.operation,
-        status,
-        detail: `expected a JSON token response, got ${endpoint.contentType(exchange.response)}`
+        reason: new MalformedResponse({
+          status,
+          description: `expected a JSON token response, got ${endpoint.contentType(exchange.response)}`
+        })
       })
     )
   }

@@ -1,39 +1,235 @@
 /**
  * The one error every token acquisition can fail with.
  *
- * Modelled on `@effect/platform`'s `HttpClientError`: a single tagged error whose `reason` says what went wrong,
- * so callers can `catchTag("TokenError")` and then switch on the reason. The message is built only from values
- * that are safe to log: never a client secret, a token, or a response body.
+ * Modelled on Effect 4's `HttpClientError`: a single tagged error, `TokenError`, says what was being done
+ * (`operation`), and its `reason` is a tagged union of classes, each with only its own fields, that says what went
+ * wrong. Catch the error with `Effect.catchTag("TokenError", ...)` and switch on `error.reason._tag`. Messages are
+ * built only from values that are safe to log: never a client secret, a token, or a response body.
  *
  * @since 0.1.0
  */
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import * as transient from "./internal/transient.js"
+
+const optionalRetryAfter = Schema.optional(Schema.DurationFromSelf)
+
+/**
+ * The authorization server answered with an RFC 6749 §5.2 error body (`invalid_client`, `invalid_scope`, ...).
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * const reason = new TokenError.OAuthError({ code: "invalid_client", status: 401 })
+ * reason.message // "invalid_client (HTTP 401)"
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class OAuthError extends Schema.TaggedError<OAuthError>("@effect-token/core/TokenError/OAuthError")(
+  "OAuthError",
+  {
+    /** The RFC 6749 `error` code. */
+    code: Schema.String,
+    /** The server's `error_description`. */
+    description: Schema.optional(Schema.String),
+    /** The server's `error_uri`. */
+    uri: Schema.optional(Schema.String),
+    status: Schema.Number,
+    /** The server's `Retry-After`, when it sent one with the error (429 and 503 answers). */
+    retryAfter: optionalRetryAfter
+  }
+) {
+  override get message(): string {
+    const description = this.description === undefined ? "" : ` - ${this.description}`
+    return `${this.code} (HTTP ${this.status})${description}`
+  }
+}
+
+/**
+ * A `refresh_token` grant failed with `invalid_grant`, or there was no refresh token: the user has to log in again.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * const reason = new TokenError.RefreshTokenRejected({ description: "refresh token expired" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class RefreshTokenRejected
+  extends Schema.TaggedError<RefreshTokenRejected>("@effect-token/core/TokenError/RefreshTokenRejected")(
+    "RefreshTokenRejected",
+    {
+      /** The server's `error_description`, or why no request was made (an empty store). */
+      description: Schema.optional(Schema.String),
+      /** The HTTP status of the rejection; absent when the store held no refresh token. */
+      status: Schema.optional(Schema.Number)
+    }
+  )
+{
+  override get message(): string {
+    const status = this.status === undefined ? "" : ` (HTTP ${this.status})`
+    const description = this.description === undefined ? "" : ` - ${this.description}`
+    return `the refresh token was rejected${status}${description}`
+  }
+}
+
+/**
+ * The request never got an HTTP answer: connection refused or reset, DNS, TLS.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * const reason = new TokenError.Transport({ description: "ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:1" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class Transport extends Schema.TaggedError<Transport>("@effect-token/core/TokenError/Transport")(
+  "Transport",
+  { description: Schema.String }
+) {
+  override get message(): string {
+    return this.description
+  }
+}
+
+/**
+ * No answer in time. `bound` says which limit ran out: one request (`attempt`, `attemptTimeout`) or the whole
+ * wait for a token, retries included (`acquire`, `acquireTimeout`).
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ * import { Duration } from "effect"
+ *
+ * const reason = new TokenError.Timeout({ bound: "acquire", after: Duration.seconds(1) })
+ * reason.message // "no token within 1s (acquireTimeout)"
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class Timeout extends Schema.TaggedError<Timeout>("@effect-token/core/TokenError/Timeout")("Timeout", {
+  bound: Schema.Literal("attempt", "acquire"),
+  after: Schema.DurationFromSelf
+}) {
+  override get message(): string {
+    return this.bound === "attempt"
+      ? `no answer within ${Duration.format(this.after)} (attemptTimeout)`
+      : `no token within ${Duration.format(this.after)} (acquireTimeout)`
+  }
+}
+
+/**
+ * The server is overloaded or down: HTTP 408, 429, 500, 502, 503 or 504 without an OAuth error body.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ * import { Duration } from "effect"
+ *
+ * const reason = new TokenError.Unavailable({ status: 503, retryAfter: Duration.seconds(2) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class Unavailable extends Schema.TaggedError<Unavailable>("@effect-token/core/TokenError/Unavailable")(
+  "Unavailable",
+  {
+    /** The HTTP status; absent when a store (not an HTTP server) was unavailable. */
+    status: Schema.optional(Schema.Number),
+    retryAfter: optionalRetryAfter,
+    description: Schema.optional(Schema.String)
+  }
+) {
+  override get message(): string {
+    const status = this.status === undefined ? "unavailable" : `HTTP ${this.status}`
+    const after = this.retryAfter === undefined ? "" : `, retry after ${Duration.format(this.retryAfter)}`
+    const description = this.description === undefined ? "" : ` - ${this.description}`
+    return `${status}${after}${description}`
+  }
+}
+
+/**
+ * An answer that cannot be used: not JSON, an HTML page, a token response with invalid fields (named in `fields`,
+ * never quoted), a status no rule covers.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * const reason = new TokenError.MalformedResponse({
+ *   fields: ["expires_in"],
+ *   description: "invalid token response field(s): expires_in"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class MalformedResponse
+  extends Schema.TaggedError<MalformedResponse>("@effect-token/core/TokenError/MalformedResponse")(
+    "MalformedResponse",
+    {
+      description: Schema.String,
+      /** The offending fields of the answer, when it was a JSON body. */
+      fields: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+      status: Schema.optional(Schema.Number)
+    }
+  )
+{
+  override get message(): string {
+    return this.status === undefined ? this.description : `HTTP ${this.status}: ${this.description}`
+  }
+}
+
+/**
+ * The client's own settings cannot work: an unusable signing key, an invalid URL, an issuer that does not match.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * const reason = new TokenError.Misconfigured({ description: "the token endpoint URL is invalid" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category reasons
+ */
+export class Misconfigured extends Schema.TaggedError<Misconfigured>("@effect-token/core/TokenError/Misconfigured")(
+  "Misconfigured",
+  { description: Schema.String }
+) {
+  override get message(): string {
+    return this.description
+  }
+}
 
 /**
  * Why a token could not be had.
  *
- * - `OAuthError`: the authorization server answered with an RFC 6749 §5.2 error body (`invalid_client`, ...).
- * - `RefreshTokenRejected`: a `refresh_token` grant failed with `invalid_grant`; the user has to log in again.
- * - `Transport`: the request never got an HTTP answer (connection refused, reset, DNS).
- * - `Timeout`: no answer within the configured timeout.
- * - `MalformedResponse`: an answer that is not a valid token response (HTML page, wrong JSON, bad `expires_in`).
- * - `Unavailable`: the server is overloaded or down (HTTP 408, 429 or 5xx without an OAuth error body).
- * - `Misconfigured`: the client's own settings cannot work (an unusable signing key, an invalid URL).
- *
  * @since 0.1.0
  * @category models
  */
-export const TokenErrorReason = Schema.Literal(
-  "OAuthError",
-  "RefreshTokenRejected",
-  "Transport",
-  "Timeout",
-  "MalformedResponse",
-  "Unavailable",
-  "Misconfigured"
+export const TokenErrorReason = Schema.Union(
+  OAuthError,
+  RefreshTokenRejected,
+  Transport,
+  Timeout,
+  Unavailable,
+  MalformedResponse,
+  Misconfigured
 )
 
 /**
@@ -52,7 +248,7 @@ export type TokenErrorReason = typeof TokenErrorReason.Type
  *
  * const handled = fetchToken.pipe(
  *   Effect.catchTag("TokenError", (error) =>
- *     error.reason === "OAuthError" && error.error === "invalid_client"
+ *     error.reason._tag === "OAuthError" && error.reason.code === "invalid_client"
  *       ? Effect.die("misconfigured client")
  *       : Effect.fail(error))
  * )
@@ -62,31 +258,15 @@ export type TokenErrorReason = typeof TokenErrorReason.Type
  * @category errors
  */
 export class TokenError extends Schema.TaggedError<TokenError>("@effect-token/core/TokenError")("TokenError", {
-  reason: TokenErrorReason,
   /** What was being done, e.g. `client_credentials grant`. */
   operation: Schema.String,
-  /** A safe, human-readable detail (never a secret or a response body). */
-  detail: Schema.optional(Schema.String),
-  /** The HTTP status, when an answer was received. */
-  status: Schema.optional(Schema.Number),
-  /** The RFC 6749 `error` code, for `OAuthError` and `RefreshTokenRejected`. */
-  error: Schema.optional(Schema.String),
-  errorDescription: Schema.optional(Schema.String),
-  errorUri: Schema.optional(Schema.String),
-  /** The server's `Retry-After`, when it sent one. */
-  retryAfter: Schema.optional(Schema.DurationFromSelf)
+  reason: TokenErrorReason
 }) {
   /**
    * @since 0.1.0
    */
   override get message(): string {
-    const parts: Array<string> = [`${this.operation} failed (${this.reason})`]
-    if (this.error !== undefined) parts.push(this.error)
-    if (this.status !== undefined) parts.push(`HTTP ${this.status}`)
-    let message = parts.join(": ")
-    if (this.errorDescription !== undefined) message += ` - ${this.errorDescription}`
-    if (this.detail !== undefined) message += ` - ${this.detail}`
-    return message
+    return `${this.operation} failed (${this.reason._tag}): ${this.reason.message}`
   }
 }
 
@@ -96,16 +276,20 @@ export class TokenError extends Schema.TaggedError<TokenError>("@effect-token/co
  */
 export const isTokenError = (u: unknown): u is TokenError => Predicate.isTagged(u, "TokenError")
 
-const transientOAuthErrors = new Set(["temporarily_unavailable", "slow_down", "server_error"])
-
 /**
  * Whether trying again later may succeed. Only such failures are retried: a retry cannot fix `invalid_client`.
+ * The rule is one table (`Transport`, `Timeout`, `Unavailable`, and the OAuth codes `temporarily_unavailable`,
+ * `slow_down`, `server_error`), shared by the token endpoint, the cache and the authenticated client.
  *
  * @example
  * ```ts
  * import { TokenError } from "@effect-token/core"
+ * import { Duration } from "effect"
  *
- * const error = new TokenError.TokenError({ reason: "Timeout", operation: "client_credentials grant" })
+ * const error = new TokenError.TokenError({
+ *   operation: "client_credentials grant",
+ *   reason: new TokenError.Timeout({ bound: "attempt", after: Duration.seconds(10) })
+ * })
  * TokenError.isTransient(error) // true
  * ```
  *
@@ -113,13 +297,16 @@ const transientOAuthErrors = new Set(["temporarily_unavailable", "slow_down", "s
  * @category predicates
  */
 export const isTransient = (error: TokenError): boolean => {
-  switch (error.reason) {
+  const reason = error.reason
+  switch (reason._tag) {
     case "Transport":
-    case "Timeout":
     case "Unavailable":
       return true
+    case "Timeout":
+      // The whole wait is over: retrying inside it would outlive the caller's own bound.
+      return reason.bound === "attempt"
     case "OAuthError":
-      return error.error !== undefined && transientOAuthErrors.has(error.error)
+      return transient.isTransientOAuthCode(reason.code)
     case "RefreshTokenRejected":
     case "MalformedResponse":
     case "Misconfigured":
@@ -130,7 +317,56 @@ export const isTransient = (error: TokenError): boolean => {
 /**
  * The server's requested delay before a retry, if it sent one.
  *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ * import { Option } from "effect"
+ *
+ * declare const error: TokenError.TokenError
+ * const wait = Option.getOrUndefined(TokenError.retryAfter(error))
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */
-export const retryAfter = (error: TokenError): Option.Option<Duration.Duration> => Option.fromNullable(error.retryAfter)
+export const retryAfter = (error: TokenError): Option.Option<Duration.Duration> =>
+  error.reason._tag === "Unavailable" || error.reason._tag === "OAuthError"
+    ? Option.fromNullable(error.reason.retryAfter)
+    : Option.none()
+
+/**
+ * The RFC 6749 `error` code of an `OAuthError`, if that is the reason.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * declare const error: TokenError.TokenError
+ * if (TokenError.oauthCode(error) === "invalid_scope") {
+ *   // ask for fewer scopes
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const oauthCode = (error: TokenError): string | undefined =>
+  error.reason._tag === "OAuthError" ? error.reason.code : undefined
+
+/**
+ * Whether an HTTP status means "overloaded or down, try again later": 408, 429, 500, 502, 503, 504. The same table
+ * decides `Unavailable` at the token endpoint and the transient retries of the authenticated client (501 and 505
+ * are not on it: no retry makes a server implement a method or a protocol version).
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ *
+ * TokenError.isTransientStatus(503) // true
+ * TokenError.isTransientStatus(501) // false
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isTransientStatus: (status: number) => boolean = transient.isTransientStatus

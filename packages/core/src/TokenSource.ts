@@ -21,7 +21,7 @@ import * as Discovery from "./Discovery.js"
 import { accessTokenType } from "./internal/tokenResponse.js"
 import * as RefreshTokenStore from "./RefreshTokenStore.js"
 import * as TokenEndpoint from "./TokenEndpoint.js"
-import { TokenError } from "./TokenError.js"
+import { RefreshTokenRejected, TokenError } from "./TokenError.js"
 
 /**
  * @since 0.1.0
@@ -35,6 +35,11 @@ export interface TokenSource {
   readonly key: string
   /** Fetches a new token. Every call goes to the source: cache it with `TokenCache`. */
   readonly fetch: Effect.Effect<AccessToken.AccessToken, TokenError>
+  /**
+   * Forgets `token` wherever the source keeps a copy of its own (a store shared by a cluster), after a resource
+   * server rejected it. A cache calls it when it clears that token. Most sources keep nothing and leave it out.
+   */
+  readonly invalidate?: ((token: AccessToken.AccessToken) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -91,7 +96,11 @@ export const TokenSource: Context.Tag<TokenSource, TokenSource> = Context.Generi
 export const make = (options: {
   readonly key: string
   readonly fetch: Effect.Effect<AccessToken.AccessToken, TokenError>
-}): TokenSource => ({ key: options.key, fetch: options.fetch })
+  readonly invalidate?: ((token: AccessToken.AccessToken) => Effect.Effect<void>) | undefined
+}): TokenSource =>
+  options.invalidate === undefined
+    ? { key: options.key, fetch: options.fetch }
+    : { key: options.key, fetch: options.fetch, invalidate: options.invalidate }
 
 /**
  * What every grant against a token endpoint needs.
@@ -103,7 +112,11 @@ export interface EndpointOptions {
   /** The token endpoint, or a `Discovery` whose `token_endpoint` is used (looked up on the first fetch). */
   readonly tokenUrl: string | URL | Discovery.Discovery
   readonly clientAuth: ClientAuth.ClientAuth
-  readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * Time allowed for each request to the token endpoint, answer included (default 10 s). A cache retries transient
+   * failures, each attempt with this bound; bound the whole wait for a token with the cache's `acquireTimeout`.
+   */
+  readonly attemptTimeout?: Duration.DurationInput | undefined
   readonly defaultLifetime?: Duration.DurationInput | undefined
 }
 
@@ -180,7 +193,7 @@ const requester = (
     const { tokenUrl } = options
     const endpointOptions = {
       clientAuth: options.clientAuth,
-      timeout: options.timeout,
+      attemptTimeout: options.attemptTimeout,
       defaultLifetime: options.defaultLifetime
     }
     if (!Discovery.isDiscovery(tokenUrl)) {
@@ -263,21 +276,21 @@ const grantConfig = Config.all({
   scope: Config.option(Config.string("SCOPE")),
   audience: Config.option(Config.string("AUDIENCE")),
   resource: Config.option(Config.string("RESOURCE")),
-  timeout: Config.option(Config.duration("TIMEOUT"))
+  attemptTimeout: Config.option(Config.duration("ATTEMPT_TIMEOUT"))
 }).pipe(Config.map((c) => ({
   tokenUrl: c.tokenUrl,
   clientAuth: c.clientAuth,
   scope: Option.getOrUndefined(c.scope),
   audience: Option.getOrUndefined(c.audience),
   resource: Option.getOrUndefined(c.resource),
-  timeout: Option.getOrUndefined(c.timeout)
+  attemptTimeout: Option.getOrUndefined(c.attemptTimeout)
 })))
 
 /**
  * Client-credentials settings read from configuration, as every grant reads them: `TOKEN_URL`, the client (see
  * `ClientAuth.config`: `CLIENT_ID`, `CLIENT_AUTH_METHOD` = `client_secret_basic` (default), `client_secret_post`,
  * `private_key_jwt` or `none`, with `CLIENT_SECRET` or `CLIENT_PRIVATE_KEY` as the method needs), and optional
- * `SCOPE`, `AUDIENCE`, `RESOURCE`, `TIMEOUT` (e.g. `5 seconds`). Use `Config.nested` for a prefix.
+ * `SCOPE`, `AUDIENCE`, `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint, e.g. `5 seconds`). Use `Config.nested` for a prefix.
  *
  * @example
  * ```ts
@@ -329,15 +342,14 @@ const refreshOperation = "refresh_token grant"
 
 /** RFC 6749 §5.2: `invalid_grant` on a refresh means the refresh token is dead; nothing but a new login helps. */
 const refreshRejected = (error: TokenError): TokenError =>
-  error.reason === "OAuthError" && error.error === "invalid_grant"
+  error.reason._tag === "OAuthError" && error.reason.code === "invalid_grant"
     ? new TokenError({
-      reason: "RefreshTokenRejected",
       operation: error.operation,
-      error: error.error,
-      detail: "the authorization server rejected the refresh token (expired, revoked or already used)",
-      ...(error.status !== undefined ? { status: error.status } : {}),
-      ...(error.errorDescription !== undefined ? { errorDescription: error.errorDescription } : {}),
-      ...(error.errorUri !== undefined ? { errorUri: error.errorUri } : {})
+      reason: new RefreshTokenRejected({
+        status: error.reason.status,
+        description: error.reason.description ??
+          "the authorization server rejected the refresh token (expired, revoked or already used)"
+      })
     })
     : error
 
@@ -349,7 +361,7 @@ const refreshRejected = (error: TokenError): TokenError =>
  *   returned, so a crash in between never loses the only valid refresh token. When the store cannot write it (its
  *   `set` fails, e.g. reason `Unavailable`), the fetch fails with that error and the access token is not handed out.
  * - Once sent, the request and the store write are not interruptible: interrupting the fetch (a caller giving up,
- *   the application's scope closing) waits for the answer and the write, at most the request's `timeout`, so an
+ *   the application's scope closing) waits for the answer and the write, at most the request's `attemptTimeout`, so an
  *   answer carrying a rotated refresh token is never dropped. The access token handed out carries no refresh token:
  *   the store is the one place it lives.
  * - Fetches of one source run one at a time, each with the refresh token the previous one stored: two concurrent
@@ -389,9 +401,10 @@ export const refreshToken = (
       const current = yield* store.get
       if (Option.isNone(current)) {
         return yield* new TokenError({
-          reason: "RefreshTokenRejected",
           operation: refreshOperation,
-          detail: "there is no refresh token in the store: the user has to log in first"
+          reason: new RefreshTokenRejected({
+            description: "there is no refresh token in the store: the user has to log in first"
+          })
         })
       }
       const params = grantForm({ grant_type: "refresh_token", refresh_token: current.value }, options)
@@ -451,7 +464,7 @@ export const layerRefreshToken = (
 
 /**
  * Refresh-token settings read from configuration: `TOKEN_URL`, the client (see `ClientAuth.config`; public clients
- * use `CLIENT_AUTH_METHOD=none`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `TIMEOUT`, `SUBJECT_KEY`. The refresh
+ * use `CLIENT_AUTH_METHOD=none`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `ATTEMPT_TIMEOUT`, `SUBJECT_KEY`. The refresh
  * token itself belongs to the `RefreshTokenStore` (see `RefreshTokenStore.layerMemoryConfig`).
  *
  * @example

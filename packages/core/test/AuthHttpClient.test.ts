@@ -318,9 +318,8 @@ describe("AuthHttpClient", () => {
       const api = yield* fakeApi([])
       const { cache } = yield* countingCache({
         fail: new TokenError.TokenError({
-          reason: "OAuthError",
           operation: "client_credentials grant",
-          error: "invalid_client"
+          reason: new TokenError.OAuthError({ code: "invalid_client", status: 401 })
         })
       })
       const error = yield* Effect.flip(get(AuthHttpClient.make(api.client, cache)))
@@ -398,10 +397,10 @@ describe("AuthHttpClient", () => {
             )
           )
         })
-      const permanent = yield* viaLayer("OAuthError")
+      const permanent = yield* viaLayer(new TokenError.OAuthError({ code: "invalid_client", status: 401 }))
       expect(permanent._tag === "RequestError" && permanent.reason).toBe("Encode")
       expect(permanent.request.url).toBe("https://api.test/orders")
-      const transient = yield* Effect.fork(viaLayer("Unavailable"))
+      const transient = yield* Effect.fork(viaLayer(new TokenError.Unavailable({ status: 503 })))
       yield* TestClock.adjust("1 minute")
       const error = yield* Fiber.join(transient)
       expect(error._tag === "RequestError" && error.reason).toBe("Transport")

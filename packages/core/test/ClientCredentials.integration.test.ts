@@ -70,9 +70,9 @@ describe("client credentials against a real oidc-provider", () => {
         ]
       ) {
         const error = yield* Effect.flip(fetchWith(as.tokenUrl, auth))
-        expect(error.reason).toBe("OAuthError")
-        expect(error.error).toBe("invalid_client")
-        expect(error.status).toBe(401)
+        expect(error.reason._tag).toBe("OAuthError")
+        expect((error.reason as any).code).toBe("invalid_client")
+        expect((error.reason as any).status).toBe(401)
         const printed = `${error.message} ${String(error)} ${JSON.stringify(error)}`
         expect(printed).not.toContain(wrong)
         expect(printed).toContain("invalid_client")
@@ -84,9 +84,9 @@ describe("client credentials against a real oidc-provider", () => {
       const as = yield* OidcProvider.make({ clients, apiScopes: ["api:read", "api:write", "api:admin"] })
       const auth = ClientAuth.clientSecretBasic({ clientId: "basic-client", clientSecret: Redacted.make(secret) })
       const error = yield* Effect.flip(fetchWith(as.tokenUrl, auth, "api:admin"))
-      expect(error.reason).toBe("OAuthError")
-      expect(error.error).toBe("invalid_scope")
-      expect(error.status).toBe(400)
+      expect(error.reason._tag).toBe("OAuthError")
+      expect((error.reason as any).code).toBe("invalid_scope")
+      expect((error.reason as any).status).toBe(400)
     }))
 
   it.scopedLive("a stopped authorization server is a Transport error", () =>
@@ -97,7 +97,7 @@ describe("client credentials against a real oidc-provider", () => {
       const result = yield* Effect.either(fetchWith(as.tokenUrl, auth))
       expect(Either.isLeft(result)).toBe(true)
       const error = Either.getLeft(result).pipe(Option.getOrThrow)
-      expect(error.reason).toBe("Transport")
+      expect(error.reason._tag).toBe("Transport")
       expect(error.message).toMatch(/ECONNREFUSED|fetch failed/)
     }))
 })

@@ -62,7 +62,7 @@ describe("Discovery against a real oidc-provider", () => {
       const as = yield* OidcProvider.make({ clients })
       const discovery = yield* Discovery.make({ issuer: `${as.issuer}/` })
       const error = yield* Effect.flip(discovery.metadata)
-      expect(error.reason).toBe("Misconfigured")
+      expect(error.reason._tag).toBe("Misconfigured")
       expect(error.operation).toBe("discovery")
       expect(error.message).toContain("issuer mismatch")
       expect(error.message).toContain(JSON.stringify(as.issuer))
@@ -71,7 +71,7 @@ describe("Discovery against a real oidc-provider", () => {
         tokenUrl: discovery,
         clientAuth: ClientAuth.none({ clientId: "svc" })
       })
-      expect((yield* Effect.flip(source.fetch)).reason).toBe("Misconfigured")
+      expect((yield* Effect.flip(source.fetch)).reason._tag).toBe("Misconfigured")
       expect(as.tokenRequests()).toEqual({})
     })))
 })
@@ -103,9 +103,9 @@ describe("Discovery with an in-process server", () => {
       })
       const discovery = yield* Discovery.makeWith(client, { issuer })
       const error = yield* Effect.flip(discovery.metadata)
-      expect(error.reason).toBe("Unavailable")
-      expect(error.status).toBe(503)
-      expect(error.retryAfter).toBeDefined()
+      expect(error.reason._tag).toBe("Unavailable")
+      expect((error.reason as any).status).toBe(503)
+      expect((error.reason as any).retryAfter).toBeDefined()
       expect((yield* discovery.metadata).issuer).toBe(issuer)
       yield* discovery.metadata
       yield* discovery.revocationEndpoint.pipe(Effect.flip)
@@ -179,14 +179,14 @@ describe("Discovery with an in-process server", () => {
       const missing = yield* Effect.flip(
         Effect.flatMap(Discovery.makeWith(notFound.client, { issuer }), (d) => d.metadata)
       )
-      expect(missing.reason).toBe("Misconfigured")
+      expect(missing.reason._tag).toBe("Misconfigured")
       expect(missing.message).toContain("no metadata")
 
       const invalid = yield* fake(() => json({ issuer, token_endpoint: "not a url", scopes_supported: "openid" }))
       const malformed = yield* Effect.flip(
         Effect.flatMap(Discovery.makeWith(invalid.client, { issuer }), (d) => d.metadata)
       )
-      expect(malformed.reason).toBe("MalformedResponse")
+      expect(malformed.reason._tag).toBe("MalformedResponse")
       expect(malformed.message).toContain("token_endpoint")
       expect(malformed.message).toContain("scopes_supported")
       expect(malformed.message).not.toContain("not a url")
@@ -195,19 +195,19 @@ describe("Discovery with an in-process server", () => {
       const notJson = yield* Effect.flip(
         Effect.flatMap(Discovery.makeWith(html.client, { issuer }), (d) => d.metadata)
       )
-      expect(notJson.reason).toBe("MalformedResponse")
+      expect(notJson.reason._tag).toBe("MalformedResponse")
 
       const never = yield* fake(() => json(document(issuer)))
       const badIssuer = yield* Effect.flip(
         Effect.flatMap(Discovery.makeWith(never.client, { issuer: "not a url" }), (d) => d.metadata)
       )
-      expect(badIssuer.reason).toBe("Misconfigured")
+      expect(badIssuer.reason._tag).toBe("Misconfigured")
       expect((yield* never.requests).length).toBe(0)
 
       const noRevocation = yield* Effect.flip(
         Effect.flatMap(Discovery.makeWith(never.client, { issuer }), (d) => d.revocationEndpoint)
       )
-      expect(noRevocation.reason).toBe("Misconfigured")
+      expect(noRevocation.reason._tag).toBe("Misconfigured")
       expect(noRevocation.message).toContain("revocation_endpoint")
     }))
 
@@ -247,6 +247,6 @@ describe("Discovery timeout", () => {
       const discovery = yield* Discovery.makeWith(silent, { issuer: "https://as.test", timeout: "5 seconds" })
       const fiber = yield* Effect.fork(Effect.flip(discovery.metadata))
       yield* TestClock.adjust("5 seconds")
-      expect((yield* Fiber.join(fiber)).reason).toBe("Timeout")
+      expect((yield* Fiber.join(fiber)).reason._tag).toBe("Timeout")
     }))
 })

@@ -88,8 +88,8 @@ describe("password grant against a real oidc-provider (with a registered passwor
         password: Redacted.make(wrong)
       })
       const error = yield* Effect.flip(source.fetch)
-      expect(error.reason).toBe("OAuthError")
-      expect(error.error).toBe("invalid_grant")
+      expect(error.reason._tag).toBe("OAuthError")
+      expect((error.reason as any).code).toBe("invalid_grant")
       const printed = `${error.message} ${String(error)} ${JSON.stringify(error)}`
       expect(printed).not.toContain(wrong)
       expect(printed).not.toContain(clientSecret)
@@ -105,6 +105,6 @@ describe("password grant against a real oidc-provider (with a registered passwor
         password: Redacted.make(userPassword)
       })
       const error = yield* Effect.flip(source.fetch)
-      expect(error.error).toBe("invalid_client")
+      expect((error.reason as any).code).toBe("invalid_client")
     })))
 })

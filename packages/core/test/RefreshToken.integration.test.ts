@@ -88,9 +88,9 @@ describe("refresh_token grant against a real oidc-provider", () => {
       // Replay the spent token, as a second process with a stale copy would.
       yield* store.set(Redacted.make(first))
       const error = yield* Effect.flip(source.fetch)
-      expect(error.reason).toBe("RefreshTokenRejected")
-      expect(error.error).toBe("invalid_grant")
-      expect(error.status).toBe(400)
+      expect(error.reason._tag).toBe("RefreshTokenRejected")
+      expect(error.reason).toMatchObject({ _tag: "RefreshTokenRejected", status: 400 })
+      expect((error.reason as any).status).toBe(400)
       const printed = `${error.message} ${String(error)} ${JSON.stringify(error)}`
       expect(printed).not.toContain(first)
       expect(printed).not.toContain(secret)
@@ -102,7 +102,7 @@ describe("refresh_token grant against a real oidc-provider", () => {
       const store = yield* RefreshTokenStore.make()
       const source = yield* sourceFor(as, store)
       const error = yield* Effect.flip(source.fetch)
-      expect(error.reason).toBe("RefreshTokenRejected")
+      expect(error.reason._tag).toBe("RefreshTokenRejected")
       expect(error.message).toContain("no refresh token in the store")
       expect(as.tokenRequests()).toEqual({})
     })))
@@ -131,8 +131,8 @@ describe("refresh_token grant against a real oidc-provider", () => {
       const error = yield* Effect.flip(
         Effect.flatMap(sourceFor(as, other, ClientAuth.none({ clientId: "web" })), (s) => s.fetch)
       )
-      expect(error.reason).toBe("OAuthError")
-      expect(error.error).toBe("invalid_client")
+      expect(error.reason._tag).toBe("OAuthError")
+      expect((error.reason as any).code).toBe("invalid_client")
     })))
 
   it.scopedLive("the rotated refresh token is stored before the access token is handed out, even if interrupted", () =>
@@ -177,8 +177,8 @@ describe("refresh_token grant against a real oidc-provider", () => {
       expect(Option.getOrThrow((yield* narrow.fetch).scope)).toBe("api:read")
       const wide = yield* sourceFor(as, store, webAuth, "api:read api:write")
       const error = yield* Effect.flip(wide.fetch)
-      expect(error.reason).toBe("OAuthError")
-      expect(error.error).toBe("invalid_scope")
+      expect(error.reason._tag).toBe("OAuthError")
+      expect((error.reason as any).code).toBe("invalid_scope")
     })))
 })
 

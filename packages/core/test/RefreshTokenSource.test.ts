@@ -28,7 +28,7 @@ describe("refresh source and a store that fails", () => {
       expect(Exit.isFailure(exit) && exit.cause._tag === "Fail").toBe(true)
       const error = yield* Effect.flip(source.fetch)
       expect(TokenError.isTokenError(error)).toBe(true)
-      expect(error.reason).toBe("Unavailable")
+      expect(error.reason._tag).toBe("Unavailable")
       expect(error.operation).toBe("refresh token store")
       expect(error.message).toContain("connection refused")
       expect(error.message).not.toContain("rotated")
@@ -48,7 +48,7 @@ describe("refresh source and a store that fails", () => {
         Effect.provideService(HttpClient.HttpClient, client)
       )
       const error = yield* Effect.flip(source.fetch)
-      expect(error.reason).toBe("Unavailable")
+      expect(error.reason._tag).toBe("Unavailable")
       expect(TokenError.isTransient(error)).toBe(true)
       expect((yield* requests).length).toBe(0)
     }))
@@ -108,7 +108,7 @@ describe("refresh source and interruption", () => {
       const requested = yield* Deferred.make<void>()
       const { client } = yield* fake(() => Effect.zipRight(Deferred.succeed(requested, undefined), Effect.never))
       const store = yield* RefreshTokenStore.make(Redacted.make("first"))
-      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth, timeout: "5 seconds" }).pipe(
+      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth, attemptTimeout: "5 seconds" }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
         Effect.provideService(HttpClient.HttpClient, client)
       )

@@ -68,7 +68,7 @@ describe("token revocation (RFC 7009) against a real oidc-provider", () => {
       const source = yield* TokenSource.refreshToken({ tokenUrl: as.tokenUrl, clientAuth: basic }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, store)
       )
-      expect((yield* Effect.flip(source.fetch)).reason).toBe("RefreshTokenRejected")
+      expect((yield* Effect.flip(source.fetch)).reason._tag).toBe("RefreshTokenRejected")
       // RFC 7009 §2.2: revoking an invalid token again still succeeds.
       yield* revocation.revokeRefreshToken(refreshToken)
     })))
@@ -100,8 +100,8 @@ describe("token revocation (RFC 7009) against a real oidc-provider", () => {
         token: Redacted.make(refreshToken),
         tokenTypeHint: "refresh_token"
       }))
-      expect(error.reason).toBe("OAuthError")
-      expect(error.error).toBe("invalid_client")
+      expect(error.reason._tag).toBe("OAuthError")
+      expect((error.reason as any).code).toBe("invalid_client")
       expect(error.operation).toBe("token revocation")
       const printed = `${error.message} ${String(error)} ${JSON.stringify(error)}`
       expect(printed).not.toContain(wrong)
@@ -143,12 +143,12 @@ describe("Revocation with an in-process server", () => {
             }).revoke(Redacted.make("t"))
           ))
       const unavailable = yield* revokeWith(() => new Response("", { status: 503, headers: { "retry-after": "30" } }))
-      expect(unavailable.reason).toBe("Unavailable")
-      expect(unavailable.retryAfter).toEqual(Duration.seconds(30))
+      expect(unavailable.reason._tag).toBe("Unavailable")
+      expect((unavailable.reason as any).retryAfter).toEqual(Duration.seconds(30))
       const unsupported = yield* revokeWith(() => json({ error: "unsupported_token_type" }, 400))
-      expect(unsupported.reason).toBe("OAuthError")
-      expect(unsupported.error).toBe("unsupported_token_type")
+      expect(unsupported.reason._tag).toBe("OAuthError")
+      expect((unsupported.reason as any).code).toBe("unsupported_token_type")
       const odd = yield* revokeWith(() => new Response("<html>", { status: 400 }))
-      expect(odd.reason).toBe("MalformedResponse")
+      expect(odd.reason._tag).toBe("MalformedResponse")
     }))
 })

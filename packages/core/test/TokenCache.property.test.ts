@@ -15,7 +15,7 @@ import {
 
 /*
  * Random interleavings of gets, invalidations, clock advances and fetch outcomes, checking the cache's invariants:
- * - it never hands out a token at or past `expiresAt - skew` (skew capped at half the lifetime);
+ * - it never hands out a token at or past `expiresAt - skew` (skew capped at 10 % of the lifetime);
  * - at most one fetch is ever in flight;
  * - no fetch without a reason: every fetch after the first follows a failure, a successful invalidation, or the
  *   previous token reaching its refresh point (expiries + invalidations + failures bound the fetch count).
@@ -63,12 +63,13 @@ type Event =
 const validUntil = (token: AccessToken.AccessToken) => {
   const expiresAt = Option.getOrThrow(token.expiresAt).epochMillis
   const lifetime = expiresAt - token.issuedAt.epochMillis
-  return expiresAt - Math.min(skewMillis, Math.max(0, lifetime) / 2)
+  return expiresAt - Math.min(skewMillis, Math.max(0, lifetime) * 0.1)
 }
 
-const refreshAt = (token: AccessToken.AccessToken, refreshAhead: number) => {
+/** The earliest a refresh may start: the window grows with the observed fetch time, up to half the usable lifetime. */
+const earliestRefresh = (token: AccessToken.AccessToken, refreshAhead: number) => {
   const until = validUntil(token)
-  return until - (until - token.issuedAt.epochMillis) * refreshAhead
+  return refreshAhead === 0 ? until : until - (until - token.issuedAt.epochMillis) / 2
 }
 
 describe("TokenCache invariants", () => {
@@ -102,9 +103,10 @@ describe("TokenCache invariants", () => {
           if (next._tag === "Fail") {
             yield* log({ _tag: "FetchEnd", at, token: Option.none() })
             return yield* new TokenError.TokenError({
-              reason: next.transient ? "Unavailable" : "OAuthError",
               operation: "property",
-              ...(next.transient ? {} : { error: "invalid_client" })
+              reason: next.transient
+                ? new TokenError.Unavailable({ status: 503 })
+                : new TokenError.OAuthError({ code: "invalid_client", status: 401 })
             })
           }
           const issuedAt = yield* DateTime.now
@@ -181,7 +183,8 @@ describe("TokenCache invariants", () => {
           }
           if (event._tag === "FetchStart" && Option.isSome(previous)) {
             const last = previous.value
-            const justified = Option.isNone(last) || invalidatedSince || event.at >= refreshAt(last.value, refreshAhead)
+            const justified = Option.isNone(last) || invalidatedSince ||
+              event.at >= earliestRefresh(last.value, refreshAhead)
             expect(justified).toBe(true)
           }
         }

@@ -27,9 +27,24 @@ type Outcome =
   | { readonly _tag: "Fail"; readonly error: TokenError.TokenError }
 
 const token = (lifetime: Duration.DurationInput | null = "100 seconds"): Outcome => ({ _tag: "Token", lifetime })
-const fail = (reason: TokenError.TokenErrorReason, extra: Partial<TokenError.TokenError> = {}): Outcome => ({
+const fail = (
+  tag: "OAuthError" | "Transport" | "Timeout" | "Unavailable",
+  extra: { readonly code?: string; readonly status?: number; readonly retryAfter?: Duration.Duration } = {}
+): Outcome => ({
   _tag: "Fail",
-  error: new TokenError.TokenError({ reason, operation: "test grant", ...extra })
+  error: new TokenError.TokenError({
+    operation: "test grant",
+    reason: tag === "OAuthError"
+      ? new TokenError.OAuthError({ code: extra.code ?? "invalid_request", status: extra.status ?? 400 })
+      : tag === "Transport"
+      ? new TokenError.Transport({ description: "ECONNRESET" })
+      : tag === "Timeout"
+      ? new TokenError.Timeout({ bound: "attempt", after: Duration.seconds(10) })
+      : new TokenError.Unavailable({
+        ...(extra.status === undefined ? {} : { status: extra.status }),
+        ...(extra.retryAfter === undefined ? {} : { retryAfter: extra.retryAfter })
+      })
+  })
 })
 
 /**
@@ -119,10 +134,10 @@ describe("TokenCache", () => {
 
   it.scoped("the token lives until its expiry minus the skew", () =>
     Effect.gen(function*() {
-      const fake = yield* fakeSource({ fallback: token("100 seconds") })
+      const fake = yield* fakeSource({ fallback: token("1000 seconds") })
       const cache = yield* TokenCache.make(fake.source, { skew: "30 seconds", refreshAhead: 0 })
       expect(valueOf(yield* cache.get)).toBe("token-1")
-      yield* TestClock.adjust(Duration.millis(69_999))
+      yield* TestClock.adjust(Duration.millis(969_999))
       expect(valueOf(yield* cache.get)).toBe("token-1")
       expect(yield* fake.fetches).toBe(1)
       yield* TestClock.adjust(Duration.millis(1))
@@ -130,12 +145,12 @@ describe("TokenCache", () => {
       expect(yield* fake.fetches).toBe(2)
     }))
 
-  it.scoped("a skew longer than half the lifetime is capped so short-lived tokens stay cached", () =>
+  it.scoped("the skew never takes more than 10 % of the lifetime, so short-lived tokens stay cached", () =>
     Effect.gen(function*() {
       const fake = yield* fakeSource({ fallback: token("10 seconds") })
       const cache = yield* TokenCache.make(fake.source, { skew: "30 seconds", refreshAhead: 0 })
       yield* cache.get
-      yield* TestClock.adjust(Duration.millis(4_999))
+      yield* TestClock.adjust(Duration.millis(8_999))
       yield* cache.get
       expect(yield* fake.fetches).toBe(1)
       yield* TestClock.adjust(Duration.millis(1))
@@ -173,11 +188,11 @@ describe("TokenCache", () => {
     it.scoped("from expires_in", () =>
       Effect.gen(function*() {
         const source = yield* endpointSource({ access_token: "a", token_type: "Bearer", expires_in: 60 })
-        const cache = yield* TokenCache.make(source, { skew: "10 seconds", refreshAhead: 0 })
+        const cache = yield* TokenCache.make(source, { skew: "5 seconds", refreshAhead: 0 })
         const first = yield* cache.get
         expect(Option.map(first.expiresAt, DateTime.toEpochMillis)).toEqual(Option.some(60_000))
         const state = yield* cache.state
-        expect(state._tag === "Ready" && state.validUntil).toBe(50_000)
+        expect(state._tag === "Ready" && state.validUntil).toBe(55_000)
       }))
 
     it.scoped("from the JWT exp when expires_in is missing", () =>
@@ -185,10 +200,10 @@ describe("TokenCache", () => {
         yield* TestClock.setTime(1_000_000)
         const jwt = unsignedJwt({ exp: 1_000 + 90 })
         const source = yield* endpointSource({ access_token: jwt, token_type: "Bearer" })
-        const cache = yield* TokenCache.make(source, { skew: "10 seconds", refreshAhead: 0 })
+        const cache = yield* TokenCache.make(source, { skew: "5 seconds", refreshAhead: 0 })
         yield* cache.get
         const state = yield* cache.state
-        expect(state._tag === "Ready" && state.validUntil).toBe(1_080_000)
+        expect(state._tag === "Ready" && state.validUntil).toBe(1_085_000)
       }))
   })
 
@@ -197,9 +212,9 @@ describe("TokenCache", () => {
       const fake = yield* fakeSource({ script: [token("-1 seconds"), token(0)] })
       const cache = yield* TokenCache.make(fake.source)
       const first = yield* Effect.flip(cache.get)
-      expect(first.reason).toBe("MalformedResponse")
+      expect(first.reason._tag).toBe("MalformedResponse")
       expect(first.message).toMatch(/already expired/)
-      expect((yield* Effect.flip(cache.get)).reason).toBe("MalformedResponse")
+      expect((yield* Effect.flip(cache.get)).reason._tag).toBe("MalformedResponse")
       expect(valueOf(yield* cache.get)).toBe("token-3")
       expect(yield* fake.fetches).toBe(3)
     }))
@@ -262,7 +277,7 @@ describe("TokenCache", () => {
       const fake = yield* fakeSource({ fallback: token("100 seconds") })
       const cache = yield* TokenCache.make(fake.source, { skew: 0, refreshAheadJitter: 0 })
       yield* cache.get
-      yield* fake.script(Arr.replicate(fail("OAuthError", { error: "invalid_client", status: 401 }), 10))
+      yield* fake.script(Arr.replicate(fail("OAuthError", { code: "invalid_client", status: 401 }), 10))
       yield* TestClock.adjust("91 seconds")
       expect(valueOf(yield* cache.get)).toBe("token-1")
       yield* settle
@@ -277,7 +292,7 @@ describe("TokenCache", () => {
       expect(yield* fake.fetches).toBe(3)
       yield* TestClock.adjust("5 seconds")
       const error = yield* Effect.flip(cache.get)
-      expect(error.error).toBe("invalid_client")
+      expect((error.reason as any).code).toBe("invalid_client")
     }))
 
   it.scoped("invalidate is compare-and-clear: only the cached token is cleared", () =>
@@ -313,10 +328,10 @@ describe("TokenCache", () => {
 
   it.scoped("a failure is not cached: its waiters see it, the next get fetches again", () =>
     Effect.gen(function*() {
-      const fake = yield* fakeSource({ script: [fail("OAuthError", { error: "invalid_client", status: 401 })] })
+      const fake = yield* fakeSource({ script: [fail("OAuthError", { code: "invalid_client", status: 401 })] })
       const cache = yield* TokenCache.make(fake.source)
       const errors = yield* Effect.all(Arr.replicate(Effect.flip(cache.get), 3), { concurrency: "unbounded" })
-      expect(errors.map((e) => e.error)).toEqual(["invalid_client", "invalid_client", "invalid_client"])
+      expect(errors.map((e) => (e.reason as any).code)).toEqual(["invalid_client", "invalid_client", "invalid_client"])
       expect(yield* fake.fetches).toBe(1)
       expect(valueOf(yield* cache.get)).toBe("token-2")
       expect(yield* fake.fetches).toBe(2)
@@ -341,9 +356,9 @@ describe("TokenCache", () => {
       expect(yield* fake.fetches).toBe(3)
       expect(valueOf(yield* Fiber.join(fiber))).toBe("token-3")
 
-      const oauth = yield* fakeSource({ script: [fail("OAuthError", { error: "invalid_scope", status: 400 })] })
+      const oauth = yield* fakeSource({ script: [fail("OAuthError", { code: "invalid_scope", status: 400 })] })
       const oauthCache = yield* TokenCache.make(oauth.source)
-      expect((yield* Effect.flip(oauthCache.get)).error).toBe("invalid_scope")
+      expect(TokenError.oauthCode(yield* Effect.flip(oauthCache.get))).toBe("invalid_scope")
       expect(yield* oauth.fetches).toBe(1)
     }))
 
@@ -366,7 +381,7 @@ describe("TokenCache", () => {
       const fake = yield* fakeSource({ script: Arr.replicate(fail("Timeout"), 10) })
       const cache = yield* TokenCache.make(fake.source, { retry: Schedule.recurs(2) })
       const error = yield* Effect.flip(cache.get)
-      expect(error.reason).toBe("Timeout")
+      expect(error.reason._tag).toBe("Timeout")
       expect(yield* fake.fetches).toBe(3)
     }))
 
@@ -423,7 +438,7 @@ describe("TokenCache", () => {
           }
           return total
         })
-      const fake = yield* fakeSource({ script: [fail("OAuthError", { error: "invalid_client" })] })
+      const fake = yield* fakeSource({ script: [fail("OAuthError", { code: "invalid_client" })] })
       const cache = yield* TokenCache.make(fake.source, { name: "metrics-test" })
       yield* Effect.either(cache.get)
       const token = yield* cache.get

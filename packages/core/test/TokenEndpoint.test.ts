@@ -189,14 +189,14 @@ describe("TokenEndpoint error decoding", () => {
           }, headers)
         )
         expect(failure._tag).toBe("TokenError")
-        expect(failure.reason).toBe("OAuthError")
-        expect(failure.status).toBe(status)
-        expect(failure.error).toBe(error)
-        expect(failure.errorDescription).toBe(`the ${error} description`)
-        expect(failure.errorUri).toBe(`https://as.example.test/errors/${error}`)
+        expect(failure.reason._tag).toBe("OAuthError")
+        expect((failure.reason as any).status).toBe(status)
+        expect((failure.reason as any).code).toBe(error)
+        expect((failure.reason as any).description).toBe(`the ${error} description`)
+        expect((failure.reason as any).uri).toBe(`https://as.example.test/errors/${error}`)
         expect(failure.operation).toBe("client_credentials grant")
         expect(failure.message).toBe(
-          `client_credentials grant failed (OAuthError): ${error}: HTTP ${status} - the ${error} description`
+          `client_credentials grant failed (OAuthError): ${error} (HTTP ${status}) - the ${error} description`
         )
         expect(TokenError.isTransient(failure)).toBe(false)
         expectNoSecret(failure)
@@ -206,9 +206,9 @@ describe("TokenEndpoint error decoding", () => {
   it.effect("an OAuth error body without description or uri leaves them out", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() => json(400, { error: "invalid_scope" }))
-      expect(failure.reason).toBe("OAuthError")
-      expect(failure.errorDescription).toBeUndefined()
-      expect(failure.errorUri).toBeUndefined()
+      expect(failure.reason._tag).toBe("OAuthError")
+      expect((failure.reason as any).description).toBeUndefined()
+      expect((failure.reason as any).uri).toBeUndefined()
     }))
 
   it.effect("a 200 with an RFC 6749 error body and no access_token (GitHub) -> OAuthError with that error", () =>
@@ -220,15 +220,15 @@ describe("TokenEndpoint error decoding", () => {
           error_uri: "https://docs.github.com/apps/troubleshooting"
         })
       )
-      expect(failure.reason).toBe("OAuthError")
-      expect(failure.status).toBe(200)
-      expect(failure.error).toBe("bad_verification_code")
-      expect(failure.errorDescription).toBe("The code passed is incorrect or expired.")
-      expect(failure.errorUri).toBe("https://docs.github.com/apps/troubleshooting")
+      expect(failure.reason._tag).toBe("OAuthError")
+      expect((failure.reason as any).status).toBe(200)
+      expect((failure.reason as any).code).toBe("bad_verification_code")
+      expect((failure.reason as any).description).toBe("The code passed is incorrect or expired.")
+      expect((failure.reason as any).uri).toBe("https://docs.github.com/apps/troubleshooting")
       expect(TokenError.isTransient(failure)).toBe(false)
       // A transient OAuth error in a 200 is retried like one in a 503.
       const transient = yield* failWith(() => json(200, { error: "slow_down" }))
-      expect(transient.reason).toBe("OAuthError")
+      expect(transient.reason._tag).toBe("OAuthError")
       expect(TokenError.isTransient(transient)).toBe(true)
       expectNoSecret(failure)
     }))
@@ -245,26 +245,26 @@ describe("TokenEndpoint error decoding", () => {
       const failure = yield* failWith(() =>
         new Response("access_token=" + accessToken, { status: 200, headers: { "content-type": "text/plain" } })
       )
-      expect(failure.reason).toBe("MalformedResponse")
-      expect(failure.status).toBe(200)
-      expect(failure.detail).toContain("text/plain")
+      expect(failure.reason._tag).toBe("MalformedResponse")
+      expect((failure.reason as any).status).toBe(200)
+      expect(failure.message).toContain("text/plain")
       expectNoSecret(failure)
     }))
 
   it.effect("a 200 with JSON that is not a token response -> MalformedResponse naming the field", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() => json(200, { ...tokenBody, token_type: "mac" }))
-      expect(failure.reason).toBe("MalformedResponse")
-      expect(failure.detail).toContain("token_type")
+      expect(failure.reason._tag).toBe("MalformedResponse")
+      expect(failure.message).toContain("token_type")
       expectNoSecret(failure)
     }))
 
   it.effect("an HTML 502 page -> Unavailable with the status (transient)", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() => html(502))
-      expect(failure.reason).toBe("Unavailable")
-      expect(failure.status).toBe(502)
-      expect(failure.retryAfter).toBeUndefined()
+      expect(failure.reason._tag).toBe("Unavailable")
+      expect((failure.reason as any).status).toBe(502)
+      expect((failure.reason as any).retryAfter).toBeUndefined()
       expect(TokenError.isTransient(failure)).toBe(true)
       expect(printed(failure)).not.toContain("<html>")
     }))
@@ -272,8 +272,8 @@ describe("TokenEndpoint error decoding", () => {
   it.effect("an HTML 404 page -> MalformedResponse with the status (not transient)", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() => html(404))
-      expect(failure.reason).toBe("MalformedResponse")
-      expect(failure.status).toBe(404)
+      expect(failure.reason._tag).toBe("MalformedResponse")
+      expect((failure.reason as any).status).toBe(404)
       expect(TokenError.isTransient(failure)).toBe(false)
     }))
 
@@ -281,8 +281,8 @@ describe("TokenEndpoint error decoding", () => {
     it.effect(`${status} with Retry-After: 7 -> Unavailable, retryAfter 7 s`, () =>
       Effect.gen(function*() {
         const failure = yield* failWith(() => html(status, { "retry-after": "7" }))
-        expect(failure.reason).toBe("Unavailable")
-        expect(failure.status).toBe(status)
+        expect(failure.reason._tag).toBe("Unavailable")
+        expect((failure.reason as any).status).toBe(status)
         expect(TokenError.retryAfter(failure)).toEqual(Option.some(Duration.seconds(7)))
       }))
 
@@ -292,25 +292,25 @@ describe("TokenEndpoint error decoding", () => {
         const failure = yield* failWith(() =>
           new Response(null, { status, headers: { "retry-after": "Wed, 15 Jan 2025 12:00:07 GMT" } })
         )
-        expect(failure.reason).toBe("Unavailable")
-        expect(failure.retryAfter).toEqual(Duration.seconds(7))
+        expect(failure.reason._tag).toBe("Unavailable")
+        expect((failure.reason as any).retryAfter).toEqual(Duration.seconds(7))
       }))
   }
 
   it.effect("an OAuth error body on a 503 keeps the OAuth error and the Retry-After", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() => json(503, { error: "temporarily_unavailable" }, { "retry-after": "7" }))
-      expect(failure.reason).toBe("OAuthError")
-      expect(failure.error).toBe("temporarily_unavailable")
-      expect(failure.retryAfter).toEqual(Duration.seconds(7))
+      expect(failure.reason._tag).toBe("OAuthError")
+      expect((failure.reason as any).code).toBe("temporarily_unavailable")
+      expect((failure.reason as any).retryAfter).toEqual(Duration.seconds(7))
       expect(TokenError.isTransient(failure)).toBe(true)
     }))
 
   it.effect("a Retry-After that is garbage is ignored", () =>
     Effect.gen(function*() {
       const failure = yield* failWith(() => html(429, { "retry-after": "soon, in 2099" }))
-      expect(failure.reason).toBe("Unavailable")
-      expect(failure.retryAfter).toBeUndefined()
+      expect(failure.reason._tag).toBe("Unavailable")
+      expect((failure.reason as any).retryAfter).toBeUndefined()
     }))
 })
 
@@ -324,7 +324,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
       expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
       yield* TestClock.adjust(Duration.millis(1))
       const failure = yield* Effect.flip(Fiber.join(fiber))
-      expect(failure.reason).toBe("Timeout")
+      expect(failure.reason._tag).toBe("Timeout")
       expect(failure.message).toContain("10s")
       expect(TokenError.isTransient(failure)).toBe(true)
       expectNoSecret(failure)
@@ -332,7 +332,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
 
   it.effect("a configured timeout replaces the default", () =>
     Effect.gen(function*() {
-      const endpoint = TokenEndpoint.makeWith(never, { tokenUrl, clientAuth: basic, timeout: "2 seconds" })
+      const endpoint = TokenEndpoint.makeWith(never, { tokenUrl, clientAuth: basic, attemptTimeout: "2 seconds" })
       const fiber = yield* Effect.fork(endpoint.request(grant))
       yield* TestClock.adjust("1999 millis")
       expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
@@ -340,7 +340,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
       const exit = yield* Fiber.await(fiber)
       expect(Exit.isFailure(exit)).toBe(true)
       const failure = yield* Effect.flip(Fiber.join(fiber))
-      expect(failure.reason).toBe("Timeout")
+      expect(failure.reason._tag).toBe("Timeout")
     }))
 
   it.effect("headers that arrive but a body that never ends -> Timeout (the limit covers the body)", () =>
@@ -354,7 +354,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
       const fiber = yield* Effect.fork(TokenEndpoint.makeWith(client, { tokenUrl, clientAuth: basic }).request(grant))
       yield* TestClock.adjust("10 seconds")
       const failure = yield* Effect.flip(Fiber.join(fiber))
-      expect(failure.reason).toBe("Timeout")
+      expect(failure.reason._tag).toBe("Timeout")
     }))
 
   it.effect("a RequestError from the HttpClient -> Transport, with the cause's code but no secret", () =>
@@ -370,7 +370,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
       )
       for (const clientAuth of [basic, post]) {
         const failure = yield* Effect.flip(TokenEndpoint.makeWith(client, { tokenUrl, clientAuth }).request(grant))
-        expect(failure.reason).toBe("Transport")
+        expect(failure.reason._tag).toBe("Transport")
         expect(failure.message).toContain("ECONNREFUSED")
         expect(TokenError.isTransient(failure)).toBe(true)
         expectNoSecret(failure)
@@ -391,7 +391,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
         )
       )
       const failure = yield* Effect.flip(TokenEndpoint.makeWith(client, { tokenUrl, clientAuth: basic }).request(grant))
-      expect(failure.reason).toBe("Transport")
+      expect(failure.reason._tag).toBe("Transport")
       expect(failure.message).toContain("socket hang up")
     }))
 
@@ -401,7 +401,7 @@ describe("TokenEndpoint timeouts and transport failures", () => {
       const failure = yield* Effect.flip(
         TokenEndpoint.makeWith(client, { tokenUrl: "not a url", clientAuth: basic }).request(grant)
       )
-      expect(failure.reason).toBe("Misconfigured")
+      expect(failure.reason._tag).toBe("Misconfigured")
       expect(seen).toHaveLength(0)
     }))
 })
@@ -462,29 +462,34 @@ describe("secrets in errors", () => {
 
 describe("TokenError.isTransient", () => {
   const operation = "client_credentials grant"
-  const cases: ReadonlyArray<readonly [TokenError.TokenErrorReason, string | undefined, boolean]> = [
-    ["Transport", undefined, true],
-    ["Timeout", undefined, true],
-    ["Unavailable", undefined, true],
-    ["OAuthError", "temporarily_unavailable", true],
-    ["OAuthError", "slow_down", true],
-    ["OAuthError", "server_error", true],
-    ["OAuthError", "invalid_client", false],
-    ["OAuthError", "invalid_grant", false],
-    ["OAuthError", "invalid_scope", false],
-    ["OAuthError", "unauthorized_client", false],
-    ["OAuthError", undefined, false],
-    ["RefreshTokenRejected", "invalid_grant", false],
-    ["MalformedResponse", undefined, false],
-    ["Misconfigured", undefined, false]
+  const oauth = (code: string) => new TokenError.OAuthError({ code, status: 400 })
+  const cases: ReadonlyArray<readonly [string, TokenError.TokenErrorReason, boolean]> = [
+    ["Transport", new TokenError.Transport({ description: "ECONNRESET" }), true],
+    ["Timeout of one attempt", new TokenError.Timeout({ bound: "attempt", after: Duration.seconds(10) }), true],
+    ["Timeout of the whole wait", new TokenError.Timeout({ bound: "acquire", after: Duration.seconds(1) }), false],
+    ["Unavailable", new TokenError.Unavailable({ status: 503 }), true],
+    ["OAuthError temporarily_unavailable", oauth("temporarily_unavailable"), true],
+    ["OAuthError slow_down", oauth("slow_down"), true],
+    ["OAuthError server_error", oauth("server_error"), true],
+    ["OAuthError invalid_client", oauth("invalid_client"), false],
+    ["OAuthError invalid_grant", oauth("invalid_grant"), false],
+    ["OAuthError invalid_scope", oauth("invalid_scope"), false],
+    ["OAuthError unauthorized_client", oauth("unauthorized_client"), false],
+    ["RefreshTokenRejected", new TokenError.RefreshTokenRejected({ status: 400 }), false],
+    ["MalformedResponse", new TokenError.MalformedResponse({ description: "not JSON" }), false],
+    ["Misconfigured", new TokenError.Misconfigured({ description: "bad key" }), false]
   ]
 
-  for (const [reason, error, transient] of cases) {
-    it(`${reason}${error === undefined ? "" : ` ${error}`} -> ${transient}`, () => {
-      const tokenError = new TokenError.TokenError({ reason, operation, ...(error === undefined ? {} : { error }) })
-      expect(TokenError.isTransient(tokenError)).toBe(transient)
+  for (const [name, reason, transient] of cases) {
+    it(`${name} -> ${transient}`, () => {
+      expect(TokenError.isTransient(new TokenError.TokenError({ operation, reason }))).toBe(transient)
     })
   }
+
+  it("one status table: 408, 429, 500, 502, 503, 504 are transient; 501 and 505 are not", () => {
+    const transient = Array.from({ length: 600 }, (_, status) => status).filter(TokenError.isTransientStatus)
+    expect(transient).toEqual([408, 429, 500, 502, 503, 504])
+  })
 })
 
 describe("parseRetryAfter", () => {

@@ -187,8 +187,8 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
         subjectToken: Redacted.make(forged)
       })
       const error = yield* Effect.flip(source.fetch)
-      expect(error.reason).toBe("OAuthError")
-      expect(error.error).toBe("invalid_grant")
+      expect(error.reason._tag).toBe("OAuthError")
+      expect((error.reason as any).code).toBe("invalid_grant")
       const printed = `${error.message} ${String(error)} ${JSON.stringify(error)}`
       expect(printed).not.toContain(forged)
       expect(printed).not.toContain(secret)
@@ -208,7 +208,7 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
       })
       const error = yield* Effect.flip(source.fetch)
       expect(error.operation).toBe("client_credentials grant")
-      expect(error.error).toBe("invalid_client")
+      expect((error.reason as any).code).toBe("invalid_client")
       expect(as.tokenRequests()[grantType]).toBeUndefined()
     })))
 })
@@ -235,7 +235,7 @@ describe("token exchange answers", () => {
       ) {
         const result = yield* exchangeWith(body)
         expect(result._tag).toBe("Left")
-        if (result._tag === "Left") expect(result.left.reason).toBe("MalformedResponse")
+        if (result._tag === "Left") expect(result.left.reason._tag).toBe("MalformedResponse")
       }
       const accepted = yield* exchangeWith({ access_token: "t", token_type: "n_a", issued_token_type: idTokenType })
       expect(accepted._tag).toBe("Right")

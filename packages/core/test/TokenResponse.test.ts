@@ -212,7 +212,7 @@ describe("TokenEndpoint.decodeResponseBody", () => {
       expect(Either.isLeft(result!), mutation.name).toBe(true)
       const error = Either.getLeft(result!).pipe(Option.getOrThrow)
       expect(error._tag).toBe("TokenError")
-      expect(error.reason, mutation.name).toBe("MalformedResponse")
+      expect(error.reason._tag, mutation.name).toBe("MalformedResponse")
       expect(error.operation).toBe(operation)
       const text = printed(error)
       expect(text, mutation.name).not.toContain(c.accessToken)
@@ -238,7 +238,7 @@ describe("TokenEndpoint.decodeResponseBody", () => {
     },
     ({ body, now }) => {
       const result = decode(body, now)
-      if (Either.isLeft(result)) expect(result.left.reason).toBe("MalformedResponse")
+      if (Either.isLeft(result)) expect(result.left.reason._tag).toBe("MalformedResponse")
     },
     { fastCheck: { numRuns: 500 } }
   )
@@ -249,9 +249,12 @@ describe("TokenEndpoint.decodeResponseBody", () => {
       { access_token: "at_visible secret", token_type: "mac", expires_in: "soon", refresh_token: "rt_also secret" },
       now
     ).pipe(Either.flip, Either.getOrThrow)
-    expect(error.detail).toBe("invalid token response field(s): access_token, token_type, expires_in, refresh_token")
+    expect(error.reason).toMatchObject({ fields: ["access_token", "token_type", "expires_in", "refresh_token"] })
+    expect(error.message).toBe(
+      "client_credentials grant failed (MalformedResponse): invalid token response field(s): access_token, token_type, expires_in, refresh_token"
+    )
     expect(printed(error)).not.toMatch(/secret|mac|soon/)
-    expect(decode(null, now).pipe(Either.flip, Either.getOrThrow).detail).toBe("body is not a JSON object")
+    expect(decode(null, now).pipe(Either.flip, Either.getOrThrow).reason.message).toBe("the body is not a JSON object")
   })
 
   it("accepts expires_in as a string of digits (older Azure AD) at both ends of the range", () => {
@@ -302,9 +305,9 @@ describe("token lifetime without expires_in", () => {
         Either.flip,
         Either.getOrThrow
       )
-      expect(error.reason).toBe("MalformedResponse")
-      expect(error.detail).toContain("expired on arrival")
-      expect(error.detail).toContain("clock skew")
+      expect(error.reason._tag).toBe("MalformedResponse")
+      expect(error.message).toContain("expired on arrival")
+      expect(error.message).toContain("clock skew")
       expect(printed(error)).not.toContain(jwt)
     }
   )
@@ -321,8 +324,8 @@ describe("token lifetime without expires_in", () => {
         Either.flip,
         Either.getOrThrow
       )
-      expect(error.reason).toBe("MalformedResponse")
-      expect(error.detail).toContain("365 days ahead")
+      expect(error.reason._tag).toBe("MalformedResponse")
+      expect(error.message).toContain("365 days ahead")
     }
   )
 
@@ -388,8 +391,8 @@ describe("token lifetime without expires_in", () => {
         const error = Either.getOrThrow(
           Either.flip(decode({ access_token: jwt, token_type: "DPoP" }, now, Option.some(Duration.hours(1))))
         )
-        expect(error.reason).toBe("MalformedResponse")
-        expect(error.detail).toContain("clock skew")
+        expect(error.reason._tag).toBe("MalformedResponse")
+        expect(error.message).toContain("clock skew")
       }
     }))
 })

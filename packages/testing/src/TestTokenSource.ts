@@ -107,35 +107,69 @@ export const succeed = (
   gate: Option.fromNullable(options.gate)
 })
 
+const reasonOf = (
+  tag: TokenError.TokenErrorReason["_tag"],
+  options: {
+    readonly status?: number | undefined
+    readonly code?: string | undefined
+    readonly retryAfter?: Duration.DurationInput | undefined
+  }
+): TokenError.TokenErrorReason => {
+  const status = options.status === undefined ? {} : { status: options.status }
+  const retryAfter = options.retryAfter === undefined ? {} : { retryAfter: Duration.decode(options.retryAfter) }
+  switch (tag) {
+    case "OAuthError":
+      return new TokenError.OAuthError({
+        code: options.code ?? "invalid_request",
+        status: 400,
+        ...status,
+        ...retryAfter
+      })
+    case "RefreshTokenRejected":
+      return new TokenError.RefreshTokenRejected({ description: "rejected by the test token source", ...status })
+    case "Transport":
+      return new TokenError.Transport({ description: "test transport failure" })
+    case "Timeout":
+      return new TokenError.Timeout({ bound: "attempt", after: Duration.seconds(10) })
+    case "Unavailable":
+      return new TokenError.Unavailable({ ...status, ...retryAfter })
+    case "MalformedResponse":
+      return new TokenError.MalformedResponse({ description: "malformed test response", ...status })
+    case "Misconfigured":
+      return new TokenError.Misconfigured({ description: "misconfigured test source" })
+  }
+}
+
 /**
- * A failed fetch: a `TokenError`, or a reason to build one from.
+ * A failed fetch: a `TokenError`, a reason, or a reason's tag to build one from (with the status, OAuth `code` and
+ * `Retry-After` given in the options, and test defaults for the rest).
  *
  * @example
  * ```ts
  * import { TestTokenSource } from "@effect-token/testing"
  *
- * const outcome = TestTokenSource.fail("Unavailable", { status: 503 })
+ * const outcome = TestTokenSource.fail("Unavailable", { status: 503, retryAfter: "2 seconds" })
+ * const rejected = TestTokenSource.fail("OAuthError", { code: "invalid_client", status: 401 })
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
 export const fail = (
-  error: TokenError.TokenError | TokenError.TokenErrorReason,
+  error: TokenError.TokenError | TokenError.TokenErrorReason | TokenError.TokenErrorReason["_tag"],
   options: Timing & {
     readonly status?: number | undefined
-    readonly error?: string | undefined
+    readonly code?: string | undefined
     readonly retryAfter?: Duration.DurationInput | undefined
   } = {}
 ): Outcome => ({
   _tag: "Fail",
-  error: typeof error !== "string" ? error : new TokenError.TokenError({
-    reason: error,
-    operation: "test token source",
-    ...(options.status !== undefined ? { status: options.status } : {}),
-    ...(options.error !== undefined ? { error: options.error } : {}),
-    ...(options.retryAfter !== undefined ? { retryAfter: Duration.decode(options.retryAfter) } : {})
-  }),
+  error: TokenError.isTokenError(error)
+    ? error
+    : new TokenError.TokenError({
+      operation: "test token source",
+      reason: typeof error === "string" ? reasonOf(error, options) : error
+    }),
   delay: Option.map(Option.fromNullable(options.delay), Duration.decode),
   gate: Option.fromNullable(options.gate)
 })

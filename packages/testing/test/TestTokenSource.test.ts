@@ -31,13 +31,16 @@ describe("TestTokenSource", () => {
         TestTokenSource.succeed({ value: "custom", lifetime: "5 seconds", scope: "a b", refreshToken: "rt" }),
         TestTokenSource.succeed({ lifetime: "unknown" }),
         TestTokenSource.fail(
-          new TokenError.TokenError({ reason: "OAuthError", operation: "x", error: "invalid_client" })
+          new TokenError.TokenError({
+            operation: "x",
+            reason: new TokenError.OAuthError({ code: "invalid_client", status: 401 })
+          })
         )
       )
       expect(yield* test.pending).toBe(4)
       const results = yield* Effect.all(Array.from({ length: 5 }, () => Effect.either(test.source.fetch)))
       const [unavailable, custom, unknown, invalidClient, fallback] = results
-      expect(unavailable).toMatchObject({ _tag: "Left", left: { reason: "Unavailable", status: 503 } })
+      expect(unavailable).toMatchObject({ _tag: "Left", left: { reason: { _tag: "Unavailable", status: 503 } } })
       expect(TokenError.retryAfter((unavailable as any).left)).toEqual(Option.some(Duration.seconds(2)))
       const token = (custom as any).right as AccessToken.AccessToken
       expect(Redacted.value(token.value)).toBe("custom")
@@ -47,7 +50,10 @@ describe("TestTokenSource", () => {
       const noExpiry = (unknown as any).right as AccessToken.AccessToken
       expect(Redacted.value(noExpiry.value)).toBe("t-1")
       expect(Option.isNone(noExpiry.expiresAt)).toBe(true)
-      expect(invalidClient).toMatchObject({ _tag: "Left", left: { reason: "OAuthError", error: "invalid_client" } })
+      expect(invalidClient).toMatchObject({
+        _tag: "Left",
+        left: { reason: { _tag: "OAuthError", code: "invalid_client" } }
+      })
       expect(Redacted.value(((fallback as any).right as AccessToken.AccessToken).value)).toBe("t-2")
       expect(yield* test.fetches).toBe(5)
     }))

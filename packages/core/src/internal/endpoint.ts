@@ -8,14 +8,23 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as ClientAuth from "../ClientAuth.js"
-import { TokenError } from "../TokenError.js"
+import {
+  MalformedResponse,
+  Misconfigured,
+  OAuthError,
+  Timeout,
+  TokenError,
+  Transport,
+  Unavailable
+} from "../TokenError.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { decodeErrorBody } from "./tokenResponse.js"
+import { isTransientStatus } from "./transient.js"
 
 export interface Exchange {
   readonly response: HttpClientResponse.HttpClientResponse
@@ -60,9 +69,8 @@ export const execute = (
       duration: options.timeout,
       onTimeout: () =>
         new TokenError({
-          reason: "Timeout",
           operation: options.operation,
-          detail: `no answer from the ${options.endpoint} within ${Duration.format(options.timeout)}`
+          reason: new Timeout({ bound: "attempt", after: options.timeout })
         })
     })
   )
@@ -73,9 +81,12 @@ const fromHttpClientError = (
   endpoint: string
 ): TokenError => {
   if (error._tag === "RequestError" && error.reason === "InvalidUrl") {
-    return new TokenError({ reason: "Misconfigured", operation, detail: `the ${endpoint} URL is invalid` })
+    return new TokenError({ operation, reason: new Misconfigured({ description: `the ${endpoint} URL is invalid` }) })
   }
-  return new TokenError({ reason: "Transport", operation, detail: describeCause(error.cause) ?? error.reason })
+  return new TokenError({
+    operation,
+    reason: new Transport({ description: describeCause(error.cause) ?? `${error.reason} error` })
+  })
 }
 
 /** The cause's code and message, e.g. `ECONNREFUSED`: network errors describe the peer, never request contents. */
@@ -125,16 +136,15 @@ export const oauthError = (
 ): Option.Option<TokenError> =>
   Option.map(decodeErrorBody(body), ({ error, error_description, error_uri }) =>
     new TokenError({
-      reason: "OAuthError",
       operation: options.operation,
-      status: options.status,
-      error,
-      ...(error_description !== undefined ? { errorDescription: error_description } : {}),
-      ...(error_uri !== undefined ? { errorUri: error_uri } : {}),
-      ...(Option.isSome(options.retryAfter) ? { retryAfter: options.retryAfter.value } : {})
+      reason: new OAuthError({
+        code: error,
+        status: options.status,
+        ...(error_description !== undefined ? { description: error_description } : {}),
+        ...(error_uri !== undefined ? { uri: error_uri } : {}),
+        ...(Option.isSome(options.retryAfter) ? { retryAfter: options.retryAfter.value } : {})
+      })
     }))
-
-const isUnavailableStatus = (status: number) => status === 408 || status === 429 || status >= 500
 
 /** The error for a non-2xx answer: an RFC 6749 §5.2 body, else overload, else an answer we cannot use. */
 export const failure = (exchange: Exchange, operation: string): Effect.Effect<never, TokenError> =>
@@ -146,11 +156,16 @@ export const failure = (exchange: Exchange, operation: string): Effect.Effect<ne
       Option.flatMap(parseJson(text), (body) => oauthError(body, { operation, status, retryAfter })),
       () =>
         new TokenError({
-          reason: isUnavailableStatus(status) ? "Unavailable" : "MalformedResponse",
           operation,
-          status,
-          detail: `unexpected answer without an OAuth error body (${contentType(response)})`,
-          ...(Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {})
+          reason: isTransientStatus(status)
+            ? new Unavailable({
+              status,
+              ...(Option.isSome(retryAfter) ? { retryAfter: retryAfter.value } : {})
+            })
+            : new MalformedResponse({
+              status,
+              description: `unexpected answer without an OAuth error body (${contentType(response)})`
+            })
         })
     )
     return Effect.fail(error)

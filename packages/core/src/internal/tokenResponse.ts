@@ -8,7 +8,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { decodeJwt } from "jose"
 import * as AccessToken from "../AccessToken.js"
-import { TokenError } from "../TokenError.js"
+import { MalformedResponse, TokenError } from "../TokenError.js"
 
 /** One year: an `expires_in` beyond it is a server bug, and caching such a token would outlive any key rotation. */
 export const maxExpiresInSeconds = 365 * 24 * 60 * 60
@@ -60,12 +60,11 @@ const decodeErrorResponse = Schema.decodeUnknownOption(ErrorResponse)
  * Names the offending fields only: ParseResult messages quote actual values, and the value may be a token. Shared by
  * every decoder of an authorization server's answers (token responses, metadata).
  */
-export const invalidFields = (error: ParseResult.ParseError): string => {
-  const paths = new Set(
+export const invalidFields = (error: ParseResult.ParseError): Array<string> => [
+  ...new Set(
     ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.path.map(String).join(".") || "body")
   )
-  return [...paths].join(", ")
-}
+]
 
 /** The access token's JWT `exp` (seconds), read without verifying: the client only needs to know when to refresh. */
 const jwtExp = (token: string): Option.Option<number> => {
@@ -88,22 +87,26 @@ const expiryFromExp = (exp: number, options: DecodeOptions): Either.Either<DateT
   if (lifetimeMillis <= 0) {
     return Either.left(
       new TokenError({
-        reason: "MalformedResponse",
         operation: options.operation,
-        detail: `the access token expired on arrival: there is no expires_in and its JWT exp is ${
-          Math.floor(-lifetimeMillis / 1000)
-        } s before this host's clock (check the clock skew between this host and the authorization server)`
+        reason: new MalformedResponse({
+          fields: ["access_token"],
+          description: `the access token expired on arrival: there is no expires_in and its JWT exp is ${
+            Math.floor(-lifetimeMillis / 1000)
+          } s before this host's clock (check the clock skew between this host and the authorization server)`
+        })
       })
     )
   }
   if (lifetimeMillis > maxExpiresInSeconds * 1000) {
     return Either.left(
       new TokenError({
-        reason: "MalformedResponse",
         operation: options.operation,
-        detail: `there is no expires_in and the access token's JWT exp is more than ${
-          maxExpiresInSeconds / 86_400
-        } days ahead of this host's clock (check the clock skew between this host and the authorization server)`
+        reason: new MalformedResponse({
+          fields: ["access_token"],
+          description: `there is no expires_in and the access token's JWT exp is more than ${
+            maxExpiresInSeconds / 86_400
+          } days ahead of this host's clock (check the clock skew between this host and the authorization server)`
+        })
       })
     )
   }
@@ -151,16 +154,21 @@ export const decodeTokenBody = (
 ): Either.Either<AccessToken.AccessToken, TokenError> => {
   if (!Predicate.isRecord(body)) {
     return Either.left(
-      new TokenError({ reason: "MalformedResponse", operation: options.operation, detail: "body is not a JSON object" })
+      new TokenError({
+        operation: options.operation,
+        reason: new MalformedResponse({ description: "the body is not a JSON object" })
+      })
     )
   }
   return Either.match(decodeTokenResponse(isNotApplicable(body) ? { ...body, token_type: "Bearer" } : body), {
     onLeft: (error) =>
       Either.left(
         new TokenError({
-          reason: "MalformedResponse",
           operation: options.operation,
-          detail: `invalid token response field(s): ${invalidFields(error)}`
+          reason: new MalformedResponse({
+            fields: invalidFields(error),
+            description: `invalid token response field(s): ${invalidFields(error).join(", ")}`
+          })
         })
       ),
     onRight: (response) =>

@@ -1,0 +1,160 @@
+import { AccessToken, TokenCache, TokenSource } from "@effect-token/core"
+import type { HttpClientResponse } from "@effect/platform"
+import { HttpClient } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import { DateTime, Duration, Effect, Fiber, Option, Redacted, Ref, TestClock } from "effect"
+
+/*
+ * Refresh timing for any token lifetime, and the bound on a caller's whole wait. Time is the TestClock's; a caller
+ * "waited" when its `get` did not complete without the clock moving.
+ */
+
+/** A source whose every fetch takes `delay` and returns a new token living `lifetime`. */
+const timedSource = (options: { readonly delay: Duration.DurationInput; readonly lifetime: Duration.DurationInput }) =>
+  Effect.gen(function*() {
+    const fetches = yield* Ref.make(0)
+    const fetch = Effect.gen(function*() {
+      const n = yield* Ref.updateAndGet(fetches, (k) => k + 1)
+      yield* Effect.sleep(options.delay)
+      const issuedAt = yield* DateTime.now
+      return AccessToken.make({
+        value: Redacted.make(`token-${n}`),
+        issuedAt,
+        expiresAt: Option.some(DateTime.addDuration(issuedAt, options.lifetime))
+      })
+    })
+    return { source: TokenSource.make({ key: "timed", fetch }), fetches: Ref.get(fetches) }
+  })
+
+/**
+ * Calls `get` every `step` for `duration`, moving the clock only between calls, and counts the calls that could not
+ * complete at once (they had to wait for a fetch). The first call, on an empty cache, always waits and is not counted.
+ */
+const drive = (
+  get: Effect.Effect<unknown, unknown>,
+  options: { readonly step: Duration.DurationInput; readonly duration: Duration.DurationInput }
+) =>
+  Effect.gen(function*() {
+    const step = Duration.toMillis(options.step)
+    const steps = Math.floor(Duration.toMillis(options.duration) / step)
+    let waited = 0
+    const first = yield* Effect.fork(get)
+    while (first.unsafePoll() === null) yield* TestClock.adjust(Duration.millis(1))
+    for (let i = 0; i < steps; i++) {
+      yield* TestClock.adjust(Duration.millis(step))
+      const fiber = yield* Effect.fork(get)
+      yield* Effect.yieldNow()
+      if (fiber.unsafePoll() === null) {
+        waited++
+        while (fiber.unsafePoll() === null) yield* TestClock.adjust(Duration.millis(1))
+      }
+      yield* Fiber.join(fiber)
+    }
+    return waited
+  })
+
+describe("TokenCache refresh timing", () => {
+  it.scoped("a 2 s token from a fast server is fetched 3 or 4 times in 6 s, and no caller waits", () =>
+    Effect.gen(function*() {
+      const { fetches, source } = yield* timedSource({ delay: "5 millis", lifetime: "2 seconds" })
+      const cache = yield* TokenCache.make(source)
+      const waited = yield* drive(cache.get, { step: "20 millis", duration: "6 seconds" })
+      expect(waited).toBe(0)
+      expect(yield* fetches).toBeGreaterThanOrEqual(3)
+      expect(yield* fetches).toBeLessThanOrEqual(4)
+    }))
+
+  it.scoped("a 300 ms server and 3 s tokens: the refresh starts early enough that no caller waits", () =>
+    Effect.gen(function*() {
+      const { fetches, source } = yield* timedSource({ delay: "300 millis", lifetime: "3 seconds" })
+      const cache = yield* TokenCache.make(source)
+      const waited = yield* drive(cache.get, { step: "20 millis", duration: "12 seconds" })
+      expect(waited).toBe(0)
+      expect(yield* fetches).toBeGreaterThanOrEqual(4)
+    }))
+
+  it.scoped("a one-hour token is served until 30 s before its end and refreshed in the last 10 % to 5 %", () =>
+    Effect.gen(function*() {
+      const { source } = yield* timedSource({ delay: "100 millis", lifetime: "1 hour" })
+      const cache = yield* TokenCache.make(source)
+      const fiber = yield* Effect.fork(cache.get)
+      yield* TestClock.adjust("100 millis")
+      const token = yield* Fiber.join(fiber)
+      const state = yield* cache.state
+      const expiresAt = Option.getOrThrow(token.expiresAt).epochMillis
+      expect(state._tag === "Ready" && state.validUntil).toBe(expiresAt - 30_000)
+      const usable = 3_600_000 - 30_000
+      if (state._tag === "Ready") {
+        expect(state.refreshAt).toBeGreaterThanOrEqual(state.validUntil - usable * 0.1)
+        expect(state.refreshAt).toBeLessThanOrEqual(state.validUntil - usable * 0.05)
+      }
+    }))
+
+  it.scoped("a refresh answered with the same token (no later expiry) does not loop", () =>
+    Effect.gen(function*() {
+      const fetches = yield* Ref.make(0)
+      const expiresAt = DateTime.unsafeMake(100_000)
+      const source = TokenSource.make({
+        key: "stubborn",
+        fetch: Effect.flatMap(Ref.update(fetches, (n) => n + 1), () =>
+          Effect.map(DateTime.now, (issuedAt) =>
+            AccessToken.make({ value: Redacted.make("same"), issuedAt, expiresAt: Option.some(expiresAt) })))
+      })
+      const cache = yield* TokenCache.make(source, { skew: 0, refreshAheadJitter: 0 })
+      yield* cache.get
+      // The refresh window is the last 10 s; a get every 10 ms in it must not send a request every 10 ms.
+      for (let at = 90_000; at < 100_000; at += 10) {
+        yield* TestClock.setTime(at)
+        yield* cache.get
+      }
+      // One fetch at the start, then retries at least 1 s apart, halving the time left: a handful, not 1,000.
+      expect(yield* Ref.get(fetches)).toBeLessThanOrEqual(8)
+    }))
+})
+
+describe("TokenCache acquireTimeout", () => {
+  const silentServer = silentClient()
+
+  it.scoped("each attempt has its own bound: a server that never answers fails the call after the retries", () =>
+    Effect.gen(function*() {
+      const source = yield* TokenSource.clientCredentials({
+        tokenUrl: "https://as.test/token",
+        clientAuth: { _tag: "None", clientId: "c" },
+        attemptTimeout: "1 second"
+      }).pipe(Effect.provideService(HttpClient.HttpClient, silentServer))
+      const cache = yield* TokenCache.make(source)
+      const fiber = yield* Effect.fork(Effect.flip(cache.get))
+      let elapsed = 0
+      while (fiber.unsafePoll() === null) {
+        yield* TestClock.adjust("100 millis")
+        elapsed += 100
+      }
+      const error = yield* Fiber.join(fiber)
+      expect(error.reason).toMatchObject({ _tag: "Timeout", bound: "attempt" })
+      expect(elapsed).toBeGreaterThanOrEqual(4_000)
+    }))
+
+  it.scoped("acquireTimeout bounds the whole wait, retries included", () =>
+    Effect.gen(function*() {
+      const source = yield* TokenSource.clientCredentials({
+        tokenUrl: "https://as.test/token",
+        clientAuth: { _tag: "None", clientId: "c" },
+        attemptTimeout: "1 second"
+      }).pipe(Effect.provideService(HttpClient.HttpClient, silentServer))
+      const cache = yield* TokenCache.make(source, { acquireTimeout: "1 second" })
+      const fiber = yield* Effect.fork(Effect.flip(cache.get))
+      let elapsed = 0
+      while (fiber.unsafePoll() === null) {
+        yield* TestClock.adjust("100 millis")
+        elapsed += 100
+      }
+      const error = yield* Fiber.join(fiber)
+      expect(error.reason).toMatchObject({ _tag: "Timeout", bound: "acquire" })
+      expect(error.message).toContain("acquireTimeout")
+      expect(elapsed).toBeLessThanOrEqual(1_100)
+    }))
+})
+
+function silentClient(): HttpClient.HttpClient {
+  return HttpClient.make(() => Effect.never as Effect.Effect<HttpClientResponse.HttpClientResponse>)
+}
