@@ -53,7 +53,7 @@ export const benchmark: Benchmark = {
           const start = now()
           return Effect.ensuring(cache.get, Effect.sync(() => void getWaits.push(now() - start)))
         })
-        const authed = AuthHttpClient.make(client, { ...cache, get: timedGet })
+        const authed = AuthHttpClient.authenticate(client, { baseUrl: api.url, tokens: { ...cache, get: timedGet } })
         const request = getText(authed, api.url)
         yield* cache.get
         // Warm-up: connections and JIT, on the first token.

@@ -32,7 +32,7 @@ const httpRows = Effect.gen(function*() {
   const { source } = countingSource({ prefix: "hot" })
   const cache = yield* TokenCache.make(source, { name: "bench-hot" })
   yield* cache.get
-  const ours = AuthHttpClient.make(plain, cache)
+  const ours = AuthHttpClient.authenticate(plain, { baseUrl: api.url, tokens: cache })
   const header = Redacted.value(AccessToken.authorization(yield* cache.get))
   const byHand = HttpClient.mapRequest(plain, HttpClientRequest.setHeader("authorization", header))
 
@@ -70,7 +70,7 @@ const httpRows = Effect.gen(function*() {
   const instant = HttpClient.make((request) =>
     Effect.succeed(HttpClientResponse.fromWeb(request, new Response("ok", { status: 200 })))
   )
-  const instantOurs = AuthHttpClient.make(instant, cache)
+  const instantOurs = AuthHttpClient.authenticate(instant, { baseUrl: api.url, tokens: cache })
   const instantByHand = HttpClient.mapRequest(instant, HttpClientRequest.setHeader("authorization", header))
   const instantN = pick(20_000, 200)
   const request = HttpClientRequest.get(api.url)

@@ -68,7 +68,7 @@ export const benchmark: Benchmark = {
     // Ours.
     const oursSource = countingSource({ prefix: "storm-ours", latency: "20 millis", onIssue: (v) => valid.add(v) })
     const cache = yield* TokenCache.make(oursSource.source, { name: "bench-storm" })
-    const ours = AuthHttpClient.make(client, cache)
+    const ours = AuthHttpClient.authenticate(client, { baseUrl: api.url, tokens: cache })
     const oursSend = Effect.map(getText(ours, api.url), ([status]) => status)
 
     // Baseline: refresh on every 401, no queue, no compare-and-clear.

@@ -34,6 +34,7 @@ describe("the built packages", () => {
         "TokenCache",
         "TokenEndpoint",
         "TokenError",
+        "TokenManager",
         "TokenSource",
         "WwwAuthenticate"
       ])

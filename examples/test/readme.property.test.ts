@@ -33,7 +33,7 @@ it.scoped.prop(
         Effect.provideService(HttpClient.HttpClient, api.client) // in-process: no sockets, TestClock rules
       )
       const cache = yield* TokenCache.make(source)
-      const client = AuthHttpClient.make(api.client, cache)
+      const client = AuthHttpClient.authenticate(api.client, { baseUrl: api.url, tokens: cache })
 
       for (const { advanceMillis, trouble } of steps) {
         yield* TestClock.adjust(Duration.millis(advanceMillis))

@@ -1,21 +1,15 @@
-import { AuthHttpClient, TokenCache, TokenSource } from "@effect-token/core"
-import { HttpClient } from "@effect/platform"
+import { AuthHttpClient } from "@effect-token/core"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 
-// Reads TOKEN_URL, CLIENT_ID, CLIENT_SECRET (kept Redacted) and SCOPE from the environment.
-export const ApiClientLive = AuthHttpClient.layer().pipe(
-  Layer.provide(TokenCache.layer()),
-  Layer.provide(TokenSource.layerConfig()),
-  Layer.provide(NodeHttpClient.layerUndici)
-)
+// One layer: reads API_URL, TOKEN_URL (or ISSUER), CLIENT_ID, CLIENT_SECRET (kept Redacted) and SCOPE.
+export const ApiLive = AuthHttpClient.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
 
-export const listInvoices = (baseUrl: string) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient // every request carries a valid token
-    const response = yield* client.get(`${baseUrl}/invoices`)
-    return yield* response.json
-  })
+export const listInvoices = Effect.gen(function*() {
+  const api = yield* AuthHttpClient.AuthHttpClient // bound to API_URL: only its requests carry the token
+  const response = yield* api.get("/invoices")
+  return yield* response.json
+})
 
-// Provide the layer once, at the edge of the application: the cache lives as long as the layer.
-export const main = listInvoices("https://api.example.com").pipe(Effect.provide(ApiClientLive))
+// Provide the layer once, at the edge of the application: the token cache lives as long as the layer.
+export const main = listInvoices.pipe(Effect.provide(ApiLive))

@@ -30,7 +30,7 @@ const concurrentCalls = (client: Client, url: string, n: number) =>
 
 export const setUp = Story.step<DemoEnv, Client, HttpClient.HttpClient | Scope.Scope>(
   "authenticated client",
-  ({ authServer }) =>
+  ({ api, authServer }) =>
     Effect.gen(function*() {
       const source = yield* TokenSource.clientCredentials({
         tokenUrl: authServer.tokenUrl,
@@ -38,7 +38,7 @@ export const setUp = Story.step<DemoEnv, Client, HttpClient.HttpClient | Scope.S
         scope: "api:read"
       })
       const cache = yield* TokenCache.make(source, { name: "invoices" })
-      const client = AuthHttpClient.make(yield* HttpClient.HttpClient, cache)
+      const client = AuthHttpClient.authenticate(yield* HttpClient.HttpClient, { baseUrl: api.url, tokens: cache })
       return {
         summary: "Wrapped the HTTP client with AuthHttpClient over a TokenCache (no token fetched yet)",
         value: client as Client

@@ -1,33 +1,36 @@
 /**
- * `HttpClient` middleware that authenticates every request with a token from a `TokenCache` and survives token
- * expiry and transient faults.
+ * An `HttpClient` bound to one API: it attaches a token to the requests for that API's origins, and to nothing else.
  *
- * - Attaches `Authorization: <type> <token>`; a request that already carries an `Authorization` header is sent as
- *   it is (no token, no 401 handling): the caller chose its own credentials.
- * - A 401 to a request that carried the token becomes the typed {@link Unauthorized} error: the rejected token
- *   (exactly that one) is invalidated and the request is sent once more with a fresh token; a second 401 reaches
- *   the caller. A 401 from another origin (after a redirect) is an ordinary response. 403 is never retried.
- * - Transient faults (transport errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with jittered
- *   exponential backoff that honours `Retry-After`; the token is read again on every attempt. A `Retry-After`
- *   longer than `maxRetryAfter` (60 s by default) ends the retries: the caller gets that answer at once.
- * - A request with a stream body is never replayed. Non-idempotent methods (POST, PATCH) are not retried on
- *   transient faults unless `retryNonIdempotent` is set (a 401 is safe to replay: the server did not process it).
- * - Redirects: with `followRedirects`, the token is sent only to the origin of the original request. Do not wrap
- *   this client (or the client under it) in platform's `HttpClient.followRedirects`, which keeps every header.
+ * - Bound by a base URL (relative request URLs resolve against it) or a list of origins. A request to any other
+ *   origin is sent untouched and fetches no token: an application's calls to a payment provider or a webhook never
+ *   carry the API's bearer token. Token endpoint, discovery and revocation requests go through the plain client.
+ * - A request that already carries an `Authorization` header is sent as it is: the caller chose its credentials.
+ * - A 401 to a request that carried the token invalidates exactly that token and sends the request once more with a
+ *   fresh one; a second 401 reaches the caller as the typed {@link TokenRejected}. 403 is never retried.
+ * - Transient faults (transport errors, timeouts, and the statuses of `TokenError.isTransientStatus`) are retried
+ *   with jittered exponential backoff that honours `Retry-After`. Stream bodies are never replayed; POST and PATCH
+ *   are retried only with `retryNonIdempotent`.
+ * - Redirects (`followRedirects`) are followed here: the token goes only to bound origins, and the caller's own
+ *   `Authorization`, `Proxy-Authorization` and `Cookie` never leave the origin they were set for. Do not wrap the
+ *   client in platform's `HttpClient.followRedirects`, which keeps every header.
  * - Fails closed: when no token can be had, nothing is sent and the caller gets the `TokenError`.
  *
  * @since 0.1.0
  */
-import * as Headers from "@effect/platform/Headers"
-import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import { dual } from "effect/Function"
+import { globalValue } from "effect/GlobalValue"
 import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -36,40 +39,64 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import type * as AccessToken from "./AccessToken.js"
 import * as Backoff from "./Backoff.js"
+import * as ClientAuth from "./ClientAuth.js"
+import * as Discovery from "./Discovery.js"
+import { spanUrl } from "./internal/endpoint.js"
+import * as redirects from "./internal/redirects.js"
 import { parseRetryAfter } from "./internal/retryAfter.js"
+import { isTransientStatus } from "./internal/transient.js"
 import * as TokenCache from "./TokenCache.js"
 import * as TokenError from "./TokenError.js"
+import * as TokenManager from "./TokenManager.js"
+import * as TokenSource from "./TokenSource.js"
 import * as WwwAuthenticate from "./WwwAuthenticate.js"
 
+const ChallengeSchema = Schema.Struct({
+  scheme: Schema.String,
+  params: Schema.Record({ key: Schema.String, value: Schema.String }),
+  token68: Schema.optional(Schema.String)
+})
+
+const RequestSchema = Schema.declare(
+  (u): u is HttpClientRequest.HttpClientRequest => Predicate.hasProperty(u, HttpClientRequest.TypeId)
+)
+const ResponseSchema = Schema.declare(
+  (u): u is HttpClientResponse.HttpClientResponse => Predicate.hasProperty(u, HttpClientResponse.TypeId)
+)
+
 /**
- * The resource server rejected the request's token (HTTP 401), after the one retry with a fresh token, or when
- * the request could not be replayed.
+ * The API rejected the token (HTTP 401), after the one retry with a fresh token, or when the request could not be
+ * replayed. Its tag does not collide with platform's `HttpApiError.Unauthorized`.
  *
  * @example
  * ```ts
  * import { AuthHttpClient } from "@effect-token/core"
- * import { HttpClient } from "@effect/platform"
  * import { Effect } from "effect"
  *
- * const program = Effect.flatMap(HttpClient.HttpClient, (client) => client.get("https://api.example.com/me")).pipe(
- *   Effect.catchTag("Unauthorized", (error) => Effect.logWarning(`rejected: ${error.error ?? "no reason given"}`))
+ * const program = Effect.flatMap(AuthHttpClient.AuthHttpClient, (api) => api.get("/me")).pipe(
+ *   Effect.catchTag("TokenRejected", (error) => Effect.logWarning(`rejected: ${error.error ?? "no reason given"}`))
  * )
  * ```
  *
  * @since 0.1.0
  * @category errors
  */
-export class Unauthorized extends Data.TaggedError("Unauthorized")<{
-  /** The request as the caller built it (without the token). */
-  readonly request: HttpClientRequest.HttpClientRequest
-  readonly response: HttpClientResponse.HttpClientResponse
-  /** Parsed `WWW-Authenticate` challenges. */
-  readonly challenges: ReadonlyArray<WwwAuthenticate.Challenge>
-  /** Whether the request was sent again with a fresh token before this error. */
-  readonly retried: boolean
-}> {
+export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-token/core/TokenRejected")(
+  "TokenRejected",
+  {
+    /** The request as the caller built it, without the token. */
+    request: RequestSchema,
+    /** The 401 answer, body read into memory, detached from the request that carried the token. */
+    response: ResponseSchema,
+    /** Parsed `WWW-Authenticate` challenges. */
+    challenges: Schema.Array(ChallengeSchema),
+    /** Whether the request was sent again with a fresh token before this error. */
+    retried: Schema.Boolean
+  }
+) {
   /** The HTTP status: always 401. */
   get status(): number {
     return this.response.status
@@ -85,15 +112,19 @@ export class Unauthorized extends Data.TaggedError("Unauthorized")<{
     return this.challenges.find((c) => c.params.error_description !== undefined)?.params.error_description
   }
 
-  /**
-   * The response still references the request that was sent, token included, and platform's header redaction
-   * depends on being called inside a fiber: print only what is safe.
-   */
+  override get message(): string {
+    const reason = this.error === undefined ? "" : `: ${this.error}`
+    const description = this.errorDescription === undefined ? "" : ` - ${this.errorDescription}`
+    return `${this.request.method} ${spanUrl(this.request.url)} was rejected with HTTP 401${reason}${description}`
+  }
+
+  /** Prints what is safe: the request's method and URL without userinfo or query, never headers or the body. */
   override toJSON(): unknown {
     return {
       _tag: this._tag,
+      method: this.request.method,
+      url: spanUrl(this.request.url),
       status: this.status,
-      request: this.request.toJSON(),
       challenges: this.challenges,
       retried: this.retried
     }
@@ -103,14 +134,60 @@ export class Unauthorized extends Data.TaggedError("Unauthorized")<{
     return this.toJSON()
   }
 
-  override get message(): string {
-    const reason = this.error === undefined ? "" : `: ${this.error}`
-    const description = this.errorDescription === undefined ? "" : ` - ${this.errorDescription}`
-    return `${this.request.method} ${this.request.url} was rejected with HTTP 401${reason}${description}`
+  override toString(): string {
+    return `TokenRejected: ${this.message}`
   }
 }
 
 /**
+ * The errors the authentication adds to a client's own.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type AuthError = TokenError.TokenError | TokenRejected
+
+/**
+ * An authenticated client bound to one API.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- a named type for the Tag, as platform's HttpClient
+export interface AuthHttpClient extends HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthError> {}
+
+/**
+ * The application's authenticated client (one API). For several APIs, give each its own Tag:
+ * `class BillingApi extends Context.Tag("BillingApi")<BillingApi, AuthHttpClient.AuthHttpClient>() {}` and pass
+ * it as `tag` to the layer functions.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const AuthHttpClient: Context.Tag<AuthHttpClient, AuthHttpClient> = Context.GenericTag<AuthHttpClient>(
+  "@effect-token/core/AuthHttpClient"
+)
+
+/**
+ * Where the token may go: a base URL (its origin; relative request URLs resolve against it), or a non-empty list
+ * of origins, or both.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Binding =
+  | {
+    readonly baseUrl: string | URL
+    readonly origins?: ReadonlyArray<string | URL> | undefined
+  }
+  | {
+    readonly baseUrl?: undefined
+    readonly origins: readonly [string | URL, ...Array<string | URL>]
+  }
+
+/**
+ * How the client behaves on 401s, transient faults and redirects.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -124,16 +201,59 @@ export interface Options {
   readonly retryNonIdempotent?: boolean | undefined
   /** Time allowed for each attempt, after which it fails as a transient `Transport` error. Default: none. */
   readonly timeout?: Duration.DurationInput | undefined
-  /**
-   * Follow up to this many redirects, re-sending the token only to the original request's origin. Default 0
-   * (a 3xx is returned as it is).
-   */
+  /** Follow up to this many redirects (see the module's rules). Default 0: a 3xx is returned as it is. */
   readonly followRedirects?: number | undefined
 }
 
-const transientStatuses = new Set([408, 429, 500, 502, 503, 504])
-const nonIdempotentMethods = new Set(["POST", "PATCH"])
-const redirectStatuses = new Set([301, 302, 303, 307, 308])
+/**
+ * Where tokens come from: one `TokenCache`, or a `TokenManager` keyed by token shape (which also serves requests
+ * that ask for other token parameters with {@link withTokenParams}).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Tokens = TokenCache.TokenCache | TokenManager.TokenManager<TokenSource.TokenShape>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type AuthenticateOptions = Binding & Options & { readonly tokens: Tokens }
+
+const currentTokenParams = globalValue(
+  "@effect-token/core/AuthHttpClient/currentTokenParams",
+  () => FiberRef.unsafeMake<TokenSource.TokenShape | undefined>(undefined)
+)
+
+/**
+ * Requests through the returned client ask for a token with other parameters (scope, resource, audience, extra
+ * parameters), on top of the manager's own. The client must be authenticated with a `TokenManager`: a single
+ * `TokenCache` holds one token shape, so it fails such a request with `Misconfigured` rather than send the wrong
+ * token.
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient } from "@effect-token/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const api = yield* AuthHttpClient.AuthHttpClient
+ *   const admin = api.pipe(AuthHttpClient.withTokenParams({ scope: "orders:admin" }))
+ *   return yield* admin.del("/orders/42")
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withTokenParams: {
+  (params: TokenSource.TokenShape): <E, R>(self: HttpClient.HttpClient.With<E, R>) => HttpClient.HttpClient.With<E, R>
+  <E, R>(self: HttpClient.HttpClient.With<E, R>, params: TokenSource.TokenShape): HttpClient.HttpClient.With<E, R>
+} = dual(
+  2,
+  <E, R>(self: HttpClient.HttpClient.With<E, R>, params: TokenSource.TokenShape): HttpClient.HttpClient.With<E, R> =>
+    HttpClient.transform(self, (effect) => Effect.locally(effect, currentTokenParams, params))
+)
 
 const unauthorizedRetries = Metric.counter("effect_token_http_unauthorized_retries", {
   description: "Requests sent again with a fresh token after a 401",
@@ -150,35 +270,20 @@ class TransientStatus extends Data.TaggedError("TransientStatus")<{
   readonly retryAfter: Option.Option<Duration.Duration>
 }> {}
 
-type AttemptError = HttpClientError.RequestError | TokenError.TokenError | Unauthorized | TransientStatus
+type AttemptError = HttpClientError.RequestError | AuthError | TransientStatus
 
-interface Sent {
-  readonly response: HttpClientResponse.HttpClientResponse
-  readonly tokenSent: boolean
-}
+const nonIdempotentMethods: ReadonlySet<string> = new Set(["POST", "PATCH"])
 
 const isTransientFailure = (error: unknown): boolean =>
   Predicate.isTagged(error, "TransientStatus") ||
   (Predicate.isTagged(error, "RequestError") && (error as HttpClientError.RequestError).reason === "Transport")
 
-const faultLabel = (error: unknown): string =>
-  Predicate.isTagged(error, "TransientStatus") ? String((error as TransientStatus).response.status) : "transport"
-
 const countFault = (error: unknown): void => {
-  if (isTransientFailure(error)) transientFaults.unsafeUpdate(1, [MetricLabel.make("status", faultLabel(error))])
-}
-
-/** Only bodies held in memory can be sent twice; a stream, or a raw body that is not a string or bytes, cannot. */
-const isReplayable = (request: HttpClientRequest.HttpClientRequest): boolean => {
-  const body = request.body
-  switch (body._tag) {
-    case "Stream":
-      return false
-    case "Raw":
-      return typeof body.body === "string" || body.body instanceof Uint8Array
-    default:
-      return true
-  }
+  if (!isTransientFailure(error)) return
+  const label = Predicate.isTagged(error, "TransientStatus")
+    ? String((error as TransientStatus).response.status)
+    : "transport"
+  transientFaults.unsafeUpdate(1, [MetricLabel.make("status", label)])
 }
 
 /**
@@ -199,16 +304,43 @@ const detach = (
       )
   )
 
-const originOf = (url: string): string | undefined => {
-  try {
-    return new URL(url).origin
-  } catch {
-    return undefined
+const misconfigured = (description: string) =>
+  new TokenError.TokenError({
+    operation: "authenticated request",
+    reason: new TokenError.Misconfigured({ description })
+  })
+
+/** Origins and base of a binding, or why it cannot work. */
+const bindingOf = (
+  binding: Binding
+): { readonly base: string | undefined; readonly origins: ReadonlyArray<string> } | TokenError.TokenError => {
+  const origins: Array<string> = []
+  let base: string | undefined
+  if (binding.baseUrl !== undefined) {
+    const url = URL.canParse(binding.baseUrl) ? new URL(binding.baseUrl) : undefined
+    const origin = url === undefined ? undefined : redirects.originOf(url.href)
+    if (url === undefined || origin === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
+      return misconfigured("the API base URL is not an absolute http(s) URL")
+    }
+    base = url.href.replace(/\/+$/, "")
+    origins.push(origin)
   }
+  for (const each of binding.origins ?? []) {
+    const origin = URL.canParse(each) ? redirects.originOf(new URL(each).href) : undefined
+    if (origin === undefined) return misconfigured("an API origin is not an absolute http(s) URL")
+    origins.push(origin)
+  }
+  if (origins.length === 0) return misconfigured("the authenticated client is bound to no origin")
+  return { base, origins }
 }
 
+/** Whether `url` is absolute (has a scheme): only relative URLs are resolved against the base. */
+const hasScheme = (url: string): boolean => /^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(url)
+
 /**
- * Wraps `client` so that every request is authenticated with a token from `cache`.
+ * Wraps `self` so that requests to the bound API carry a token from `tokens`. A `dual` combinator: its error
+ * channel keeps the client's own errors and adds `TokenError` and {@link TokenRejected}, so `Effect.catchTag` works
+ * on each.
  *
  * @example
  * ```ts
@@ -217,20 +349,70 @@ const originOf = (url: string): string | undefined => {
  * import { Effect } from "effect"
  *
  * const program = Effect.gen(function*() {
- *   const client = AuthHttpClient.make(yield* HttpClient.HttpClient, yield* TokenCache.TokenCache)
- *   const response = yield* client.get("https://api.example.com/invoices")
+ *   const api = (yield* HttpClient.HttpClient).pipe(
+ *     AuthHttpClient.authenticate({ baseUrl: "https://api.example.com", tokens: yield* TokenCache.TokenCache })
+ *   )
+ *   const response = yield* api.get("/invoices")
  *   return yield* response.json
- * })
+ * }).pipe(
+ *   Effect.catchTag("TokenError", (error) => Effect.logError(error.message)),
+ *   Effect.catchTag("TokenRejected", (error) => Effect.logError(error.message))
+ * )
  * ```
  *
  * @since 0.1.0
- * @category constructors
+ * @category combinators
  */
-export const make = <E, R>(
+export const authenticate: {
+  (
+    options: AuthenticateOptions
+  ): <E, R>(
+    self: HttpClient.HttpClient.With<E, R>
+  ) => HttpClient.HttpClient.With<E | HttpClientError.RequestError | AuthError, R>
+  <E, R>(
+    self: HttpClient.HttpClient.With<E, R>,
+    options: AuthenticateOptions
+  ): HttpClient.HttpClient.With<E | HttpClientError.RequestError | AuthError, R>
+} = dual(2, <E, R>(
   client: HttpClient.HttpClient.With<E, R>,
-  cache: TokenCache.TokenCache,
-  options: Options = {}
-): HttpClient.HttpClient.With<E | HttpClientError.RequestError | TokenError.TokenError | Unauthorized, R> => {
+  options: AuthenticateOptions
+): HttpClient.HttpClient.With<E | HttpClientError.RequestError | AuthError, R> => {
+  type Out = E | HttpClientError.RequestError | AuthError
+  const binding = bindingOf(options)
+  if (TokenError.isTokenError(binding)) {
+    return HttpClient.makeWith<never, never, Out, R>(() => Effect.fail(binding), Effect.succeed)
+  }
+  const { base, origins } = binding
+  /**
+   * Whether the token may go to `url`: the origin followed by a path, query, fragment or nothing (so that
+   * `https://api.test.evil.example` and `https://api.test@evil.example` do not pass), else a parse for the
+   * spellings a prefix misses (an upper-case host, a default port).
+   */
+  const isBound = (url: string): boolean => {
+    for (let i = 0; i < origins.length; i++) {
+      const origin = origins[i]!
+      if (url.startsWith(origin)) {
+        const next = url.charCodeAt(origin.length)
+        if (Number.isNaN(next) || next === 47 || next === 63 || next === 35) return true
+      }
+    }
+    const origin = redirects.originOf(url)
+    return origin !== undefined && origins.includes(origin)
+  }
+
+  const tokens = options.tokens
+  const manager = TokenManager.isTokenManager(tokens) ? tokens : undefined
+  const cache = manager === undefined ? tokens as TokenCache.TokenCache : undefined
+  const noParams: TokenSource.TokenShape = {}
+  const getToken = (params: TokenSource.TokenShape | undefined): Effect.Effect<AccessToken.AccessToken, AuthError> =>
+    cache !== undefined
+      ? params === undefined
+        ? cache.get
+        : Effect.fail(misconfigured("per-request token parameters need a TokenManager; this client has one TokenCache"))
+      : manager!.get(params ?? noParams)
+  const invalidate = (params: TokenSource.TokenShape | undefined, token: AccessToken.AccessToken) =>
+    cache !== undefined ? cache.invalidate(token) : manager!.invalidate(params ?? noParams, token)
+
   const schedule = options.transientRetry === false
     ? undefined
     : Backoff.schedule<unknown>({
@@ -242,66 +424,45 @@ export const make = <E, R>(
   const maxRedirects = options.followRedirects ?? 0
   const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
 
-  /**
-   * One exchange, following redirects; the token only goes to the original origin. Says whether the final answer
-   * came to a request that carried the token: a 401 from another origin says nothing about the token.
-   */
-  const send = (
-    request: HttpClientRequest.HttpClientRequest,
-    token: AccessToken.AccessToken | undefined
-  ): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
-    // Parsed only when a redirect is followed: the first hop goes where the caller sent it.
-    let origin: string | undefined
-    const originalOrigin = () => origin ??= originOf(request.url)
-    const hop = (
-      current: HttpClientRequest.HttpClientRequest,
-      redirects: number
-    ): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
-      const tokenSent = token !== undefined && (redirects === 0 || originOf(current.url) === originalOrigin())
-      const authorized = tokenSent
-        ? HttpClientRequest.setHeader(current, "authorization", `${token.type} ${Redacted.value(token.value)}`)
-        : current
-      const exchange = timeout === undefined ? client.execute(authorized) : client.execute(authorized).pipe(
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () =>
-            new HttpClientError.RequestError({
-              request: current,
-              reason: "Transport",
-              description: `no response within ${Duration.format(timeout)}`
-            })
-        })
-      )
-      return Effect.flatMap(exchange, (response): Effect.Effect<Sent, E | HttpClientError.RequestError, R> => {
-        const location = response.headers["location"]
-        if (redirects >= maxRedirects || !redirectStatuses.has(response.status) || location === undefined) {
-          return Effect.succeed({ response, tokenSent })
-        }
-        let next: HttpClientRequest.HttpClientRequest
-        try {
-          next = HttpClientRequest.setUrl(current, new URL(location, current.url))
-        } catch {
-          return Effect.succeed({ response, tokenSent })
-        }
-        if (
-          response.status === 303 || ((response.status === 301 || response.status === 302) && current.method === "POST")
-        ) {
-          next = HttpClientRequest.setMethod(next, "GET").pipe(HttpClientRequest.setBody(HttpBody.empty))
-        } else if (!isReplayable(current)) {
-          return Effect.succeed({ response, tokenSent })
-        }
-        if (originOf(next.url) !== originalOrigin()) {
-          // Credentials set by the caller must not cross origins either.
-          next = HttpClientRequest.setHeaders(
-            next,
-            Headers.remove(next.headers, ["authorization", "cookie", "proxy-authorization"])
-          )
-        }
-        return hop(next, redirects + 1)
+  const exchange = (request: HttpClientRequest.HttpClientRequest) =>
+    timeout === undefined ? client.execute(request) : client.execute(request).pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () =>
+          new HttpClientError.RequestError({
+            request,
+            reason: "Transport",
+            description: `no response within ${Duration.format(timeout)}`
+          })
       })
-    }
-    return hop(request, 0)
-  }
+    )
+
+  /** One exchange (redirects followed), with `token` attached wherever the client is bound. */
+  const send = (request: HttpClientRequest.HttpClientRequest, token: AccessToken.AccessToken) =>
+    redirects.follow(request, maxRedirects, {
+      send: (current) => {
+        const tokenSent = isBound(current.url)
+        const sent = tokenSent
+          ? HttpClientRequest.setHeader(current, "authorization", `${token.type} ${Redacted.value(token.value)}`)
+          : current
+        return Effect.map(exchange(sent), (response) => ({ response, tokenSent }))
+      }
+    })
+
+  const checkTransient = (
+    response: HttpClientResponse.HttpClientResponse,
+    request: HttpClientRequest.HttpClientRequest
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientStatus> =>
+    isTransientStatus(response.status)
+      ? Effect.flatMap(
+        Effect.zip(detach(response, request), Clock.currentTimeMillis),
+        ([detached, now]) =>
+          new TransientStatus({
+            response: detached,
+            retryAfter: parseRetryAfter(detached.headers["retry-after"], now)
+          })
+      )
+      : Effect.succeed(response)
 
   /**
    * One authenticated attempt with the 401 rule: the first 401 for the token invalidates exactly that token and,
@@ -309,12 +470,13 @@ export const make = <E, R>(
    * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call.
    */
   const attempt = (
-    request: HttpClientRequest.HttpClientRequest
+    request: HttpClientRequest.HttpClientRequest,
+    params: TokenSource.TokenShape | undefined
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> => {
     // Plain flatMaps rather than a generator: this runs on every request.
     const once = (retried: boolean): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.flatMap(
-        cache.get,
+        getToken(params),
         (token) =>
           Effect.flatMap(send(request, token), ({ response, tokenSent }) =>
             response.status === 401 && tokenSent
@@ -329,33 +491,18 @@ export const make = <E, R>(
       Effect.gen(function*() {
         const rejected = yield* detach(response, request)
         if (!retried) {
-          yield* cache.invalidate(token)
-          if (isReplayable(request)) {
+          yield* invalidate(params, token)
+          if (redirects.isReplayable(request)) {
             unauthorizedRetries.unsafeUpdate(1, [])
             yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
             return yield* once(true)
           }
         }
         const challenges = WwwAuthenticate.parse(rejected.headers["www-authenticate"] ?? "")
-        return yield* new Unauthorized({ request, response: rejected, challenges, retried })
+        return yield* new TokenRejected({ request, response: rejected, challenges, retried })
       })
     return once(false)
   }
-
-  const checkTransient = (
-    response: HttpClientResponse.HttpClientResponse,
-    request: HttpClientRequest.HttpClientRequest
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientStatus> =>
-    transientStatuses.has(response.status)
-      ? Effect.flatMap(
-        Effect.zip(detach(response, request), Clock.currentTimeMillis),
-        ([detached, now]) =>
-          new TransientStatus({
-            response: detached,
-            retryAfter: parseRetryAfter(detached.headers["retry-after"], now)
-          })
-      )
-      : Effect.succeed(response)
 
   /**
    * Retries only after a transient failure. `Effect.retry` sets up its schedule driver on every run, which costs
@@ -381,20 +528,14 @@ export const make = <E, R>(
       )
     })
 
-  const execute = (
-    request: HttpClientRequest.HttpClientRequest
-  ): Effect.Effect<
-    HttpClientResponse.HttpClientResponse,
-    E | HttpClientError.RequestError | TokenError.TokenError | Unauthorized,
-    R
-  > => {
-    if (request.headers["authorization"] !== undefined) {
-      // The caller brought its own credentials.
-      return Effect.map(send(request, undefined), (sent) => sent.response)
-    }
-    const retryable = isReplayable(request) &&
+  const authenticated = (
+    request: HttpClientRequest.HttpClientRequest,
+    params: TokenSource.TokenShape | undefined
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, Out, R> => {
+    const retryable = redirects.isReplayable(request) &&
       (options.retryNonIdempotent === true || !nonIdempotentMethods.has(request.method))
-    const attempts = retryable && schedule !== undefined ? withRetry(attempt(request), schedule) : attempt(request)
+    const once = attempt(request, params)
+    const attempts = retryable && schedule !== undefined ? withRetry(once, schedule) : once
     // When the retries are spent, the caller gets the last transient answer, as without the middleware.
     return Effect.catchIf(
       attempts,
@@ -403,18 +544,58 @@ export const make = <E, R>(
     )
   }
 
-  return HttpClient.makeWith<never, never, E | HttpClientError.RequestError | TokenError.TokenError | Unauthorized, R>(
+  const execute = (request: HttpClientRequest.HttpClientRequest): Effect.Effect<
+    HttpClientResponse.HttpClientResponse,
+    Out,
+    R
+  > => {
+    const resolved = base !== undefined && !hasScheme(request.url)
+      ? HttpClientRequest.setUrl(request, base + (request.url.startsWith("/") ? "" : "/") + request.url)
+      : request
+    if (resolved.headers["authorization"] !== undefined || !isBound(resolved.url)) {
+      // The caller brought its own credentials, or the request is not for this API: no token, no 401 rule.
+      return Effect.map(
+        redirects.follow(resolved, maxRedirects, {
+          send: (current) => Effect.map(exchange(current), (response) => ({ response, tokenSent: false }))
+        }),
+        (sent) => sent.response
+      )
+    }
+    return Effect.flatMap(FiberRef.get(currentTokenParams), (params) => authenticated(resolved, params))
+  }
+
+  return HttpClient.makeWith<never, never, Out, R>(
     (request) => Effect.flatMap(request, execute),
     Effect.succeed
   )
-}
+})
 
 /**
- * Replaces the `HttpClient` in context with one authenticated by the `TokenCache` in context.
+ * Builds the authenticated client over the `HttpClient` in context.
  *
- * The application's `HttpClient` can only fail with `HttpClientError`, so through this layer a `TokenError` arrives
- * as a `RequestError` (nothing was sent) and an `Unauthorized` as a `ResponseError` (status 401), each with the
- * original error as its `cause`: {@link authFailure} gets it back. Use {@link make} to keep them apart in the type.
+ * @example
+ * ```ts
+ * import { AuthHttpClient, TokenCache } from "@effect-token/core"
+ * import { Context, Effect, Layer } from "effect"
+ *
+ * class BillingApi extends Context.Tag("BillingApi")<BillingApi, AuthHttpClient.AuthHttpClient>() {}
+ *
+ * const BillingApiLive = Layer.effect(
+ *   BillingApi,
+ *   Effect.flatMap(TokenCache.TokenCache, (tokens) =>
+ *     AuthHttpClient.make({ baseUrl: "https://billing.example.com/v2", tokens }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: AuthenticateOptions): Effect.Effect<AuthHttpClient, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => authenticate(client, options))
+
+/**
+ * Provides an authenticated client (under {@link AuthHttpClient}, or `tag`) over the `TokenCache` and `HttpClient`
+ * in context: the composition for those who build the source and the cache themselves.
  *
  * @example
  * ```ts
@@ -422,8 +603,8 @@ export const make = <E, R>(
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
  *
- * const ApiClientLive = AuthHttpClient.layer().pipe(
- *   Layer.provide(TokenCache.layer()),
+ * const ApiLive = AuthHttpClient.layer({ baseUrl: "https://api.example.com" }).pipe(
+ *   Layer.provide(TokenCache.layer({ skew: "10 seconds" })),
  *   Layer.provide(TokenSource.layerConfig()),
  *   Layer.provide(NodeHttpClient.layerUndici)
  * )
@@ -432,68 +613,146 @@ export const make = <E, R>(
  * @since 0.1.0
  * @category layers
  */
-export const layer = (
-  options?: Options
-): Layer.Layer<HttpClient.HttpClient, never, HttpClient.HttpClient | TokenCache.TokenCache> =>
+export const layer = <I = AuthHttpClient>(
+  options: Binding & Options & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined }
+): Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache> =>
   Layer.effect(
-    HttpClient.HttpClient,
-    Effect.map(
-      Effect.all([HttpClient.HttpClient, TokenCache.TokenCache]),
-      ([client, cache]): HttpClient.HttpClient => {
-        const authenticated = make(client, cache, options)
-        return HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(
-          (request) =>
-            Effect.flatMap(request, (request) =>
-              Effect.catchTags(authenticated.execute(request), {
-                TokenError: (cause) =>
-                  new HttpClientError.RequestError({
-                    request,
-                    // Only a transient token failure may look like a transport fault: platform's `retryTransient`
-                    // retries those, and retrying `invalid_client` would hammer the authorization server.
-                    reason: TokenError.isTransient(cause) ? "Transport" : "Encode",
-                    description: cause.message,
-                    cause
-                  }),
-                Unauthorized: (cause) =>
-                  new HttpClientError.ResponseError({
-                    request: cause.request,
-                    response: cause.response,
-                    reason: "StatusCode",
-                    description: cause.message,
-                    cause
-                  })
-              })),
-          Effect.succeed
-        )
-      }
-    )
+    options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
+    Effect.flatMap(TokenCache.TokenCache, (tokens) => make({ ...options, tokens } as AuthenticateOptions))
   )
 
 /**
- * The `TokenError` or `Unauthorized` behind an `HttpClientError` from {@link layer}'s client.
+ * Everything the one-layer set-up needs: the API, the authorization server, the client and the token it asks for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientCredentialsOptions =
+  & Binding
+  & Options
+  & TokenSource.TokenShape
+  & TokenCache.Options
+  & {
+    /** The token endpoint, or the issuer whose discovery document names it. */
+    readonly authorizationServer: { readonly tokenUrl: string | URL } | { readonly issuer: string }
+    readonly clientAuth: ClientAuth.ClientAuth
+    /** Time allowed for each request to the token endpoint. Default 10 s. */
+    readonly attemptTimeout?: Duration.DurationInput | undefined
+  }
+
+/**
+ * One layer to start: client credentials, a token cache and the authenticated client bound to the API, over the
+ * `HttpClient` in context (the transport: `NodeHttpClient.layerUndici`, `FetchHttpClient.layer`, ...).
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient, ClientAuth } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer, Redacted } from "effect"
+ *
+ * const ApiLive = AuthHttpClient.layerClientCredentials({
+ *   baseUrl: "https://api.example.com",
+ *   authorizationServer: { issuer: "https://auth.example.com" },
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") }),
+ *   scope: "invoices:read"
+ * }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerClientCredentials = <I = AuthHttpClient>(
+  options: ClientCredentialsOptions & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined }
+): Layer.Layer<I, never, HttpClient.HttpClient> =>
+  Layer.scoped(
+    options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
+    Effect.gen(function*() {
+      const server = options.authorizationServer
+      const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
+      const source = yield* TokenSource.clientCredentials({
+        tokenUrl,
+        clientAuth: options.clientAuth,
+        scope: options.scope,
+        resource: options.resource,
+        audience: options.audience,
+        extraParams: options.extraParams,
+        attemptTimeout: options.attemptTimeout,
+        defaultLifetime: options.defaultLifetime
+      })
+      const tokens = yield* TokenCache.make(source, options)
+      return yield* make({ ...options, tokens } as AuthenticateOptions)
+    })
+  )
+
+/**
+ * The one-layer set-up read from configuration: `API_URL` (the API's base URL), `TOKEN_URL` or `ISSUER`, the client
+ * (`CLIENT_ID`, `CLIENT_SECRET`, and the other settings of `ClientAuth.config`), and optional `SCOPE`, `AUDIENCE`,
+ * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint) and `ACQUIRE_TIMEOUT` (a caller's whole wait for
+ * a token, retries included). Use `Config.nested` for a prefix.
  *
  * @example
  * ```ts
  * import { AuthHttpClient } from "@effect-token/core"
- * import { HttpClient } from "@effect/platform"
- * import { Effect, Option } from "effect"
+ * import { Config } from "effect"
  *
- * const program = Effect.flatMap(HttpClient.HttpClient, (client) => client.get("https://api.example.com/me")).pipe(
- *   Effect.catchAll((error) =>
- *     Option.match(AuthHttpClient.authFailure(error), {
- *       onNone: () => Effect.fail(error),
- *       onSome: (failure) => Effect.logWarning(failure.message)
- *     })
- *   )
- * )
+ * // reads BILLING_API_URL, BILLING_ISSUER, BILLING_CLIENT_ID, BILLING_CLIENT_SECRET, ...
+ * const billing = Config.nested(AuthHttpClient.config, "BILLING")
  * ```
  *
  * @since 0.1.0
- * @category accessors
+ * @category config
  */
-export const authFailure = (
-  error: HttpClientError.HttpClientError
-): Option.Option<TokenError.TokenError | Unauthorized> =>
-  Predicate.isTagged(error.cause, "TokenError") || Predicate.isTagged(error.cause, "Unauthorized")
-    ? Option.some(error.cause as TokenError.TokenError | Unauthorized)
-    : Option.none()
+export const config: Config.Config<ClientCredentialsOptions> = Config.all({
+  baseUrl: Config.url("API_URL"),
+  tokenUrl: Config.option(Config.url("TOKEN_URL")),
+  issuer: Config.option(Config.nonEmptyString("ISSUER")),
+  clientAuth: ClientAuth.config,
+  scope: Config.option(Config.string("SCOPE")),
+  audience: Config.option(Config.string("AUDIENCE")),
+  resource: Config.option(Config.string("RESOURCE")),
+  attemptTimeout: Config.option(Config.duration("ATTEMPT_TIMEOUT")),
+  acquireTimeout: Config.option(Config.duration("ACQUIRE_TIMEOUT"))
+}).pipe(
+  Config.validate({
+    message: "exactly one of TOKEN_URL and ISSUER is required",
+    validation: (c) => Option.isSome(c.tokenUrl) !== Option.isSome(c.issuer)
+  }),
+  Config.map((c): ClientCredentialsOptions => ({
+    baseUrl: c.baseUrl,
+    authorizationServer: Option.isSome(c.tokenUrl)
+      ? { tokenUrl: c.tokenUrl.value }
+      : { issuer: Option.getOrThrow(c.issuer) },
+    clientAuth: c.clientAuth,
+    scope: Option.getOrUndefined(c.scope),
+    audience: Option.getOrUndefined(c.audience),
+    resource: Option.getOrUndefined(c.resource),
+    attemptTimeout: Option.getOrUndefined(c.attemptTimeout),
+    acquireTimeout: Option.getOrUndefined(c.acquireTimeout)
+  }))
+)
+
+/**
+ * Provides the one-layer set-up from configuration (see {@link config}), under {@link AuthHttpClient} or `tag`.
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient } from "@effect-token/core"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * // Reads API_URL, TOKEN_URL (or ISSUER), CLIENT_ID, CLIENT_SECRET and SCOPE.
+ * const ApiLive = AuthHttpClient.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = <I = AuthHttpClient>(
+  options: {
+    readonly config?: Config.Config<ClientCredentialsOptions> | undefined
+    readonly tag?: Context.Tag<I, AuthHttpClient> | undefined
+  } = {}
+): Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.unwrapEffect(
+    Effect.map(options.config ?? config, (settings) => layerClientCredentials({ ...settings, tag: options.tag }))
+  )

@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
@@ -27,7 +28,7 @@ export type PrivateKey = string | jose.JWK | jose.CryptoKey | jose.KeyObject
  * @since 0.1.0
  * @category models
  */
-export type ClientAuth = ClientSecretBasic | ClientSecretPost | PrivateKeyJwt | None
+export type ClientAuth = ClientSecretBasic | ClientSecretPost | PrivateKeyJwt | ClientAssertion | None
 
 /**
  * The client id and secret in the `Authorization: Basic` header, each form-urlencoded first (RFC 6749 §2.3.1).
@@ -70,6 +71,23 @@ export interface PrivateKeyJwt {
   readonly audience: string | undefined
   /** Lifetime of each assertion, in seconds. */
   readonly lifetimeSeconds: number
+}
+
+/**
+ * An assertion that comes from elsewhere (RFC 7523 §2.2 `client_assertion`): a workload identity or federated token
+ * (a Kubernetes projected service-account token, a cloud's identity token, a CI job's OIDC token), read anew for
+ * every token request because such tokens are short-lived and rotated by their issuer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientAssertion {
+  readonly _tag: "ClientAssertion"
+  readonly clientId: string
+  /** Produces the assertion for one token request. */
+  readonly assertion: Effect.Effect<Redacted.Redacted<string>, TokenError>
+  /** The `client_assertion_type`; RFC 7523's `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` by default. */
+  readonly assertionType: string
 }
 
 /**
@@ -192,6 +210,79 @@ export const none = (options: { readonly clientId: string }): ClientAuth => ({
 })
 
 /**
+ * Client authentication with an assertion read at each token request (see {@link ClientAssertion}).
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth, TokenError } from "@effect-token/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * declare const readWorkloadToken: Effect.Effect<string, TokenError.TokenError>
+ *
+ * const auth = ClientAuth.clientAssertion({
+ *   clientId: "billing",
+ *   assertion: Effect.map(readWorkloadToken, Redacted.make)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const clientAssertion = (options: {
+  readonly clientId: string
+  readonly assertion: Effect.Effect<Redacted.Redacted<string>, TokenError>
+  readonly assertionType?: string | undefined
+}): ClientAuth => ({
+  _tag: "ClientAssertion",
+  clientId: options.clientId,
+  assertion: options.assertion,
+  assertionType: options.assertionType ?? jwtBearerAssertionType
+})
+
+/**
+ * An assertion read from a file at each token request, e.g. the projected service-account token Kubernetes keeps
+ * fresh at `/var/run/secrets/tokens/...` (Azure's `AZURE_FEDERATED_TOKEN_FILE`, AWS's `AWS_WEB_IDENTITY_TOKEN_FILE`).
+ * A missing, unreadable or empty file is `Misconfigured`; the error names the path, never the content.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { NodeFileSystem } from "@effect/platform-node"
+ * import { Effect } from "effect"
+ *
+ * const auth = Effect.map(
+ *   ClientAuth.assertionFile("/var/run/secrets/tokens/workload"),
+ *   (assertion) => ClientAuth.clientAssertion({ clientId: "billing", assertion })
+ * ).pipe(Effect.provide(NodeFileSystem.layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const assertionFile = (
+  path: string
+): Effect.Effect<Effect.Effect<Redacted.Redacted<string>, TokenError>, never, FileSystem.FileSystem> =>
+  Effect.map(FileSystem.FileSystem, (fs) =>
+    fs.readFileString(path).pipe(
+      Effect.map((content) => content.trim()),
+      Effect.filterOrFail(
+        (content) => content.length > 0,
+        () => new Misconfigured({ description: `the client assertion file ${path} is empty` })
+      ),
+      Effect.mapError((error) =>
+        new TokenError({
+          operation: "client assertion",
+          reason: error._tag === "Misconfigured"
+            ? error
+            : new Misconfigured({ description: `cannot read the client assertion file ${path} (${error._tag})` })
+        })
+      ),
+      Effect.map(Redacted.make)
+    ))
+
+const jwtBearerAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+/**
  * The RFC 8414 `token_endpoint_auth_method` name of a client authentication.
  *
  * @since 0.1.0
@@ -204,6 +295,7 @@ export const method = (auth: ClientAuth): Method => {
     case "ClientSecretPost":
       return "client_secret_post"
     case "PrivateKeyJwt":
+    case "ClientAssertion":
       return "private_key_jwt"
     case "None":
       return "none"
@@ -244,7 +336,16 @@ export const credentials = (
         headers: {},
         params: {
           client_id: auth.clientId,
-          client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+          client_assertion_type: jwtBearerAssertionType,
+          client_assertion: assertion
+        }
+      }))
+    case "ClientAssertion":
+      return Effect.map(auth.assertion, (assertion) => ({
+        headers: {},
+        params: {
+          client_id: auth.clientId,
+          client_assertion_type: auth.assertionType,
           client_assertion: assertion
         }
       }))

@@ -36,6 +36,11 @@ export * as TokenCache from "./TokenCache.js"
 /**
  * @since 0.1.0
  */
+export * as TokenManager from "./TokenManager.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Discovery from "./Discovery.js"
 
 /**

@@ -1,4 +1,4 @@
-import { AccessToken, AuthHttpClient, TokenCache, TokenError, TokenSource } from "@effect-token/core"
+import { AccessToken, AuthHttpClient, TokenCache, TokenError, TokenManager, TokenSource } from "@effect-token/core"
 import { HttpBody, HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -9,6 +9,7 @@ import {
   Effect,
   Exit,
   Fiber,
+  Inspectable,
   Layer,
   Option,
   Redacted,
@@ -16,6 +17,7 @@ import {
   Stream,
   TestClock
 } from "effect"
+import * as util from "node:util"
 
 interface Seen {
   readonly method: string
@@ -81,12 +83,19 @@ const valueOfState = (state: TokenCache.State) =>
 
 const get = (client: HttpClient.HttpClient.With<any, never>, url = "https://api.test/invoices") => client.get(url)
 
+/** The client under test: bound to the fake API's origin. */
+const auth = <E>(
+  client: HttpClient.HttpClient.With<E>,
+  cache: TokenCache.TokenCache,
+  options: AuthHttpClient.Options = {}
+) => AuthHttpClient.authenticate(client, { baseUrl: "https://api.test", tokens: cache, ...options })
+
 describe("AuthHttpClient", () => {
   it.scoped("attaches the cached token as a Bearer header", () =>
     Effect.gen(function*() {
       const api = yield* fakeApi([])
       const { cache, fetches } = yield* countingCache()
-      const client = AuthHttpClient.make(api.client, cache)
+      const client = auth(api.client, cache)
       yield* get(client)
       yield* get(client)
       expect((yield* api.seen).map((s) => s.authorization)).toEqual(["Bearer token-1", "Bearer token-1"])
@@ -97,7 +106,7 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi([status(401)])
       const { cache, fetches } = yield* countingCache()
-      const client = AuthHttpClient.make(api.client, cache)
+      const client = auth(api.client, cache)
       const response = yield* client.execute(
         HttpClientRequest.get("https://api.test/x").pipe(HttpClientRequest.basicAuth("me", "pw"))
       )
@@ -110,14 +119,14 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi([status(401, { "www-authenticate": "Bearer error=\"invalid_token\"" })])
       const { cache, fetches } = yield* countingCache()
-      const client = AuthHttpClient.make(api.client, cache)
+      const client = auth(api.client, cache)
       const response = yield* get(client)
       expect(response.status).toBe(200)
       expect((yield* api.seen).map((s) => s.authorization)).toEqual(["Bearer token-1", "Bearer token-2"])
       expect(yield* fetches).toBe(2)
     }))
 
-  it.scoped("a second 401 surfaces as Unauthorized with the parsed challenge", () =>
+  it.scoped("a second 401 surfaces as TokenRejected with the parsed challenge", () =>
     Effect.gen(function*() {
       const challenge = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"The token was revoked\""
       const api = yield* fakeApi([
@@ -125,9 +134,9 @@ describe("AuthHttpClient", () => {
         status(401, { "www-authenticate": challenge })
       ])
       const { cache } = yield* countingCache()
-      const error = yield* Effect.flip(get(AuthHttpClient.make(api.client, cache)))
-      expect(error._tag).toBe("Unauthorized")
-      if (error._tag !== "Unauthorized") return
+      const error = yield* Effect.flip(get(auth(api.client, cache)))
+      expect(error._tag).toBe("TokenRejected")
+      if (error._tag !== "TokenRejected") return
       expect(error.status).toBe(401)
       expect(error.retried).toBe(true)
       expect(error.error).toBe("invalid_token")
@@ -142,10 +151,10 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi(Arr.replicate(status(401), 4))
       const { cache, fetches } = yield* countingCache()
-      const client = AuthHttpClient.make(api.client, cache)
-      expect((yield* Effect.flip(get(client)))._tag).toBe("Unauthorized")
+      const client = auth(api.client, cache)
+      expect((yield* Effect.flip(get(client)))._tag).toBe("TokenRejected")
       expect(yield* fetches).toBe(2)
-      expect((yield* Effect.flip(get(client)))._tag).toBe("Unauthorized")
+      expect((yield* Effect.flip(get(client)))._tag).toBe("TokenRejected")
       expect(yield* fetches).toBe(3)
       expect((yield* api.seen).map((s) => s.authorization)).toEqual([
         "Bearer token-1",
@@ -162,8 +171,8 @@ describe("AuthHttpClient", () => {
       const raw = HttpClientRequest.post("https://api.test/upload").pipe(
         HttpClientRequest.setBody(HttpBody.raw(new ReadableStream()))
       )
-      const error = yield* Effect.flip(AuthHttpClient.make(api.client, cache).execute(raw))
-      expect(error._tag === "Unauthorized" && error.retried).toBe(false)
+      const error = yield* Effect.flip(auth(api.client, cache).execute(raw))
+      expect(error._tag === "TokenRejected" && error.retried).toBe(false)
       expect(yield* api.seen).toHaveLength(1)
     }))
 
@@ -171,7 +180,7 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi([status(403)])
       const { cache, fetches } = yield* countingCache()
-      const response = yield* get(AuthHttpClient.make(api.client, cache))
+      const response = yield* get(auth(api.client, cache))
       expect(response.status).toBe(403)
       expect(yield* api.seen).toHaveLength(1)
       expect(yield* fetches).toBe(1)
@@ -181,7 +190,7 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi([status(503), status(502)])
       const { cache } = yield* countingCache()
-      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      const fiber = yield* Effect.fork(get(auth(api.client, cache)))
       yield* TestClock.adjust("79 millis")
       expect(yield* api.seen).toHaveLength(1)
       yield* TestClock.adjust("41 millis")
@@ -195,7 +204,7 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi([status(503, { "retry-after": "7" })])
       const { cache } = yield* countingCache()
-      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      const fiber = yield* Effect.fork(get(auth(api.client, cache)))
       yield* TestClock.adjust(Duration.millis(6_999))
       expect(yield* api.seen).toHaveLength(1)
       yield* TestClock.adjust(Duration.millis(1))
@@ -208,7 +217,7 @@ describe("AuthHttpClient", () => {
       yield* TestClock.setTime(Date.UTC(2026, 0, 1, 12, 0, 0))
       const api = yield* fakeApi([status(429, { "retry-after": "Thu, 01 Jan 2026 12:00:30 GMT" })])
       const { cache } = yield* countingCache()
-      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      const fiber = yield* Effect.fork(get(auth(api.client, cache)))
       yield* TestClock.adjust("29 seconds")
       expect(yield* api.seen).toHaveLength(1)
       yield* TestClock.adjust("1 second")
@@ -219,7 +228,7 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi([status(503, { "retry-after": "3600" })])
       const { cache } = yield* countingCache()
-      const response = yield* get(AuthHttpClient.make(api.client, cache))
+      const response = yield* get(auth(api.client, cache))
       expect(response.status).toBe(503)
       expect(yield* api.seen).toHaveLength(1)
     }))
@@ -229,7 +238,7 @@ describe("AuthHttpClient", () => {
       const api = yield* fakeApi(Arr.replicate(status(500), 10))
       const { cache } = yield* countingCache()
       const fiber = yield* Effect.fork(
-        get(AuthHttpClient.make(api.client, cache, { transientRetry: { maxRetries: 2 } }))
+        get(auth(api.client, cache, { transientRetry: { maxRetries: 2 } }))
       )
       yield* TestClock.adjust("1 minute")
       expect((yield* Fiber.join(fiber)).status).toBe(500)
@@ -252,7 +261,7 @@ describe("AuthHttpClient", () => {
           return status(503)
         }
       ])
-      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache)))
+      const fiber = yield* Effect.fork(get(auth(api.client, cache)))
       yield* TestClock.adjust("1 minute")
       expect((yield* Fiber.join(fiber)).status).toBe(200)
       expect((yield* api.seen).map((s) => s.authorization)).toEqual([
@@ -266,7 +275,7 @@ describe("AuthHttpClient", () => {
     Effect.gen(function*() {
       const api = yield* fakeApi(["hang"])
       const { cache } = yield* countingCache()
-      const fiber = yield* Effect.fork(get(AuthHttpClient.make(api.client, cache, { timeout: "5 seconds" })))
+      const fiber = yield* Effect.fork(get(auth(api.client, cache, { timeout: "5 seconds" })))
       yield* TestClock.adjust("5 seconds")
       yield* TestClock.adjust("1 second")
       expect((yield* Fiber.join(fiber)).status).toBe(200)
@@ -279,19 +288,19 @@ describe("AuthHttpClient", () => {
       const post = HttpClientRequest.post("https://api.test/orders").pipe(HttpClientRequest.bodyText("{}"))
 
       const once = yield* fakeApi([status(503)])
-      expect((yield* AuthHttpClient.make(once.client, cache).execute(post)).status).toBe(503)
+      expect((yield* auth(once.client, cache).execute(post)).status).toBe(503)
       expect(yield* once.seen).toHaveLength(1)
 
       const enabled = yield* fakeApi([status(503)])
       const fiber = yield* Effect.fork(
-        AuthHttpClient.make(enabled.client, cache, { retryNonIdempotent: true }).execute(post)
+        auth(enabled.client, cache, { retryNonIdempotent: true }).execute(post)
       )
       yield* TestClock.adjust("1 second")
       expect((yield* Fiber.join(fiber)).status).toBe(200)
       expect(yield* enabled.seen).toHaveLength(2)
 
       const unauthorized = yield* fakeApi([status(401)])
-      expect((yield* AuthHttpClient.make(unauthorized.client, cache).execute(post)).status).toBe(200)
+      expect((yield* auth(unauthorized.client, cache).execute(post)).status).toBe(200)
       expect(yield* unauthorized.seen).toHaveLength(2)
     }))
 
@@ -302,10 +311,10 @@ describe("AuthHttpClient", () => {
         HttpClientRequest.bodyStream(Stream.make(new Uint8Array([1, 2, 3])))
       )
       const api = yield* fakeApi([status(401), status(503)])
-      const client = AuthHttpClient.make(api.client, cache)
+      const client = auth(api.client, cache)
       const error = yield* Effect.flip(client.execute(streamed))
-      expect(error._tag).toBe("Unauthorized")
-      expect(error._tag === "Unauthorized" && error.retried).toBe(false)
+      expect(error._tag).toBe("TokenRejected")
+      expect(error._tag === "TokenRejected" && error.retried).toBe(false)
       // The rejected token is still invalidated, so the next request gets a fresh one.
       expect(yield* fetches).toBe(1)
       expect((yield* client.execute(streamed)).status).toBe(503)
@@ -322,7 +331,7 @@ describe("AuthHttpClient", () => {
           reason: new TokenError.OAuthError({ code: "invalid_client", status: 401 })
         })
       })
-      const error = yield* Effect.flip(get(AuthHttpClient.make(api.client, cache)))
+      const error = yield* Effect.flip(get(auth(api.client, cache)))
       expect(error._tag).toBe("TokenError")
       expect(yield* api.seen).toHaveLength(0)
     }))
@@ -337,7 +346,7 @@ describe("AuthHttpClient", () => {
           redirect("https://elsewhere.test/steal", 307)
         ])
         const { cache } = yield* countingCache()
-        const client = AuthHttpClient.make(api.client, cache, { followRedirects: 5 })
+        const client = auth(api.client, cache, { followRedirects: 5 })
         const response = yield* get(client, "https://api.test/start")
         expect(response.status).toBe(200)
         expect(yield* api.seen).toEqual([
@@ -352,7 +361,7 @@ describe("AuthHttpClient", () => {
         const api = yield* fakeApi([redirect("https://elsewhere.test/login"), status(401)])
         const { cache, fetches } = yield* countingCache()
         const response = yield* get(
-          AuthHttpClient.make(api.client, cache, { followRedirects: 1 }),
+          auth(api.client, cache, { followRedirects: 1 }),
           "https://api.test/a"
         )
         expect(response.status).toBe(401)
@@ -365,7 +374,7 @@ describe("AuthHttpClient", () => {
       Effect.gen(function*() {
         const api = yield* fakeApi([redirect("https://elsewhere.test/steal")])
         const { cache } = yield* countingCache()
-        const leaky = AuthHttpClient.make(HttpClient.followRedirects(api.client), cache)
+        const leaky = auth(HttpClient.followRedirects(api.client), cache)
         yield* get(leaky, "https://api.test/start")
         expect((yield* api.seen)[1]!.authorization).toBe("Bearer token-1")
       }))
@@ -374,77 +383,162 @@ describe("AuthHttpClient", () => {
       Effect.gen(function*() {
         const api = yield* fakeApi([redirect("/moved")])
         const { cache } = yield* countingCache()
-        expect((yield* get(AuthHttpClient.make(api.client, cache))).status).toBe(302)
+        expect((yield* get(auth(api.client, cache))).status).toBe(302)
       }))
   })
 
-  it.scoped("through the layer, a token failure keeps the request and is transient only when retrying can help", () =>
+  it.scoped("through its layer, token failures keep their types: catchTag works on TokenError", () =>
     Effect.gen(function*() {
-      const viaLayer = (reason: TokenError.TokenErrorReason) =>
-        Effect.gen(function*() {
-          const api = yield* fakeApi([])
-          const { cache } = yield* countingCache({
-            fail: new TokenError.TokenError({ reason, operation: "client_credentials grant" })
-          })
-          return yield* HttpClient.HttpClient.pipe(
-            Effect.flatMap((client) => client.get("https://api.test/orders")),
-            Effect.flip,
-            Effect.provide(
-              AuthHttpClient.layer({ transientRetry: false }).pipe(
-                Layer.provide(Layer.succeed(HttpClient.HttpClient, api.client)),
-                Layer.provide(Layer.succeed(TokenCache.TokenCache, cache))
-              )
-            )
-          )
+      const api = yield* fakeApi([])
+      const { cache } = yield* countingCache({
+        fail: new TokenError.TokenError({
+          operation: "client_credentials grant",
+          reason: new TokenError.OAuthError({ code: "invalid_client", status: 401 })
         })
-      const permanent = yield* viaLayer(new TokenError.OAuthError({ code: "invalid_client", status: 401 }))
-      expect(permanent._tag === "RequestError" && permanent.reason).toBe("Encode")
-      expect(permanent.request.url).toBe("https://api.test/orders")
-      const transient = yield* Effect.fork(viaLayer(new TokenError.Unavailable({ status: 503 })))
-      yield* TestClock.adjust("1 minute")
-      const error = yield* Fiber.join(transient)
-      expect(error._tag === "RequestError" && error.reason).toBe("Transport")
-    }))
-
-  it("an Unauthorized from the layer serializes without the token, even outside any fiber", async () => {
-    const exit = await Effect.runPromiseExit(
-      Effect.gen(function*() {
-        const api = yield* fakeApi([status(401), status(401)])
-        const { cache } = yield* countingCache()
-        return yield* HttpClient.HttpClient.pipe(
-          Effect.flatMap((client) => client.get("https://api.test/x")),
-          Effect.provide(
-            AuthHttpClient.layer().pipe(
-              Layer.provide(Layer.succeed(HttpClient.HttpClient, api.client)),
-              Layer.provide(Layer.succeed(TokenCache.TokenCache, cache))
-            )
-          )
-        )
-      }).pipe(Effect.scoped)
-    )
-    expect(Exit.isFailure(exit)).toBe(true)
-    const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
-    const printed = JSON.stringify(error) + String(error) + JSON.stringify((error as any).response)
-    expect(printed).toContain("401")
-    expect(printed).not.toContain("token-")
-  })
-
-  it.scoped("layer provides the app's HttpClient; auth failures keep their cause", () =>
-    Effect.gen(function*() {
-      const api = yield* fakeApi([status(401), status(401)])
-      const { cache } = yield* countingCache()
-      const error = yield* HttpClient.HttpClient.pipe(
-        Effect.flatMap((client) => client.get("https://api.test/x")),
-        Effect.flip,
+      })
+      const code = yield* AuthHttpClient.AuthHttpClient.pipe(
+        Effect.flatMap((client) => client.get("/orders")),
+        Effect.as("sent"),
+        Effect.catchTag("TokenError", (error) => Effect.succeed(TokenError.oauthCode(error))),
         Effect.provide(
-          AuthHttpClient.layer().pipe(
+          AuthHttpClient.layer({ baseUrl: "https://api.test", transientRetry: false }).pipe(
             Layer.provide(Layer.succeed(HttpClient.HttpClient, api.client)),
             Layer.provide(Layer.succeed(TokenCache.TokenCache, cache))
           )
         )
       )
-      expect(error._tag).toBe("ResponseError")
-      const failure = AuthHttpClient.authFailure(error)
-      expect(Option.map(failure, (f) => f._tag)).toEqual(Option.some("Unauthorized"))
+      expect(code).toBe("invalid_client")
+      expect(yield* api.seen).toEqual([])
     }))
+
+  it("a TokenRejected serializes without the token, even outside any fiber", async () => {
+    const exit = await Effect.runPromiseExit(
+      Effect.gen(function*() {
+        const api = yield* fakeApi([status(401), status(401)])
+        const { cache } = yield* countingCache()
+        return yield* auth(api.client, cache).get("https://api.test/x?api_key=k")
+      }).pipe(Effect.scoped)
+    )
+    expect(Exit.isFailure(exit)).toBe(true)
+    const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+    const printed = [
+      JSON.stringify(error),
+      String(error),
+      Inspectable.format(error),
+      util.inspect(error, { depth: 10 })
+    ]
+      .join("\n")
+    expect(printed).toContain("401")
+    expect(printed).not.toContain("token-")
+    // The error prints the URL without its query, which may carry an API key.
+    expect(printed).not.toContain("api_key")
+    expect(JSON.stringify((error as any).response)).not.toContain("token-")
+  })
+
+  describe("bound to its API", () => {
+    it.scoped("a request to another origin is sent untouched and fetches no token", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([])
+        const { cache, fetches } = yield* countingCache()
+        const client = auth(api.client, cache)
+        yield* client.get("https://payments.example/charge")
+        yield* client.get("https://api.test.evil.example/x")
+        yield* client.get("https://api.test@evil.example/x")
+        yield* client.get("http://api.test/x")
+        expect((yield* api.seen).map((seen) => seen.authorization)).toEqual([
+          undefined,
+          undefined,
+          undefined,
+          undefined
+        ])
+        expect(yield* fetches).toBe(0)
+        yield* client.get("https://api.test/x")
+        expect((yield* api.seen)[4]?.authorization).toBe("Bearer token-1")
+      }))
+
+    it.scoped("a 401 from another origin is an ordinary response", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([status(401)])
+        const { cache, fetches } = yield* countingCache()
+        expect((yield* auth(api.client, cache).get("https://webhooks.example/x")).status).toBe(401)
+        expect(yield* fetches).toBe(0)
+      }))
+
+    it.scoped("relative URLs resolve against the base URL; a list of origins binds each of them", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([])
+        const { cache } = yield* countingCache()
+        yield* AuthHttpClient.authenticate(api.client, { baseUrl: "https://api.test/v2/", tokens: cache }).get("orders")
+        yield* AuthHttpClient.authenticate(api.client, { baseUrl: "https://api.test/v2", tokens: cache }).get("/orders")
+        const regions = AuthHttpClient.authenticate(api.client, {
+          origins: ["https://eu.api.test", "https://us.api.test"],
+          tokens: cache
+        })
+        yield* regions.get("https://eu.api.test/a")
+        yield* regions.get("https://us.api.test/b")
+        yield* regions.get("https://api.test/c")
+        expect((yield* api.seen).map((seen) => [seen.url, seen.authorization])).toEqual([
+          ["https://api.test/v2/orders", "Bearer token-1"],
+          ["https://api.test/v2/orders", "Bearer token-1"],
+          ["https://eu.api.test/a", "Bearer token-1"],
+          ["https://us.api.test/b", "Bearer token-1"],
+          ["https://api.test/c", undefined]
+        ])
+      }))
+
+    it.scoped("an unusable binding fails every request with Misconfigured, sending nothing", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([])
+        const { cache } = yield* countingCache()
+        const error = yield* Effect.flip(
+          AuthHttpClient.authenticate(api.client, { baseUrl: "not a url", tokens: cache }).get("/x")
+        )
+        expect(error._tag === "TokenError" && error.reason._tag).toBe("Misconfigured")
+        expect(yield* api.seen).toEqual([])
+      }))
+  })
+
+  describe("per-request token parameters", () => {
+    it.scoped("a request may ask a TokenManager for another scope or audience; each shape has its own token", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([])
+        const fetched: Array<TokenSource.TokenShape> = []
+        const grant = (shape: TokenSource.TokenShape) =>
+          Effect.succeed(TokenSource.make({
+            key: JSON.stringify(shape),
+            fetch: Effect.map(DateTime.now, (issuedAt) => {
+              fetched.push(shape)
+              return AccessToken.make({
+                value: Redacted.make(`token-${shape.scope}-${shape.audience ?? "none"}`),
+                issuedAt,
+                expiresAt: Option.some(DateTime.addDuration(issuedAt, Duration.minutes(10)))
+              })
+            })
+          }))
+        const tokens = yield* TokenManager.fromShapes({ scope: "read" }, grant)
+        const client = AuthHttpClient.authenticate(api.client, { baseUrl: "https://api.test", tokens })
+        yield* client.get("/a")
+        yield* client.pipe(AuthHttpClient.withTokenParams({ scope: "write" })).get("/b")
+        yield* client.pipe(AuthHttpClient.withTokenParams({ audience: "reports" })).get("/c")
+        yield* client.get("/d")
+        expect((yield* api.seen).map((seen) => seen.authorization)).toEqual([
+          "Bearer token-read-none",
+          "Bearer token-write-none",
+          "Bearer token-read-reports",
+          "Bearer token-read-none"
+        ])
+        expect(fetched).toEqual([{ scope: "read" }, { scope: "write" }, { scope: "read", audience: "reports" }])
+      }))
+
+    it.scoped("a client over one TokenCache refuses per-request parameters instead of sending the wrong token", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([])
+        const { cache } = yield* countingCache()
+        const error = yield* Effect.flip(
+          auth(api.client, cache).pipe(AuthHttpClient.withTokenParams({ scope: "admin" })).get("https://api.test/x")
+        )
+        expect(error._tag === "TokenError" && error.reason._tag).toBe("Misconfigured")
+        expect(yield* api.seen).toEqual([])
+      }))
+  })
 })

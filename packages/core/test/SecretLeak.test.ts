@@ -59,7 +59,7 @@ describe("no secret in logs, spans or errors", () => {
           })
         )
         const cache = yield* TokenCache.make(source, { name: method })
-        const client = AuthHttpClient.make(api.client, cache)
+        const client = AuthHttpClient.authenticate(api.client, { baseUrl: api.url, tokens: cache })
         const call = observed(Advance.untilDone(client.get(`${api.url}/orders`)))
 
         expect((yield* call).status).toBe(200)

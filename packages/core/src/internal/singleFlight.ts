@@ -87,14 +87,17 @@ export interface Policy<A, E> {
 /** A failed refresh keeps the current value and tries again halfway to its end, but not sooner than this. */
 const minRefreshRetryMillis = 1_000
 
-/** Fetches a new value; told what started the fetch (for spans and logs). */
-export type Fetch<A, E> = (trigger: Trigger) => Effect.Effect<A, E>
+/**
+ * Fetches a new value for `cell`; told what started the fetch (for spans and logs). One function can serve many
+ * cells (a keyed manager's cells carry their own parameters), so no cell has to keep a closure of its own.
+ */
+export type Fetch<A, E, C extends Cell<A, E> = Cell<A, E>> = (trigger: Trigger, cell: C) => Effect.Effect<A, E>
 
 export interface Engine<A, E> {
   /** A valid value: served at once, or after the one fetch. `fetch` is used only if a fetch has to start. */
-  readonly get: (cell: Cell<A, E>, fetch: Fetch<A, E>) => Effect.Effect<A, E>
+  readonly get: <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>) => Effect.Effect<A, E>
   /** Fetches now (joining a fetch in flight); others keep the current value until the new one arrives. */
-  readonly refresh: (cell: Cell<A, E>, fetch: Fetch<A, E>) => Effect.Effect<A, E>
+  readonly refresh: <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>) => Effect.Effect<A, E>
   /** Clears the value if `matches` says it is the one to clear (compare-and-clear). Synchronous. */
   readonly invalidate: (cell: Cell<A, E>, matches: (value: A) => boolean) => boolean
   /** Whether the cell can be dropped without anyone noticing: no fetch in flight. */
@@ -183,18 +186,18 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
       }))
 
   /** Marks the cell as fetching and returns the effect that forks the one fetch (run it uninterruptibly). */
-  const start = (
-    cell: Cell<A, E>,
+  const start = <C extends Cell<A, E>>(
+    cell: C,
     state: typeof FETCHING | typeof REFRESHING,
     trigger: Trigger,
-    fetch: Fetch<A, E>
+    fetch: Fetch<A, E, C>
   ): Effect.Effect<Deferred.Deferred<A, E>> => {
     const pending = Deferred.unsafeMake<A, E>(FiberId.none)
     cell.state = state
     cell.pending = pending
     if (policy.onFetch !== undefined) policy.onFetch(trigger)
     const startedAt = clock.unsafeCurrentTimeMillis()
-    return fetch(trigger).pipe(
+    return fetch(trigger, cell).pipe(
       // Forked from an uninterruptible decision; the fetch itself must stay interruptible by the scope.
       Effect.interruptible,
       Effect.onExit((exit) => settle(cell, pending, startedAt, trigger, exit)),
@@ -203,14 +206,14 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     )
   }
 
-  const startAndWait = (
-    cell: Cell<A, E>,
+  const startAndWait = <C extends Cell<A, E>>(
+    cell: C,
     trigger: Trigger,
-    fetch: Fetch<A, E>
+    fetch: Fetch<A, E, C>
   ): Effect.Effect<Effect.Effect<A, E>> => Effect.map(start(cell, FETCHING, trigger, fetch), wait)
 
   /** The slow path: decides in one synchronous step, forks at most one fetch, then waits (if it must). */
-  const decide = (cell: Cell<A, E>, fetch: Fetch<A, E>): Effect.Effect<A, E> =>
+  const decide = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
     Effect.flatten(Effect.uninterruptible(Effect.suspend((): Effect.Effect<Effect.Effect<A, E>> => {
       const now = clock.unsafeCurrentTimeMillis()
       switch (cell.state) {
@@ -236,7 +239,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
       }
     })))
 
-  const get = (cell: Cell<A, E>, fetch: Fetch<A, E>): Effect.Effect<A, E> => {
+  const get = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> => {
     // The hot path: no lock, no fiber, one clock read.
     const state = cell.state
     if (state === READY || state === REFRESHING) {
@@ -250,7 +253,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     return decide(cell, fetch)
   }
 
-  const refresh = (cell: Cell<A, E>, fetch: Fetch<A, E>): Effect.Effect<A, E> =>
+  const refresh = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
     Effect.flatten(Effect.uninterruptible(Effect.suspend((): Effect.Effect<Effect.Effect<A, E>> => {
       switch (cell.state) {
         case FETCHING:

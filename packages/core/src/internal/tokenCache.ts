@@ -172,6 +172,9 @@ export const fetcher = (
     })
 }
 
+export const countInvalidation = (name: string): void =>
+  invalidations.unsafeUpdate(1, [MetricLabel.make("cache", name)])
+
 /** Compare-and-clear of `token` in `cell`, then of the source's own shared copy (a cluster store), if it has one. */
 export const invalidate = (
   engine: singleFlight.Engine<AccessToken.AccessToken, TokenError.TokenError>,
@@ -182,7 +185,7 @@ export const invalidate = (
 ): Effect.Effect<boolean> =>
   Effect.suspend(() => {
     if (!engine.invalidate(cell, (cached) => AccessToken.sameValue(cached, token))) return Effect.succeed(false)
-    invalidations.unsafeUpdate(1, [MetricLabel.make("cache", name)])
+    countInvalidation(name)
     return source?.invalidate === undefined ? Effect.succeed(true) : Effect.as(source.invalidate(token), true)
   })
 
