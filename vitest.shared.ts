@@ -7,10 +7,15 @@ const root = path.dirname(fileURLToPath(import.meta.url))
 /** Resolves workspace packages to their sources so tests never need a build first. */
 export const shared: ViteUserConfig = {
   resolve: {
-    alias: {
-      "@effect-token/core": path.join(root, "packages/core/src/index.ts"),
-      "@effect-token/testing": path.join(root, "packages/testing/src/index.ts")
-    }
+    // Exact matches: a plain string key would also rewrite `@effect-token/testing/oidc-provider`.
+    alias: [
+      { find: /^@effect-token\/core$/, replacement: path.join(root, "packages/core/src/index.ts") },
+      { find: /^@effect-token\/testing$/, replacement: path.join(root, "packages/testing/src/index.ts") },
+      {
+        find: /^@effect-token\/testing\/oidc-provider$/,
+        replacement: path.join(root, "packages/testing/src/oidc-provider.ts")
+      }
+    ]
   },
   test: {
     include: ["test/**/*.test.ts"],

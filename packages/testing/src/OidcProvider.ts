@@ -74,7 +74,7 @@ export interface IssueRefreshTokenOptions {
  *
  * @example
  * ```ts
- * import { OidcProvider } from "@effect-token/testing"
+ * import { OidcProvider } from "@effect-token/testing/oidc-provider"
  * import { Effect } from "effect"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
