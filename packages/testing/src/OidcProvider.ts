@@ -2,10 +2,13 @@
  * A real OpenID Connect authorization server (`oidc-provider`) on 127.0.0.1, for integration tests and demos.
  *
  * It listens on a port the OS picks, issues JWT access tokens signed with a key generated per run, and closes
- * with the scope that started it. Requires the optional peer dependency `oidc-provider`.
+ * with the scope that started it. Requires the optional peer dependency `oidc-provider`. Two of its console notices
+ * are dropped, and only those: "Unsupported runtime" (on Node.js 20) and the in-memory adapter notice.
  *
  * @since 0.1.0
  */
+// First: the filter for two of oidc-provider's notices must be in place before its module is evaluated.
+import "./internal/oidcProviderNotices.js"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { exportJWK, generateKeyPair } from "jose"
