@@ -49,11 +49,15 @@ import * as WwwAuthenticate from "./WwwAuthenticate.js"
  *
  * @example
  * ```ts
- * import { AuthHttpClient } from "@effect-token/core"
+ * import { AuthHttpClient, TokenCache } from "@effect-token/core"
  * import { HttpClient } from "@effect/platform"
  * import { Effect } from "effect"
  *
- * const program = Effect.flatMap(HttpClient.HttpClient, (client) => client.get("https://api.example.com/me")).pipe(
+ * // A client from `make` keeps `Unauthorized` in its error type (through `layer` it is an `HttpClientError`).
+ * const program = Effect.gen(function*() {
+ *   const client = AuthHttpClient.make(yield* HttpClient.HttpClient, yield* TokenCache.TokenCache)
+ *   return yield* client.get("https://api.example.com/me")
+ * }).pipe(
  *   Effect.catchTag("Unauthorized", (error) => Effect.logWarning(`rejected: ${error.error ?? "no reason given"}`))
  * )
  * ```
