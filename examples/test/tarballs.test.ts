@@ -36,7 +36,8 @@ const installCommands = blocks
   .filter((block) => block.lang === "sh" && block.code.trim().startsWith("pnpm add "))
   .map((block) => block.code.trim().split(/\s+/).slice(1))
 
-// Quick start's caller: it imports what the README's module exports.
+// Quick start's caller: it imports what the README's module exports (as quickstart.test.ts does; if the README's
+// example renames its exports, both change).
 const runQuickstart = `import { Effect } from "effect"
 import { ApiClientLive, listInvoices } from "./quickstart.js"
 
