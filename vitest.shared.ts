@@ -7,10 +7,12 @@ const root = path.dirname(fileURLToPath(import.meta.url))
 /** Resolves workspace packages to their sources so tests never need a build first. */
 export const shared: ViteUserConfig = {
   resolve: {
-    alias: {
-      "@effect-token/core": path.join(root, "packages/core/src/index.ts"),
-      "@effect-token/testing": path.join(root, "packages/testing/src/index.ts")
-    }
+    // As tsconfig.base.json's `paths`: the root entry, and subpaths such as `@effect-token/testing/oidc-provider`
+    // (a plain string key would rewrite those to `.../index.ts/oidc-provider`).
+    alias: ["core", "testing"].flatMap((name) => [
+      { find: new RegExp(`^@effect-token/${name}$`), replacement: path.join(root, `packages/${name}/src/index.ts`) },
+      { find: new RegExp(`^@effect-token/${name}/(.+)$`), replacement: path.join(root, `packages/${name}/src/$1.ts`) }
+    ])
   },
   test: {
     include: ["test/**/*.test.ts"],

@@ -6,7 +6,7 @@
  * `Config.redacted`.
  */
 import { ClientAuth } from "@effect-token/core"
-import { OidcProvider } from "@effect-token/testing"
+import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { Effect, Redacted } from "effect"
 import type { Scope } from "effect"
 import { randomBytes } from "node:crypto"

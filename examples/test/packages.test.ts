@@ -39,6 +39,8 @@ describe("the built packages", () => {
         "WwwAuthenticate"
       ])
       expect(importBuilt("@effect-token/testing")).toContain("TestAuthorizationServer")
+      expect(importBuilt("@effect-token/testing")).not.toContain("OidcProvider") // needs the optional peer
+      expect(importBuilt("@effect-token/testing/oidc-provider")).toEqual(["OidcProvider"])
       expect(fs.existsSync(path.join(root, "packages/core/dist/index.d.ts"))).toBe(true)
     },
     60_000

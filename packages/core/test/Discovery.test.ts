@@ -1,5 +1,5 @@
 import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
-import { OidcProvider } from "@effect-token/testing"
+import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"

@@ -1,5 +1,5 @@
 import { ClientAuth, RefreshTokenStore, TokenSource } from "@effect-token/core"
-import { OidcProvider } from "@effect-token/testing"
+import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Redacted } from "effect"

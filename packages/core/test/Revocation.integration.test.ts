@@ -1,5 +1,5 @@
 import { ClientAuth, Discovery, RefreshTokenStore, Revocation, TokenSource } from "@effect-token/core"
-import { OidcProvider } from "@effect-token/testing"
+import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"

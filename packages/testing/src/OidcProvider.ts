@@ -2,10 +2,13 @@
  * A real OpenID Connect authorization server (`oidc-provider`) on 127.0.0.1, for integration tests and demos.
  *
  * It listens on a port the OS picks, issues JWT access tokens signed with a key generated per run, and closes
- * with the scope that started it. Requires the optional peer dependency `oidc-provider`.
+ * with the scope that started it. Requires the optional peer dependency `oidc-provider`. Two of its console notices
+ * are dropped, and only those: "Unsupported runtime" (on Node.js 20) and the in-memory adapter notice.
  *
  * @since 0.1.0
  */
+// First: the filter for two of oidc-provider's notices must be in place before its module is evaluated.
+import "./internal/oidcProviderNotices.js"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { exportJWK, generateKeyPair } from "jose"
@@ -13,7 +16,7 @@ import type * as jose from "jose"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from "oidc-provider"
-import Provider from "oidc-provider"
+import Provider, { errors } from "oidc-provider"
 
 /**
  * @since 0.1.0
@@ -74,7 +77,7 @@ export interface IssueRefreshTokenOptions {
  *
  * @example
  * ```ts
- * import { OidcProvider } from "@effect-token/testing"
+ * import { OidcProvider } from "@effect-token/testing/oidc-provider"
  * import { Effect } from "effect"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
@@ -119,11 +122,27 @@ export const make = (options: Options): Effect.Effect<OidcProvider, never, Scope
       jwks: { keys: [privateJwk] },
       cookies: { keys: ["effect-token-test-cookie-key"] },
       scopes: ["openid", "offline_access", ...apiScopes],
+      // oidc-provider's defaults for findAccount and the two allowedPolicy helpers, spelled out: its own print a
+      // notice ("you SHOULD/MUST change it") the first time they run.
+      findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
-        introspection: { enabled: true },
-        revocation: { enabled: true },
+        introspection: {
+          enabled: true,
+          // Confidential clients may introspect any token; a public client only its own.
+          allowedPolicy: (ctx, client, token) =>
+            client.clientAuthMethod !== "none" || token.clientId === ctx.oidc.client?.clientId
+        },
+        revocation: {
+          enabled: true,
+          // A client revokes its own tokens only: another's is refused (silently for a public client).
+          allowedPolicy: (_ctx, client, token) => {
+            if (token.clientId === client.clientId) return true
+            if (client.clientAuthMethod === "none") return false
+            throw new errors.InvalidRequest("client is not authorized to revoke the presented token")
+          }
+        },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => audience,

@@ -1,3 +1,6 @@
+// The `oidc-provider` harness is not re-exported here: it is `@effect-token/testing/oidc-provider`, so this entry
+// point imports without the optional peer dependency `oidc-provider`.
+
 /**
  * @since 0.1.0
  */
@@ -12,11 +15,6 @@ export * as Expiry from "./Expiry.js"
  * @since 0.1.0
  */
 export * as Fault from "./Fault.js"
-
-/**
- * @since 0.1.0
- */
-export * as OidcProvider from "./OidcProvider.js"
 
 /**
  * @since 0.1.0

@@ -1,0 +1,164 @@
+import { TokenManager } from "@effect-token/core"
+import { TestTokenSource } from "@effect-token/testing"
+import { describe, expect, it } from "@effect/vitest"
+import { Array as Arr, Deferred, Effect, FastCheck as fc, Fiber, Redacted, TestClock } from "effect"
+
+/** One scripted source per key, made on first use, so each key's fetches can be counted and scripted. */
+const perKey = (options: TestTokenSource.Options = {}) =>
+  Effect.gen(function*() {
+    const tests = new Map<string, TestTokenSource.TestTokenSource>()
+    const testFor = (key: string) =>
+      Effect.suspend(() => {
+        const existing = tests.get(key)
+        if (existing !== undefined) return Effect.succeed(existing)
+        return Effect.tap(TestTokenSource.make({ ...options, prefix: key }), (test) => tests.set(key, test))
+      })
+    const manager = yield* TokenManager.make({
+      key: (tenant: string) => tenant,
+      source: (tenant: string) => Effect.map(testFor(tenant), (test) => test.source),
+      capacity: 3
+    })
+    return { manager, testFor }
+  })
+
+const value = (token: { readonly value: Redacted.Redacted<string> }) => Redacted.value(token.value)
+
+describe("TokenManager", () => {
+  it.scoped("each key has its own token and its own single flight", () =>
+    Effect.gen(function*() {
+      const { manager, testFor } = yield* perKey({ lifetime: "1 hour" })
+      const gate = yield* Deferred.make<void>()
+      yield* Effect.flatMap(
+        testFor("a"),
+        (test) => test.script(TestTokenSource.succeed({ gate: Deferred.await(gate) }))
+      )
+      const calls = Effect.all(
+        [...Arr.replicate(manager.get("a"), 500), ...Arr.replicate(manager.get("b"), 500)],
+        { concurrency: "unbounded" }
+      )
+      const fiber = yield* Effect.fork(calls)
+      yield* Deferred.succeed(gate, void 0)
+      const tokens = yield* Fiber.join(fiber)
+      expect(new Set(tokens.map(value))).toEqual(new Set(["a-1", "b-1"]))
+      expect(yield* Effect.flatMap(testFor("a"), (test) => test.fetches)).toBe(1)
+      expect(yield* Effect.flatMap(testFor("b"), (test) => test.fetches)).toBe(1)
+      expect(yield* Effect.flatMap(testFor("a"), (test) => test.maxInFlight)).toBe(1)
+    }))
+
+  it.scoped("refresh ahead per key: the first get in the window refreshes in the background", () =>
+    Effect.gen(function*() {
+      const { manager, testFor } = yield* perKey({ lifetime: "100 seconds" })
+      expect(value(yield* manager.get("a"))).toBe("a-1")
+      yield* TestClock.adjust("86 seconds") // valid until 90 s (a 10 s skew), refresh window from 81 s at most
+      expect(value(yield* manager.get("a"))).toBe("a-1")
+      const test = yield* testFor("a")
+      // The background fetch was started; let it finish.
+      while ((yield* test.fetches) < 2 || (yield* test.inFlight) > 0) yield* TestClock.adjust("10 millis")
+      expect(value(yield* manager.get("a"))).toBe("a-2")
+    }))
+
+  it.scoped("invalidate is compare-and-clear under the key", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* perKey({ lifetime: "1 hour" })
+      const a1 = yield* manager.get("a")
+      const b1 = yield* manager.get("b")
+      expect(yield* manager.invalidate("a", b1)).toBe(false)
+      expect(yield* manager.invalidate("a", a1)).toBe(true)
+      expect(yield* manager.invalidate("a", a1)).toBe(false)
+      expect(value(yield* manager.get("a"))).toBe("a-2")
+      expect(value(yield* manager.get("b"))).toBe("b-1")
+    }))
+
+  it.scoped("a failure is not kept: the next get fetches again", () =>
+    Effect.gen(function*() {
+      const { manager, testFor } = yield* perKey()
+      yield* Effect.flatMap(
+        testFor("a"),
+        (test) => test.script(TestTokenSource.fail("OAuthError", { code: "invalid_client", status: 401 }))
+      )
+      const error = yield* Effect.flip(manager.get("a"))
+      expect(error.reason._tag).toBe("OAuthError")
+      expect(value(yield* manager.get("a"))).toBe("a-1")
+    }))
+
+  it.scoped("past its capacity the least recently used idle key goes; a key with a fetch in flight stays", () =>
+    Effect.gen(function*() {
+      const { manager, testFor } = yield* perKey({ lifetime: "1 hour" })
+      yield* manager.get("a")
+      yield* TestClock.adjust("2 seconds")
+      yield* manager.get("b")
+      yield* TestClock.adjust("2 seconds")
+      yield* manager.get("c")
+      yield* TestClock.adjust("2 seconds")
+      yield* manager.get("a") // a is now the most recently used
+      yield* manager.get("d") // evicts b, the least recently used
+      expect(yield* manager.size).toBe(3)
+      yield* manager.get("b")
+      expect(yield* Effect.flatMap(testFor("b"), (test) => test.fetches)).toBe(2)
+      expect(yield* Effect.flatMap(testFor("a"), (test) => test.fetches)).toBe(1)
+
+      // A key whose fetch is in flight is never dropped: its waiters would otherwise start a second fetch.
+      const gate = yield* Deferred.make<void>()
+      yield* Effect.flatMap(
+        testFor("e"),
+        (test) => test.script(TestTokenSource.succeed({ gate: Deferred.await(gate) }))
+      )
+      const waiting = yield* Effect.fork(manager.get("e"))
+      yield* TestClock.adjust("2 seconds")
+      for (const key of ["f", "g", "h", "i"]) yield* manager.get(key)
+      const late = yield* Effect.fork(manager.get("e"))
+      yield* Deferred.succeed(gate, void 0)
+      expect(value(yield* Fiber.join(waiting))).toBe("e-1")
+      expect(value(yield* Fiber.join(late))).toBe("e-1")
+      expect(yield* Effect.flatMap(testFor("e"), (test) => test.fetches)).toBe(1)
+    }))
+
+  it.scoped("at(key) is a TokenCache over one key", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* perKey({ lifetime: "1 hour" })
+      const acme = manager.at("acme")
+      expect(acme.key).toBe("acme")
+      expect((yield* acme.state)._tag).toBe("Empty")
+      const token = yield* acme.get
+      expect(value(token)).toBe("acme-1")
+      expect((yield* acme.state)._tag).toBe("Ready")
+      expect(yield* acme.invalidate(token)).toBe(true)
+      expect(value(yield* manager.get("acme"))).toBe("acme-2")
+    }))
+
+  it.scoped.prop(
+    "memory stays bounded: whatever the order of keys, the manager never holds more idle keys than its capacity",
+    [fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 1, maxLength: 200 })],
+    ([keys]) =>
+      Effect.gen(function*() {
+        const { manager } = yield* perKey({ lifetime: "1 hour" })
+        for (const key of keys) {
+          yield* manager.get(`k${key}`)
+          expect(yield* manager.size).toBeLessThanOrEqual(3)
+        }
+        // The last key used is always held.
+        const last = `k${keys[keys.length - 1]}`
+        expect(value(yield* manager.get(last)).startsWith(last)).toBe(true)
+      })
+  )
+
+  describe("shapes", () => {
+    it("shapeKey is canonical: the order of extra parameters does not matter, empty shapes share one key", () => {
+      expect(TokenManager.shapeKey({})).toBe(TokenManager.shapeKey({ extraParams: {} }))
+      expect(TokenManager.shapeKey({ extraParams: { a: "1", b: "2" } })).toBe(
+        TokenManager.shapeKey({ extraParams: { b: "2", a: "1" } })
+      )
+      expect(TokenManager.shapeKey({ scope: "a b" })).not.toBe(TokenManager.shapeKey({ audience: "a b" }))
+      expect(TokenManager.shapeKey({ scope: "x", audience: "y" })).not.toBe(TokenManager.shapeKey({ scope: "x,y" }))
+    })
+
+    it("mergeShape: a request's scope, resource and audience replace the base's; extra parameters add up", () => {
+      expect(
+        TokenManager.mergeShape(
+          { scope: "read", audience: "api", extraParams: { tenant: "a", region: "eu" } },
+          { scope: "write", extraParams: { tenant: "b" } }
+        )
+      ).toEqual({ scope: "write", audience: "api", extraParams: { tenant: "b", region: "eu" } })
+    })
+  })
+})
