@@ -1,0 +1,131 @@
+/**
+ * The keyed manager: many tokens in one service.
+ *
+ * 1. Heap per idle cached key with 100,000 keys (one token each, an 800-character value like a typical JWT),
+ *    against the same tokens in a plain `Map` (the floor: what any cache pays for the token itself).
+ * 2. `TokenManager.get` on a hit against `TokenCache.get` on a hit: both read in one `Effect.gen` loop run with
+ *    `Effect.runSync`, as the hot-path benchmark reads `TokenCache.get`. The manager's key is a tenant id string.
+ */
+import { AccessToken, TokenCache, TokenManager, TokenSource } from "@effect-token/core"
+import { DateTime, Effect, Exit, Option, Redacted, Scope } from "effect"
+import type { Benchmark, Row } from "./harness.js"
+import { BenchSettings, Goal, heapUsed, median, now, row } from "./harness.js"
+
+const name = "keyed-manager"
+
+const makeToken = (i: number, issuedAt: DateTime.Utc) =>
+  AccessToken.make({
+    value: Redacted.make(`tenant-${i}-`.padEnd(800, "x")),
+    issuedAt,
+    expiresAt: Option.some(DateTime.add(issuedAt, { hours: 1 }))
+  })
+
+const memoryRows = Effect.gen(function*() {
+  const { pick } = yield* BenchSettings
+  const keys = pick(100_000, 2_000)
+  const issuedAt = yield* DateTime.now
+  const repeat = pick(3, 1)
+
+  const ours: Array<number> = []
+  const baseline: Array<number> = []
+  for (let r = 0; r < repeat; r++) {
+    const before = yield* heapUsed()
+    const scope = yield* Scope.make()
+    const manager = yield* Scope.extend(
+      TokenManager.make({
+        key: (tenant: number) => `tenant-${tenant}`,
+        source: (tenant: number) =>
+          Effect.succeed(
+            TokenSource.make({ key: `tenant-${tenant}`, fetch: Effect.sync(() => makeToken(tenant, issuedAt)) })
+          ),
+        capacity: keys,
+        name: "bench-keyed"
+      }),
+      scope
+    )
+    for (let i = 0; i < keys; i++) yield* manager.get(i)
+    ours.push(((yield* heapUsed()) - before) / keys)
+    if ((yield* manager.size) !== keys) return yield* Effect.dieMessage("the manager dropped keys under capacity")
+    yield* Scope.close(scope, Exit.void)
+
+    const mapBefore = yield* heapUsed()
+    const map = new Map<string, { token: AccessToken.AccessToken; expiresAt: number }>()
+    for (let i = 0; i < keys; i++) {
+      map.set(`tenant-${i}`, { token: makeToken(i, issuedAt), expiresAt: DateTime.toEpochMillis(issuedAt) + 3_600_000 })
+    }
+    baseline.push(((yield* heapUsed()) - mapBefore) / keys)
+    map.clear()
+  }
+  const perKey = median(ours)
+  const perToken = median(baseline)
+  return [
+    row(name, {
+      metric: `heap per idle cached key (${keys.toLocaleString("en-US")} keys)`,
+      unit: "bytes",
+      ours: Math.round(perKey),
+      baseline: { name: "token in a Map", value: Math.round(perToken) },
+      goal: Goal.atMost(1024, "bytes"),
+      note: `the manager's own cost is ${Math.round(perKey - perToken)} bytes a key (median of ${repeat} runs); ` +
+        "tokens carry an 800-character value"
+    })
+  ] satisfies ReadonlyArray<Row>
+})
+
+const speedRows = Effect.gen(function*() {
+  const { pick } = yield* BenchSettings
+  const n = pick(1_000_000, 10_000)
+  const repetitions = pick(7, 1)
+  const issuedAt = yield* DateTime.now
+
+  const cache = yield* TokenCache.make(
+    TokenSource.make({ key: "one", fetch: Effect.sync(() => makeToken(0, issuedAt)) }),
+    { name: "bench-keyed-cache" }
+  )
+  const manager = yield* TokenManager.make({
+    key: (tenant: string) => tenant,
+    source: (tenant: string) =>
+      Effect.succeed(TokenSource.make({ key: tenant, fetch: Effect.sync(() => makeToken(1, issuedAt)) })),
+    name: "bench-keyed"
+  })
+  // A few hundred other tenants, so that the lookup is not in a one-entry map.
+  for (let i = 0; i < 500; i++) yield* manager.get(`tenant-${i}`)
+  yield* cache.get
+  const loop = (effect: Effect.Effect<unknown, unknown>) =>
+    Effect.gen(function*() {
+      for (let i = 0; i < n; i++) yield* effect
+    })
+  const variants = [
+    {
+      label: "TokenManager.get",
+      loop: loop(Effect.suspend(() => manager.get("tenant-42"))),
+      times: [] as Array<number>
+    },
+    { label: "TokenCache.get", loop: loop(cache.get), times: [] as Array<number> }
+  ]
+  for (const variant of variants) Effect.runSync(variant.loop)
+  for (let r = 0; r < repetitions; r++) {
+    for (let i = 0; i < variants.length; i++) {
+      const variant = variants[(i + r) % variants.length]!
+      const start = now()
+      Effect.runSync(variant.loop)
+      variant.times.push(((now() - start) * 1_000_000) / n)
+    }
+  }
+  const [managerGet, cacheGet] = variants.map((v) => median(v.times)) as [number, number]
+  return [
+    row(name, {
+      metric: `TokenManager.get on a hit (500 keys), ${n.toLocaleString("en-US")} ops in an Effect loop`,
+      unit: "ns/op",
+      ours: managerGet,
+      baseline: { name: "TokenCache.get on a hit", value: cacheGet },
+      goal: Goal.ratioAtMost(1.5),
+      note: "the key is a tenant id; the manager's get includes the key function and the map lookup"
+    })
+  ] satisfies ReadonlyArray<Row>
+})
+
+export const benchmark: Benchmark = {
+  name,
+  description: "TokenManager: heap per idle key at 100,000 keys; get on a hit against TokenCache.get",
+  run: Effect.map(Effect.all([memoryRows, Effect.scoped(speedRows)]), ([a, b]) => [...a, ...b])
+}
