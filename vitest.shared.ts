@@ -9,6 +9,7 @@ export const shared: ViteUserConfig = {
   resolve: {
     alias: {
       "@effect-token/core": path.join(root, "packages/core/src/index.ts"),
+      "@effect-token/redis": path.join(root, "packages/redis/src/index.ts"),
       "@effect-token/testing": path.join(root, "packages/testing/src/index.ts")
     }
   },

@@ -1,0 +1,14 @@
+import { defineProject, mergeConfig } from "vitest/config"
+import { shared } from "../../vitest.shared.js"
+
+export default mergeConfig(
+  shared,
+  defineProject({
+    test: {
+      name: "redis",
+      // The integration tests start redis-server and node processes and wait on real time.
+      testTimeout: 120_000,
+      hookTimeout: 60_000
+    }
+  })
+)
