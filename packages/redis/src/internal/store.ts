@@ -118,6 +118,9 @@ const makeHealth = (retryAfter: Duration.Duration): Effect.Effect<Health> =>
     return { guard }
   })
 
+const isHmgetReply = (reply: unknown): reply is [string | null, string | null, string | null] =>
+  Array.isArray(reply) && reply.length === 3 && reply.every((field) => field === null || typeof field === "string")
+
 export const make = (options: Options): Effect.Effect<RedisTokenStore, never, RedisClient.RedisClient | Scope.Scope> =>
   Effect.gen(function*() {
     const client = yield* RedisClient.RedisClient
@@ -138,11 +141,22 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
 
     const read = (keys: StorageKeys): Effect.Effect<Entry, RedisClient.RedisError> =>
       Effect.flatMap(
-        client.send<[string | null, string | null, string | null]>("HMGET", keys.token, "v", "exp", "data"),
+        client.send<unknown>("HMGET", keys.token, "v", "exp", "data").pipe(
+          // Whatever a client or proxy answers, a bad reply is a Redis failure (and a fallback), never a defect.
+          Effect.filterOrFail(isHmgetReply, () =>
+            new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "unexpected reply" }))
+        ),
         ([v, exp, data]) => {
           const version = v === null ? 0 : Number(v)
+          if (!Number.isSafeInteger(version)) {
+            return Effect.fail(
+              new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "bad version" })
+            )
+          }
           const expiresAt = exp === null ? Option.none() : Option.some(Number(exp))
-          if (data === null) return Effect.succeed({ version, token: Option.none(), expiresAt, readable: true })
+          if (data === null) {
+            return Effect.succeed({ version, token: Option.none(), expiresAt, readable: true })
+          }
           return keyRing.decrypt(data, keys.token).pipe(
             Effect.flatMap(decodeToken),
             Effect.map((token): Entry => ({ version, token: Option.some(token), expiresAt, readable: true })),
@@ -190,6 +204,11 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
           channel,
           lease.keys.id
         ])
+        if (typeof reply !== "number" || !Number.isSafeInteger(reply)) {
+          return yield* Effect.fail(
+            new RedisClient.RedisError({ reason: "Command", command: "EVALSHA", detail: "unexpected reply" })
+          )
+        }
         return reply === -1
           ? { _tag: "LeaseLost" } as const
           : reply === -2
