@@ -54,6 +54,18 @@ export class DecryptionError extends Schema.TaggedError<DecryptionError>("@effec
 }
 
 /**
+ * @example
+ * ```ts
+ * import { KeyRing } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * declare const ring: KeyRing.KeyRing
+ * const roundTrip = Effect.gen(function*() {
+ *   const sealed = yield* ring.encrypt("secret", "{app:id}:token")
+ *   return yield* ring.decrypt(sealed, "{app:id}:token") // "secret"
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -77,6 +89,14 @@ export interface KeyRing {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { KeyRing } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const currentKid = Effect.map(KeyRing.KeyRing, (ring) => ring.currentKid)
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -84,6 +104,14 @@ export const KeyRing: Context.Tag<KeyRing, KeyRing> = Context.GenericTag<KeyRing
 
 /**
  * One key of a ring: its id (letters, digits, `_`, `-`; at most 32) and 16 or 32 raw bytes (AES-128 or AES-256).
+ *
+ * @example
+ * ```ts
+ * import type { KeyRing } from "@effect-token/redis"
+ * import { Redacted } from "effect"
+ *
+ * const key: KeyRing.Key = { kid: "2026-10", key: Redacted.make(crypto.getRandomValues(new Uint8Array(32))) }
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -116,12 +116,30 @@ export const script = <A>(name: string, lua: string): Script<A> => {
 /**
  * An argument of a command: strings and integers, as Redis sees them.
  *
+ * @example
+ * ```ts
+ * import type { RedisClient } from "@effect-token/redis"
+ *
+ * const args: ReadonlyArray<RedisClient.Arg> = ["key", "value", "PX", 60_000]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
 export type Arg = string | number
 
 /**
+ * @example
+ * ```ts
+ * import { RedisClient } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const lock = Effect.gen(function*() {
+ *   const client = yield* RedisClient.RedisClient
+ *   return yield* client.set("{jobs}:lock", "me", { nx: true, px: "10 seconds" })
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -155,6 +173,14 @@ export interface RedisClient {
 /**
  * The default client of an application.
  *
+ * @example
+ * ```ts
+ * import { RedisClient } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const ping = Effect.flatMap(RedisClient.RedisClient, (client) => client.send<string>("PING"))
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -164,6 +190,23 @@ export const RedisClient: Context.Tag<RedisClient, RedisClient> = Context.Generi
 
 /**
  * What a client adapter provides: one command, and a subscription. Timeouts are added by {@link make}.
+ *
+ * @example
+ * ```ts
+ * import { RedisClient } from "@effect-token/redis"
+ * import { Effect, Stream } from "effect"
+ *
+ * // Adapting a promise-based client with a `sendCommand(args)` method.
+ * declare const other: { sendCommand: (args: Array<string>) => Promise<unknown> }
+ * const driver: RedisClient.Driver = {
+ *   send: (command, args) =>
+ *     Effect.tryPromise({
+ *       try: () => other.sendCommand([command, ...args.map(String)]),
+ *       catch: () => new RedisClient.RedisError({ reason: "Unavailable", command })
+ *     }),
+ *   subscribe: () => Stream.never
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -176,6 +219,14 @@ export interface Driver {
 /**
  * Default per-call timeout: Redis answers in well under a millisecond when it is there; a call that waits this long
  * means it is not, and the token source is asked directly instead.
+ *
+ * @example
+ * ```ts
+ * import { RedisClient } from "@effect-token/redis"
+ * import { Duration } from "effect"
+ *
+ * Duration.toMillis(RedisClient.defaultTimeout) // 1000
+ * ```
  *
  * @since 0.1.0
  * @category constants
@@ -281,6 +332,16 @@ export const failFastOptions: RedisOptions = internal.failFastOptions
 
 /**
  * The {@link failFastOptions} of a `Cluster` (its own queue and retry settings; give `redisOptions` too).
+ *
+ * @example
+ * ```ts
+ * import { RedisClient } from "@effect-token/redis"
+ *
+ * const RedisLive = RedisClient.layerIoredis({
+ *   nodes: ["10.0.0.1:6379"],
+ *   clusterOptions: { ...RedisClient.failFastClusterOptions, slotsRefreshTimeout: 2_000 }
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category constants

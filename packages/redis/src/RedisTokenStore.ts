@@ -33,6 +33,15 @@ import type * as RedisClient from "./RedisClient.js"
  * The Redis keys of one token source. `id` is the Base64url SHA-256 of the source's key: source keys name
  * endpoints, clients and audiences, which need not be visible in Redis, and can be long.
  *
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const keys = Effect.flatMap(RedisTokenStore.RedisTokenStore, (store) => store.keysFor("my-source-key"))
+ * // { id: "3q2+7w...", token: "{effect-token:3q2+7w...}:token", lease: "{effect-token:3q2+7w...}:lease" }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -48,6 +57,17 @@ export interface StorageKeys {
  * What the store holds for a key. `version` is 0 when nothing was ever written (or the record expired); a token
  * cleared after a rejection leaves its version behind, one higher, without a token.
  *
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Effect, Option } from "effect"
+ *
+ * declare const keys: RedisTokenStore.StorageKeys
+ * const stored = Effect.flatMap(RedisTokenStore.RedisTokenStore, (store) => store.read(keys)).pipe(
+ *   Effect.map((entry) => Option.isSome(entry.token))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -62,6 +82,19 @@ export interface Entry {
 
 /**
  * The right to fetch and write a key's token until the lease's TTL ends.
+ *
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Effect, Option } from "effect"
+ *
+ * declare const keys: RedisTokenStore.StorageKeys
+ * const withLease = Effect.gen(function*() {
+ *   const store = yield* RedisTokenStore.RedisTokenStore
+ *   const lease = yield* store.acquireLease(keys, "15 seconds")
+ *   if (Option.isSome(lease)) yield* store.releaseLease(lease.value)
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -80,6 +113,14 @@ export interface Lease {
  * - `VersionConflict`: the record changed since the version the writer read; nothing was written.
  * - `Skipped`: the token was not written (already expired, or its Schema could not encode it).
  *
+ * @example
+ * ```ts
+ * import type { RedisTokenStore } from "@effect-token/redis"
+ *
+ * const describe = (result: RedisTokenStore.WriteResult) =>
+ *   result._tag === "Written" ? `version ${result.version}` : result._tag
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -92,6 +133,13 @@ export type WriteResult =
 /**
  * A notification that a key's token was written, from pub/sub: a hint to read again, never a token.
  *
+ * @example
+ * ```ts
+ * import type { RedisTokenStore } from "@effect-token/redis"
+ *
+ * const update: RedisTokenStore.Update = { id: "3q2-7w", version: 4 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -101,6 +149,20 @@ export interface Update {
 }
 
 /**
+ * The store's operations. Most applications only use {@link shared}; these are its building blocks.
+ *
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const version = Effect.gen(function*() {
+ *   const store = yield* RedisTokenStore.RedisTokenStore
+ *   const entry = yield* store.read(yield* store.keysFor("my-source-key"))
+ *   return entry.version
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -136,6 +198,14 @@ export interface RedisTokenStore {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const prefix = Effect.map(RedisTokenStore.RedisTokenStore, (store) => store.prefix)
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -145,6 +215,14 @@ export const RedisTokenStore: Context.Tag<RedisTokenStore, RedisTokenStore> = Co
 
 /**
  * How a shared source waits and leases. Defaults come from the store's {@link Options}.
+ *
+ * @example
+ * ```ts
+ * import type { RedisTokenStore } from "@effect-token/redis"
+ *
+ * // A token endpoint with a 20 s timeout needs a longer lease.
+ * const options: RedisTokenStore.SharedOptions = { leaseTtl: "25 seconds", waitTimeout: "30 seconds" }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -175,6 +253,14 @@ export interface SharedOptions {
 }
 
 /**
+ * @example
+ * ```ts
+ * import type { KeyRing, RedisTokenStore } from "@effect-token/redis"
+ *
+ * declare const keyRing: KeyRing.KeyRing
+ * const options: RedisTokenStore.Options = { keyRing, prefix: "billing", retryRedisAfter: "5 seconds" }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -230,6 +316,14 @@ export const layer = (options: Options): Layer.Layer<RedisTokenStore, never, Red
 
 /**
  * What {@link config} reads.
+ *
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Config } from "effect"
+ *
+ * const prefixOnly = Config.map(RedisTokenStore.config, (options) => options.prefix)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -307,6 +401,16 @@ export const layerConfig = (
  * A `TokenSource` whose fetches are shared through Redis, plus the compare-and-clear a `TokenCache` calls when a
  * resource server rejects a token (`invalidate`, which core's `TokenSource` is gaining as an optional member).
  *
+ * @example
+ * ```ts
+ * import type { AccessToken } from "@effect-token/core"
+ * import type { RedisTokenStore } from "@effect-token/redis"
+ *
+ * declare const source: RedisTokenStore.SharedTokenSource
+ * declare const rejected: AccessToken.AccessToken
+ * const onUnauthorized = source.invalidate(rejected)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -383,7 +487,15 @@ export const layerShared = (
   )
 
 /**
- * The default refresh-ahead fraction and skew of shared tokens, matching `TokenCache`'s.
+ * The defaults of {@link Options}; the refresh-ahead fraction, skew and default lifetime match `TokenCache`'s.
+ *
+ * @example
+ * ```ts
+ * import { RedisTokenStore } from "@effect-token/redis"
+ * import { Duration } from "effect"
+ *
+ * Duration.toSeconds(RedisTokenStore.defaults.leaseTtl) // 15
+ * ```
  *
  * @since 0.1.0
  * @category constants
