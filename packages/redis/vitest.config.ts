@@ -6,7 +6,10 @@ export default mergeConfig(
   defineProject({
     test: {
       name: "redis",
-      // The integration tests start redis-server and node processes and wait on real time.
+      // The integration tests start redis-server and node processes and wait on real time: one file at a time, so
+      // that they do not compete with each other for two cores.
+      pool: "forks",
+      poolOptions: { forks: { singleFork: true } },
       testTimeout: 120_000,
       hookTimeout: 60_000
     }
