@@ -2,7 +2,7 @@ import type { AccessToken } from "@effect-token/core"
 import type { RedisTokenStore } from "@effect-token/redis"
 import { KeyRing } from "@effect-token/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc, Option, Redacted } from "effect"
+import { Effect, FastCheck as fc, Option, Queue, Redacted } from "effect"
 import { randomKey, ring, storeAt, token } from "./support/fixtures.js"
 import * as RedisServer from "./support/redisServer.js"
 
@@ -288,5 +288,47 @@ describe("KeyRing", () => {
       expect((yield* ring1.fingerprints("t", "ad")).length).toBe(1)
       expect(yield* ring1.fingerprints("t", "ad")).toEqual(yield* ring1.fingerprints("t", "ad"))
       expect(yield* ring1.fingerprints("t", "ad")).not.toEqual(yield* ring1.fingerprints("t", "ad2"))
+    }))
+})
+
+describe("RedisTokenStore on a 3-master Cluster", () => {
+  it.scopedLive("the scripts run on whichever node holds each key's slot, and writes are published to subscribers", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisServer.cluster
+      const { client, store } = yield* storeAt({ nodes: cluster.nodes }, { keyRing: yield* ring("k1") })
+      const updates = yield* store.subscribeUpdates
+      // Enough keys to land on every master.
+      const allKeys = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => `cluster-source-${i}`), store.keysFor)
+      const ranges = yield* client.send<Array<[number, number, [string, number]]>>("CLUSTER", "SLOTS")
+      const masters = new Set<number>()
+      for (const keys of allKeys) {
+        const slot = yield* client.send<number>("CLUSTER", "KEYSLOT", keys.token)
+        expect(yield* client.send<number>("CLUSTER", "KEYSLOT", keys.lease)).toBe(slot)
+        masters.add(ranges.find(([start, end]) => start <= slot && slot <= end)![2][1])
+      }
+      expect(masters.size).toBe(3)
+      // The subscription is made in the background: wait until a write's update comes through.
+      const keys = allKeys[0]!
+      let version = 0
+      let received: RedisTokenStore.Update | undefined
+      while (received === undefined) {
+        const lease = Option.getOrThrow(yield* store.acquireLease(keys, "10 seconds"))
+        const result = yield* store.write(lease, yield* token(), version)
+        expect(result._tag).toBe("Written")
+        version += 1
+        yield* store.releaseLease(lease)
+        received = Option.getOrUndefined(yield* Queue.poll(updates).pipe(Effect.delay("100 millis")))
+      }
+      expect(received.id).toBe(keys.id)
+      for (const keys of allKeys.slice(1)) {
+        const lease = Option.getOrThrow(yield* store.acquireLease(keys, "10 seconds"))
+        const stored = yield* token()
+        expect(yield* store.write(lease, stored, 0)).toEqual({ _tag: "Written", version: 1 })
+        expect(yield* store.write(lease, yield* token(), 0)).toEqual({ _tag: "VersionConflict" })
+        expect(yield* store.clear(keys, stored)).toBe(true)
+        expect(yield* store.releaseLease(lease)).toBe(true)
+        const update = yield* Queue.take(updates).pipe(Effect.timeout("5 seconds"))
+        expect(update).toEqual({ id: keys.id, version: 1 })
+      }
     }))
 })

@@ -389,13 +389,11 @@ export const shared = (
         if (assessment._tag === "Due" && !assessment.handedOut) {
           return yield* counted("current")(Effect.succeed(assessment.token))
         }
+        // A token that expires while this fetch waits makes the next round `Missing`: the wait goes on until then.
         deadline ??= now + waitMillis
         const until = assessment._tag === "Due" ? Math.min(deadline, assessment.validUntil) : deadline
-        if (now >= until) {
-          return yield* assessment._tag === "Due"
-            ? counted("current")(Effect.succeed(assessment.token))
-            : counted("deadline")(source.fetch)
-        }
+        // Whoever holds the lease is taking too long: ask the source without the lease, and so without writing.
+        if (now >= until) return yield* counted("deadline")(source.fetch)
         yield* waitForUpdate(updates, Math.min(pollMillis, until - now))
       }
     }).pipe(Effect.scoped)
