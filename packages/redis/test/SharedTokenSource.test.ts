@@ -261,6 +261,33 @@ describe("outages, with a scripted Redis and TestClock", () => {
     }))
 })
 
+describe("invalidate", () => {
+  it.scoped("clears in Redis and passes the rejection on to a wrapped source that listens for it", () =>
+    Effect.gen(function*() {
+      const heard = yield* Ref.make<Array<string>>([])
+      const { source } = yield* countingSource("1 minute", "0 millis")
+      const listening = {
+        ...source,
+        invalidate: (token: AccessToken.AccessToken) =>
+          Ref.update(heard, (all) => [...all, Redacted.value(token.value)])
+      }
+      const down = RedisClient.make({
+        send: (command) => Effect.fail(new RedisClient.RedisError({ reason: "Unavailable", command })),
+        subscribe: () => Stream.never
+      })
+      const store = yield* RedisTokenStore.make({ keyRing: yield* ring("k1") }).pipe(
+        Effect.provideService(RedisClient.RedisClient, down)
+      )
+      const shared = yield* RedisTokenStore.shared(listening).pipe(
+        Effect.provideService(RedisTokenStore.RedisTokenStore, store)
+      )
+      const token = yield* shared.fetch
+      // Redis is down: the clear fails quietly, the wrapped source still hears of it.
+      yield* shared.invalidate(token).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
+      expect(yield* Ref.get(heard)).toEqual([Redacted.value(token.value)])
+    }))
+})
+
 /** Just enough of Redis for the store's commands on one key (no scripts' atomicity needed in one fiber). */
 const fakeReply = (storage: Map<string, string>, command: string, args: ReadonlyArray<RedisClient.Arg>) =>
   Effect.sync(() => {

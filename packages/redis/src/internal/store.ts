@@ -404,8 +404,14 @@ export const shared = (
       Effect.withSpan("effect-token/redis.shared.fetch", { attributes: { "effect_token.redis.prefix": store.prefix } })
     )
 
+    // Core's TokenSource is gaining this optional member; a wrapped source that has it (another wrapper) hears of
+    // the rejection too.
+    const inner = (source as { readonly invalidate?: SharedTokenSource["invalidate"] }).invalidate
     const invalidate = (token: AccessToken.AccessToken): Effect.Effect<void> =>
-      Effect.ignore(guard(store.clear(keys, token)))
+      Effect.zipRight(
+        Effect.ignore(guard(store.clear(keys, token))),
+        inner === undefined ? Effect.void : inner(token)
+      )
 
     return { key: source.key, fetch, invalidate } satisfies SharedTokenSource
   })
