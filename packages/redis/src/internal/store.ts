@@ -1,0 +1,420 @@
+import { AccessToken } from "@effect-token/core"
+import type { TokenError, TokenSource } from "@effect-token/core"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Encoding from "effect/Encoding"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as RedisClient from "../RedisClient.js"
+import type {
+  Entry,
+  Lease,
+  Options,
+  RedisTokenStore,
+  SharedOptions,
+  SharedTokenSource,
+  StorageKeys,
+  Update,
+  WriteResult
+} from "../RedisTokenStore.js"
+import { RedisTokenStore as StoreTag } from "../RedisTokenStore.js"
+import * as Scripts from "./scripts.js"
+
+export const defaultPrefix = "effect-token"
+
+export const validPrefix = (prefix: string): boolean => prefix.length > 0 && !/[{}]/.test(prefix)
+
+export const defaults = {
+  leaseTtl: Duration.seconds(15),
+  waitTimeout: Duration.seconds(20),
+  pollInterval: Duration.millis(500),
+  skew: Duration.seconds(30),
+  refreshAhead: 0.1,
+  defaultLifetime: Duration.minutes(5),
+  retryRedisAfter: Duration.seconds(2)
+} as const
+
+const utf8 = new TextEncoder()
+
+const sha256 = (text: string): Effect.Effect<string> =>
+  Effect.promise(async () =>
+    Encoding.encodeBase64Url(new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", utf8.encode(text))))
+  )
+
+const randomOwner = (): string => Encoding.encodeBase64Url(globalThis.crypto.getRandomValues(new Uint8Array(16)))
+
+const encodeToken = Schema.encode(Schema.parseJson(AccessToken.AccessToken))
+const decodeToken = Schema.decodeUnknown(Schema.parseJson(AccessToken.AccessToken))
+
+const expiryOf = (token: AccessToken.AccessToken, defaultLifetimeMillis: number): number =>
+  Option.match(token.expiresAt, {
+    onNone: () => token.issuedAt.epochMillis + defaultLifetimeMillis,
+    onSome: (expiresAt) => expiresAt.epochMillis
+  })
+
+/**
+ * Whether Redis is usable, shared by every source of a store (they talk to one Redis): one warning per outage,
+ * and no Redis call for `retryRedisAfter` after a failure.
+ */
+interface Health {
+  readonly guard: <A>(effect: Effect.Effect<A, RedisClient.RedisError>) => Effect.Effect<A, RedisClient.RedisError>
+}
+
+const HealthTypeId: unique symbol = Symbol.for("@effect-token/redis/RedisTokenStore/Health")
+
+interface Internal extends RedisTokenStore {
+  readonly [HealthTypeId]: Health
+  readonly sharedDefaults: SharedOptions
+}
+
+const makeHealth = (retryAfter: Duration.Duration): Effect.Effect<Health> =>
+  Effect.gen(function*() {
+    const retryMillis = Duration.toMillis(retryAfter)
+    // `down` since the first failure of an outage; `retryAt`: when Redis may be tried again.
+    const state = yield* Ref.make<{ readonly down: boolean; readonly retryAt: number }>({ down: false, retryAt: 0 })
+    const skipped = new RedisClient.RedisError({
+      reason: "Unavailable",
+      command: "(not sent)",
+      detail: "Redis failed moments ago"
+    })
+    const guard = <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>
+      Effect.flatMap(Ref.get(state), (current) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          if (current.down && now < current.retryAt) return Effect.fail(skipped)
+          return effect.pipe(
+            Effect.tap(() =>
+              current.down
+                ? Effect.flatMap(
+                  Ref.modify(state, (s) => [s.down, { down: false, retryAt: 0 }] as const),
+                  (wasDown) =>
+                    wasDown
+                      ? Effect.logInfo("effect-token/redis: Redis answers again; tokens are shared again")
+                      : Effect.void
+                )
+                : Effect.void
+            ),
+            Effect.tapError((error) =>
+              Effect.flatMap(
+                Ref.modify(state, (s) => [s.down, { down: true, retryAt: now + retryMillis }] as const),
+                (wasDown) =>
+                  wasDown ? Effect.void : Effect.logWarning(
+                    "effect-token/redis: Redis is unavailable; tokens are fetched from their sources directly until it answers again"
+                  ).pipe(
+                    Effect.annotateLogs({ reason: error.reason, command: error.command, detail: error.detail ?? "" })
+                  )
+              )
+            )
+          )
+        }))
+    return { guard }
+  })
+
+const isHmgetReply = (reply: unknown): reply is [string | null, string | null, string | null] =>
+  Array.isArray(reply) && reply.length === 3 && reply.every((field) => field === null || typeof field === "string")
+
+export const make = (options: Options): Effect.Effect<RedisTokenStore, never, RedisClient.RedisClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = yield* RedisClient.RedisClient
+    const prefix = options.prefix ?? defaultPrefix
+    if (!validPrefix(prefix)) {
+      return yield* Effect.dieMessage("RedisTokenStore: the prefix must be non-empty, without { or }")
+    }
+    const keyRing = options.keyRing
+    const channel = `${prefix}:token-updates`
+    const defaultLifetimeMillis = Duration.toMillis(options.defaultLifetime ?? defaults.defaultLifetime)
+
+    const keysFor = (sourceKey: string): Effect.Effect<StorageKeys> =>
+      Effect.map(sha256(sourceKey), (id) => ({
+        id,
+        token: `{${prefix}:${id}}:token`,
+        lease: `{${prefix}:${id}}:lease`
+      }))
+
+    const read = (keys: StorageKeys): Effect.Effect<Entry, RedisClient.RedisError> =>
+      Effect.flatMap(
+        client.send<unknown>("HMGET", keys.token, "v", "exp", "data").pipe(
+          // Whatever a client or proxy answers, a bad reply is a Redis failure (and a fallback), never a defect.
+          Effect.filterOrFail(isHmgetReply, () =>
+            new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "unexpected reply" }))
+        ),
+        ([v, exp, data]) => {
+          const version = v === null ? 0 : Number(v)
+          if (!Number.isSafeInteger(version)) {
+            return Effect.fail(
+              new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "bad version" })
+            )
+          }
+          const expiresAt = exp === null ? Option.none() : Option.some(Number(exp))
+          if (data === null) {
+            return Effect.succeed({ version, token: Option.none(), expiresAt, readable: true })
+          }
+          return keyRing.decrypt(data, keys.token).pipe(
+            Effect.flatMap(decodeToken),
+            Effect.map((token): Entry => ({ version, token: Option.some(token), expiresAt, readable: true })),
+            // A record this instance cannot read (a key it lacks, a format it does not know) is one it replaces.
+            Effect.orElseSucceed((): Entry => ({ version, token: Option.none(), expiresAt, readable: false }))
+          )
+        }
+      )
+
+    const acquireLease = (keys: StorageKeys, ttl: Duration.DurationInput) => {
+      const owner = randomOwner()
+      return Effect.map(
+        client.set(keys.lease, owner, { nx: true, px: ttl }),
+        (taken): Option.Option<Lease> => taken ? Option.some({ keys, owner }) : Option.none()
+      )
+    }
+
+    const releaseLease = (lease: Lease) =>
+      Effect.map(client.eval(Scripts.release, [lease.keys.lease], [lease.owner]), (released) => released === 1)
+
+    const fingerprints = (keys: StorageKeys, token: AccessToken.AccessToken) =>
+      keyRing.fingerprints(Redacted.value(token.value), keys.token)
+
+    const write = (
+      lease: Lease,
+      token: AccessToken.AccessToken,
+      expectedVersion: number
+    ): Effect.Effect<WriteResult, RedisClient.RedisError> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const expiresAt = expiryOf(token, defaultLifetimeMillis)
+        const ttl = expiresAt - now
+        if (ttl <= 0) return { _tag: "Skipped", reason: "the token is already expired" } as const
+        const plaintext = yield* Effect.option(encodeToken(token))
+        if (Option.isNone(plaintext)) return { _tag: "Skipped", reason: "the token does not encode" } as const
+        const data = yield* keyRing.encrypt(plaintext.value, lease.keys.token)
+        const [fingerprint] = yield* fingerprints(lease.keys, token)
+        const reply = yield* client.eval(Scripts.write, [lease.keys.token, lease.keys.lease], [
+          lease.owner,
+          expectedVersion,
+          fingerprint!,
+          expiresAt,
+          data,
+          Math.ceil(ttl),
+          channel,
+          lease.keys.id
+        ])
+        if (typeof reply !== "number" || !Number.isSafeInteger(reply)) {
+          return yield* Effect.fail(
+            new RedisClient.RedisError({ reason: "Command", command: "EVALSHA", detail: "unexpected reply" })
+          )
+        }
+        return reply === -1
+          ? { _tag: "LeaseLost" } as const
+          : reply === -2
+          ? { _tag: "VersionConflict" } as const
+          : { _tag: "Written", version: reply } as const
+      })
+
+    const clear = (keys: StorageKeys, token: AccessToken.AccessToken) =>
+      Effect.flatMap(
+        fingerprints(keys, token),
+        (candidates) => Effect.map(client.eval(Scripts.clear, [keys.token], candidates), (cleared) => cleared === 1)
+      )
+
+    // One subscription per store; waiters read from an in-process hub. Pub/sub only hints: waiters also poll.
+    const updates = yield* PubSub.unbounded<Update>()
+    yield* client.subscribe(channel).pipe(
+      Stream.runForEach((message) => {
+        const space = message.lastIndexOf(" ")
+        const version = Number(message.slice(space + 1))
+        return space > 0 && Number.isFinite(version)
+          ? PubSub.publish(updates, { id: message.slice(0, space), version })
+          : Effect.void
+      }),
+      // Redis may be down at start or go away: subscribe again, forever, quietly (the command path reports outages).
+      Effect.catchAll((error) => Effect.logDebug("effect-token/redis: update subscription failed", error.message)),
+      Effect.repeat(Schedule.spaced(Duration.seconds(1))),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    const health = yield* makeHealth(Duration.decode(options.retryRedisAfter ?? defaults.retryRedisAfter))
+
+    const store: Internal = {
+      prefix,
+      channel,
+      keysFor,
+      read,
+      acquireLease,
+      releaseLease,
+      write,
+      clear,
+      subscribeUpdates: PubSub.subscribe(updates),
+      [HealthTypeId]: health,
+      sharedDefaults: {
+        leaseTtl: options.leaseTtl,
+        waitTimeout: options.waitTimeout,
+        pollInterval: options.pollInterval,
+        skew: options.skew,
+        refreshAhead: options.refreshAhead,
+        defaultLifetime: options.defaultLifetime
+      }
+    }
+    return store
+  })
+
+const fetches = Metric.counter("effect_token_redis_fetches", {
+  description: "Fetches of shared token sources, by how they got their token",
+  incremental: true
+})
+
+/**
+ * - `shared`: a valid token was in the store.
+ * - `leader`: this instance held the lease and asked the source.
+ * - `current`: another instance is refreshing; the current token was handed out meanwhile.
+ * - `fallback`: Redis failed; the source was asked directly.
+ * - `deadline`: waited `waitTimeout` for another instance in vain; the source was asked directly.
+ */
+type Outcome = "shared" | "leader" | "current" | "fallback" | "deadline"
+
+const outcomeCounters = {
+  shared: Metric.tagged(fetches, "outcome", "shared"),
+  leader: Metric.tagged(fetches, "outcome", "leader"),
+  current: Metric.tagged(fetches, "outcome", "current"),
+  fallback: Metric.tagged(fetches, "outcome", "fallback"),
+  deadline: Metric.tagged(fetches, "outcome", "deadline")
+} satisfies Record<Outcome, Metric.Metric.Counter<number>>
+
+const counted = (outcome: Outcome) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.tap(effect, () => Metric.increment(outcomeCounters[outcome]))
+
+/** What a fetch makes of the stored record. Times in epoch milliseconds. */
+type Assessment =
+  /** Valid and outside its refresh window, and not the token this instance already handed out: take it. */
+  | { readonly _tag: "Fresh"; readonly token: AccessToken.AccessToken }
+  /** Valid, but due for a refresh (its window, or this instance's cache wants a newer one). */
+  | {
+    readonly _tag: "Due"
+    readonly token: AccessToken.AccessToken
+    readonly validUntil: number
+    /** Whether this instance handed it out already (so its cache is the one asking for a newer one). */
+    readonly handedOut: boolean
+  }
+  /** No usable token. */
+  | { readonly _tag: "Missing" }
+
+export const shared = (
+  source: TokenSource.TokenSource,
+  options: SharedOptions = {}
+): Effect.Effect<SharedTokenSource, never, RedisTokenStore> =>
+  Effect.gen(function*() {
+    const store = yield* StoreTag
+    const internalStore = HealthTypeId in store ? store as Internal : undefined
+    // A store implemented elsewhere gets its own outage tracking.
+    const health = internalStore?.[HealthTypeId] ?? (yield* makeHealth(defaults.retryRedisAfter))
+    const settings = { ...internalStore?.sharedDefaults, ...definedOnly(options) }
+    const leaseTtl = Duration.decode(settings.leaseTtl ?? defaults.leaseTtl)
+    const waitMillis = Duration.toMillis(settings.waitTimeout ?? defaults.waitTimeout)
+    const pollMillis = Duration.toMillis(settings.pollInterval ?? defaults.pollInterval)
+    const skewMillis = Duration.toMillis(settings.skew ?? defaults.skew)
+    const refreshAhead = settings.refreshAhead ?? defaults.refreshAhead
+    const defaultLifetimeMillis = Duration.toMillis(settings.defaultLifetime ?? defaults.defaultLifetime)
+    const keys = yield* store.keysFor(source.key)
+    const guard = health.guard
+    // The last token this source handed to its cache: the cache asks again only when it wants a newer one.
+    const handedOut = yield* Ref.make(Option.none<AccessToken.AccessToken>())
+
+    const assess = (entry: Entry, now: number, last: Option.Option<AccessToken.AccessToken>): Assessment => {
+      if (Option.isNone(entry.token)) return { _tag: "Missing" }
+      const token = entry.token.value
+      // The same arithmetic as TokenCache, without its jitter: the shared window opens no later than any cache's.
+      const issuedAt = token.issuedAt.epochMillis
+      const expiresAt = expiryOf(token, defaultLifetimeMillis)
+      const lifetime = expiresAt - issuedAt
+      const validUntil = expiresAt - Math.min(skewMillis, Math.max(0, lifetime) / 2)
+      if (now >= validUntil) return { _tag: "Missing" }
+      const refreshAt = validUntil - Math.max(0, validUntil - issuedAt) * refreshAhead
+      const isHandedOut = Option.isSome(last) && AccessToken.sameValue(last.value, token)
+      return now >= refreshAt || isHandedOut
+        ? { _tag: "Due", token, validUntil, handedOut: isHandedOut }
+        : { _tag: "Fresh", token }
+    }
+
+    const assessNow = (entry: Entry) =>
+      Effect.zipWith(
+        Clock.currentTimeMillis,
+        Ref.get(handedOut),
+        (now, last) => [assess(entry, now, last), now] as const
+      )
+
+    /** Holding the lease: read again, then fetch and write unless another instance just did. */
+    const lead = (
+      lease: Lease
+    ): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError | RedisClient.RedisError> =>
+      Effect.gen(function*() {
+        const entry = yield* guard(store.read(keys))
+        const [assessment] = yield* assessNow(entry)
+        if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
+        const token = yield* counted("leader")(source.fetch)
+        // The token is good whatever happens to the write: a failed write only means the next instance fetches too.
+        yield* guard(store.write(lease, token, entry.version)).pipe(
+          Effect.tap((result) =>
+            result._tag === "Written"
+              ? Effect.void
+              : Effect.logDebug(`effect-token/redis: shared token not written (${result._tag})`)
+          ),
+          Effect.ignore
+        )
+        return token
+      }).pipe(Effect.ensuring(Effect.ignore(guard(store.releaseLease(lease)))))
+
+    const waitForUpdate = (updates: Queue.Dequeue<Update>, millis: number) =>
+      Effect.raceFirst(
+        Queue.take(updates).pipe(Effect.repeat({ until: (update) => update.id === keys.id }), Effect.asVoid),
+        Effect.sleep(Duration.millis(Math.max(1, millis)))
+      )
+
+    const viaRedis = Effect.gen(function*() {
+      const updates = yield* store.subscribeUpdates
+      let deadline: number | undefined
+      while (true) {
+        const entry = yield* guard(store.read(keys))
+        const [assessment, now] = yield* assessNow(entry)
+        if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
+        const lease = yield* guard(store.acquireLease(keys, leaseTtl))
+        if (Option.isSome(lease)) return yield* lead(lease.value)
+        // Another instance is refreshing a token that is still valid. A cache with no token yet takes it now; one
+        // that handed it out already keeps serving it while this fetch waits for the new one.
+        if (assessment._tag === "Due" && !assessment.handedOut) {
+          return yield* counted("current")(Effect.succeed(assessment.token))
+        }
+        // A token that expires while this fetch waits makes the next round `Missing`: the wait goes on until then.
+        deadline ??= now + waitMillis
+        const until = assessment._tag === "Due" ? Math.min(deadline, assessment.validUntil) : deadline
+        // Whoever holds the lease is taking too long: ask the source without the lease, and so without writing.
+        if (now >= until) return yield* counted("deadline")(source.fetch)
+        yield* waitForUpdate(updates, Math.min(pollMillis, until - now))
+      }
+    }).pipe(Effect.scoped)
+
+    const fetch: Effect.Effect<AccessToken.AccessToken, TokenError.TokenError> = viaRedis.pipe(
+      Effect.catchTag("RedisError", () => counted("fallback")(source.fetch)),
+      Effect.tap((token) => Ref.set(handedOut, Option.some(token))),
+      Effect.withSpan("effect-token/redis.shared.fetch", { attributes: { "effect_token.redis.prefix": store.prefix } })
+    )
+
+    // Core's TokenSource is gaining this optional member; a wrapped source that has it (another wrapper) hears of
+    // the rejection too.
+    const inner = (source as { readonly invalidate?: SharedTokenSource["invalidate"] }).invalidate
+    const invalidate = (token: AccessToken.AccessToken): Effect.Effect<void> =>
+      Effect.zipRight(
+        Effect.ignore(guard(store.clear(keys, token))),
+        inner === undefined ? Effect.void : inner(token)
+      )
+
+    return { key: source.key, fetch, invalidate } satisfies SharedTokenSource
+  })
+
+const definedOnly = <A extends object>(options: A): Partial<A> =>
+  Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<A>

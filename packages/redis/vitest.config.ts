@@ -1,0 +1,17 @@
+import { defineProject, mergeConfig } from "vitest/config"
+import { shared } from "../../vitest.shared.js"
+
+export default mergeConfig(
+  shared,
+  defineProject({
+    test: {
+      name: "redis",
+      // The integration tests start redis-server and node processes and wait on real time: one file at a time, so
+      // that they do not compete with each other for two cores.
+      pool: "forks",
+      poolOptions: { forks: { singleFork: true } },
+      testTimeout: 120_000,
+      hookTimeout: 60_000
+    }
+  })
+)
