@@ -28,12 +28,16 @@ describe("the built packages", () => {
         "AuthHttpClient",
         "Backoff",
         "ClientAuth",
+        "ClientCredentials",
         "Discovery",
+        "Password",
+        "RefreshToken",
         "RefreshTokenStore",
         "Revocation",
         "TokenCache",
         "TokenEndpoint",
         "TokenError",
+        "TokenExchange",
         "TokenSource",
         "WwwAuthenticate"
       ])

@@ -1,4 +1,4 @@
-import { AuthHttpClient, TokenCache, TokenSource } from "@effect-token/core"
+import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
@@ -6,7 +6,7 @@ import { Effect, Layer } from "effect"
 // Reads TOKEN_URL, CLIENT_ID, CLIENT_SECRET (kept Redacted) and SCOPE from the environment.
 export const ApiClientLive = AuthHttpClient.layer().pipe(
   Layer.provide(TokenCache.layer()),
-  Layer.provide(TokenSource.layerConfig()),
+  Layer.provide(ClientCredentials.layerConfig()),
   Layer.provide(NodeHttpClient.layerUndici)
 )
 

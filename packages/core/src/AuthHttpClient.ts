@@ -418,13 +418,13 @@ export const make = <E, R>(
  *
  * @example
  * ```ts
- * import { AuthHttpClient, TokenCache, TokenSource } from "@effect-token/core"
+ * import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
  *
  * const ApiClientLive = AuthHttpClient.layer().pipe(
  *   Layer.provide(TokenCache.layer()),
- *   Layer.provide(TokenSource.layerConfig()),
+ *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(NodeHttpClient.layerUndici)
  * )
  * ```

@@ -281,13 +281,13 @@ const missingEndpoint = (name: string) =>
  *
  * @example
  * ```ts
- * import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
+ * import { ClientAuth, ClientCredentials, Discovery } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Effect, Redacted } from "effect"
  *
  * const program = Effect.gen(function*() {
  *   const discovery = yield* Discovery.make({ issuer: "https://auth.example.com" })
- *   const source = yield* TokenSource.clientCredentials({
+ *   const source = yield* ClientCredentials.make({
  *     tokenUrl: discovery,
  *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") })
  *   })

@@ -148,12 +148,12 @@ export const make: (
  *
  * @example
  * ```ts
- * import { TokenCache, TokenSource } from "@effect-token/core"
+ * import { ClientCredentials, TokenCache } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
  *
  * const TokensLive = TokenCache.layer({ skew: "10 seconds" }).pipe(
- *   Layer.provide(TokenSource.layerConfig()),
+ *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(NodeHttpClient.layerUndici)
  * )
  * ```

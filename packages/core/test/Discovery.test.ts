@@ -1,4 +1,4 @@
-import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
+import { ClientAuth, ClientCredentials, Discovery } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -46,7 +46,7 @@ describe("Discovery against a real oidc-provider", () => {
     live(Effect.gen(function*() {
       const as = yield* OidcProvider.make({ clients })
       const discovery = yield* Discovery.make({ issuer: as.issuer })
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: discovery,
         clientAuth: ClientAuth.clientSecretBasic({ clientId: "svc", clientSecret: Redacted.make("svc-secret") }),
         scope: "api:read"
@@ -67,7 +67,7 @@ describe("Discovery against a real oidc-provider", () => {
       expect(error.message).toContain("issuer mismatch")
       expect(error.message).toContain(JSON.stringify(as.issuer))
       // A source built on it fails with the same typed error.
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: discovery,
         clientAuth: ClientAuth.none({ clientId: "svc" })
       })

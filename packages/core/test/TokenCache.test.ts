@@ -1,4 +1,4 @@
-import { AccessToken, TokenCache, TokenError, TokenSource } from "@effect-token/core"
+import { AccessToken, ClientCredentials, TokenCache, TokenError, TokenSource } from "@effect-token/core"
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -173,7 +173,7 @@ describe("TokenCache", () => {
 
   describe("lifetime from the token endpoint's answer", () => {
     const endpointSource = (body: Record<string, unknown>) =>
-      TokenSource.clientCredentials({
+      ClientCredentials.make({
         tokenUrl: "https://as.test/token",
         clientAuth: { _tag: "None", clientId: "c" }
       }).pipe(

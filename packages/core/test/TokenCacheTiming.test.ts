@@ -1,4 +1,4 @@
-import { AccessToken, TokenCache, TokenSource } from "@effect-token/core"
+import { AccessToken, ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"
 import type { HttpClientResponse } from "@effect/platform"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -117,7 +117,7 @@ describe("TokenCache acquireTimeout", () => {
 
   it.scoped("each attempt has its own bound: a server that never answers fails the call after the retries", () =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: "https://as.test/token",
         clientAuth: { _tag: "None", clientId: "c" },
         attemptTimeout: "1 second"
@@ -136,7 +136,7 @@ describe("TokenCache acquireTimeout", () => {
 
   it.scoped("acquireTimeout bounds the whole wait, retries included", () =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: "https://as.test/token",
         clientAuth: { _tag: "None", clientId: "c" },
         attemptTimeout: "1 second"

@@ -336,14 +336,14 @@ export const TestAuthorizationServer: Context.Tag<TestAuthorizationServer, TestA
  *
  * @example
  * ```ts
- * import { TokenSource } from "@effect-token/core"
+ * import { ClientCredentials } from "@effect-token/core"
  * import { TestAuthorizationServer } from "@effect-token/testing"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Effect } from "effect"
  *
  * const program = Effect.gen(function*() {
  *   const as = yield* TestAuthorizationServer.make()
- *   const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
+ *   const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
  *   return yield* source.fetch
  * }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
  * ```
