@@ -3,10 +3,19 @@ import { OidcProvider } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Redacted, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, TestClock } from "effect"
 import { fake, json, recording } from "./support/http.js"
 
 const live = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, NodeHttpClient.layerUndici)
+
+/** Forks `effect` and returns once the fork runs it: it then goes on until it completes or waits. */
+const forkStarted = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const fiber = yield* Effect.fork(Effect.zipRight(Deferred.succeed(started, undefined), effect))
+    yield* Deferred.await(started)
+    return fiber
+  })
 
 const clients = [{
   client_id: "svc",
@@ -77,7 +86,7 @@ describe("Discovery against a real oidc-provider", () => {
 })
 
 describe("Discovery with an in-process server", () => {
-  it.effect("falls back to RFC 8414 on 404, inserting the well-known path before the issuer's path", () =>
+  it.scoped("falls back to RFC 8414 on 404, inserting the well-known path before the issuer's path", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example/tenant1"
       const { client, requests } = yield* fake((request) =>
@@ -93,7 +102,7 @@ describe("Discovery with an in-process server", () => {
       ])
     }))
 
-  it.effect("a failure is not cached: the next call fetches again, and a success then is kept", () =>
+  it.scoped("a failure is not cached: the next call fetches again, and a success then is kept", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example"
       let calls = 0
@@ -112,7 +121,7 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(2)
     }))
 
-  it.effect("callers that share a failed attempt all see it; only one new attempt follows", () =>
+  it.scoped("callers that share a failed attempt all see it; only one new attempt follows", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example"
       let calls = 0
@@ -143,14 +152,14 @@ describe("Discovery with an in-process server", () => {
     return { discovery, issuer, release, requested, requests }
   })
 
-  it.effect("an interrupted caller is not a failure: the memo of a fetch that succeeds is kept", () =>
+  it.scoped("an interrupted caller is not a failure: the memo of a fetch that succeeds is kept", () =>
     Effect.gen(function*() {
       const { discovery, issuer, release, requested, requests } = yield* held
       const first = yield* Effect.fork(discovery.metadata)
       yield* Deferred.await(requested)
       // A second caller waits for the same fetch, then gives up (its request was cancelled, say).
-      const waiter = yield* Effect.fork(discovery.metadata)
-      yield* Effect.yieldNow({ priority: 1000 })
+      const waiter = yield* forkStarted(discovery.metadata)
+      expect(waiter.unsafePoll()).toBeNull()
       yield* Fiber.interrupt(waiter)
       yield* Deferred.succeed(release, undefined)
       expect((yield* Fiber.join(first)).issuer).toBe(issuer)
@@ -159,7 +168,7 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(1)
     }))
 
-  it.effect("the caller that started the fetch is interrupted: the fetch goes on and its document is kept", () =>
+  it.scoped("the caller that started the fetch is interrupted: the fetch goes on and its document is kept", () =>
     Effect.gen(function*() {
       const { discovery, issuer, release, requested, requests } = yield* held
       const first = yield* Effect.fork(discovery.metadata)
@@ -172,7 +181,18 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(1)
     }))
 
-  it.effect("typed errors: no document at all, an invalid document, a bad issuer, a missing endpoint", () =>
+  it.effect("closing the scope the Discovery was made in interrupts its fetch in flight; nothing outlives it", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { discovery, requested, requests } = yield* Scope.extend(held, scope)
+      const caller = yield* Effect.fork(discovery.metadata)
+      yield* Deferred.await(requested)
+      yield* Scope.close(scope, Exit.void)
+      expect(Exit.isInterrupted(yield* Fiber.await(caller))).toBe(true)
+      expect((yield* requests).length).toBe(1)
+    }))
+
+  it.scoped("typed errors: no document at all, an invalid document, a bad issuer, a missing endpoint", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example"
       const notFound = yield* fake(() => new Response("", { status: 404 }))
@@ -241,7 +261,7 @@ describe("Discovery with an in-process server", () => {
 })
 
 describe("Discovery timeout", () => {
-  it.effect("a server that never answers fails with Timeout after the document timeout, not never", () =>
+  it.scoped("a server that never answers fails with Timeout after the document timeout, not never", () =>
     Effect.gen(function*() {
       const silent = HttpClient.make(() => Effect.never)
       const discovery = yield* Discovery.makeWith(silent, { issuer: "https://as.test", timeout: "5 seconds" })
