@@ -44,7 +44,7 @@ describe("TokenCache over a TestTokenSource", () => {
       yield* test.script(TestTokenSource.succeed({ gate: Deferred.await(release) }))
       const cache = yield* TokenCache.make(test.source)
       const callers = yield* Effect.forkAll(Array.from({ length: 20 }, () => cache.get))
-      yield* Effect.yieldNow()
+      yield* test.awaitFetches(1)
       yield* Deferred.succeed(release, void 0)
       const tokens = yield* Fiber.join(callers)
       expect(new Set(tokens.map((t) => Redacted.value(t.value)))).toEqual(new Set(["token-1"]))
