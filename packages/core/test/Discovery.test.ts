@@ -4,18 +4,10 @@ import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, TestClock } from "effect"
+import { forkStarted } from "./support/fibers.js"
 import { fake, json, recording } from "./support/http.js"
 
 const live = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, NodeHttpClient.layerUndici)
-
-/** Forks `effect` and returns once the fork runs it: it then goes on until it completes or waits. */
-const forkStarted = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function*() {
-    const started = yield* Deferred.make<void>()
-    const fiber = yield* Effect.fork(Effect.zipRight(Deferred.succeed(started, undefined), effect))
-    yield* Deferred.await(started)
-    return fiber
-  })
 
 const clients = [{
   client_id: "svc",
@@ -125,13 +117,18 @@ describe("Discovery with an in-process server", () => {
     Effect.gen(function*() {
       const issuer = "https://as.example"
       let calls = 0
+      const release = yield* Deferred.make<void>()
+      // The first attempt fails, but only when the test says so: every caller has joined it by then.
       const { client, requests } = yield* fake(() =>
-        Effect.as(Effect.yieldNow(), ++calls === 1 ? new Response("down", { status: 502 }) : json(document(issuer)))
+        ++calls === 1
+          ? Effect.as(Deferred.await(release), new Response("down", { status: 502 }))
+          : Effect.succeed(json(document(issuer)))
       )
       const discovery = yield* Discovery.makeWith(client, { issuer })
-      const first = yield* Effect.all(Array.from({ length: 5 }, () => Effect.either(discovery.metadata)), {
-        concurrency: "unbounded"
-      })
+      const waiting = yield* Effect.forEach(Array.from({ length: 5 }), () => forkStarted(discovery.metadata))
+      expect(waiting.every((caller) => caller.unsafePoll() === null)).toBe(true)
+      yield* Deferred.succeed(release, undefined)
+      const first = yield* Effect.forEach(waiting, (caller) => Effect.either(Fiber.join(caller)))
       expect(first.every((r) => r._tag === "Left")).toBe(true)
       yield* Effect.all(Array.from({ length: 5 }, () => discovery.metadata), { concurrency: "unbounded" })
       expect((yield* requests).length).toBe(2)

@@ -94,7 +94,8 @@ describe("refresh source and interruption", () => {
       yield* Deferred.await(requested)
       // The app shuts down: the fetch's fiber is interrupted while the request is in flight.
       const interrupting = yield* Effect.fork(Fiber.interrupt(fetching))
-      yield* Effect.yieldNow({ priority: 1000 })
+      // Time passes (well within the request's timeout) and the interruption still waits: for the answer, not a clock.
+      yield* TestClock.adjust("1 second")
       expect(Option.isNone(yield* Fiber.poll(interrupting))).toBe(true)
       yield* Deferred.succeed(release, undefined)
       const exit = yield* Fiber.join(interrupting)
