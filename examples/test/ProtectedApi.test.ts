@@ -1,4 +1,4 @@
-import { AccessToken, TokenSource } from "@effect-token/core"
+import { AccessToken, ClientCredentials } from "@effect-token/core"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -17,7 +17,7 @@ const setup = (apiAudience?: string) =>
       jwksUrl: authServer.jwksUrl,
       audience: apiAudience ?? authServer.audience
     })
-    const source = yield* TokenSource.clientCredentials({
+    const source = yield* ClientCredentials.make({
       tokenUrl: authServer.tokenUrl,
       clientAuth: authServer.clientAuth,
       scope: "api:read"

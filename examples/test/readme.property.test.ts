@@ -1,4 +1,4 @@
-import { AuthHttpClient, TokenCache, TokenSource } from "@effect-token/core"
+import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
 import { Advance, Fault, TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { expect, it } from "@effect/vitest"
@@ -29,7 +29,7 @@ it.scoped.prop(
         signingKey
       })
       const api = yield* TestResourceServer.makeInProcess({ authorizationServer: as })
-      const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+      const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
         Effect.provideService(HttpClient.HttpClient, api.client) // in-process: no sockets, TestClock rules
       )
       const cache = yield* TokenCache.make(source)

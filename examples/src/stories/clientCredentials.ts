@@ -1,7 +1,7 @@
 /**
  * Story: a service gets a token with the client credentials grant and calls a protected API with it.
  */
-import { AccessToken, ClientAuth, TokenError, TokenSource } from "@effect-token/core"
+import { AccessToken, ClientAuth, ClientCredentials, TokenError } from "@effect-token/core"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Duration, Effect, Option, Redacted } from "effect"
@@ -63,7 +63,7 @@ export const getToken = Story.step<DemoEnv, AccessToken.AccessToken, HttpClient.
   "client credentials token",
   ({ authServer }) =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: authServer.tokenUrl,
         clientAuth: authServer.clientAuth,
         scope
@@ -124,7 +124,7 @@ export const wrongSecret = Story.step<DemoEnv, TokenError.TokenError, HttpClient
   "wrong client secret",
   ({ authServer }) =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: authServer.tokenUrl,
         clientAuth: ClientAuth.clientSecretBasic({
           clientId: authServer.clientId,

@@ -3,7 +3,7 @@
  * the API starts rejecting it (revoked, as after a key rotation), the client recovers with one new token however
  * many requests hit the rejection at once.
  */
-import { AuthHttpClient, TokenCache, TokenSource } from "@effect-token/core"
+import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Array as Arr, Effect } from "effect"
 import type { Scope } from "effect"
@@ -32,7 +32,7 @@ export const setUp = Story.step<DemoEnv, Client, HttpClient.HttpClient | Scope.S
   "authenticated client",
   ({ api, authServer }) =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: authServer.tokenUrl,
         clientAuth: authServer.clientAuth,
         scope: "api:read"

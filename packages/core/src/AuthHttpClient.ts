@@ -43,6 +43,7 @@ import * as Schema from "effect/Schema"
 import type * as AccessToken from "./AccessToken.js"
 import * as Backoff from "./Backoff.js"
 import * as ClientAuth from "./ClientAuth.js"
+import * as ClientCredentials from "./ClientCredentials.js"
 import * as Discovery from "./Discovery.js"
 import { spanUrl } from "./internal/endpoint.js"
 import * as redirects from "./internal/redirects.js"
@@ -51,7 +52,7 @@ import { isTransientStatus } from "./internal/transient.js"
 import * as TokenCache from "./TokenCache.js"
 import * as TokenError from "./TokenError.js"
 import * as TokenManager from "./TokenManager.js"
-import * as TokenSource from "./TokenSource.js"
+import type * as TokenSource from "./TokenSource.js"
 import * as WwwAuthenticate from "./WwwAuthenticate.js"
 
 const ChallengeSchema = Schema.Struct({
@@ -599,13 +600,13 @@ export const make = (options: AuthenticateOptions): Effect.Effect<AuthHttpClient
  *
  * @example
  * ```ts
- * import { AuthHttpClient, TokenCache, TokenSource } from "@effect-token/core"
+ * import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
  *
  * const ApiLive = AuthHttpClient.layer({ baseUrl: "https://api.example.com" }).pipe(
  *   Layer.provide(TokenCache.layer({ skew: "10 seconds" })),
- *   Layer.provide(TokenSource.layerConfig()),
+ *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(NodeHttpClient.layerUndici)
  * )
  * ```
@@ -669,7 +670,7 @@ export const layerClientCredentials = <I = AuthHttpClient>(
     Effect.gen(function*() {
       const server = options.authorizationServer
       const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl,
         clientAuth: options.clientAuth,
         scope: options.scope,

@@ -1,8 +1,8 @@
 /**
  * Authorization server metadata: OpenID Connect Discovery 1.0, falling back to RFC 8414.
  *
- * The document is fetched on first use and kept for the life of the `Discovery`; a failed fetch is not kept, so the
- * next use tries again. Sources and revocation take a `Discovery` wherever they take an endpoint URL.
+ * The document is fetched on first use and kept for the life of the `Discovery` (its scope); a failed fetch is not
+ * kept, so the next use tries again. Sources and revocation take a `Discovery` wherever they take an endpoint URL.
  *
  * @since 0.1.0
  */
@@ -11,16 +11,16 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import * as SynchronizedRef from "effect/SynchronizedRef"
+import type * as Scope from "effect/Scope"
 import * as internal from "./internal/endpoint.js"
+import * as singleFlight from "./internal/singleFlight.js"
 import { invalidFields } from "./internal/tokenResponse.js"
 import { MalformedResponse, Misconfigured, TokenError } from "./TokenError.js"
 
@@ -273,7 +273,8 @@ const missingEndpoint = (name: string) =>
   })
 
 /**
- * A `Discovery` that fetches on first use and keeps the metadata, using the `HttpClient` in context.
+ * A `Discovery` that fetches on first use and keeps the metadata, using the `HttpClient` in context. It lives as
+ * long as the scope: a fetch still in flight when the scope closes is interrupted.
  *
  * Concurrent callers share one fetch. A failure is not kept (`Effect.cached` would keep it): every caller that
  * shared the failed attempt sees that failure, and the next call tries again. An interrupted caller is not a
@@ -281,25 +282,28 @@ const missingEndpoint = (name: string) =>
  *
  * @example
  * ```ts
- * import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
+ * import { ClientAuth, ClientCredentials, Discovery } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Effect, Redacted } from "effect"
  *
  * const program = Effect.gen(function*() {
  *   const discovery = yield* Discovery.make({ issuer: "https://auth.example.com" })
- *   const source = yield* TokenSource.clientCredentials({
+ *   const source = yield* ClientCredentials.make({
  *     tokenUrl: discovery,
  *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "billing", clientSecret: Redacted.make("s3cr3t") })
  *   })
  *   return yield* source.fetch
- * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+ * }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<Discovery, never, HttpClient.HttpClient> =>
+export const make = (options: Options): Effect.Effect<Discovery, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.flatMap(HttpClient.HttpClient, (client) => makeWith(client, options))
+
+/** The document is kept for the life of the `Discovery`: it is valid, and never due for a refresh, until +∞. */
+const forever: Either.Either<singleFlight.Validity> = Either.right({ validUntil: Infinity, refreshAt: Infinity })
 
 /**
  * Like {@link make}, with an explicit `HttpClient`.
@@ -311,40 +315,35 @@ export const make = (options: Options): Effect.Effect<Discovery, never, HttpClie
  * import { Effect } from "effect"
  *
  * declare const client: HttpClient.HttpClient
- * const discovery = Discovery.makeWith(client, { issuer: "https://auth.example.com" })
+ * const tokenUrl = Effect.flatMap(
+ *   Discovery.makeWith(client, { issuer: "https://auth.example.com" }),
+ *   (discovery) => discovery.tokenEndpoint
+ * ).pipe(Effect.scoped)
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeWith = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Discovery> =>
+export const makeWith = (
+  client: HttpClient.HttpClient,
+  options: Options
+): Effect.Effect<Discovery, never, Scope.Scope> =>
   Effect.gen(function*() {
     const fetchOnce = fetchWith(client, options)
-    // The attempt every caller shares: none before the first call and after a failure, so failures are not kept.
-    const attempt = yield* SynchronizedRef.make(Option.none<Deferred.Deferred<Metadata, TokenError>>())
-    // The fetch runs in its own fiber, not in the first caller's: a caller that is interrupted (a cancelled request)
-    // neither cancels the fetch the others wait for nor leaves a half-done attempt behind. Its document timeout
-    // bounds how long it can outlive its callers. A failure clears the attempt before anyone sees it, so each caller
-    // that shared it gets that failure and the next call starts afresh.
-    const start = Effect.flatMap(Deferred.make<Metadata, TokenError>(), (deferred) =>
-      fetchOnce.pipe(
-        // Started from the uninterruptible join-or-start below, and a fork inherits that: without this the document
-        // timeout could not interrupt a request that never gets an answer, and every caller would wait forever.
-        Effect.interruptible,
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : SynchronizedRef.set(attempt, Option.none())),
-        Effect.intoDeferred(deferred),
-        Effect.forkDaemon,
-        Effect.as(deferred)
-      ))
-    const metadata = SynchronizedRef.modifyEffect(attempt, (current) =>
-      Option.match(current, {
-        onSome: (deferred) => Effect.succeed([deferred, current] as const),
-        onNone: () => Effect.map(start, (deferred) => [deferred, Option.some(deferred)] as const)
-      })).pipe(
-        // Joining or starting is short and must not be cut half-way (a started fetch nobody could find again).
-        Effect.uninterruptible,
-        Effect.flatMap(Deferred.await)
-      )
+    // The single-flight engine of the token caches, with one cell that never expires: callers share the fetch in
+    // flight, a failure leaves the cell empty (so each caller that shared it gets that failure and the next call
+    // starts afresh), and the fetch runs in its own fiber, so an interrupted caller (a cancelled request) neither
+    // cancels the fetch the others wait for nor leaves a half-done attempt behind. That fiber is forked in the
+    // scope this `Discovery` is made in, as a `TokenCache`'s fetch is in the cache's: a daemon fiber would outlive
+    // the application, whereas closing the scope interrupts it. The document timeout bounds it meanwhile.
+    const engine = singleFlight.makeEngine<Metadata, TokenError>({
+      clock: yield* Effect.clock,
+      random: yield* Effect.random,
+      scope: yield* Effect.scope,
+      validity: () => forever
+    })
+    const cell = singleFlight.makeCell<Metadata, TokenError>()
+    const metadata = Effect.suspend(() => engine.get(cell, () => fetchOnce))
     return {
       [TypeId]: TypeId,
       issuer: options.issuer,
@@ -381,7 +380,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Effec
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<Discovery, never, HttpClient.HttpClient> =>
-  Layer.effect(Discovery, make(options))
+  Layer.scoped(Discovery, make(options))
 
 /**
  * Discovery settings read from configuration: `ISSUER` and optional `DISCOVERY_TIMEOUT` (e.g. `5 seconds`).
@@ -421,4 +420,4 @@ export const config: Config.Config<Options> = Config.all({
 export const layerConfig = (
   settings: Config.Config<Options> = config
 ): Layer.Layer<Discovery, ConfigError.ConfigError, HttpClient.HttpClient> =>
-  Layer.effect(Discovery, Effect.flatMap(settings, make))
+  Layer.scoped(Discovery, Effect.flatMap(settings, make))

@@ -2,10 +2,10 @@
  * A token cache whose lifetime follows each token: single flight without serializing callers, refresh ahead so
  * the hot path never waits, compare-and-clear invalidation, and failures that are never cached.
  *
- * States (in a `SynchronizedRef`): `Empty` → `Fetching` → `Ready` → (refresh window) `Refreshing` → `Ready`.
- * A `get` on a `Ready` token reads the state and the clock and returns: it takes no lock, so a fetch in progress
- * never delays it. Every other `get` decides under the lock, starts at most one fetch (in the cache's own scope,
- * so that no caller's interruption cancels it) and waits outside the lock.
+ * States (a cell of the single-flight engine): `Empty` → `Fetching` → `Ready` → (refresh window) `Refreshing` →
+ * `Ready`. A `get` on a `Ready` token reads the state and the clock and returns: it takes no lock, so a fetch in
+ * progress never delays it. Every other `get` decides in one synchronous step, starts at most one fetch (in the
+ * cache's own scope, so that no caller's interruption cancels it) and waits for it.
  *
  * @since 0.1.0
  */
@@ -148,12 +148,12 @@ export const make: (
  *
  * @example
  * ```ts
- * import { TokenCache, TokenSource } from "@effect-token/core"
+ * import { ClientCredentials, TokenCache } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
  *
  * const TokensLive = TokenCache.layer({ skew: "10 seconds" }).pipe(
- *   Layer.provide(TokenSource.layerConfig()),
+ *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(NodeHttpClient.layerUndici)
  * )
  * ```

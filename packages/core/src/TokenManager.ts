@@ -64,7 +64,7 @@ export interface Options extends TokenCache.Options {
  *
  * @example
  * ```ts
- * import { ClientAuth, TokenManager, TokenSource } from "@effect-token/core"
+ * import { ClientAuth, ClientCredentials, TokenManager } from "@effect-token/core"
  * import { Effect, Redacted } from "effect"
  *
  * // One token per tenant, each tenant with its own client at the same authorization server.
@@ -74,7 +74,7 @@ export interface Options extends TokenCache.Options {
  *   const tenants = yield* TokenManager.make({
  *     key: (tenant: string) => tenant,
  *     source: (tenant: string) =>
- *       TokenSource.clientCredentials({
+ *       ClientCredentials.make({
  *         tokenUrl: "https://auth.example.com/oauth/token",
  *         clientAuth: ClientAuth.clientSecretBasic({ clientId: tenant, clientSecret: secretOf(tenant) })
  *       }),
@@ -146,7 +146,7 @@ const byName = (a: readonly [string, unknown], b: readonly [string, unknown]) =>
  *
  * @example
  * ```ts
- * import { ClientAuth, TokenManager, TokenSource } from "@effect-token/core"
+ * import { ClientAuth, ClientCredentials, TokenManager } from "@effect-token/core"
  * import { Effect, Redacted } from "effect"
  *
  * const program = Effect.gen(function*() {
@@ -156,7 +156,7 @@ const byName = (a: readonly [string, unknown], b: readonly [string, unknown]) =>
  *       clientAuth: ClientAuth.clientSecretBasic({ clientId: "app", clientSecret: Redacted.make("s3cr3t") }),
  *       scope: "orders:read"
  *     },
- *     TokenSource.clientCredentials
+ *     ClientCredentials.make
  *   )
  *   const reports = yield* tokens.get({ audience: "reports-api" })
  *   const orders = yield* tokens.get({})
@@ -187,7 +187,7 @@ export const TokenManager: Context.Tag<TokenManager<TokenSource.TokenShape>, Tok
  *
  * @example
  * ```ts
- * import { ClientAuth, TokenManager, TokenSource } from "@effect-token/core"
+ * import { ClientAuth, ClientCredentials, TokenManager } from "@effect-token/core"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer, Redacted } from "effect"
  *
@@ -196,7 +196,7 @@ export const TokenManager: Context.Tag<TokenManager<TokenSource.TokenShape>, Tok
  *     tokenUrl: "https://auth.example.com/oauth/token",
  *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "app", clientSecret: Redacted.make("s3cr3t") })
  *   },
- *   TokenSource.clientCredentials,
+ *   ClientCredentials.make,
  *   { capacity: 1_000 }
  * ).pipe(Layer.provide(NodeHttpClient.layerUndici))
  * ```

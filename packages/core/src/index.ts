@@ -26,6 +26,26 @@ export * as TokenSource from "./TokenSource.js"
 /**
  * @since 0.1.0
  */
+export * as ClientCredentials from "./ClientCredentials.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RefreshToken from "./RefreshToken.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Password from "./Password.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TokenExchange from "./TokenExchange.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Backoff from "./Backoff.js"
 
 /**

@@ -1,4 +1,4 @@
-import { ClientAuth, TokenSource } from "@effect-token/core"
+import { ClientAuth, ClientCredentials } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
@@ -30,7 +30,7 @@ const clients = [
 ]
 
 const fetchWith = (tokenUrl: string, clientAuth: ClientAuth.ClientAuth, scope = "api:read") =>
-  TokenSource.clientCredentials({ tokenUrl, clientAuth, scope }).pipe(
+  ClientCredentials.make({ tokenUrl, clientAuth, scope }).pipe(
     Effect.flatMap((source) => source.fetch),
     Effect.provide(NodeHttpClient.layerUndici)
   )

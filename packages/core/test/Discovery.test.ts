@@ -1,9 +1,10 @@
-import { ClientAuth, Discovery, TokenSource } from "@effect-token/core"
+import { ClientAuth, ClientCredentials, Discovery } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Redacted, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, TestClock } from "effect"
+import { forkStarted } from "./support/fibers.js"
 import { fake, json, recording } from "./support/http.js"
 
 const live = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, NodeHttpClient.layerUndici)
@@ -46,7 +47,7 @@ describe("Discovery against a real oidc-provider", () => {
     live(Effect.gen(function*() {
       const as = yield* OidcProvider.make({ clients })
       const discovery = yield* Discovery.make({ issuer: as.issuer })
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: discovery,
         clientAuth: ClientAuth.clientSecretBasic({ clientId: "svc", clientSecret: Redacted.make("svc-secret") }),
         scope: "api:read"
@@ -67,7 +68,7 @@ describe("Discovery against a real oidc-provider", () => {
       expect(error.message).toContain("issuer mismatch")
       expect(error.message).toContain(JSON.stringify(as.issuer))
       // A source built on it fails with the same typed error.
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: discovery,
         clientAuth: ClientAuth.none({ clientId: "svc" })
       })
@@ -77,7 +78,7 @@ describe("Discovery against a real oidc-provider", () => {
 })
 
 describe("Discovery with an in-process server", () => {
-  it.effect("falls back to RFC 8414 on 404, inserting the well-known path before the issuer's path", () =>
+  it.scoped("falls back to RFC 8414 on 404, inserting the well-known path before the issuer's path", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example/tenant1"
       const { client, requests } = yield* fake((request) =>
@@ -93,7 +94,7 @@ describe("Discovery with an in-process server", () => {
       ])
     }))
 
-  it.effect("a failure is not cached: the next call fetches again, and a success then is kept", () =>
+  it.scoped("a failure is not cached: the next call fetches again, and a success then is kept", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example"
       let calls = 0
@@ -112,17 +113,22 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(2)
     }))
 
-  it.effect("callers that share a failed attempt all see it; only one new attempt follows", () =>
+  it.scoped("callers that share a failed attempt all see it; only one new attempt follows", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example"
       let calls = 0
+      const release = yield* Deferred.make<void>()
+      // The first attempt fails, but only when the test says so: every caller has joined it by then.
       const { client, requests } = yield* fake(() =>
-        Effect.as(Effect.yieldNow(), ++calls === 1 ? new Response("down", { status: 502 }) : json(document(issuer)))
+        ++calls === 1
+          ? Effect.as(Deferred.await(release), new Response("down", { status: 502 }))
+          : Effect.succeed(json(document(issuer)))
       )
       const discovery = yield* Discovery.makeWith(client, { issuer })
-      const first = yield* Effect.all(Array.from({ length: 5 }, () => Effect.either(discovery.metadata)), {
-        concurrency: "unbounded"
-      })
+      const waiting = yield* Effect.forEach(Array.from({ length: 5 }), () => forkStarted(discovery.metadata))
+      expect(waiting.every((caller) => caller.unsafePoll() === null)).toBe(true)
+      yield* Deferred.succeed(release, undefined)
+      const first = yield* Effect.forEach(waiting, (caller) => Effect.either(Fiber.join(caller)))
       expect(first.every((r) => r._tag === "Left")).toBe(true)
       yield* Effect.all(Array.from({ length: 5 }, () => discovery.metadata), { concurrency: "unbounded" })
       expect((yield* requests).length).toBe(2)
@@ -143,14 +149,14 @@ describe("Discovery with an in-process server", () => {
     return { discovery, issuer, release, requested, requests }
   })
 
-  it.effect("an interrupted caller is not a failure: the memo of a fetch that succeeds is kept", () =>
+  it.scoped("an interrupted caller is not a failure: the memo of a fetch that succeeds is kept", () =>
     Effect.gen(function*() {
       const { discovery, issuer, release, requested, requests } = yield* held
       const first = yield* Effect.fork(discovery.metadata)
       yield* Deferred.await(requested)
       // A second caller waits for the same fetch, then gives up (its request was cancelled, say).
-      const waiter = yield* Effect.fork(discovery.metadata)
-      yield* Effect.yieldNow({ priority: 1000 })
+      const waiter = yield* forkStarted(discovery.metadata)
+      expect(waiter.unsafePoll()).toBeNull()
       yield* Fiber.interrupt(waiter)
       yield* Deferred.succeed(release, undefined)
       expect((yield* Fiber.join(first)).issuer).toBe(issuer)
@@ -159,7 +165,7 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(1)
     }))
 
-  it.effect("the caller that started the fetch is interrupted: the fetch goes on and its document is kept", () =>
+  it.scoped("the caller that started the fetch is interrupted: the fetch goes on and its document is kept", () =>
     Effect.gen(function*() {
       const { discovery, issuer, release, requested, requests } = yield* held
       const first = yield* Effect.fork(discovery.metadata)
@@ -172,7 +178,18 @@ describe("Discovery with an in-process server", () => {
       expect((yield* requests).length).toBe(1)
     }))
 
-  it.effect("typed errors: no document at all, an invalid document, a bad issuer, a missing endpoint", () =>
+  it.effect("closing the scope the Discovery was made in interrupts its fetch in flight; nothing outlives it", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { discovery, requested, requests } = yield* Scope.extend(held, scope)
+      const caller = yield* Effect.fork(discovery.metadata)
+      yield* Deferred.await(requested)
+      yield* Scope.close(scope, Exit.void)
+      expect(Exit.isInterrupted(yield* Fiber.await(caller))).toBe(true)
+      expect((yield* requests).length).toBe(1)
+    }))
+
+  it.scoped("typed errors: no document at all, an invalid document, a bad issuer, a missing endpoint", () =>
     Effect.gen(function*() {
       const issuer = "https://as.example"
       const notFound = yield* fake(() => new Response("", { status: 404 }))
@@ -241,7 +258,7 @@ describe("Discovery with an in-process server", () => {
 })
 
 describe("Discovery timeout", () => {
-  it.effect("a server that never answers fails with Timeout after the document timeout, not never", () =>
+  it.scoped("a server that never answers fails with Timeout after the document timeout, not never", () =>
     Effect.gen(function*() {
       const silent = HttpClient.make(() => Effect.never)
       const discovery = yield* Discovery.makeWith(silent, { issuer: "https://as.test", timeout: "5 seconds" })

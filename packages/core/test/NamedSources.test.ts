@@ -1,4 +1,12 @@
-import { ClientAuth, RefreshTokenStore, TokenSource } from "@effect-token/core"
+import type { TokenSource } from "@effect-token/core"
+import {
+  ClientAuth,
+  ClientCredentials,
+  Password,
+  RefreshToken,
+  RefreshTokenStore,
+  TokenExchange
+} from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, FastCheck as fc, Layer, Redacted } from "effect"
@@ -18,8 +26,7 @@ const withFake = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       (result) => ({ result, requests })
     ))
 
-const cc = (options: Partial<TokenSource.ClientCredentialsOptions>) =>
-  TokenSource.clientCredentials({ tokenUrl, clientAuth, ...options })
+const cc = (options: Partial<ClientCredentials.Options>) => ClientCredentials.make({ tokenUrl, clientAuth, ...options })
 
 describe("named sources", () => {
   it.effect("two tagged sources in one app: different keys, each sends its own parameters", () =>
@@ -58,17 +65,17 @@ describe("named sources", () => {
         const store = yield* RefreshTokenStore.make(Redacted.make("rt"))
         const key = (source: Effect.Effect<TokenSource.TokenSource, never, HttpClient.HttpClient>) =>
           Effect.map(source, (s) => s.key)
-        const refresh = (options: Partial<TokenSource.RefreshTokenOptions>) =>
+        const refresh = (options: Partial<RefreshToken.Options>) =>
           key(
-            TokenSource.refreshToken({ tokenUrl, clientAuth, ...options }).pipe(
+            RefreshToken.make({ tokenUrl, clientAuth, ...options }).pipe(
               Effect.provideService(RefreshTokenStore.RefreshTokenStore, store)
             )
           )
         const password = (username: string) =>
-          key(TokenSource.password({ tokenUrl, clientAuth, username, password: Redacted.make("pw") }))
-        const exchange = (options: Partial<TokenSource.TokenExchangeOptions>) =>
+          key(Password.make({ tokenUrl, clientAuth, username, password: Redacted.make("pw") }))
+        const exchange = (options: Partial<TokenExchange.Options>) =>
           key(
-            TokenSource.tokenExchange({
+            TokenExchange.make({
               tokenUrl,
               clientAuth,
               subjectToken: Redacted.make("s"),
@@ -97,8 +104,8 @@ describe("named sources", () => {
             yield* password("bob"),
             yield* exchange({}),
             yield* exchange({ subjectKey: "u2" }),
-            yield* exchange({ requestedTokenType: TokenSource.TokenTypes.idToken }),
-            yield* exchange({ subjectTokenType: TokenSource.TokenTypes.jwt }),
+            yield* exchange({ requestedTokenType: TokenExchange.TokenTypes.idToken }),
+            yield* exchange({ subjectTokenType: TokenExchange.TokenTypes.jwt }),
             yield* exchange({ actorToken: Redacted.make("a"), actorKey: "svc" })
           ]
         }

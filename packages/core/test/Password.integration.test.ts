@@ -1,4 +1,4 @@
-import { ClientAuth, TokenSource } from "@effect-token/core"
+import { ClientAuth, Password } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
@@ -58,7 +58,7 @@ describe("password grant against a real oidc-provider (with a registered passwor
   it.scopedLive("obtains a token for the user; the username is in the key, the password is not", () =>
     live(Effect.gen(function*() {
       const as = yield* startProvider
-      const source = yield* TokenSource.password({
+      const source = yield* Password.make({
         tokenUrl: as.tokenUrl,
         clientAuth,
         username: "batch",
@@ -81,7 +81,7 @@ describe("password grant against a real oidc-provider (with a registered passwor
     live(Effect.gen(function*() {
       const as = yield* startProvider
       const wrong = "wrong-password-value"
-      const source = yield* TokenSource.password({
+      const source = yield* Password.make({
         tokenUrl: as.tokenUrl,
         clientAuth,
         username: "batch",
@@ -98,7 +98,7 @@ describe("password grant against a real oidc-provider (with a registered passwor
   it.scopedLive("the client still authenticates: a wrong client secret is invalid_client", () =>
     live(Effect.gen(function*() {
       const as = yield* startProvider
-      const source = yield* TokenSource.password({
+      const source = yield* Password.make({
         tokenUrl: as.tokenUrl,
         clientAuth: ClientAuth.clientSecretPost({ clientId: "legacy", clientSecret: Redacted.make("nope") }),
         username: "batch",

@@ -1,4 +1,4 @@
-import { ClientAuth, TokenSource } from "@effect-token/core"
+import { ClientAuth, ClientCredentials } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -28,7 +28,7 @@ const client = (clientId: string, publicJwk: jose.JWK) => ({
 const fetchTwice = (tokenUrl: string, auth: ClientAuth.ClientAuth) =>
   Effect.gen(function*() {
     const { client, requests } = yield* recording(yield* HttpClient.HttpClient)
-    const source = yield* TokenSource.clientCredentials({ tokenUrl, clientAuth: auth, scope: "api:read" }).pipe(
+    const source = yield* ClientCredentials.make({ tokenUrl, clientAuth: auth, scope: "api:read" }).pipe(
       Effect.provideService(HttpClient.HttpClient, client)
     )
     yield* source.fetch
@@ -113,7 +113,7 @@ describe("private_key_jwt (RFC 7523) against a real oidc-provider", () => {
       const other = yield* keyPair("RS256")
       const as = yield* OidcProvider.make({ clients: [client("rs", registered.publicJwk)] })
       const pem = yield* Effect.promise(() => exportPKCS8(other.privateKey))
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: as.tokenUrl,
         clientAuth: ClientAuth.privateKeyJwt({ clientId: "rs", privateKey: Redacted.make(pem), keyId: "RS256-key" })
       })
@@ -129,7 +129,7 @@ describe("private_key_jwt (RFC 7523) against a real oidc-provider", () => {
     live(Effect.gen(function*() {
       const as = yield* OidcProvider.make({ clients: [] })
       const garbage = "-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5LXNlY3JldC1tYXRlcmlhbA==\n-----END PRIVATE KEY-----"
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: as.tokenUrl,
         clientAuth: ClientAuth.privateKeyJwt({ clientId: "rs", privateKey: Redacted.make(garbage) })
       })

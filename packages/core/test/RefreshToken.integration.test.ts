@@ -1,4 +1,4 @@
-import { ClientAuth, RefreshTokenStore, TokenSource } from "@effect-token/core"
+import { ClientAuth, RefreshToken, RefreshTokenStore } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
@@ -38,7 +38,7 @@ const sourceFor = (
   clientAuth: ClientAuth.ClientAuth = webAuth,
   scope?: string
 ) =>
-  TokenSource.refreshToken({ tokenUrl: as.tokenUrl, clientAuth, scope }).pipe(
+  RefreshToken.make({ tokenUrl: as.tokenUrl, clientAuth, scope }).pipe(
     Effect.provideService(RefreshTokenStore.RefreshTokenStore, store)
   )
 

@@ -1,7 +1,7 @@
 /**
  * The refresh source and its store, against an in-process token endpoint.
  */
-import { ClientAuth, RefreshTokenStore, TokenError, TokenSource } from "@effect-token/core"
+import { ClientAuth, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Redacted, Ref, TestClock } from "effect"
@@ -19,7 +19,7 @@ describe("refresh source and a store that fails", () => {
         ...inner,
         set: () => Effect.fail(RefreshTokenStore.unavailable("redis: connection refused"))
       }
-      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, failing),
         Effect.provideService(HttpClient.HttpClient, client)
       )
@@ -43,7 +43,7 @@ describe("refresh source and a store that fails", () => {
         set: () => Effect.void,
         clear: Effect.void
       }
-      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, down),
         Effect.provideService(HttpClient.HttpClient, client)
       )
@@ -62,7 +62,7 @@ describe("refresh source and a store that fails", () => {
         ...store,
         set: (token) => Effect.zipRight(Ref.update(writes, (n) => n + 1), store.set(token))
       }
-      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, counting),
         Effect.provideService(HttpClient.HttpClient, client)
       )
@@ -86,7 +86,7 @@ describe("refresh source and interruption", () => {
         )
       )
       const store = yield* RefreshTokenStore.make(Redacted.make("first"))
-      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
         Effect.provideService(HttpClient.HttpClient, client)
       )
@@ -94,7 +94,8 @@ describe("refresh source and interruption", () => {
       yield* Deferred.await(requested)
       // The app shuts down: the fetch's fiber is interrupted while the request is in flight.
       const interrupting = yield* Effect.fork(Fiber.interrupt(fetching))
-      yield* Effect.yieldNow({ priority: 1000 })
+      // Time passes (well within the request's timeout) and the interruption still waits: for the answer, not a clock.
+      yield* TestClock.adjust("1 second")
       expect(Option.isNone(yield* Fiber.poll(interrupting))).toBe(true)
       yield* Deferred.succeed(release, undefined)
       const exit = yield* Fiber.join(interrupting)
@@ -108,7 +109,7 @@ describe("refresh source and interruption", () => {
       const requested = yield* Deferred.make<void>()
       const { client } = yield* fake(() => Effect.zipRight(Deferred.succeed(requested, undefined), Effect.never))
       const store = yield* RefreshTokenStore.make(Redacted.make("first"))
-      const source = yield* TokenSource.refreshToken({ tokenUrl, clientAuth, attemptTimeout: "5 seconds" }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth, attemptTimeout: "5 seconds" }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
         Effect.provideService(HttpClient.HttpClient, client)
       )

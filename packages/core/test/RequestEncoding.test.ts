@@ -1,4 +1,12 @@
-import { ClientAuth, RefreshTokenStore, TokenSource } from "@effect-token/core"
+import type { TokenSource } from "@effect-token/core"
+import {
+  ClientAuth,
+  ClientCredentials,
+  Password,
+  RefreshToken,
+  RefreshTokenStore,
+  TokenExchange
+} from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, Redacted } from "effect"
@@ -92,7 +100,7 @@ describe("request encoding (property tests against a capturing in-process client
     { shape: shapeArb, clientId: text, secret: text },
     ({ clientId, secret, shape }) =>
       Effect.gen(function*() {
-        const request = yield* once(TokenSource.clientCredentials({
+        const request = yield* once(ClientCredentials.make({
           tokenUrl,
           clientAuth: ClientAuth.clientSecretPost({ clientId, clientSecret: Redacted.make(secret) }),
           ...shape
@@ -115,7 +123,7 @@ describe("request encoding (property tests against a capturing in-process client
       Effect.gen(function*() {
         const store = yield* RefreshTokenStore.make(Redacted.make(refreshToken))
         const request = yield* once(
-          TokenSource.refreshToken({
+          RefreshToken.make({
             tokenUrl,
             clientAuth: ClientAuth.clientSecretBasic({ clientId, clientSecret: Redacted.make(secret) }),
             ...shape
@@ -131,7 +139,7 @@ describe("request encoding (property tests against a capturing in-process client
     { shape: shapeArb, clientId: text, username: text, password: text },
     ({ clientId, password, shape, username }) =>
       Effect.gen(function*() {
-        const request = yield* once(TokenSource.password({
+        const request = yield* once(Password.make({
           tokenUrl,
           clientAuth: ClientAuth.none({ clientId }),
           username,
@@ -161,7 +169,7 @@ describe("request encoding (property tests against a capturing in-process client
     },
     ({ actor, actorType, requested, shape, subject, subjectType }) =>
       Effect.gen(function*() {
-        const request = yield* once(TokenSource.tokenExchange({
+        const request = yield* once(TokenExchange.make({
           tokenUrl,
           clientAuth: ClientAuth.none({ clientId: "gw" }),
           subjectToken: Effect.succeed(Redacted.make(subject)),
@@ -192,7 +200,7 @@ describe("request encoding (property tests against a capturing in-process client
     Effect.gen(function*() {
       const store = yield* RefreshTokenStore.make(Redacted.make("the-refresh-token"))
       const request = yield* once(
-        TokenSource.refreshToken({
+        RefreshToken.make({
           tokenUrl,
           clientAuth: ClientAuth.none({ clientId: "cli" }),
           scope: "a",

@@ -1,4 +1,11 @@
-import { ClientAuth, Discovery, RefreshTokenStore, Revocation, TokenSource } from "@effect-token/core"
+import {
+  ClientAuth,
+  ClientCredentials,
+  Discovery,
+  RefreshToken,
+  RefreshTokenStore,
+  Revocation
+} from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -65,7 +72,7 @@ describe("token revocation (RFC 7009) against a real oidc-provider", () => {
       expect(yield* isActive(as, refreshToken)).toBe(false)
 
       const store = yield* RefreshTokenStore.make(refreshToken)
-      const source = yield* TokenSource.refreshToken({ tokenUrl: as.tokenUrl, clientAuth: basic }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl: as.tokenUrl, clientAuth: basic }).pipe(
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, store)
       )
       expect((yield* Effect.flip(source.fetch)).reason._tag).toBe("RefreshTokenRejected")
@@ -76,7 +83,7 @@ describe("token revocation (RFC 7009) against a real oidc-provider", () => {
   it.scopedLive("an access token revoked through the discovered endpoint is inactive", () =>
     live(Effect.gen(function*() {
       const as = yield* startProvider
-      const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: basic })
+      const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: basic })
       const token = yield* source.fetch
       expect(yield* isActive(as, token.value)).toBe(true)
 

@@ -3,7 +3,14 @@
  * capturing tracer, and no client secret, access token or refresh token appears in anything they recorded, nor in
  * any error the flows produced.
  */
-import { AuthHttpClient, RefreshTokenStore, TokenCache, TokenError, TokenSource } from "@effect-token/core"
+import {
+  AuthHttpClient,
+  ClientCredentials,
+  RefreshToken,
+  RefreshTokenStore,
+  TokenCache,
+  TokenError
+} from "@effect-token/core"
 import { Advance, Fault, TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -53,7 +60,7 @@ describe("no secret in logs, spans or errors", () => {
 
       for (const method of ["client_secret_basic", "client_secret_post"] as const) {
         const source = yield* provideClient(
-          TokenSource.clientCredentials({
+          ClientCredentials.make({
             tokenUrl: as.tokenUrl,
             clientAuth: as.clientAuth({ clientId: "svc", method })
           })
@@ -89,7 +96,7 @@ describe("no secret in logs, spans or errors", () => {
 
         // A wrong secret.
         const wrong = yield* provideClient(
-          TokenSource.clientCredentials({
+          ClientCredentials.make({
             tokenUrl: as.tokenUrl,
             clientAuth: {
               _tag: "ClientSecretPost",
@@ -105,7 +112,7 @@ describe("no secret in logs, spans or errors", () => {
       // Refresh token rotation, then reuse of a rotated token.
       const first = yield* as.issueRefreshToken({ clientId: "svc" })
       const store = yield* RefreshTokenStore.make(first)
-      const refreshing = yield* TokenSource.refreshToken({
+      const refreshing = yield* RefreshToken.make({
         tokenUrl: as.tokenUrl,
         clientAuth: as.clientAuth({ clientId: "svc" })
       }).pipe(provideClient, Effect.provideService(RefreshTokenStore.RefreshTokenStore, store))

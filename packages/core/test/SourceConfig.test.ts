@@ -1,4 +1,14 @@
-import { ClientAuth, Discovery, RefreshTokenStore, Revocation, TokenSource } from "@effect-token/core"
+import {
+  ClientAuth,
+  ClientCredentials,
+  Discovery,
+  Password,
+  RefreshToken,
+  RefreshTokenStore,
+  Revocation,
+  TokenExchange,
+  TokenSource
+} from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option, Redacted } from "effect"
@@ -51,7 +61,7 @@ describe("ClientAuth.config", () => {
 describe("source configuration", () => {
   const base = { TOKEN_URL: "https://as.example/token", CLIENT_ID: "app", CLIENT_AUTH_METHOD: "none" }
 
-  it.effect("refreshTokenConfig + RefreshTokenStore.layerMemoryConfig: a working source from the environment", () =>
+  it.effect("RefreshToken.config + RefreshTokenStore.layerMemoryConfig: a working source from the environment", () =>
     Effect.gen(function*() {
       const { client, requests } = yield* fake(() => tokenResponse({ refresh_token: "rotated" }))
       const env = {
@@ -71,7 +81,7 @@ describe("source configuration", () => {
       })
       const storeLayer = RefreshTokenStore.layerMemoryConfig()
       yield* program.pipe(
-        Effect.provide(Layer.provideMerge(TokenSource.layerRefreshTokenConfig(), storeLayer)),
+        Effect.provide(Layer.provideMerge(RefreshToken.layerConfig(), storeLayer)),
         Effect.provideService(HttpClient.HttpClient, client),
         withEnv(env)
       )
@@ -80,16 +90,16 @@ describe("source configuration", () => {
       expect(request!.form.get("scope")).toBe("repo")
     }))
 
-  it.effect("clientCredentialsConfig reads every ClientAuth method, as the other grants do", () =>
+  it.effect("ClientCredentials.config reads every ClientAuth method, as the other grants do", () =>
     Effect.gen(function*() {
-      const basic = yield* TokenSource.clientCredentialsConfig.pipe(
+      const basic = yield* ClientCredentials.config.pipe(
         withEnv({ TOKEN_URL: "https://as.example/token", CLIENT_ID: "svc", CLIENT_SECRET: "s", SCOPE: "api:read" })
       )
       expect(basic.clientAuth._tag).toBe("ClientSecretBasic")
       expect(basic.scope).toBe("api:read")
-      const none = yield* TokenSource.clientCredentialsConfig.pipe(withEnv(base))
+      const none = yield* ClientCredentials.config.pipe(withEnv(base))
       expect(none.clientAuth).toEqual({ _tag: "None", clientId: "app" })
-      const jwt = yield* TokenSource.clientCredentialsConfig.pipe(withEnv({
+      const jwt = yield* ClientCredentials.config.pipe(withEnv({
         TOKEN_URL: "https://as.example/token",
         CLIENT_ID: "svc",
         CLIENT_AUTH_METHOD: "private_key_jwt",
@@ -101,7 +111,7 @@ describe("source configuration", () => {
       // A source from configuration with a public client sends its client_id and no secret.
       const { client, requests } = yield* fake(() => tokenResponse())
       yield* Effect.flatMap(TokenSource.TokenSource, (source) => source.fetch).pipe(
-        Effect.provide(TokenSource.layerConfig()),
+        Effect.provide(ClientCredentials.layerConfig()),
         Effect.provideService(HttpClient.HttpClient, client),
         withEnv(base)
       )
@@ -111,32 +121,32 @@ describe("source configuration", () => {
       expect(request!.headers["authorization"]).toBeUndefined()
     }))
 
-  it.effect("passwordConfig reads the password as Redacted", () =>
+  it.effect("Password.config reads the password as Redacted", () =>
     Effect.gen(function*() {
-      const options = yield* TokenSource.passwordConfig.pipe(withEnv({ ...base, USERNAME: "u", PASSWORD: "p@ss" }))
+      const options = yield* Password.config.pipe(withEnv({ ...base, USERNAME: "u", PASSWORD: "p@ss" }))
       expect(options.username).toBe("u")
       expect(Redacted.isRedacted(options.password)).toBe(true)
       expect(Redacted.value(options.password)).toBe("p@ss")
-      const missing = yield* Effect.flip(TokenSource.passwordConfig.pipe(withEnv({ ...base, USERNAME: "u" })))
+      const missing = yield* Effect.flip(Password.config.pipe(withEnv({ ...base, USERNAME: "u" })))
       expect(String(missing)).toContain("PASSWORD")
     }))
 
-  it.effect("layerTokenExchangeConfig: settings from configuration, subject from code", () =>
+  it.effect("TokenExchange.layerConfig: settings from configuration, subject from code", () =>
     Effect.gen(function*() {
       const { client, requests } = yield* fake(() =>
-        tokenResponse({ issued_token_type: TokenSource.TokenTypes.accessToken })
+        tokenResponse({ issued_token_type: TokenExchange.TokenTypes.accessToken })
       )
       yield* Effect.flatMap(TokenSource.TokenSource, (source) => source.fetch).pipe(
         Effect.provide(
-          TokenSource.layerTokenExchangeConfig({ subjectToken: Redacted.make("user-token"), subjectKey: "u" })
+          TokenExchange.layerConfig({ subjectToken: Redacted.make("user-token"), subjectKey: "u" })
         ),
         Effect.provideService(HttpClient.HttpClient, client),
-        withEnv({ ...base, AUDIENCE: "orders", REQUESTED_TOKEN_TYPE: TokenSource.TokenTypes.jwt })
+        withEnv({ ...base, AUDIENCE: "orders", REQUESTED_TOKEN_TYPE: TokenExchange.TokenTypes.jwt })
       )
       const [request] = yield* requests
       expect(request!.form.get("subject_token")).toBe("user-token")
       expect(request!.form.get("audience")).toBe("orders")
-      expect(request!.form.get("requested_token_type")).toBe(TokenSource.TokenTypes.jwt)
+      expect(request!.form.get("requested_token_type")).toBe(TokenExchange.TokenTypes.jwt)
     }))
 
   it.effect("Discovery.config and Revocation.config", () =>

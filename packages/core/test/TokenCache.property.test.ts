@@ -1,17 +1,9 @@
-import { AccessToken, TokenCache, TokenError, TokenSource } from "@effect-token/core"
+import type { AccessToken } from "@effect-token/core"
+import { TokenCache, TokenSource } from "@effect-token/core"
+import { TestTokenSource } from "@effect-token/testing"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  Array as Arr,
-  DateTime,
-  Duration,
-  Effect,
-  FastCheck as fc,
-  Fiber,
-  Option,
-  Redacted,
-  Ref,
-  TestClock
-} from "effect"
+import { Array as Arr, Duration, Effect, Exit, FastCheck as fc, Fiber, Option, Ref, TestClock } from "effect"
+import { forkStarted } from "./support/fibers.js"
 
 /*
  * Random interleavings of gets, invalidations, clock advances and fetch outcomes, checking the cache's invariants:
@@ -84,42 +76,22 @@ describe("TokenCache invariants", () => {
       Effect.gen(function*() {
         const events = yield* Ref.make<ReadonlyArray<Event>>([])
         const log = (event: Event) => Ref.update(events, Arr.append(event))
-        const script = yield* Ref.make<ReadonlyArray<Outcome>>([])
-        const inFlight = yield* Ref.make(0)
-        const maxInFlight = yield* Ref.make(0)
-        let n = 0
-
-        const fetch = Effect.gen(function*() {
-          yield* log({ _tag: "FetchStart", at: yield* TestClock.currentTimeMillis })
-          const now = yield* Ref.updateAndGet(inFlight, (k) => k + 1)
-          yield* Ref.update(maxInFlight, (k) => Math.max(k, now))
-          yield* Effect.sleep(Duration.millis(fetchMillis))
-          const next = yield* Ref.modify(script, (s) =>
-            s.length === 0
-              ? [{ _tag: "Token", lifetimeSeconds: 60 } as Outcome, s] as const
-              : [s[0]!, s.slice(1)] as const)
-          yield* Ref.update(inFlight, (k) => k - 1)
-          const at = yield* TestClock.currentTimeMillis
-          if (next._tag === "Fail") {
-            yield* log({ _tag: "FetchEnd", at, token: Option.none() })
-            return yield* new TokenError.TokenError({
-              operation: "property",
-              reason: next.transient
-                ? new TokenError.Unavailable({ status: 503 })
-                : new TokenError.OAuthError({ code: "invalid_client", status: 401 })
-            })
-          }
-          const issuedAt = yield* DateTime.now
-          const token = AccessToken.make({
-            value: Redacted.make(`token-${++n}`),
-            issuedAt,
-            expiresAt: Option.some(DateTime.addDuration(issuedAt, Duration.seconds(next.lifetimeSeconds)))
-          })
-          yield* log({ _tag: "FetchEnd", at, token: Option.some(token) })
-          return token
+        // Every fetch takes `fetchMillis`; with nothing scripted it brings a token living 60 s.
+        const test = yield* TestTokenSource.make({
+          key: "property",
+          delay: Duration.millis(fetchMillis),
+          lifetime: "60 seconds"
         })
+        // The source as the cache sees it, logging when each fetch starts and ends among the invalidations.
+        const fetch = Effect.zipRight(
+          Effect.flatMap(TestClock.currentTimeMillis, (at) => log({ _tag: "FetchStart", at })),
+          test.source.fetch
+        ).pipe(Effect.onExit((exit) =>
+          Effect.flatMap(TestClock.currentTimeMillis, (at) =>
+            log({ _tag: "FetchEnd", at, token: Exit.isSuccess(exit) ? Option.some(exit.value) : Option.none() }))
+        ))
 
-        const cache = yield* TokenCache.make(TokenSource.make({ key: "property", fetch }), {
+        const cache = yield* TokenCache.make(TokenSource.make({ key: test.source.key, fetch }), {
           skew: Duration.millis(skewMillis),
           refreshAhead,
           refreshAheadJitter: 0
@@ -129,7 +101,8 @@ describe("TokenCache invariants", () => {
         const getters: Array<Fiber.RuntimeFiber<unknown>> = []
         const getAndRecord = cache.get.pipe(
           Effect.tap((token) =>
-            Effect.flatMap(TestClock.currentTimeMillis, (at) => Ref.update(handedOut, Arr.append({ token, at })))
+            Effect.flatMap(TestClock.currentTimeMillis, (at) =>
+              Ref.update(handedOut, Arr.append({ token, at })))
           ),
           Effect.ignore
         )
@@ -142,13 +115,20 @@ describe("TokenCache invariants", () => {
         for (const cmd of commands) {
           switch (cmd._tag) {
             case "Get":
-              getters.push(yield* Effect.fork(getAndRecord))
+              // Returns once the get has run until it got a token or waits for a fetch.
+              getters.push(yield* forkStarted(getAndRecord))
               break
             case "Advance":
               yield* TestClock.adjust(Duration.millis(cmd.millis))
               break
             case "Script":
-              yield* Ref.update(script, Arr.append(cmd.outcome))
+              yield* test.script(
+                cmd.outcome._tag === "Token"
+                  ? TestTokenSource.succeed({ lifetime: Duration.seconds(cmd.outcome.lifetimeSeconds) })
+                  : cmd.outcome.transient
+                  ? TestTokenSource.fail("Unavailable", { status: 503 })
+                  : TestTokenSource.fail("OAuthError", { code: "invalid_client", status: 401 })
+              )
               break
             case "InvalidateCurrent": {
               const state = yield* cache.state
@@ -161,7 +141,6 @@ describe("TokenCache invariants", () => {
               break
             }
           }
-          yield* Effect.repeatN(Effect.yieldNow(), 5)
         }
         // Let every fetch, retry and waiter finish.
         yield* TestClock.adjust(Duration.minutes(10))
@@ -170,7 +149,7 @@ describe("TokenCache invariants", () => {
         for (const { at, token } of yield* Ref.get(handedOut)) {
           expect(at).toBeLessThan(validUntil(token))
         }
-        expect(yield* Ref.get(maxInFlight)).toBeLessThanOrEqual(1)
+        expect(yield* test.maxInFlight).toBeLessThanOrEqual(1)
 
         // Every fetch after the first has a reason.
         let previous: Option.Option<Option.Option<AccessToken.AccessToken>> = Option.none()

@@ -1,8 +1,10 @@
-import { AccessToken, TokenCache, TokenSource } from "@effect-token/core"
+import { ClientCredentials, TokenCache } from "@effect-token/core"
+import { TestTokenSource } from "@effect-token/testing"
 import type { HttpClientResponse } from "@effect/platform"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Fiber, Option, Redacted, Ref, TestClock } from "effect"
+import { Array as Arr, Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { forkStarted } from "./support/fibers.js"
 
 /*
  * Refresh timing for any token lifetime, and the bound on a caller's whole wait. Time is the TestClock's; a caller
@@ -11,20 +13,7 @@ import { DateTime, Duration, Effect, Fiber, Option, Redacted, Ref, TestClock } f
 
 /** A source whose every fetch takes `delay` and returns a new token living `lifetime`. */
 const timedSource = (options: { readonly delay: Duration.DurationInput; readonly lifetime: Duration.DurationInput }) =>
-  Effect.gen(function*() {
-    const fetches = yield* Ref.make(0)
-    const fetch = Effect.gen(function*() {
-      const n = yield* Ref.updateAndGet(fetches, (k) => k + 1)
-      yield* Effect.sleep(options.delay)
-      const issuedAt = yield* DateTime.now
-      return AccessToken.make({
-        value: Redacted.make(`token-${n}`),
-        issuedAt,
-        expiresAt: Option.some(DateTime.addDuration(issuedAt, options.lifetime))
-      })
-    })
-    return { source: TokenSource.make({ key: "timed", fetch }), fetches: Ref.get(fetches) }
-  })
+  TestTokenSource.make({ key: "timed", delay: options.delay, lifetime: options.lifetime })
 
 /**
  * Calls `get` every `step` for `duration`, moving the clock only between calls, and counts the calls that could not
@@ -42,8 +31,8 @@ const drive = (
     while (first.unsafePoll() === null) yield* TestClock.adjust(Duration.millis(1))
     for (let i = 0; i < steps; i++) {
       yield* TestClock.adjust(Duration.millis(step))
-      const fiber = yield* Effect.fork(get)
-      yield* Effect.yieldNow()
+      // Returns once the get has run as far as it can without the clock moving: done, or waiting for a fetch.
+      const fiber = yield* forkStarted(get)
       if (fiber.unsafePoll() === null) {
         waited++
         while (fiber.unsafePoll() === null) yield* TestClock.adjust(Duration.millis(1))
@@ -92,15 +81,12 @@ describe("TokenCache refresh timing", () => {
 
   it.scoped("a refresh answered with the same token (no later expiry) does not loop", () =>
     Effect.gen(function*() {
-      const fetches = yield* Ref.make(0)
-      const expiresAt = DateTime.unsafeMake(100_000)
-      const source = TokenSource.make({
+      // Every fetch, however many there are (one per get at worst), hands back the same token and expiry.
+      const test = yield* TestTokenSource.make({
         key: "stubborn",
-        fetch: Effect.flatMap(Ref.update(fetches, (n) => n + 1), () =>
-          Effect.map(DateTime.now, (issuedAt) =>
-            AccessToken.make({ value: Redacted.make("same"), issuedAt, expiresAt: Option.some(expiresAt) })))
+        script: Arr.replicate(TestTokenSource.succeed({ value: "same", expiresAt: 100_000 }), 1_001)
       })
-      const cache = yield* TokenCache.make(source, { skew: 0, refreshAheadJitter: 0 })
+      const cache = yield* TokenCache.make(test.source, { skew: 0, refreshAheadJitter: 0 })
       yield* cache.get
       // The refresh window is the last 10 s; a get every 10 ms in it must not send a request every 10 ms.
       for (let at = 90_000; at < 100_000; at += 10) {
@@ -108,7 +94,7 @@ describe("TokenCache refresh timing", () => {
         yield* cache.get
       }
       // One fetch at the start, then retries at least 1 s apart, halving the time left: a handful, not 1,000.
-      expect(yield* Ref.get(fetches)).toBeLessThanOrEqual(8)
+      expect(yield* test.fetches).toBeLessThanOrEqual(8)
     }))
 })
 
@@ -117,7 +103,7 @@ describe("TokenCache acquireTimeout", () => {
 
   it.scoped("each attempt has its own bound: a server that never answers fails the call after the retries", () =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: "https://as.test/token",
         clientAuth: { _tag: "None", clientId: "c" },
         attemptTimeout: "1 second"
@@ -136,7 +122,7 @@ describe("TokenCache acquireTimeout", () => {
 
   it.scoped("acquireTimeout bounds the whole wait, retries included", () =>
     Effect.gen(function*() {
-      const source = yield* TokenSource.clientCredentials({
+      const source = yield* ClientCredentials.make({
         tokenUrl: "https://as.test/token",
         clientAuth: { _tag: "None", clientId: "c" },
         attemptTimeout: "1 second"

@@ -1,4 +1,4 @@
-import { ClientAuth, TokenSource } from "@effect-token/core"
+import { ClientAuth, ClientCredentials, TokenExchange } from "@effect-token/core"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { HttpClient } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -104,7 +104,7 @@ const startProvider = OidcProvider.make({
 const gatewayAuth = ClientAuth.clientSecretBasic({ clientId: "gateway", clientSecret: Redacted.make(secret) })
 
 const frontendSource = (as: OidcProvider.OidcProvider) =>
-  TokenSource.clientCredentials({
+  ClientCredentials.make({
     tokenUrl: as.tokenUrl,
     clientAuth: ClientAuth.clientSecretBasic({ clientId: "frontend", clientSecret: Redacted.make("frontend-secret") })
   })
@@ -119,7 +119,7 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
     live(Effect.gen(function*() {
       const as = yield* startProvider
       const frontend = yield* frontendSource(as)
-      const source = yield* TokenSource.tokenExchange({
+      const source = yield* TokenExchange.make({
         tokenUrl: as.tokenUrl,
         clientAuth: gatewayAuth,
         subjectToken: frontend,
@@ -144,10 +144,9 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
     live(Effect.gen(function*() {
       const as = yield* startProvider
       const frontend = yield* frontendSource(as)
-      const actorToken =
-        (yield* (yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: gatewayAuth }))
-          .fetch).value
-      const source = yield* TokenSource.tokenExchange({
+      const actorToken = (yield* (yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: gatewayAuth }))
+        .fetch).value
+      const source = yield* TokenExchange.make({
         tokenUrl: as.tokenUrl,
         clientAuth: gatewayAuth,
         subjectToken: Effect.map(frontend.fetch, (token) => token.value),
@@ -164,11 +163,11 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
   it.scopedLive("an ID token requested: the N_A answer is accepted and says what it issued", () =>
     live(Effect.gen(function*() {
       const as = yield* startProvider
-      const source = yield* TokenSource.tokenExchange({
+      const source = yield* TokenExchange.make({
         tokenUrl: as.tokenUrl,
         clientAuth: gatewayAuth,
         subjectToken: yield* frontendSource(as),
-        requestedTokenType: TokenSource.TokenTypes.idToken
+        requestedTokenType: TokenExchange.TokenTypes.idToken
       })
       const token = yield* source.fetch
       expect(token.issuedTokenType).toEqual(Option.some(idTokenType))
@@ -181,7 +180,7 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
     live(Effect.gen(function*() {
       const as = yield* startProvider
       const forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.forged-subject"
-      const source = yield* TokenSource.tokenExchange({
+      const source = yield* TokenExchange.make({
         tokenUrl: as.tokenUrl,
         clientAuth: gatewayAuth,
         subjectToken: Redacted.make(forged)
@@ -197,11 +196,11 @@ describe("token exchange (RFC 8693) against a real oidc-provider (with a registe
   it.scopedLive("a failing subject source fails the exchange with its own error, before any exchange request", () =>
     live(Effect.gen(function*() {
       const as = yield* startProvider
-      const broken = yield* TokenSource.clientCredentials({
+      const broken = yield* ClientCredentials.make({
         tokenUrl: as.tokenUrl,
         clientAuth: ClientAuth.clientSecretBasic({ clientId: "frontend", clientSecret: Redacted.make("wrong") })
       })
-      const source = yield* TokenSource.tokenExchange({
+      const source = yield* TokenExchange.make({
         tokenUrl: as.tokenUrl,
         clientAuth: gatewayAuth,
         subjectToken: broken
@@ -217,7 +216,7 @@ describe("token exchange answers", () => {
   const exchangeWith = (body: Record<string, unknown>) =>
     Effect.gen(function*() {
       const { client } = yield* fake(() => json(body))
-      const source = yield* TokenSource.tokenExchange({
+      const source = yield* TokenExchange.make({
         tokenUrl: "https://as.example/token",
         clientAuth: ClientAuth.none({ clientId: "c" }),
         subjectToken: Redacted.make("subject")
@@ -245,7 +244,7 @@ describe("token exchange answers", () => {
     Effect.gen(function*() {
       const { client } = yield* fake(() => json({}))
       const make = (subject: string) =>
-        TokenSource.tokenExchange({
+        TokenExchange.make({
           tokenUrl: "https://as.example/token",
           clientAuth: ClientAuth.none({ clientId: "c" }),
           subjectToken: Redacted.make(subject)

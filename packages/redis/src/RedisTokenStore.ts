@@ -462,14 +462,14 @@ export const shared: (
  *
  * @example
  * ```ts
- * import { TokenCache, TokenSource } from "@effect-token/core"
+ * import { ClientCredentials, TokenCache } from "@effect-token/core"
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
  *
  * const TokensLive = TokenCache.layer().pipe(
  *   Layer.provide(RedisTokenStore.layerShared()),
- *   Layer.provide(TokenSource.layerConfig()),
+ *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(RedisTokenStore.layerConfig()),
  *   Layer.provide(Layer.merge(RedisClient.layerIoredisConfig(), NodeHttpClient.layerUndici))
  * )

@@ -13,16 +13,11 @@
  *
  * @since 0.1.0
  */
-import type { AccessToken } from "@effect-token/core"
-import { ClientAuth } from "@effect-token/core"
+import type { AccessToken, ClientAuth } from "@effect-token/core"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
-import * as DateTime from "effect/DateTime"
+import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -30,10 +25,15 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
-import { decodeJwt, errors as joseErrors, exportJWK, generateKeyPair, jwtVerify, SignJWT } from "jose"
 import type * as jose from "jose"
-import { randomBytes } from "node:crypto"
-import * as Fault from "./Fault.js"
+import type * as Fault from "./Fault.js"
+import * as App from "./internal/authorizationServer/app.js"
+import * as ClientAuthentication from "./internal/authorizationServer/clientAuthentication.js"
+import * as Grants from "./internal/authorizationServer/grants.js"
+import * as ServerState from "./internal/authorizationServer/state.js"
+import * as TokenEndpoint from "./internal/authorizationServer/tokenEndpoint.js"
+import * as Tokens from "./internal/authorizationServer/tokens.js"
+import * as Verification from "./internal/authorizationServer/verification.js"
 import * as FaultQueue from "./internal/faultQueue.js"
 import * as Serve from "./internal/serve.js"
 import * as TestHttpClient from "./TestHttpClient.js"
@@ -146,12 +146,7 @@ export interface SigningKey {
  * @since 0.1.0
  * @category constructors
  */
-export const generateSigningKey: Effect.Effect<SigningKey> = Effect.gen(function*() {
-  const { privateKey, publicKey } = yield* Effect.promise(() => generateKeyPair("RS256"))
-  const kid = `test-key-${randomBytes(6).toString("base64url")}`
-  const publicJwk: jose.JWK = { ...(yield* Effect.promise(() => exportJWK(publicKey))), kid, alg: "RS256", use: "sig" }
-  return { kid, privateKey: Redacted.make(privateKey), publicKey, publicJwk }
-})
+export const generateSigningKey: Effect.Effect<SigningKey> = Tokens.generateSigningKey
 
 /**
  * The in-process variant also chooses its origin, since no socket gives it one.
@@ -218,17 +213,23 @@ export interface Claims {
  * @since 0.1.0
  * @category errors
  */
-export class InvalidToken extends Data.TaggedError("InvalidToken")<{
-  readonly reason: "Malformed" | "Signature" | "Expired" | "Issuer" | "Audience" | "Revoked" | "Unknown"
-  readonly description: string
-}> {
-  /**
-   * @since 0.1.0
-   */
-  override get message(): string {
-    return `${this.reason}: ${this.description}`
-  }
-}
+export const InvalidToken: typeof Verification.InvalidToken = Verification.InvalidToken
+
+/**
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ *
+ * const revoked: TestAuthorizationServer.InvalidToken = new TestAuthorizationServer.InvalidToken({
+ *   reason: "Revoked",
+ *   description: "the access token was revoked"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type InvalidToken = Verification.InvalidToken
 
 /**
  * A token, its raw value, or (for {@link TestAuthorizationServer.revoke}) its `jti`.
@@ -336,14 +337,14 @@ export const TestAuthorizationServer: Context.Tag<TestAuthorizationServer, TestA
  *
  * @example
  * ```ts
- * import { TokenSource } from "@effect-token/core"
+ * import { ClientCredentials } from "@effect-token/core"
  * import { TestAuthorizationServer } from "@effect-token/testing"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Effect } from "effect"
  *
  * const program = Effect.gen(function*() {
  *   const as = yield* TestAuthorizationServer.make()
- *   const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
+ *   const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
  *   return yield* source.fetch
  * }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layerUndici))
  * ```
@@ -443,42 +444,12 @@ export const layerClient: Layer.Layer<HttpClient.HttpClient, never, TestAuthoriz
  * @since 0.1.0
  * @category accessors
  */
-export const jtiOf = (token: TokenLike): string => {
-  const raw = rawValue(token)
-  try {
-    const jti = decodeJwt(raw).jti
-    return typeof jti === "string" ? jti : raw
-  } catch {
-    return raw
-  }
-}
+export const jtiOf = (token: TokenLike): string => Tokens.jtiOf(token)
 
-const rawValue = (token: TokenLike): string =>
-  typeof token === "string" ? token : Redacted.isRedacted(token) ? Redacted.value(token) : Redacted.value(token.value)
-
-// ---------------------------------------------------------------------------------------------------------------
-
-interface RefreshGrant {
-  readonly clientId: string
-  readonly scope: Option.Option<string>
-  readonly state: "active" | "rotated" | "revoked"
-}
-
-interface State {
-  readonly requests: Readonly<Record<string, number>>
-  readonly issued: ReadonlyArray<IssuedToken>
-  readonly lifetime: Duration.Duration
-  readonly nextLifetimes: ReadonlyArray<Duration.Duration>
-  readonly revoked: ReadonlySet<string>
-  readonly refreshTokens: ReadonlyMap<string, RefreshGrant>
-}
-
-type OAuthFailure = { readonly error: string; readonly description: string; readonly status: number }
-
-const oauthFailure = (error: string, description: string, status = 400): OAuthFailure => ({
-  error,
-  description,
-  status
+/** The grants this server serves, by `grant_type`; the discovery document lists the same. */
+const grantsOf = (issuing: Tokens.Issuer, state: ServerState.ServerState, rotate: boolean) => ({
+  client_credentials: Grants.clientCredentials(issuing),
+  refresh_token: Grants.refreshToken({ issuing, state, rotate })
 })
 
 const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizationServer> =>
@@ -486,279 +457,33 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
     const audience = options.audience ?? "urn:effect-token:test-api"
     const clients = options.clients ?? [defaultClient]
     if (clients.length === 0) return yield* Effect.dieMessage("TestAuthorizationServer needs at least one client")
-    const includeExpiresIn = options.includeExpiresIn ?? true
-    const rotate = options.rotateRefreshTokens ?? true
     const signingKey = options.signingKey ?? (yield* generateSigningKey)
     const jwks: jose.JSONWebKeySet = { keys: [signingKey.publicJwk] }
     const faults = yield* FaultQueue.make
-    const state = yield* Ref.make<State>({
-      requests: {},
-      issued: [],
-      lifetime: Duration.decode(options.tokenLifetime ?? Duration.minutes(5)),
-      nextLifetimes: [],
-      revoked: new Set(),
-      refreshTokens: new Map()
-    })
+    const state = yield* ServerState.make(options.tokenLifetime ?? Duration.minutes(5))
     const tokenUrl = `${issuer}/token`
     const jwksUrl = `${issuer}/jwks`
     const discoveryUrl = `${issuer}/.well-known/openid-configuration`
 
-    const findClient = (clientId: string) => clients.find((client) => client.clientId === clientId)
-
-    const newRefreshToken = (clientId: string, scope: Option.Option<string>) =>
-      Ref.modify(state, (s): [string, State] => {
-        // Unguessable like a real one, so a test that scans logs for secrets has something to find.
-        const value = `rt-${randomBytes(16).toString("base64url")}`
-        const refreshTokens = new Map(s.refreshTokens)
-        refreshTokens.set(value, { clientId, scope, state: "active" })
-        return [value, { ...s, refreshTokens }]
-      })
-
-    const issue = (client: Client, grantType: string, scope: Option.Option<string>, withRefresh: boolean) =>
-      Effect.gen(function*() {
-        const nowMillis = yield* Clock.currentTimeMillis
-        const { lifetime, sequence } = yield* Ref.modify(state, (s) => {
-          const [next, ...rest] = s.nextLifetimes
-          return [
-            { lifetime: next ?? s.lifetime, sequence: s.issued.length + 1 },
-            { ...s, nextLifetimes: next === undefined ? s.nextLifetimes : rest }
-          ]
-        })
-        const lifetimeSeconds = Math.max(1, Math.round(Duration.toSeconds(lifetime)))
-        const iat = Math.floor(nowMillis / 1000)
-        // `exp` is whole seconds; rounding it up keeps it at or after `now + expires_in`, the expiry a client
-        // computes, so a client that refreshes on its own schedule is never rejected for a sub-second reason.
-        const exp = Math.ceil((nowMillis + lifetimeSeconds * 1000) / 1000)
-        const jti = `at-${sequence}`
-        const payload: Record<string, string> = { client_id: client.clientId }
-        if (Option.isSome(scope)) payload.scope = scope.value
-        const value = yield* Effect.promise(() =>
-          new SignJWT(payload)
-            .setProtectedHeader({ alg: "RS256", kid: signingKey.kid, typ: "at+jwt" })
-            .setIssuer(issuer)
-            .setSubject(client.clientId)
-            .setAudience(audience)
-            .setJti(jti)
-            .setIssuedAt(iat)
-            .setExpirationTime(exp)
-            .sign(Redacted.value(signingKey.privateKey))
-        )
-        const refreshToken = withRefresh ? Option.some(yield* newRefreshToken(client.clientId, scope)) : Option.none()
-        const record: IssuedToken = {
-          jti,
-          sequence,
-          value: Redacted.make(value),
-          clientId: client.clientId,
-          grantType,
-          scope,
-          issuedAt: DateTime.unsafeMake(nowMillis),
-          expiresAt: DateTime.unsafeMake(exp * 1000),
-          refreshToken: Option.map(refreshToken, Redacted.make)
-        }
-        yield* Ref.update(state, (s) => ({ ...s, issued: [...s.issued, record] }))
-        const body: Record<string, string | number> = { access_token: value, token_type: "Bearer" }
-        if (includeExpiresIn) body.expires_in = lifetimeSeconds
-        if (Option.isSome(scope)) body.scope = scope.value
-        if (Option.isSome(refreshToken)) body.refresh_token = refreshToken.value
-        return HttpServerResponse.unsafeJson(body, { headers: noStore })
-      })
-
-    const authenticate = (
-      request: HttpServerRequest.HttpServerRequest,
-      form: URLSearchParams
-    ): Effect.Effect<Client, OAuthFailure> => {
-      const header = request.headers["authorization"]
-      const basic = header !== undefined && /^basic /i.test(header) ? parseBasic(header.slice(6).trim()) : undefined
-      if (header !== undefined && /^basic /i.test(header) && basic === undefined) {
-        return Effect.fail(oauthFailure("invalid_client", "malformed Basic credentials", 401))
-      }
-      const postId = form.get("client_id")
-      const postSecret = form.get("client_secret")
-      if (basic !== undefined && postSecret !== null) {
-        // RFC 6749 §2.3: a client must not use more than one authentication method per request.
-        return Effect.fail(oauthFailure("invalid_request", "more than one client authentication method"))
-      }
-      const attempt = basic !== undefined
-        ? { method: "client_secret_basic" as const, clientId: basic.clientId, secret: basic.secret }
-        : postSecret !== null && postId !== null
-        ? { method: "client_secret_post" as const, clientId: postId, secret: postSecret }
-        : postId !== null
-        ? { method: "none" as const, clientId: postId, secret: undefined }
-        : undefined
-      if (attempt === undefined) return Effect.fail(oauthFailure("invalid_client", "no client authentication", 401))
-      if (basic !== undefined && postId !== null && postId !== basic.clientId) {
-        return Effect.fail(oauthFailure("invalid_request", "client_id does not match the Basic credentials"))
-      }
-      const client = findClient(attempt.clientId)
-      const failed = oauthFailure("invalid_client", "client authentication failed", 401)
-      if (client === undefined) return Effect.fail(failed)
-      if (client.clientSecret === undefined) {
-        return attempt.method === "none" ? Effect.succeed(client) : Effect.fail(failed)
-      }
-      const allowed = client.authMethods ?? ["client_secret_basic", "client_secret_post"]
-      if (attempt.method === "none" || !allowed.includes(attempt.method)) return Effect.fail(failed)
-      return attempt.secret === Redacted.value(client.clientSecret) ? Effect.succeed(client) : Effect.fail(failed)
-    }
-
-    const grantScope = (
-      client: Client,
-      requested: string | null
-    ): Effect.Effect<Option.Option<string>, OAuthFailure> => {
-      if (requested === null || requested.trim() === "") {
-        return Effect.succeed(
-          client.scopes === undefined || client.scopes.length === 0
-            ? Option.none()
-            : Option.some(client.scopes.join(" "))
-        )
-      }
-      const scopes = requested.trim().split(/\s+/)
-      const allowed = client.scopes
-      if (allowed !== undefined && !scopes.every((scope) => allowed.includes(scope))) {
-        return Effect.fail(oauthFailure("invalid_scope", "the requested scope is not allowed for this client"))
-      }
-      return Effect.succeed(Option.some(scopes.join(" ")))
-    }
-
-    const clientCredentials = (client: Client, form: URLSearchParams) =>
-      Effect.gen(function*() {
-        if (client.clientSecret === undefined) {
-          return yield* Effect.fail(oauthFailure("unauthorized_client", "public clients cannot use this grant"))
-        }
-        const scope = yield* grantScope(client, form.get("scope"))
-        return yield* issue(client, "client_credentials", scope, false)
-      })
-
-    const refresh = (client: Client, form: URLSearchParams) =>
-      Effect.gen(function*() {
-        const presented = form.get("refresh_token")
-        if (presented === null) return yield* Effect.fail(oauthFailure("invalid_request", "missing refresh_token"))
-        const s = yield* Ref.get(state)
-        const grant = s.refreshTokens.get(presented)
-        if (grant === undefined || grant.clientId !== client.clientId || grant.state !== "active") {
-          return yield* Effect.fail(
-            oauthFailure("invalid_grant", "the refresh token is invalid, revoked, or was already used")
-          )
-        }
-        const requested = form.get("scope")
-        let scope = grant.scope
-        if (requested !== null && requested.trim() !== "") {
-          const original = new Set(Option.getOrElse(grant.scope, () => "").split(" "))
-          const scopes = requested.trim().split(/\s+/)
-          // RFC 6749 §6: a refresh may narrow the scope, never widen it.
-          if (!scopes.every((scopeItem) => original.has(scopeItem))) {
-            return yield* Effect.fail(oauthFailure("invalid_scope", "the scope exceeds the original grant"))
-          }
-          scope = Option.some(scopes.join(" "))
-        }
-        if (rotate) {
-          yield* Ref.update(state, (s) => {
-            const refreshTokens = new Map(s.refreshTokens)
-            refreshTokens.set(presented, { ...grant, state: "rotated" })
-            return { ...s, refreshTokens }
-          })
-        }
-        return yield* issue(client, "refresh_token", scope, rotate)
-      })
-
-    const tokenEndpoint = (request: HttpServerRequest.HttpServerRequest) =>
-      Effect.gen(function*() {
-        const text = yield* Effect.orElseSucceed(request.text, () => "")
-        const form = new URLSearchParams(text)
-        const grantType = form.get("grant_type") ?? "unknown"
-        yield* Ref.update(state, (s) => ({
-          ...s,
-          requests: { ...s.requests, [grantType]: (s.requests[grantType] ?? 0) + 1 }
-        }))
-        const fault = yield* faults.take
-        if (Option.isSome(fault)) {
-          const answer = yield* Fault.toResponse(fault.value)
-          if (Option.isSome(answer)) return answer.value
-        }
-        const contentType = request.headers["content-type"] ?? ""
-        const handled = Effect.gen(function*() {
-          if (!contentType.toLowerCase().startsWith("application/x-www-form-urlencoded")) {
-            return yield* Effect.fail(oauthFailure("invalid_request", "expected a form-encoded body"))
-          }
-          const client = yield* authenticate(request, form)
-          switch (grantType) {
-            case "client_credentials":
-              return yield* clientCredentials(client, form)
-            case "refresh_token":
-              return yield* refresh(client, form)
-            case "unknown":
-              return yield* Effect.fail(oauthFailure("invalid_request", "missing grant_type"))
-            default:
-              return yield* Effect.fail(oauthFailure("unsupported_grant_type", "this server does not support it"))
-          }
-        })
-        return yield* Effect.catchAll(handled, (failure) => {
-          const headers: Record<string, string> = { ...noStore }
-          // RFC 6749 §5.2: a 401 for a client that tried Basic must say which scheme to use.
-          if (failure.status === 401 && request.headers["authorization"] !== undefined) {
-            headers["www-authenticate"] = `Basic realm="${issuer}"`
-          }
-          return Effect.succeed(
-            HttpServerResponse.unsafeJson({ error: failure.error, error_description: failure.description }, {
-              status: failure.status,
-              headers
-            })
-          )
-        })
-      })
-
-    const metadata = {
+    const issuing = Tokens.makeIssuer({
       issuer,
-      token_endpoint: tokenUrl,
-      jwks_uri: jwksUrl,
-      grant_types_supported: ["client_credentials", "refresh_token"],
-      token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
-      response_types_supported: [],
-      scopes_supported: [...new Set(clients.flatMap((client) => client.scopes ?? []))]
-    }
-
-    const app: HttpApp.Default = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const path = request.url.split("?")[0]
-      switch (path) {
-        case "/token":
-          return request.method === "POST"
-            ? yield* tokenEndpoint(request)
-            : methodNotAllowed("POST")
-        case "/jwks":
-          return HttpServerResponse.unsafeJson(jwks)
-        case "/.well-known/openid-configuration":
-        case "/.well-known/oauth-authorization-server":
-          return HttpServerResponse.unsafeJson(metadata)
-        default:
-          return HttpServerResponse.unsafeJson({ error: "not_found" }, { status: 404 })
-      }
+      audience,
+      signingKey,
+      includeExpiresIn: options.includeExpiresIn ?? true,
+      state
+    })
+    const grants = grantsOf(issuing, state, options.rotateRefreshTokens ?? true)
+    const app = App.make({
+      issuer,
+      tokenUrl,
+      jwksUrl,
+      jwks,
+      clients,
+      grantTypes: Object.keys(grants),
+      tokenEndpoint: TokenEndpoint.make({ issuer, clients, state, faults, grants })
     })
 
-    const verify = (
-      token: string | Redacted.Redacted<string> | AccessToken.AccessToken,
-      verifyOptions?: { readonly audience?: string | undefined }
-    ): Effect.Effect<Claims, InvalidToken> =>
-      Effect.gen(function*() {
-        const nowMillis = yield* Clock.currentTimeMillis
-        const result = yield* Effect.tryPromise({
-          try: () =>
-            jwtVerify(rawValue(token), signingKey.publicKey, {
-              issuer,
-              audience: verifyOptions?.audience ?? audience,
-              algorithms: ["RS256"],
-              requiredClaims: ["jti", "exp", "iat", "client_id"],
-              // jose reads the wall clock unless told the time: the Effect Clock decides here.
-              currentDate: new Date(nowMillis)
-            }),
-          catch: toInvalidToken
-        })
-        const claims = result.payload as unknown as Claims
-        const revoked = yield* Effect.map(Ref.get(state), (s) => s.revoked.has(claims.jti))
-        if (revoked) return yield* new InvalidToken({ reason: "Revoked", description: "the access token was revoked" })
-        return claims
-      })
-
-    const self: TestAuthorizationServer = {
+    return {
       issuer,
       origin: issuer,
       tokenUrl,
@@ -769,17 +494,7 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
       clients,
       app,
       client: TestHttpClient.make({ origin: issuer, app }),
-      clientAuth: (authOptions) => {
-        const client = authOptions?.clientId === undefined ? clients[0]! : findClient(authOptions.clientId)
-        if (client === undefined) throw new Error(`no client ${authOptions?.clientId} on this server`)
-        if (client.clientSecret === undefined || authOptions?.method === "none") {
-          return ClientAuth.none({ clientId: client.clientId })
-        }
-        const credentials = { clientId: client.clientId, clientSecret: client.clientSecret }
-        return authOptions?.method === "client_secret_post"
-          ? ClientAuth.clientSecretPost(credentials)
-          : ClientAuth.clientSecretBasic(credentials)
-      },
+      clientAuth: (authOptions) => ClientAuthentication.clientAuthFor(clients, authOptions),
       failNext: (fault, times) => faults.push(fault, times),
       clearFaults: faults.clear,
       setTokenLifetime: (lifetime) => Ref.update(state, (s) => ({ ...s, lifetime: Duration.decode(lifetime) })),
@@ -792,69 +507,20 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
       issuedTokens: Effect.map(Ref.get(state), (s) => s.issued),
       lookup: (jti) => Effect.map(Ref.get(state), (s) => Option.fromNullable(s.issued.find((t) => t.jti === jti))),
       issueRefreshToken: (refreshOptions) => {
-        const client = refreshOptions?.clientId === undefined ? clients[0]! : findClient(refreshOptions.clientId)
+        const client = refreshOptions?.clientId === undefined
+          ? clients[0]!
+          : ClientAuthentication.findClient(clients, refreshOptions.clientId)
         if (client === undefined) return Effect.dieMessage(`no client ${refreshOptions?.clientId} on this server`)
         const scope = refreshOptions?.scope !== undefined
           ? Option.some(refreshOptions.scope)
           : client.scopes === undefined || client.scopes.length === 0
           ? Option.none()
           : Option.some(client.scopes.join(" "))
-        return Effect.map(newRefreshToken(client.clientId, scope), Redacted.make)
+        return Effect.map(issuing.newRefreshToken(client.clientId, scope), Redacted.make)
       },
-      revokeRefreshToken: (refreshToken) =>
-        Ref.update(state, (s) => {
-          const value = Redacted.isRedacted(refreshToken) ? Redacted.value(refreshToken) : refreshToken
-          const grant = s.refreshTokens.get(value)
-          if (grant === undefined) return s
-          const refreshTokens = new Map(s.refreshTokens)
-          refreshTokens.set(value, { ...grant, state: "revoked" })
-          return { ...s, refreshTokens }
-        }),
-      revoke: (tokenOrJti) => Ref.update(state, (s) => ({ ...s, revoked: new Set([...s.revoked, jtiOf(tokenOrJti)]) })),
-      isRevoked: (tokenOrJti) => Effect.map(Ref.get(state), (s) => s.revoked.has(jtiOf(tokenOrJti))),
-      verify
-    }
-    return self
+      revokeRefreshToken: (refreshToken) => Verification.revokeRefreshToken(state, refreshToken),
+      revoke: (tokenOrJti) => Verification.revoke(state, tokenOrJti),
+      isRevoked: (tokenOrJti) => Verification.isRevoked(state, tokenOrJti),
+      verify: Verification.makeVerifier({ issuer, audience, signingKey, state })
+    } satisfies TestAuthorizationServer
   })
-
-/** RFC 6749 §5.1: token responses must not be cached by intermediaries. */
-const noStore = { "cache-control": "no-store", pragma: "no-cache" }
-
-const methodNotAllowed = (allow: string) =>
-  HttpServerResponse.unsafeJson({ error: "method_not_allowed" }, { status: 405, headers: { allow } })
-
-/** RFC 6749 §2.3.1: id and secret are form-encoded before Base64, so they are decoded after it. */
-const parseBasic = (encoded: string): { readonly clientId: string; readonly secret: string } | undefined => {
-  const decoded = Buffer.from(encoded, "base64").toString("utf8")
-  const colon = decoded.indexOf(":")
-  if (colon < 0) return undefined
-  try {
-    const formDecode = (s: string) => decodeURIComponent(s.replace(/\+/g, " "))
-    return { clientId: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)) }
-  } catch {
-    return undefined
-  }
-}
-
-const toInvalidToken = (cause: unknown): InvalidToken => {
-  if (cause instanceof joseErrors.JWTExpired) {
-    return new InvalidToken({ reason: "Expired", description: "the access token expired" })
-  }
-  if (cause instanceof joseErrors.JWTClaimValidationFailed) {
-    switch (cause.claim) {
-      case "iss":
-        return new InvalidToken({ reason: "Issuer", description: "the access token has another issuer" })
-      case "aud":
-        return new InvalidToken({ reason: "Audience", description: "the access token is for another audience" })
-      default:
-        return new InvalidToken({ reason: "Malformed", description: `invalid claim ${cause.claim}` })
-    }
-  }
-  if (cause instanceof joseErrors.JWSSignatureVerificationFailed) {
-    return new InvalidToken({ reason: "Signature", description: "the signature does not verify" })
-  }
-  if (cause instanceof joseErrors.JOSEError) {
-    return new InvalidToken({ reason: "Malformed", description: "the access token is not a valid JWT" })
-  }
-  return new InvalidToken({ reason: "Unknown", description: "the access token cannot be verified" })
-}

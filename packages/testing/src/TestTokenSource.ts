@@ -5,7 +5,8 @@
  * Each fetch takes the next scripted outcome (a token with a chosen lifetime, a `TokenError`, either after a
  * delay or a gate); with the script empty it succeeds with `token-1`, `token-2`, ... of the configured lifetime.
  * It records what a test asserts on: how many fetches, when each started (on the Effect `Clock`), how many ran
- * at once, how many were interrupted.
+ * at once, how many were interrupted; and a test can wait until a number of fetches have started or finished
+ * instead of yielding and hoping the fibers got that far.
  *
  * @since 0.1.0
  */
@@ -13,6 +14,7 @@ import { AccessToken, TokenError, TokenSource } from "@effect-token/core"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -56,6 +58,8 @@ export type Outcome =
     readonly _tag: "Succeed"
     readonly value: Option.Option<string>
     readonly lifetime: Option.Option<Lifetime>
+    /** A fixed expiry, which takes the place of `lifetime`. */
+    readonly expiresAt: Option.Option<DateTime.Utc>
     readonly scope: Option.Option<string>
     readonly refreshToken: Option.Option<string>
     readonly delay: Option.Option<Duration.Duration>
@@ -78,13 +82,16 @@ export interface Timing {
 }
 
 /**
- * A successful fetch. Unset fields take the source's defaults (next `token-N` value, configured lifetime).
+ * A successful fetch. Unset fields take the source's defaults (next `token-N` value, configured lifetime, configured
+ * delay). `expiresAt` fixes the expiry instead of a lifetime from the fetch: a server that keeps handing back the
+ * token it issued before.
  *
  * @example
  * ```ts
  * import { TestTokenSource } from "@effect-token/testing"
  *
  * const outcome = TestTokenSource.succeed({ lifetime: "10 seconds", delay: "1 second" })
+ * const same = TestTokenSource.succeed({ value: "same", expiresAt: 100_000 })
  * ```
  *
  * @since 0.1.0
@@ -94,6 +101,7 @@ export const succeed = (
   options: Timing & {
     readonly value?: string | undefined
     readonly lifetime?: Lifetime | undefined
+    readonly expiresAt?: DateTime.DateTime.Input | undefined
     readonly scope?: string | undefined
     readonly refreshToken?: string | undefined
   } = {}
@@ -101,6 +109,7 @@ export const succeed = (
   _tag: "Succeed",
   value: Option.fromNullable(options.value),
   lifetime: Option.fromNullable(options.lifetime),
+  expiresAt: Option.map(Option.fromNullable(options.expiresAt), (at) => DateTime.toUtc(DateTime.unsafeMake(at))),
   scope: Option.fromNullable(options.scope),
   refreshToken: Option.fromNullable(options.refreshToken),
   delay: Option.map(Option.fromNullable(options.delay), Duration.decode),
@@ -183,6 +192,8 @@ export interface Options {
   readonly key?: string | undefined
   /** Lifetime of default tokens and of scripted ones that set none. Default 5 minutes. */
   readonly lifetime?: Lifetime | undefined
+  /** How long each fetch takes whose outcome sets no `delay` of its own, on the Effect `Clock`. Default: none. */
+  readonly delay?: Duration.DurationInput | undefined
   /** Default token values are `${prefix}-1`, `${prefix}-2`, ... Default `"token"`. */
   readonly prefix?: string | undefined
   /** Outcomes of the first fetches. */
@@ -199,6 +210,8 @@ export interface Options {
  *   const test = yield* TestTokenSource.make()
  *   yield* Effect.all([test.source.fetch, test.source.fetch], { concurrency: "unbounded" })
  *   const most = yield* test.maxInFlight // 2: no single flight without a cache
+ *   yield* Effect.fork(test.source.fetch)
+ *   yield* test.awaitFetches(3) // the forked fetch has started
  * })
  * ```
  *
@@ -224,6 +237,13 @@ export interface TestTokenSource {
   readonly maxInFlight: Effect.Effect<number>
   /** Fetches interrupted before they finished. */
   readonly interruptions: Effect.Effect<number>
+  /**
+   * Waits until `n` fetches (in all) have started, at once if they have: e.g. until a cache has started its
+   * background refresh, which runs in a fiber of its own.
+   */
+  readonly awaitFetches: (n: number) => Effect.Effect<void>
+  /** Waits until `n` fetches (in all) have finished: succeeded, failed or been interrupted. */
+  readonly awaitFinished: (n: number) => Effect.Effect<void>
   /** Tokens handed out, oldest first. */
   readonly issued: Effect.Effect<ReadonlyArray<AccessToken.AccessToken>>
 }
@@ -250,12 +270,37 @@ interface State {
   readonly script: ReadonlyArray<Outcome>
   readonly lifetime: Lifetime
   readonly fetchStarts: ReadonlyArray<DateTime.Utc>
+  readonly finished: number
   readonly inFlight: number
   readonly maxInFlight: number
   readonly interruptions: number
   readonly issued: ReadonlyArray<AccessToken.AccessToken>
   readonly defaultValues: number
+  readonly waiters: ReadonlyArray<Waiter>
 }
+
+/** A test waiting for a count of started or finished fetches. */
+interface Waiter {
+  readonly counts: "started" | "finished"
+  readonly n: number
+  readonly deferred: Deferred.Deferred<void>
+}
+
+const countOf = (s: State, counts: Waiter["counts"]): number => counts === "started" ? s.fetchStarts.length : s.finished
+
+/** Takes the waiters whose count is reached out of the state; the caller wakes them. */
+const reached = (s: State): [ReadonlyArray<Deferred.Deferred<void>>, State] => {
+  const ready: Array<Deferred.Deferred<void>> = []
+  const waiting: Array<Waiter> = []
+  for (const waiter of s.waiters) {
+    if (countOf(s, waiter.counts) >= waiter.n) ready.push(waiter.deferred)
+    else waiting.push(waiter)
+  }
+  return [ready, { ...s, waiters: waiting }]
+}
+
+const wake = (ready: ReadonlyArray<Deferred.Deferred<void>>): Effect.Effect<void> =>
+  Effect.forEach(ready, (deferred) => Deferred.succeed(deferred, undefined), { discard: true })
 
 const defaultOutcome: Outcome = succeed()
 
@@ -279,33 +324,40 @@ const defaultOutcome: Outcome = succeed()
 export const make = (options: Options = {}): Effect.Effect<TestTokenSource> =>
   Effect.gen(function*() {
     const prefix = options.prefix ?? "token"
+    const defaultDelay = Option.map(Option.fromNullable(options.delay), Duration.decode)
     const state = yield* Ref.make<State>({
       script: options.script ?? [],
       lifetime: options.lifetime ?? Duration.minutes(5),
       fetchStarts: [],
+      finished: 0,
       inFlight: 0,
       maxInFlight: 0,
       interruptions: 0,
       issued: [],
-      defaultValues: 0
+      defaultValues: 0,
+      waiters: []
     })
 
     const start = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Ref.modify(state, (s): [Outcome, State] => {
+      Ref.modify(state, (s): [[Outcome, ReadonlyArray<Deferred.Deferred<void>>], State] => {
         const [next, ...rest] = s.script
         const inFlight = s.inFlight + 1
-        return [next ?? defaultOutcome, {
+        const [ready, started] = reached({
           ...s,
           script: next === undefined ? s.script : rest,
           fetchStarts: [...s.fetchStarts, DateTime.unsafeMake(now)],
           inFlight,
           maxInFlight: Math.max(s.maxInFlight, inFlight)
-        }]
-      }))
+        })
+        return [[next ?? defaultOutcome, ready], started]
+      }).pipe(Effect.flatMap(([outcome, ready]) =>
+        Effect.as(wake(ready), outcome)
+      )))
 
     const run = (outcome: Outcome): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError> =>
       Effect.gen(function*() {
-        if (Option.isSome(outcome.delay)) yield* Effect.sleep(outcome.delay.value)
+        const delay = Option.orElse(outcome.delay, () => defaultDelay)
+        if (Option.isSome(delay)) yield* Effect.sleep(delay.value)
         if (Option.isSome(outcome.gate)) yield* outcome.gate.value
         if (outcome._tag === "Fail") return yield* Effect.fail(outcome.error)
         const now = yield* DateTime.now
@@ -315,7 +367,11 @@ export const make = (options: Options = {}): Effect.Effect<TestTokenSource> =>
           const token = AccessToken.make({
             value: Redacted.make(Option.getOrElse(outcome.value, () => `${prefix}-${defaultValues}`)),
             issuedAt: now,
-            expiresAt: lifetime === "unknown" ? Option.none() : Option.some(DateTime.addDuration(now, lifetime)),
+            expiresAt: Option.isSome(outcome.expiresAt)
+              ? outcome.expiresAt
+              : lifetime === "unknown"
+              ? Option.none()
+              : Option.some(DateTime.addDuration(now, lifetime)),
             scope: outcome.scope,
             refreshToken: Option.map(outcome.refreshToken, Redacted.make)
           })
@@ -328,23 +384,37 @@ export const make = (options: Options = {}): Effect.Effect<TestTokenSource> =>
       start,
       run,
       (_, exit) =>
-        Ref.update(state, (s) => ({
-          ...s,
-          inFlight: s.inFlight - 1,
-          interruptions: Exit.isInterrupted(exit) ? s.interruptions + 1 : s.interruptions
-        }))
+        Ref.modify(state, (s) =>
+          reached({
+            ...s,
+            finished: s.finished + 1,
+            inFlight: s.inFlight - 1,
+            interruptions: Exit.isInterrupted(exit) ? s.interruptions + 1 : s.interruptions
+          })).pipe(Effect.flatMap(wake))
     )
+
+    const awaitCount = (counts: Waiter["counts"]) => (n: number): Effect.Effect<void> =>
+      Effect.flatMap(Deferred.make<void>(), (deferred) =>
+        Effect.flatten(Ref.modify(state, (s): [Effect.Effect<void>, State] =>
+          countOf(s, counts) >= n
+            ? [Effect.void, s]
+            : [Deferred.await(deferred), { ...s, waiters: [...s.waiters, { counts, n, deferred }] }])))
 
     return {
       source: TokenSource.make({ key: options.key ?? "test-token-source", fetch }),
-      script: (...outcomes) => Ref.update(state, (s) => ({ ...s, script: [...s.script, ...outcomes] })),
-      pending: Effect.map(Ref.get(state), (s) => s.script.length),
-      setLifetime: (lifetime) => Ref.update(state, (s) => ({ ...s, lifetime })),
+      script: (...outcomes) =>
+        Ref.update(state, (s) => ({ ...s, script: [...s.script, ...outcomes] })),
+      pending: Effect.map(Ref.get(state), (s) =>
+        s.script.length),
+      setLifetime: (lifetime) =>
+        Ref.update(state, (s) => ({ ...s, lifetime })),
       fetches: Effect.map(Ref.get(state), (s) => s.fetchStarts.length),
       fetchStarts: Effect.map(Ref.get(state), (s) => s.fetchStarts),
       inFlight: Effect.map(Ref.get(state), (s) => s.inFlight),
       maxInFlight: Effect.map(Ref.get(state), (s) => s.maxInFlight),
       interruptions: Effect.map(Ref.get(state), (s) => s.interruptions),
+      awaitFetches: awaitCount("started"),
+      awaitFinished: awaitCount("finished"),
       issued: Effect.map(Ref.get(state), (s) => s.issued)
     } satisfies TestTokenSource
   })

@@ -2,19 +2,19 @@
  * The kit driving core's own building blocks: the refresh-token source against the TestAuthorizationServer, and
  * TokenCache over a TestTokenSource. These are usage examples as much as checks of the fakes.
  */
-import { RefreshTokenStore, TokenCache, TokenSource } from "@effect-token/core"
+import { RefreshToken, RefreshTokenStore, TokenCache } from "@effect-token/core"
 import { TestAuthorizationServer, TestTokenSource } from "@effect-token/testing"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Redacted } from "effect"
 
-describe("TokenSource.refreshToken against the TestAuthorizationServer", () => {
+describe("RefreshToken.make against the TestAuthorizationServer", () => {
   it.effect("rotation is followed through the store; a reused or revoked refresh token is RefreshTokenRejected", () =>
     Effect.gen(function*() {
       const as = yield* TestAuthorizationServer.makeInProcess({ tokenLifetime: "1 minute" })
       const login = yield* as.issueRefreshToken()
       const store = yield* RefreshTokenStore.make(login)
-      const source = yield* TokenSource.refreshToken({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+      const source = yield* RefreshToken.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
         Effect.provideService(HttpClient.HttpClient, as.client),
         Effect.provideService(RefreshTokenStore.RefreshTokenStore, store)
       )
@@ -44,7 +44,7 @@ describe("TokenCache over a TestTokenSource", () => {
       yield* test.script(TestTokenSource.succeed({ gate: Deferred.await(release) }))
       const cache = yield* TokenCache.make(test.source)
       const callers = yield* Effect.forkAll(Array.from({ length: 20 }, () => cache.get))
-      yield* Effect.yieldNow()
+      yield* test.awaitFetches(1)
       yield* Deferred.succeed(release, void 0)
       const tokens = yield* Fiber.join(callers)
       expect(new Set(tokens.map((t) => Redacted.value(t.value)))).toEqual(new Set(["token-1"]))

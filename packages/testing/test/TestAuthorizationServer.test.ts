@@ -1,4 +1,4 @@
-import { ClientAuth, TokenEndpoint, TokenError, TokenSource } from "@effect-token/core"
+import { ClientAuth, ClientCredentials, TokenEndpoint, TokenError } from "@effect-token/core"
 import { Expiry, Fault, TestAuthorizationServer, TestHttpClient } from "@effect-token/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -19,7 +19,7 @@ const sourceFor = (
   as: TestAuthorizationServer.TestAuthorizationServer,
   options: { readonly clientAuth?: ClientAuth.ClientAuth; readonly scope?: string } = {}
 ) =>
-  TokenSource.clientCredentials({
+  ClientCredentials.make({
     tokenUrl: as.tokenUrl,
     clientAuth: options.clientAuth ?? as.clientAuth(),
     ...(options.scope !== undefined ? { scope: options.scope } : {})
@@ -356,7 +356,7 @@ describe("TestAuthorizationServer (in process, TestClock)", () => {
       Effect.gen(function*() {
         const as = yield* TestAuthorizationServer.makeInProcess({ clients })
         const client = TestHttpClient.make()
-        const error = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+        const error = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
           Effect.flatMap((source) => source.fetch),
           Effect.provideService(HttpClient.HttpClient, client),
           Effect.flip
@@ -475,7 +475,7 @@ describe("TestAuthorizationServer (in process, TestClock)", () => {
   it.effect("layerInProcess + layerClient give code under test an HttpClient that reaches the server", () =>
     Effect.gen(function*() {
       const as = yield* TestAuthorizationServer.TestAuthorizationServer
-      const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
+      const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
       yield* source.fetch
       expect(yield* as.requests).toEqual({ client_credentials: 1 })
     }).pipe(
@@ -491,7 +491,7 @@ describe("TestAuthorizationServer (port 0)", () => {
       const tokenUrl = yield* Effect.scoped(Effect.gen(function*() {
         const as = yield* TestAuthorizationServer.make({ clients, tokenLifetime: "30 seconds" })
         expect(as.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-        const token = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+        const token = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
           Effect.flatMap((source) => source.fetch)
         )
         const claims = yield* as.verify(token)
@@ -501,7 +501,7 @@ describe("TestAuthorizationServer (port 0)", () => {
 
         yield* as.failNext(Fault.unavailable({ retryAfter: "3 seconds" }))
         const error = yield* Effect.flip(
-          TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+          ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
             Effect.flatMap((source) => source.fetch)
           )
         )
@@ -514,7 +514,7 @@ describe("TestAuthorizationServer (port 0)", () => {
         return as.tokenUrl
       }))
       const after = yield* Effect.flip(
-        TokenSource.clientCredentials({
+        ClientCredentials.make({
           tokenUrl,
           clientAuth: ClientAuth.clientSecretBasic({ clientId: "svc", clientSecret: Redacted.make(oddSecret) })
         }).pipe(Effect.flatMap((source) => source.fetch))

@@ -1,4 +1,4 @@
-import { AccessToken, TokenSource } from "@effect-token/core"
+import { AccessToken, ClientCredentials } from "@effect-token/core"
 import { Expiry, Fault, TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
@@ -9,7 +9,7 @@ const setup = (options: { readonly requiredScope?: string; readonly audience?: s
   Effect.gen(function*() {
     const as = yield* TestAuthorizationServer.makeInProcess({ tokenLifetime: "5 minutes" })
     const api = yield* TestResourceServer.makeInProcess({ authorizationServer: as, ...options })
-    const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+    const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
       Effect.provideService(HttpClient.HttpClient, api.client)
     )
     return { as, api, source }
@@ -133,7 +133,7 @@ describe("TestResourceServer (in process, TestClock)", () => {
       })
       const api = yield* TestResourceServer.makeInProcess({ authorizationServer: as, requiredScope: "orders:write" })
       const fetchScope = (scope: string) =>
-        TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth(), scope }).pipe(
+        ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth(), scope }).pipe(
           Effect.flatMap((source) => source.fetch),
           Effect.provideService(HttpClient.HttpClient, api.client)
         )
@@ -182,7 +182,7 @@ describe("TestResourceServer (in process, TestClock)", () => {
       const api = yield* TestResourceServer.TestResourceServer
       const as = yield* TestAuthorizationServer.TestAuthorizationServer
       const client = yield* HttpClient.HttpClient
-      const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
+      const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() })
       const token = yield* source.fetch
       const response = yield* client.execute(
         HttpClientRequest.get(`${api.url}/x`).pipe(
@@ -206,7 +206,7 @@ describe("TestResourceServer (port 0)", () => {
       const as = yield* TestAuthorizationServer.make()
       const api = yield* TestResourceServer.make({ authorizationServer: as })
       expect(api.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-      const token = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+      const token = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
         Effect.flatMap((source) => source.fetch)
       )
       const get = (authorization?: string) =>

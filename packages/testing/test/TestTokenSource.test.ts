@@ -83,7 +83,7 @@ describe("TestTokenSource", () => {
         Effect.fork(test.source.fetch),
         Effect.fork(test.source.fetch)
       ])
-      yield* Effect.yieldNow()
+      yield* test.awaitFetches(3)
       expect(yield* test.inFlight).toBe(3)
       yield* Fiber.interrupt(fibers[2])
       yield* Deferred.succeed(release, void 0)
@@ -92,6 +92,65 @@ describe("TestTokenSource", () => {
       expect(yield* test.maxInFlight).toBe(3)
       expect(yield* test.inFlight).toBe(0)
       expect(yield* test.interruptions).toBe(1)
+    }))
+
+  it.effect("awaitFetches and awaitFinished wait for fetches to start and to finish, whatever their outcome", () =>
+    Effect.gen(function*() {
+      const release = yield* Deferred.make<void>()
+      const test = yield* TestTokenSource.make()
+      yield* test.script(
+        TestTokenSource.succeed({ gate: Deferred.await(release) }),
+        TestTokenSource.fail("Unavailable", { gate: Deferred.await(release) }),
+        TestTokenSource.succeed({ delay: "1 minute" })
+      )
+      // Counts already reached: no wait at all.
+      yield* test.awaitFetches(0)
+      yield* test.awaitFinished(0)
+      const waitingStarts = yield* Effect.fork(test.awaitFetches(3))
+      const waitingEnds = yield* Effect.fork(test.awaitFinished(3))
+      const fetches = yield* Effect.forkAll([test.source.fetch, Effect.either(test.source.fetch), test.source.fetch])
+      yield* Fiber.join(waitingStarts)
+      expect(yield* test.fetches).toBe(3)
+      expect(yield* test.inFlight).toBe(3)
+      expect(waitingEnds.unsafePoll()).toBeNull()
+      yield* Deferred.succeed(release, undefined)
+      yield* test.awaitFinished(2)
+      expect(yield* test.inFlight).toBe(1)
+      expect(waitingEnds.unsafePoll()).toBeNull()
+      // An interrupted fetch is finished too.
+      yield* Fiber.interrupt(fetches)
+      yield* Fiber.join(waitingEnds)
+      expect(yield* test.inFlight).toBe(0)
+      expect(yield* test.interruptions).toBe(1)
+    }))
+
+  it.effect("a default delay applies to every outcome that sets none; expiresAt fixes the expiry", () =>
+    Effect.gen(function*() {
+      const test = yield* TestTokenSource.make({
+        delay: "2 seconds",
+        script: [
+          TestTokenSource.fail("Transport"),
+          TestTokenSource.succeed({ delay: "1 second", value: "same", expiresAt: 100_000 }),
+          TestTokenSource.succeed({ value: "same", expiresAt: 100_000 })
+        ]
+      })
+      const failed = yield* Effect.fork(Effect.flip(test.source.fetch))
+      yield* TestClock.adjust("1999 millis")
+      expect(failed.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect((yield* Fiber.join(failed)).reason._tag).toBe("Transport")
+      const first = yield* Effect.fork(test.source.fetch)
+      yield* TestClock.adjust("1 second")
+      const second = yield* Effect.fork(test.source.fetch)
+      yield* TestClock.adjust("2 seconds")
+      const tokens = [yield* Fiber.join(first), yield* Fiber.join(second)]
+      expect(tokens.map((t) => t.issuedAt.epochMillis)).toEqual([3_000, 5_000])
+      expect(tokens.map((t) => Option.getOrThrow(t.expiresAt).epochMillis)).toEqual([100_000, 100_000])
+      expect(tokens.map((t) => Redacted.value(t.value))).toEqual(["same", "same"])
+      // The default outcome takes the default delay too.
+      const fallback = yield* Effect.fork(test.source.fetch)
+      yield* TestClock.adjust("2 seconds")
+      expect(Redacted.value((yield* Fiber.join(fallback)).value)).toBe("token-1")
     }))
 
   it.effect("setLifetime changes later default tokens", () =>

@@ -2,7 +2,8 @@
  * How a user property-tests their own code with the kit: the code under test gets the in-process servers'
  * HttpClient, and TestClock moves time however fast-check likes, with no socket and no real waiting.
  */
-import { AccessToken, TokenSource } from "@effect-token/core"
+import type { TokenSource } from "@effect-token/core"
+import { AccessToken, ClientCredentials } from "@effect-token/core"
 import { TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -46,7 +47,7 @@ const servers = (lifetimeSeconds: number) =>
       signingKey
     })
     const api = yield* TestResourceServer.makeInProcess({ authorizationServer: as })
-    const source = yield* TokenSource.clientCredentials({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
+    const source = yield* ClientCredentials.make({ tokenUrl: as.tokenUrl, clientAuth: as.clientAuth() }).pipe(
       Effect.provideService(HttpClient.HttpClient, api.client)
     )
     return { as, api, source }

@@ -127,7 +127,7 @@ export const accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
  * Only a token exchange answer can say so, and it names what it issued in `issued_token_type`; anywhere else `N_A`
  * stays a malformed answer. `AccessToken.type` is how a token is presented to a resource server, and such a token is
  * not presented as one: rather than widen that type for every user, the token is read as `Bearer` and
- * `issuedTokenType` tells what it really is (see `TokenSource.tokenExchange`).
+ * `issuedTokenType` tells what it really is (see `TokenExchange.make`).
  */
 const isNotApplicable = (body: Record<string, unknown>): boolean =>
   typeof body.token_type === "string" && body.token_type.toUpperCase() === "N_A" &&

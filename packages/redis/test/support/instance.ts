@@ -7,7 +7,7 @@
  *   `{ "event": "round", "id": n, "ok", "failed", "tokens": [token hashes], "ms" }`.
  * - Events: `ready`, `fetch-start` (this instance asks the token server), `log` (warnings and above).
  */
-import { TokenCache, TokenSource } from "@effect-token/core"
+import { ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"
 import { RedisClient, RedisTokenStore } from "@effect-token/redis"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Effect, Either, Layer, Logger, LogLevel, Redacted, Runtime } from "effect"
@@ -26,9 +26,9 @@ const reportingLogger = Logger.make(({ logLevel, message }) => {
 })
 
 const program = Effect.gen(function*() {
-  const settings = yield* TokenSource.clientCredentialsConfig
+  const settings = yield* ClientCredentials.config
   const skew = yield* Config.duration("CACHE_SKEW").pipe(Config.withDefault("100 millis"))
-  const inner = yield* TokenSource.clientCredentials(settings)
+  const inner = yield* ClientCredentials.make(settings)
   // What the token server sees: only fetches that reach the inner source are token requests.
   const observed = TokenSource.make({
     key: inner.key,
