@@ -40,7 +40,8 @@ export const setUp = Story.step<DemoEnv, Client, HttpClient.HttpClient | Scope.S
       const cache = yield* TokenCache.make(source, { name: "invoices" })
       const client = AuthHttpClient.authenticate(yield* HttpClient.HttpClient, { baseUrl: api.url, tokens: cache })
       return {
-        summary: "Wrapped the HTTP client with AuthHttpClient over a TokenCache (no token fetched yet)",
+        summary:
+          "Bound an AuthHttpClient to the invoices API over a TokenCache: only requests to its origin get the token (none fetched yet)",
         value: client as Client
       }
     })
