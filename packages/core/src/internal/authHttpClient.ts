@@ -1,0 +1,316 @@
+/*
+ * The authenticated client's request path: binding check, token attachment, the 401 rule, transient retries and
+ * redirects. The public module (`AuthHttpClient.ts`) holds the types, the error and the layers.
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Redacted from "effect/Redacted"
+import type * as Schedule from "effect/Schedule"
+import type * as AccessToken from "../AccessToken.js"
+import type { AuthenticateOptions, AuthError, Binding } from "../AuthHttpClient.js"
+import { TokenRejected } from "../AuthHttpClient.js"
+import * as Backoff from "../Backoff.js"
+import type * as TokenCache from "../TokenCache.js"
+import * as TokenError from "../TokenError.js"
+import * as TokenManager from "../TokenManager.js"
+import type * as TokenSource from "../TokenSource.js"
+import * as WwwAuthenticate from "../WwwAuthenticate.js"
+import * as redirects from "./redirects.js"
+import { parseRetryAfter } from "./retryAfter.js"
+import { isTransientStatus } from "./transient.js"
+
+export const currentTokenParams = globalValue(
+  "@effect-token/core/AuthHttpClient/currentTokenParams",
+  () => FiberRef.unsafeMake<TokenSource.TokenShape | undefined>(undefined)
+)
+
+const unauthorizedRetries = Metric.counter("effect_token_http_unauthorized_retries", {
+  description: "Requests sent again with a fresh token after a 401",
+  incremental: true
+})
+const transientFaults = Metric.counter("effect_token_http_transient_faults", {
+  description: "Transient faults (by status, or transport) seen on retryable requests",
+  incremental: true
+})
+
+/** A transient answer, turned into a failure so that the retry schedule sees it; unwrapped once retries end. */
+class TransientStatus extends Data.TaggedError("TransientStatus")<{
+  readonly response: HttpClientResponse.HttpClientResponse
+  readonly retryAfter: Option.Option<Duration.Duration>
+}> {}
+
+type AttemptError = HttpClientError.RequestError | AuthError | TransientStatus
+
+const nonIdempotentMethods: ReadonlySet<string> = new Set(["POST", "PATCH"])
+
+const isTransientFailure = (error: unknown): boolean =>
+  Predicate.isTagged(error, "TransientStatus") ||
+  (Predicate.isTagged(error, "RequestError") && (error as HttpClientError.RequestError).reason === "Transport")
+
+const countFault = (error: unknown): void => {
+  if (!isTransientFailure(error)) return
+  const label = Predicate.isTagged(error, "TransientStatus")
+    ? String((error as TransientStatus).response.status)
+    : "transport"
+  transientFaults.unsafeUpdate(1, [MetricLabel.make("status", label)])
+}
+
+/**
+ * Reads the body and rebuilds the response around `request`: the result no longer references the request that
+ * carried the token (platform redacts headers only inside a fiber, and errors get serialized outside one), and the
+ * connection is released before a retry.
+ */
+const detach = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: HttpClientRequest.HttpClientRequest
+): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
+  Effect.map(
+    Effect.orElseSucceed(response.text, () => ""),
+    (text) =>
+      HttpClientResponse.fromWeb(
+        request,
+        new Response(text === "" ? null : text, { status: response.status, headers: { ...response.headers } })
+      )
+  )
+
+const misconfigured = (description: string) =>
+  new TokenError.TokenError({
+    operation: "authenticated request",
+    reason: new TokenError.Misconfigured({ description })
+  })
+
+/** Origins and base of a binding, or why it cannot work. */
+const bindingOf = (
+  binding: Binding
+): { readonly base: string | undefined; readonly origins: ReadonlyArray<string> } | TokenError.TokenError => {
+  const origins: Array<string> = []
+  let base: string | undefined
+  if (binding.baseUrl !== undefined) {
+    const url = URL.canParse(binding.baseUrl) ? new URL(binding.baseUrl) : undefined
+    const origin = url === undefined ? undefined : redirects.originOf(url.href)
+    if (url === undefined || origin === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
+      return misconfigured("the API base URL is not an absolute http(s) URL")
+    }
+    base = url.href.replace(/\/+$/, "")
+    origins.push(origin)
+  }
+  for (const each of binding.origins ?? []) {
+    const origin = URL.canParse(each) ? redirects.originOf(new URL(each).href) : undefined
+    if (origin === undefined) return misconfigured("an API origin is not an absolute http(s) URL")
+    origins.push(origin)
+  }
+  if (origins.length === 0) return misconfigured("the authenticated client is bound to no origin")
+  return { base, origins }
+}
+
+/** Whether `url` is absolute (has a scheme): only relative URLs are resolved against the base. */
+const hasScheme = (url: string): boolean => /^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(url)
+
+export const authenticate = <E, R>(
+  client: HttpClient.HttpClient.With<E, R>,
+  options: AuthenticateOptions
+): HttpClient.HttpClient.With<E | HttpClientError.RequestError | AuthError, R> => {
+  type Out = E | HttpClientError.RequestError | AuthError
+  const binding = bindingOf(options)
+  if (TokenError.isTokenError(binding)) {
+    return HttpClient.makeWith<never, never, Out, R>(() => Effect.fail(binding), Effect.succeed)
+  }
+  const { base, origins } = binding
+  /**
+   * Whether the token may go to `url`: the origin followed by a path, query, fragment or nothing (so that
+   * `https://api.test.evil.example` and `https://api.test@evil.example` do not pass), else a parse for the
+   * spellings a prefix misses (an upper-case host, a default port).
+   */
+  const isBound = (url: string): boolean => {
+    for (let i = 0; i < origins.length; i++) {
+      const origin = origins[i]!
+      if (url.startsWith(origin)) {
+        const next = url.charCodeAt(origin.length)
+        if (Number.isNaN(next) || next === 47 || next === 63 || next === 35) return true
+      }
+    }
+    const origin = redirects.originOf(url)
+    return origin !== undefined && origins.includes(origin)
+  }
+
+  const tokens = options.tokens
+  const manager = TokenManager.isTokenManager(tokens) ? tokens : undefined
+  const cache = manager === undefined ? tokens as TokenCache.TokenCache : undefined
+  const noParams: TokenSource.TokenShape = {}
+  const getToken = (params: TokenSource.TokenShape | undefined): Effect.Effect<AccessToken.AccessToken, AuthError> =>
+    cache !== undefined
+      ? params === undefined
+        ? cache.get
+        : Effect.fail(misconfigured("per-request token parameters need a TokenManager; this client has one TokenCache"))
+      : manager!.get(params ?? noParams)
+  const invalidate = (params: TokenSource.TokenShape | undefined, token: AccessToken.AccessToken) =>
+    cache !== undefined ? cache.invalidate(token) : manager!.invalidate(params ?? noParams, token)
+
+  const schedule = options.transientRetry === false
+    ? undefined
+    : Backoff.schedule<unknown>({
+      ...options.transientRetry,
+      isTransient: isTransientFailure,
+      retryAfter: (error) =>
+        Predicate.isTagged(error, "TransientStatus") ? (error as TransientStatus).retryAfter : Option.none()
+    })
+  const maxRedirects = options.followRedirects ?? 0
+  const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+
+  const exchange = (request: HttpClientRequest.HttpClientRequest) =>
+    timeout === undefined ? client.execute(request) : client.execute(request).pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () =>
+          new HttpClientError.RequestError({
+            request,
+            reason: "Transport",
+            description: `no response within ${Duration.format(timeout)}`
+          })
+      })
+    )
+
+  /** One exchange (redirects followed), with `token` attached wherever the client is bound. */
+  const send = (request: HttpClientRequest.HttpClientRequest, token: AccessToken.AccessToken) =>
+    redirects.follow(request, maxRedirects, {
+      send: (current) => {
+        const tokenSent = isBound(current.url)
+        const sent = tokenSent
+          ? HttpClientRequest.setHeader(current, "authorization", `${token.type} ${Redacted.value(token.value)}`)
+          : current
+        return Effect.map(exchange(sent), (response) => ({ response, tokenSent }))
+      }
+    })
+
+  const checkTransient = (
+    response: HttpClientResponse.HttpClientResponse,
+    request: HttpClientRequest.HttpClientRequest
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientStatus> =>
+    isTransientStatus(response.status)
+      ? Effect.flatMap(
+        Effect.zip(detach(response, request), Clock.currentTimeMillis),
+        ([detached, now]) =>
+          new TransientStatus({
+            response: detached,
+            retryAfter: parseRetryAfter(detached.headers["retry-after"], now)
+          })
+      )
+      : Effect.succeed(response)
+
+  /**
+   * One authenticated attempt with the 401 rule: the first 401 for the token invalidates exactly that token and,
+   * when the request can be replayed, tries once more with a fresh one. The retry's own 401 does not invalidate the
+   * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call.
+   */
+  const attempt = (
+    request: HttpClientRequest.HttpClientRequest,
+    params: TokenSource.TokenShape | undefined
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> => {
+    // Plain flatMaps rather than a generator: this runs on every request.
+    const once = (retried: boolean): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
+      Effect.flatMap(
+        getToken(params),
+        (token) =>
+          Effect.flatMap(send(request, token), ({ response, tokenSent }) =>
+            response.status === 401 && tokenSent
+              ? rejectedBy(token, response, retried)
+              : checkTransient(response, request))
+      )
+    const rejectedBy = (
+      token: AccessToken.AccessToken,
+      response: HttpClientResponse.HttpClientResponse,
+      retried: boolean
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
+      Effect.gen(function*() {
+        const rejected = yield* detach(response, request)
+        if (!retried) {
+          yield* invalidate(params, token)
+          if (redirects.isReplayable(request)) {
+            unauthorizedRetries.unsafeUpdate(1, [])
+            yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
+            return yield* once(true)
+          }
+        }
+        const challenges = WwwAuthenticate.parse(rejected.headers["www-authenticate"] ?? "")
+        return yield* new TokenRejected({ request, response: rejected, challenges, retried })
+      })
+    return once(false)
+  }
+
+  /**
+   * Retries only after a transient failure. `Effect.retry` sets up its schedule driver on every run, which costs
+   * more than the whole middleware on a hot path that almost never fails: the first attempt runs bare, and its
+   * failure is replayed as the schedule's first input.
+   */
+  const withRetry = <A>(
+    once: Effect.Effect<A, E | AttemptError, R>,
+    schedule: Schedule.Schedule<unknown, unknown>
+  ): Effect.Effect<A, E | AttemptError, R> =>
+    Effect.catchAll(once, (first) => {
+      if (!isTransientFailure(first)) return Effect.fail(first)
+      countFault(first)
+      const counted = Effect.tapError(once, (error) => Effect.sync(() => countFault(error)))
+      let replayed = false
+      return Effect.retry(
+        Effect.suspend(() => {
+          if (replayed) return counted
+          replayed = true
+          return Effect.fail(first)
+        }),
+        schedule
+      )
+    })
+
+  const authenticated = (
+    request: HttpClientRequest.HttpClientRequest,
+    params: TokenSource.TokenShape | undefined
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, Out, R> => {
+    const retryable = redirects.isReplayable(request) &&
+      (options.retryNonIdempotent === true || !nonIdempotentMethods.has(request.method))
+    const once = attempt(request, params)
+    const attempts = retryable && schedule !== undefined ? withRetry(once, schedule) : once
+    // When the retries are spent, the caller gets the last transient answer, as without the middleware.
+    return Effect.catchIf(
+      attempts,
+      (error): error is TransientStatus => Predicate.isTagged(error, "TransientStatus"),
+      (error) => Effect.succeed(error.response)
+    )
+  }
+
+  const execute = (request: HttpClientRequest.HttpClientRequest): Effect.Effect<
+    HttpClientResponse.HttpClientResponse,
+    Out,
+    R
+  > => {
+    const resolved = base !== undefined && !hasScheme(request.url)
+      ? HttpClientRequest.setUrl(request, base + (request.url.startsWith("/") ? "" : "/") + request.url)
+      : request
+    if (resolved.headers["authorization"] !== undefined || !isBound(resolved.url)) {
+      // The caller brought its own credentials, or the request is not for this API: no token, no 401 rule.
+      return Effect.map(
+        redirects.follow(resolved, maxRedirects, {
+          send: (current) => Effect.map(exchange(current), (response) => ({ response, tokenSent: false }))
+        }),
+        (sent) => sent.response
+      )
+    }
+    return Effect.flatMap(FiberRef.get(currentTokenParams), (params) => authenticated(resolved, params))
+  }
+
+  return HttpClient.makeWith<never, never, Out, R>(
+    (request) => Effect.flatMap(request, execute),
+    Effect.succeed
+  )
+}
