@@ -1,4 +1,5 @@
 import { AccessToken, AuthHttpClient, TokenCache, TokenError, TokenManager, TokenSource } from "@effect-token/core"
+import { TestTokenSource } from "@effect-token/testing"
 import { HttpBody, HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -58,24 +59,16 @@ const fakeApi = (answers: ReadonlyArray<Answer | ((request: HttpClientRequest.Ht
 
 const status = (code: number, headers: Record<string, string> = {}) => new Response(null, { status: code, headers })
 
+/** A cache over the published `TestTokenSource`: tokens `token-1`, `token-2`, ... living 10 minutes, or failing. */
 const countingCache = (options: { readonly fail?: TokenError.TokenError } = {}) =>
   Effect.gen(function*() {
-    const fetches = yield* Ref.make(0)
-    const source = TokenSource.make({
+    const test = yield* TestTokenSource.make({
       key: "api",
-      fetch: Effect.gen(function*() {
-        const n = yield* Ref.updateAndGet(fetches, (k) => k + 1)
-        if (options.fail) return yield* options.fail
-        const now = yield* DateTime.now
-        return AccessToken.make({
-          value: Redacted.make(`token-${n}`),
-          issuedAt: now,
-          expiresAt: Option.some(DateTime.addDuration(now, Duration.minutes(10)))
-        })
-      })
+      lifetime: "10 minutes",
+      script: options.fail === undefined ? [] : Arr.replicate(TestTokenSource.fail(options.fail), 100)
     })
-    const cache = yield* TokenCache.make(source)
-    return { cache, fetches: Ref.get(fetches) }
+    const cache = yield* TokenCache.make(test.source)
+    return { cache, fetches: test.fetches }
   })
 
 const valueOfState = (state: TokenCache.State) =>
