@@ -278,8 +278,8 @@ export const isTokenError = (u: unknown): u is TokenError => Predicate.isTagged(
 
 /**
  * Whether trying again later may succeed. Only such failures are retried: a retry cannot fix `invalid_client`.
- * The rule is one table (`Transport`, `Timeout`, `Unavailable`, and the OAuth codes `temporarily_unavailable`,
- * `slow_down`, `server_error`), shared by the token endpoint, the cache and the authenticated client.
+ * The rule is one table (`Transport`, `Timeout`, `Unavailable`, any OAuth error answered with 429 or 503, and the
+ * OAuth codes `temporarily_unavailable`, `slow_down`, `server_error`), shared by the token endpoint, the cache and the authenticated client.
  *
  * @example
  * ```ts
@@ -306,7 +306,9 @@ export const isTransient = (error: TokenError): boolean => {
       // The whole wait is over: retrying inside it would outlive the caller's own bound.
       return reason.bound === "attempt"
     case "OAuthError":
-      return transient.isTransientOAuthCode(reason.code)
+      // 429 and 503 say "later" whatever the body's code (RFC 6585 §4, RFC 9110 §15.6.4): a server that throttles
+      // with an error code of its own must not be taken for a permanent refusal and hammered by every caller.
+      return reason.status === 429 || reason.status === 503 || transient.isTransientOAuthCode(reason.code)
     case "RefreshTokenRejected":
     case "MalformedResponse":
     case "Misconfigured":
