@@ -40,6 +40,7 @@ import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type * as AccessToken from "./AccessToken.js"
 import * as Backoff from "./Backoff.js"
 import * as ClientAuth from "./ClientAuth.js"
@@ -287,23 +288,63 @@ const countFault = (error: unknown): void => {
   transientFaults.unsafeUpdate(1, [MetricLabel.make("status", label)])
 }
 
+/** The most of a 401 or transient answer's body the middleware keeps: enough for any error document. */
+const maxDetachedBodyBytes = 64 * 1024
+
+/** The time allowed to read such a body when the client has no `timeout` of its own. */
+const defaultBodyTimeout = Duration.seconds(10)
+
 /**
- * Reads the body and rebuilds the response around `request`: the result no longer references the request that
- * carried the token (platform redacts headers only inside a fiber, and errors get serialized outside one), and the
- * connection is released before a retry.
+ * At most `maxDetachedBodyBytes` of the body, read within `timeout`: reading stops there and the stream is closed,
+ * which releases the connection. A server that answers 401 with an endless or stalled body can neither hang the
+ * caller nor make the client buffer it.
+ */
+const boundedBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  timeout: Duration.Duration
+): Effect.Effect<Uint8Array> =>
+  response.stream.pipe(
+    Stream.runFoldWhile(
+      { chunks: [] as Array<Uint8Array>, size: 0 },
+      (acc) => acc.size < maxDetachedBodyBytes,
+      (acc, chunk) => {
+        const room = maxDetachedBodyBytes - acc.size
+        const kept = chunk.length > room ? chunk.subarray(0, room) : chunk
+        acc.chunks.push(kept)
+        return { chunks: acc.chunks, size: acc.size + kept.length }
+      }
+    ),
+    Effect.map(({ chunks, size }) => {
+      const bytes = new Uint8Array(size)
+      let offset = 0
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.length
+      }
+      return bytes
+    }),
+    Effect.timeout(timeout),
+    Effect.orElseSucceed(() => new Uint8Array(0))
+  )
+
+/**
+ * Reads the body (bounded in size and time) and rebuilds the response around `request`: the result no longer
+ * references the request that carried the token (platform redacts headers only inside a fiber, and errors get
+ * serialized outside one), and the connection is released before a retry.
  */
 const detach = (
   response: HttpClientResponse.HttpClientResponse,
-  request: HttpClientRequest.HttpClientRequest
+  request: HttpClientRequest.HttpClientRequest,
+  timeout: Duration.Duration
 ): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
-  Effect.map(
-    Effect.orElseSucceed(response.text, () => ""),
-    (text) =>
-      HttpClientResponse.fromWeb(
-        request,
-        new Response(text === "" ? null : text, { status: response.status, headers: { ...response.headers } })
-      )
-  )
+  Effect.map(boundedBody(response, timeout), (bytes) => {
+    // The length of what was kept, not of what the server announced.
+    const { "content-length": _, ...headers } = response.headers
+    return HttpClientResponse.fromWeb(
+      request,
+      new Response(bytes.length === 0 ? null : bytes, { status: response.status, headers })
+    )
+  })
 
 const misconfigured = (description: string) =>
   new TokenError.TokenError({
@@ -424,6 +465,7 @@ export const authenticate: {
     })
   const maxRedirects = options.followRedirects ?? 0
   const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+  const bodyTimeout = timeout ?? defaultBodyTimeout
 
   const exchange = (request: HttpClientRequest.HttpClientRequest) =>
     timeout === undefined ? client.execute(request) : client.execute(request).pipe(
@@ -456,7 +498,7 @@ export const authenticate: {
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientStatus> =>
     isTransientStatus(response.status)
       ? Effect.flatMap(
-        Effect.zip(detach(response, request), Clock.currentTimeMillis),
+        Effect.zip(detach(response, request, bodyTimeout), Clock.currentTimeMillis),
         ([detached, now]) =>
           new TransientStatus({
             response: detached,
@@ -490,7 +532,7 @@ export const authenticate: {
       retried: boolean
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
-        const rejected = yield* detach(response, request)
+        const rejected = yield* detach(response, request, bodyTimeout)
         if (!retried) {
           yield* invalidate(params, token)
           if (redirects.isReplayable(request)) {

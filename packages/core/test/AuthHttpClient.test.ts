@@ -542,3 +542,55 @@ describe("AuthHttpClient", () => {
       }))
   })
 })
+
+describe("bounded reads of the answers the middleware consumes", () => {
+  /** A 401 whose body never ends (16 MB would be the "end" of it, so the old code fails rather than hangs). */
+  const endless401 = () => {
+    const pulled = { bytes: 0, cancelled: false }
+    const chunk = new Uint8Array(16 * 1024).fill(120)
+    const body = () =>
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pulled.bytes >= 16 * 1024 * 1024) return controller.close()
+          pulled.bytes += chunk.length
+          controller.enqueue(chunk)
+        },
+        cancel() {
+          pulled.cancelled = true
+        }
+      })
+    return { pulled, answer: () => new Response(body(), { status: 401 }) }
+  }
+
+  it.scoped("a never-ending 401 body: at most 64 KB kept, reading stops and the stream is released", () =>
+    Effect.gen(function*() {
+      const { answer, pulled } = endless401()
+      const api = yield* fakeApi([answer, answer])
+      const { cache } = yield* countingCache()
+      const error = yield* Effect.flip(get(auth(api.client, cache)))
+      expect(error._tag).toBe("TokenRejected")
+      // Two 401s read; each read stops within a few chunks of the cap (the stream's read-ahead), never 16 MB.
+      expect(pulled.bytes).toBeLessThanOrEqual(2 * (64 + 3 * 16) * 1024)
+      const body = yield* (error as AuthHttpClient.TokenRejected).response.arrayBuffer
+      expect(body.byteLength).toBe(64 * 1024)
+      expect(pulled.cancelled).toBe(true)
+    }))
+
+  it.scoped("a 401 body that stalls is bounded by the client's timeout", () =>
+    Effect.gen(function*() {
+      const stalled = () =>
+        new Response(new ReadableStream<Uint8Array>({ pull: () => new Promise<void>(() => {}) }), { status: 401 })
+      const api = yield* fakeApi([stalled, stalled])
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(Effect.flip(get(auth(api.client, cache, { timeout: "1 second" }))))
+      // Each of the two reads gives up after 1 s of TestClock.
+      let rounds = 0
+      while (Option.isNone(yield* Fiber.poll(fiber)) && rounds < 10) {
+        yield* TestClock.adjust("500 millis")
+        rounds++
+      }
+      expect(Option.isSome(yield* Fiber.poll(fiber))).toBe(true)
+      expect(rounds).toBeLessThanOrEqual(5)
+      expect((yield* Fiber.join(fiber))._tag).toBe("TokenRejected")
+    }))
+})
