@@ -21,6 +21,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -342,9 +343,108 @@ const detach = (
     const { "content-length": _, ...headers } = response.headers
     return HttpClientResponse.fromWeb(
       request,
-      new Response(bytes.length === 0 ? null : bytes, { status: response.status, headers })
+      new Response(bytes.length === 0 ? null : (bytes as Uint8Array<ArrayBuffer>), { status: response.status, headers })
     )
   })
+
+/**
+ * A response that names `request` (the caller's, without the token) instead of the request that carried the token.
+ * Platform's response keeps the request it answered and prints it (`toJSON`, `util.inspect`, and every
+ * `ResponseError` built from it, e.g. by the caller's own `HttpClient.filterStatusOk`); platform redacts the header
+ * only when printed inside a fiber. Everything else is delegated, so the body stays unread until the caller reads
+ * it, and the errors of those reads are re-made around `request` too.
+ */
+class TokenlessResponse implements HttpClientResponse.HttpClientResponse {
+  readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
+  readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
+  constructor(
+    private readonly original: HttpClientResponse.HttpClientResponse,
+    readonly request: HttpClientRequest.HttpClientRequest
+  ) {}
+  private read<A>(
+    effect: Effect.Effect<A, HttpClientError.ResponseError>
+  ): Effect.Effect<A, HttpClientError.ResponseError> {
+    return Effect.mapError(effect, (error) => tokenlessError(error, this.request, this))
+  }
+  get status() {
+    return this.original.status
+  }
+  get headers() {
+    return this.original.headers
+  }
+  get cookies() {
+    return this.original.cookies
+  }
+  get remoteAddress() {
+    return this.original.remoteAddress
+  }
+  get formData() {
+    return this.read(this.original.formData)
+  }
+  get text() {
+    return this.read(this.original.text)
+  }
+  get json() {
+    return this.read(this.original.json)
+  }
+  get urlParamsBody() {
+    return this.read(this.original.urlParamsBody)
+  }
+  get arrayBuffer() {
+    return this.read(this.original.arrayBuffer)
+  }
+  get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
+    return Stream.mapError(this.original.stream, (error) => tokenlessError(error, this.request, this))
+  }
+  toJSON(): unknown {
+    // No body: printing a response must not consume it.
+    return {
+      _id: "@effect/platform/HttpClientResponse",
+      request: this.request.toJSON(),
+      status: this.status,
+      headers: Inspectable.redact(this.headers)
+    }
+  }
+  toString(): string {
+    return Inspectable.format(this.toJSON())
+  }
+  [Inspectable.NodeInspectSymbol](): unknown {
+    return this.toJSON()
+  }
+}
+
+const viewedThrough = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: HttpClientRequest.HttpClientRequest
+): HttpClientResponse.HttpClientResponse => new TokenlessResponse(response, request)
+
+/** A client error of the request that carried the token, re-made around `request` (the same request without it). */
+const tokenlessError = <E>(
+  error: E,
+  request: HttpClientRequest.HttpClientRequest,
+  response?: HttpClientResponse.HttpClientResponse
+): E => {
+  if (Predicate.isTagged(error, "RequestError") && HttpClientError.isHttpClientError(error)) {
+    const e = error as unknown as HttpClientError.RequestError
+    return new HttpClientError.RequestError({
+      request,
+      reason: e.reason,
+      cause: e.cause,
+      ...(e.description === undefined ? {} : { description: e.description })
+    }) as unknown as E
+  }
+  if (Predicate.isTagged(error, "ResponseError") && HttpClientError.isHttpClientError(error)) {
+    const e = error as unknown as HttpClientError.ResponseError
+    return new HttpClientError.ResponseError({
+      request,
+      response: response ?? viewedThrough(e.response, request),
+      reason: e.reason,
+      cause: e.cause,
+      ...(e.description === undefined ? {} : { description: e.description })
+    }) as unknown as E
+  }
+  return error
+}
 
 const misconfigured = (description: string) =>
   new TokenError.TokenError({
@@ -485,10 +585,17 @@ export const authenticate: {
     redirects.follow(request, maxRedirects, {
       send: (current) => {
         const tokenSent = isBound(current.url)
-        const sent = tokenSent
-          ? HttpClientRequest.setHeader(current, "authorization", `${token.type} ${Redacted.value(token.value)}`)
-          : current
-        return Effect.map(exchange(sent), (response) => ({ response, tokenSent }))
+        if (!tokenSent) return Effect.map(exchange(current), (response) => ({ response, tokenSent }))
+        const sent = HttpClientRequest.setHeader(
+          current,
+          "authorization",
+          `${token.type} ${Redacted.value(token.value)}`
+        )
+        // Nothing handed back references the request that carried the token: responses and errors name `current`.
+        return Effect.mapBoth(exchange(sent), {
+          onFailure: (error) => tokenlessError(error, current),
+          onSuccess: (response) => ({ response: viewedThrough(response, current), tokenSent })
+        })
       }
     })
 
