@@ -335,7 +335,7 @@ describe("TokenCache", () => {
       expect(yield* test.fetches).toBe(2)
     }))
 
-  it.scoped("after a 429 with Retry-After, callers until then fail at once with it; a cached token is still served", () =>
+  it.scoped("after a 429 with Retry-After and no retries left, callers until then fail at once with it, then one request", () =>
     Effect.gen(function*() {
       const throttled = fail("OAuthError", { code: "rate_limited", status: 429, retryAfter: "2 seconds" })
       const test = yield* testSource({ script: [throttled] })
