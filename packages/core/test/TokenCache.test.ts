@@ -353,6 +353,61 @@ describe("TokenCache", () => {
       expect(yield* test.fetches).toBe(2)
     }))
 
+  it.scoped("over HTTP: a token endpoint answering 429 {error: too_many_requests}, Retry-After: 2 gets one request per 2 s", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      const source = yield* ClientCredentials.make({
+        tokenUrl: "https://as.test/token",
+        clientAuth: { _tag: "None", clientId: "c" }
+      }).pipe(
+        Effect.provide(Layer.succeed(
+          HttpClient.HttpClient,
+          HttpClient.make((request) =>
+            Effect.sync(() => {
+              requests++
+              return HttpClientResponse.fromWeb(
+                request,
+                new Response(JSON.stringify({ error: "too_many_requests" }), {
+                  status: 429,
+                  headers: { "content-type": "application/json", "retry-after": "2" }
+                })
+              )
+            })
+          )
+        ))
+      )
+      const cache = yield* TokenCache.make(source)
+      const callers: Array<Fiber.RuntimeFiber<unknown>> = []
+      for (let i = 0; i < 20; i++) {
+        callers.push(yield* Effect.fork(Effect.either(cache.get)))
+        yield* TestClock.adjust("99 millis")
+      }
+      expect(requests).toBe(1)
+      yield* TestClock.adjust("20 millis")
+      expect(requests).toBe(2)
+    }))
+
+  it.scoped("while a Retry-After holds fetches back, a token still valid is served and its refresh waits", () =>
+    Effect.gen(function*() {
+      const test = yield* testSource({ lifetime: "100 seconds" })
+      const cache = yield* TokenCache.make(test.source, { skew: 0, refreshAheadJitter: 0, retry: Schedule.stop })
+      yield* cache.get
+      yield* test.script(fail("OAuthError", { code: "rate_limited", status: 429, retryAfter: "6 seconds" }))
+      // 91 s: the refresh window; the refresh gets the 429 and asks for 6 s of quiet (until 97 s).
+      yield* TestClock.adjust("91 seconds")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      yield* test.awaitFinished(2)
+      // Halfway to the end (95.5 s) would be the usual retry; the server's 97 s wins.
+      expect(yield* cache.state).toMatchObject({ _tag: "Ready", refreshAt: 97_000 })
+      yield* TestClock.adjust("5 seconds")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      expect(yield* test.fetches).toBe(2)
+      yield* TestClock.adjust("1 second")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      yield* test.awaitFinished(3)
+      expect(yield* test.fetches).toBe(3)
+    }))
+
   it.scoped("after invalid_client, 20 calls within the hold make one token request; after it, one more", () =>
     Effect.gen(function*() {
       const rejected = fail("OAuthError", { code: "invalid_client", status: 401 })
