@@ -6,9 +6,11 @@
 import {
   AccessToken,
   AuthHttpClient,
+  ClientAuth,
   ClientCredentials,
   RefreshToken,
   RefreshTokenStore,
+  Revocation,
   TokenCache,
   TokenError,
   TokenSource
@@ -31,6 +33,7 @@ import {
   Option,
   Redacted,
   Ref,
+  Schedule,
   TestClock
 } from "effect"
 import * as util from "node:util"
@@ -308,5 +311,130 @@ describe("no token in what the authenticated client hands back", () => {
       expect(leaks).toEqual([])
       // The tokens were sent, and the printing did print the requests (URL, method): the check is not vacuous.
       expect(printed.some((text) => text.includes("https://api.test/a"))).toBe(true)
+    }))
+})
+
+describe("no secret in what this issue's fault paths produce", () => {
+  const accessToken = "SECRET-AT-from-the-refresh-grant"
+  const refreshToken = "SECRET-RT-spent-once"
+  const clientSecret = "SECRET-CLIENT-never-shown"
+
+  const printAll = (value: unknown): Array<string> => {
+    const out = [util.inspect(value, { depth: 20 }), util.format(value), String(value), Cause.pretty(Cause.fail(value))]
+    try {
+      out.push(JSON.stringify(value) ?? "")
+    } catch {
+      // circular
+    }
+    return out
+  }
+
+  it.scoped("refresh timeout and reset (sent), throttled and held failures, failed revocation, bounded 401", () =>
+    Effect.gen(function*() {
+      type Step = "hang" | "reset" | Response
+      const steps: Array<Step> = []
+      const client = HttpClient.make((request) =>
+        Effect.suspend(() => {
+          const step = steps.shift() ?? new Response("{}")
+          if (step === "hang") return Effect.never
+          if (step === "reset") {
+            return Effect.fail(
+              new HttpClientError.RequestError({
+                request,
+                reason: "Transport",
+                cause: Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" })
+              })
+            )
+          }
+          return Effect.succeed(HttpClientResponse.fromWeb(request, step))
+        })
+      )
+      const store = yield* RefreshTokenStore.make(Redacted.make(refreshToken))
+      const clientAuth = ClientAuth.clientSecretPost({ clientId: "app", clientSecret: Redacted.make(clientSecret) })
+      const source = yield* RefreshToken.make({
+        tokenUrl: "https://as.test/token",
+        clientAuth,
+        attemptTimeout: "1 second"
+      })
+        .pipe(
+          Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+      const cache = yield* TokenCache.make(source)
+      const values: Array<unknown> = []
+      const json = (body: unknown, status: number, headers: Record<string, string> = {}) =>
+        new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } })
+
+      steps.push("hang")
+      const timing = yield* Effect.fork(Effect.flip(cache.get))
+      yield* TestClock.adjust("1 second")
+      values.push(yield* Fiber.join(timing))
+      steps.push("reset")
+      values.push(yield* Effect.flip(cache.get))
+      const throttled = yield* TokenCache.make(source, { retry: Schedule.stop, name: "throttled" })
+      steps.push(json({ error: "too_many_requests" }, 429, { "retry-after": "5" }))
+      values.push(yield* Effect.flip(throttled.get), yield* Effect.flip(throttled.get))
+      yield* TestClock.adjust("5 seconds")
+      const held = yield* TokenCache.make(source, { name: "held" })
+      steps.push(json({ error: "invalid_client" }, 401))
+      values.push(yield* Effect.flip(held.get), yield* Effect.flip(held.get))
+      yield* TestClock.adjust("5 seconds")
+
+      steps.push(
+        json(
+          { access_token: accessToken, token_type: "Bearer", expires_in: 3600, refresh_token: "SECRET-RT-next" },
+          200
+        )
+      )
+      const token = yield* cache.get
+      steps.push(json({ error: "invalid_client" }, 401))
+      const revocation = Revocation.forgetting(
+        Revocation.makeWith(client, { revocationUrl: "https://as.test/revoke", clientAuth }),
+        cache
+      )
+      values.push(yield* Effect.flip(revocation.revokeAccessToken(token)))
+
+      const endless = () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull: (controller) => controller.enqueue(new TextEncoder().encode(`${accessToken} `.repeat(1000)))
+          }),
+          { status: 401 }
+        )
+      const api = AuthHttpClient.authenticate(
+        HttpClient.make((request) => Effect.succeed(HttpClientResponse.fromWeb(request, endless()))),
+        { baseUrl: "https://api.test", tokens: cache }
+      )
+      // The first token, then the fresh one after the first 401.
+      steps.push(
+        json({ access_token: accessToken + "-2", token_type: "Bearer", expires_in: 3600 }, 200),
+        json({ access_token: accessToken + "-3", token_type: "Bearer", expires_in: 3600 }, 200)
+      )
+      const rejected = yield* Effect.flip(api.get("/x"))
+      values.push(rejected)
+
+      expect(values.map((v) => (v as { reason?: { _tag: string } }).reason?._tag ?? (v as { _tag: string })._tag))
+        .toEqual([
+          "Timeout",
+          "Transport",
+          "OAuthError",
+          "OAuthError",
+          "OAuthError",
+          "OAuthError",
+          "OAuthError",
+          "TokenRejected"
+        ])
+      const printed: Array<string> = []
+      for (const value of values) {
+        printed.push(...printAll(value))
+        printed.push(
+          ...(yield* Effect.promise(() =>
+            new Promise<Array<string>>((resolve) => setTimeout(() => resolve(printAll(value)), 0))
+          ))
+        )
+      }
+      for (const secret of [refreshToken, "SECRET-RT-next", clientSecret, accessToken]) {
+        expect(printed.filter((text) => text.includes(secret)), secret).toEqual([])
+      }
     }))
 })
