@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import * as AccessToken from "./AccessToken.js"
 import * as grant from "./internal/grant.js"
 import * as RefreshTokenStore from "./RefreshTokenStore.js"
-import { RefreshTokenRejected, TokenError } from "./TokenError.js"
+import { RefreshTokenRejected, Timeout, TokenError, Transport } from "./TokenError.js"
 import * as TokenSource from "./TokenSource.js"
 
 /**
@@ -55,6 +55,32 @@ const refreshRejected = (error: TokenError): TokenError =>
     })
     : error
 
+/** Connection failures that happen before a byte of the request leaves: the refresh token surely was not spent. */
+const beforeSending = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|UND_ERR_CONNECT_TIMEOUT)\b/
+
+/**
+ * Marks a failure after which the server may have spent the refresh token (a timeout, a reset once the request was
+ * sent) as `sent`, which makes it not transient: sending the same refresh token again would get `invalid_grant`
+ * at best and, on a server with reuse detection, revoke the whole token family (RFC 9700 §4.14.2). What is retried
+ * is what the server surely did not use: a connection never made, or an answer (429, 5xx) saying it did not.
+ */
+const spentOnce = (error: TokenError): TokenError => {
+  const reason = error.reason
+  if (reason._tag === "Timeout" && reason.bound === "attempt") {
+    return new TokenError({
+      operation: error.operation,
+      reason: new Timeout({ bound: reason.bound, after: reason.after, sent: true })
+    })
+  }
+  if (reason._tag === "Transport" && !beforeSending.test(reason.description)) {
+    return new TokenError({
+      operation: error.operation,
+      reason: new Transport({ description: reason.description, sent: true })
+    })
+  }
+  return error
+}
+
 /**
  * A refresh-token `TokenSource` over the `RefreshTokenStore` in context.
  *
@@ -65,8 +91,12 @@ const refreshRejected = (error: TokenError): TokenError =>
  *   the application's scope closing) waits for the answer and the write, at most the request's `attemptTimeout`, so an
  *   answer carrying a rotated refresh token is never dropped. The access token handed out carries no refresh token:
  *   the store is the one place it lives.
- * - Fetches of one source run one at a time, each with the refresh token the previous one stored: two concurrent
- *   fetches never spend the same refresh token, with or without a `TokenCache` on top.
+ * - Fetches over one store run one at a time (`RefreshTokenStore.withLock`), each with the refresh token the previous
+ *   one stored: two concurrent fetches, of one source or of two sources sharing the store, never spend the same
+ *   refresh token, with or without a `TokenCache` on top.
+ * - A timeout or a connection failure after the request may have been sent fails with `sent: true` on its reason,
+ *   which is not transient: the cache does not retry it with a refresh token the server may have spent. Connection
+ *   failures before sending, 429 and 5xx answers are retried as usual.
  * - `invalid_grant`, and an empty store, fail with reason `RefreshTokenRejected`: the user has to log in again.
  *   The store is left as it is; clear it at logout.
  *
@@ -97,7 +127,6 @@ export const make = (
   Effect.gen(function*() {
     const request = yield* grant.requester(options)
     const store = yield* RefreshTokenStore.RefreshTokenStore
-    const semaphore = yield* Effect.makeSemaphore(1)
     const fetch = Effect.gen(function*() {
       const current = yield* store.get
       if (Option.isNone(current)) {
@@ -111,7 +140,7 @@ export const make = (
       const params = grant.grantForm({ grant_type: "refresh_token", refresh_token: current.value }, options)
       const exchange = Effect.flatMap(
         // Interruptible inside, so that the request's own timeout can still end it (see below).
-        Effect.interruptible(Effect.mapError(request(params), refreshRejected)),
+        Effect.interruptible(Effect.mapError(request(params), (error) => spentOnce(refreshRejected(error)))),
         (token) =>
           Option.match(token.refreshToken, {
             onNone: () => Effect.succeed(token),
@@ -130,7 +159,8 @@ export const make = (
     const subject = options.subjectKey === undefined ? [] : [options.subjectKey]
     return TokenSource.make({
       key: grant.keyOf("refresh_token", options, options, ...subject),
-      fetch: semaphore.withPermits(1)(fetch)
+      // The lock is the store's: two sources over one store never spend one refresh token concurrently.
+      fetch: RefreshTokenStore.withLock(store, fetch)
     })
   })
 

@@ -12,6 +12,7 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
@@ -50,6 +51,15 @@ export interface RefreshTokenStore {
   readonly set: (token: Redacted.Redacted<string>) => Effect.Effect<void, TokenError>
   /** Forgets the refresh token, e.g. on logout. */
   readonly clear: Effect.Effect<void, TokenError>
+  /**
+   * Runs `effect` (read the refresh token, spend it, store the rotated one) while no other refresh over this store
+   * runs: the single flight belongs to the store, not to a source, so two sources (or two processes) sharing it never
+   * spend one refresh token twice, which a server with reuse detection answers by revoking the whole token family
+   * (RFC 9700 §4.14.2). The memory store holds one semaphore per store; a durable store (Redis, a web session) must
+   * hold a lease across processes for as long as `effect` runs. Without `withLock`, refresh sources in one process
+   * still serialize on the store object itself, which protects nothing across processes.
+   */
+  readonly withLock?: (<A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) | undefined
 }
 
 /**
@@ -114,11 +124,47 @@ export const RefreshTokenStore: Context.Tag<RefreshTokenStore, RefreshTokenStore
  * @category constructors
  */
 export const make = (initial?: Redacted.Redacted<string> | undefined): Effect.Effect<RefreshTokenStore> =>
-  Effect.map(Ref.make(Option.fromNullable(initial)), (ref) => ({
-    get: Ref.get(ref),
-    set: (token) => Ref.set(ref, Option.some(token)),
-    clear: Ref.set(ref, Option.none())
-  }))
+  Effect.map(
+    Effect.zip(Ref.make(Option.fromNullable(initial)), Effect.makeSemaphore(1)),
+    ([ref, semaphore]) => ({
+      get: Ref.get(ref),
+      set: (token) => Ref.set(ref, Option.some(token)),
+      clear: Ref.set(ref, Option.none()),
+      withLock: semaphore.withPermits(1)
+    })
+  )
+
+// Stores without a lock of their own: one semaphore per store object, so sources sharing it still take turns.
+const fallbackLocks = globalValue(
+  "@effect-token/core/RefreshTokenStore/fallbackLocks",
+  () => new WeakMap<RefreshTokenStore, Effect.Semaphore>()
+)
+
+/**
+ * Runs `effect` under the store's lock ({@link RefreshTokenStore.withLock}), or, for a store without one, under a
+ * lock held per store object in this process.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Effect } from "effect"
+ *
+ * const rotate = (store: RefreshTokenStore.RefreshTokenStore) =>
+ *   RefreshTokenStore.withLock(store, Effect.flatMap(store.get, () => Effect.void))
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withLock = <A, E, R>(store: RefreshTokenStore, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  if (store.withLock !== undefined) return store.withLock(effect)
+  let semaphore = fallbackLocks.get(store)
+  if (semaphore === undefined) {
+    semaphore = Effect.unsafeMakeSemaphore(1)
+    fallbackLocks.set(store, semaphore)
+  }
+  return semaphore.withPermits(1)(effect)
+}
 
 /**
  * Provides an in-memory {@link RefreshTokenStore}.

@@ -7,12 +7,13 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import type * as AccessToken from "./AccessToken.js"
+import * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as Discovery from "./Discovery.js"
 import * as internal from "./internal/endpoint.js"
@@ -136,6 +137,54 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Revoc
     revoke,
     revokeAccessToken: (token) => revoke(token.value, "access_token"),
     revokeRefreshToken: (token) => revoke(token, "refresh_token")
+  }
+}
+
+/**
+ * Where a revoked access token may still be cached: a `TokenCache` as it is, or one key of a `TokenManager` as
+ * `{ invalidate: (token) => manager.invalidate(params, token) }`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Holder {
+  readonly invalidate: (token: AccessToken.AccessToken) => Effect.Effect<boolean>
+}
+
+/**
+ * `revocation`, made to forget what it revokes: an access token revoked through the result is first cleared from
+ * `holder` (compare-and-clear, so only that token goes), so that no caller is handed a token the server no longer
+ * honours. The token is forgotten before the request, and even when revocation fails: a token the application wants
+ * dead is not worth serving. Refresh tokens are not cached here; clear them from their `RefreshTokenStore`.
+ *
+ * @example
+ * ```ts
+ * import { Revocation, TokenCache } from "@effect-token/core"
+ * import { Effect } from "effect"
+ *
+ * const revokeCurrent = Effect.gen(function*() {
+ *   const cache = yield* TokenCache.TokenCache
+ *   const revocation = Revocation.forgetting(yield* Revocation.Revocation, cache)
+ *   yield* revocation.revokeAccessToken(yield* cache.get) // the next cache.get fetches a new token
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const forgetting = (revocation: Revocation, holder: Holder): Revocation => {
+  const forget = (token: AccessToken.AccessToken) => Effect.asVoid(holder.invalidate(token))
+  return {
+    revoke: (token, tokenTypeHint) =>
+      tokenTypeHint === "refresh_token"
+        ? revocation.revoke(token, tokenTypeHint)
+        : Effect.zipRight(
+          // Only the value is compared (`AccessToken.sameValue`); the other fields of this stand-in do not matter.
+          forget(AccessToken.make({ value: token, issuedAt: DateTime.unsafeMake(0) })),
+          revocation.revoke(token, tokenTypeHint)
+        ),
+    revokeAccessToken: (token) => Effect.zipRight(forget(token), revocation.revokeAccessToken(token)),
+    revokeRefreshToken: revocation.revokeRefreshToken
   }
 }
 

@@ -93,6 +93,12 @@ export interface Options {
    * source's `attemptTimeout`. Default: none (the retries' own limits apply).
    */
   readonly acquireTimeout?: Duration.DurationInput | undefined
+  /**
+   * After a failure no retry can fix (`invalid_client`, `unauthorized_client`, `Misconfigured`), calls within this
+   * time fail at once with the same error instead of each asking the authorization server. Default 5 seconds; 0
+   * turns it off. (A `Retry-After` on a 429 or 503 holds calls back the same way, for the time the server asked.)
+   */
+  readonly permanentFailureHold?: Duration.DurationInput | undefined
 }
 
 /**

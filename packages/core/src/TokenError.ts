@@ -96,7 +96,14 @@ export class RefreshTokenRejected
  */
 export class Transport extends Schema.TaggedError<Transport>("@effect-token/core/TokenError/Transport")(
   "Transport",
-  { description: Schema.String }
+  {
+    description: Schema.String,
+    /**
+     * `true` when the request may have reached the server and sending it again is not safe: set by the refresh grant,
+     * whose refresh token the server may already have spent. Such a failure is not transient.
+     */
+    sent: Schema.optional(Schema.Boolean)
+  }
 ) {
   override get message(): string {
     return this.description
@@ -121,7 +128,9 @@ export class Transport extends Schema.TaggedError<Transport>("@effect-token/core
  */
 export class Timeout extends Schema.TaggedError<Timeout>("@effect-token/core/TokenError/Timeout")("Timeout", {
   bound: Schema.Literal("attempt", "acquire"),
-  after: Schema.DurationFromSelf
+  after: Schema.DurationFromSelf,
+  /** As {@link Transport}'s `sent`: the request may have been used by the server; not transient. */
+  sent: Schema.optional(Schema.Boolean)
 }) {
   override get message(): string {
     return this.bound === "attempt"
@@ -278,8 +287,8 @@ export const isTokenError = (u: unknown): u is TokenError => Predicate.isTagged(
 
 /**
  * Whether trying again later may succeed. Only such failures are retried: a retry cannot fix `invalid_client`.
- * The rule is one table (`Transport`, `Timeout`, `Unavailable`, and the OAuth codes `temporarily_unavailable`,
- * `slow_down`, `server_error`), shared by the token endpoint, the cache and the authenticated client.
+ * The rule is one table (`Transport`, `Timeout`, `Unavailable`, any OAuth error answered with 429 or 503, and the
+ * OAuth codes `temporarily_unavailable`, `slow_down`, `server_error`), shared by the token endpoint, the cache and the authenticated client.
  *
  * @example
  * ```ts
@@ -300,13 +309,17 @@ export const isTransient = (error: TokenError): boolean => {
   const reason = error.reason
   switch (reason._tag) {
     case "Transport":
+      // A request that may have spent a one-time credential (a rotated refresh token) is never sent again.
+      return reason.sent !== true
     case "Unavailable":
       return true
     case "Timeout":
       // The whole wait is over: retrying inside it would outlive the caller's own bound.
-      return reason.bound === "attempt"
+      return reason.bound === "attempt" && reason.sent !== true
     case "OAuthError":
-      return transient.isTransientOAuthCode(reason.code)
+      // 429 and 503 say "later" whatever the body's code (RFC 6585 §4, RFC 9110 §15.6.4): a server that throttles
+      // with an error code of its own must not be taken for a permanent refusal and hammered by every caller.
+      return reason.status === 429 || reason.status === 503 || transient.isTransientOAuthCode(reason.code)
     case "RefreshTokenRejected":
     case "MalformedResponse":
     case "Misconfigured":

@@ -535,3 +535,133 @@ describe("AuthHttpClient", () => {
       }))
   })
 })
+
+describe("bounded reads of the answers the middleware consumes", () => {
+  /** A 401 whose body never ends (16 MB would be the "end" of it, so the old code fails rather than hangs). */
+  const endless401 = () => {
+    const pulled = { bytes: 0, cancelled: false }
+    const chunk = new Uint8Array(16 * 1024).fill(120)
+    const body = () =>
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pulled.bytes >= 16 * 1024 * 1024) return controller.close()
+          pulled.bytes += chunk.length
+          controller.enqueue(chunk)
+        },
+        cancel() {
+          pulled.cancelled = true
+        }
+      })
+    return { pulled, answer: () => new Response(body(), { status: 401 }) }
+  }
+
+  it.scoped("a never-ending 401 body: at most 64 KB kept, reading stops and the stream is released", () =>
+    Effect.gen(function*() {
+      const { answer, pulled } = endless401()
+      const api = yield* fakeApi([answer, answer])
+      const { cache } = yield* countingCache()
+      const error = yield* Effect.flip(get(auth(api.client, cache)))
+      expect(error._tag).toBe("TokenRejected")
+      // Two 401s read; each read stops within a few chunks of the cap (the stream's read-ahead), never 16 MB.
+      expect(pulled.bytes).toBeLessThanOrEqual(2 * (64 + 3 * 16) * 1024)
+      const body = yield* (error as AuthHttpClient.TokenRejected).response.arrayBuffer
+      expect(body.byteLength).toBe(64 * 1024)
+      expect(pulled.cancelled).toBe(true)
+    }))
+
+  it.scoped("a 401 body that stalls is bounded by the client's timeout", () =>
+    Effect.gen(function*() {
+      const stalled = () =>
+        new Response(new ReadableStream<Uint8Array>({ pull: () => new Promise<void>(() => {}) }), { status: 401 })
+      const api = yield* fakeApi([stalled, stalled])
+      const { cache } = yield* countingCache()
+      const fiber = yield* Effect.fork(Effect.flip(get(auth(api.client, cache, { timeout: "1 second" }))))
+      // Each of the two reads gives up after 1 s of TestClock.
+      let rounds = 0
+      while (Option.isNone(yield* Fiber.poll(fiber)) && rounds < 10) {
+        yield* TestClock.adjust("500 millis")
+        rounds++
+      }
+      expect(Option.isSome(yield* Fiber.poll(fiber))).toBe(true)
+      expect(rounds).toBeLessThanOrEqual(5)
+      expect((yield* Fiber.join(fiber))._tag).toBe("TokenRejected")
+    }))
+})
+
+describe("caller credentials on redirects", () => {
+  interface Sent {
+    readonly url: string
+    readonly authorization: string | undefined
+    readonly cookie: string | undefined
+    readonly proxy: string | undefined
+  }
+  /** Answers the first request with a redirect to `location`, then 200; records the credential headers. */
+  const redirectingTo = (location: string) =>
+    Effect.gen(function*() {
+      const sent = yield* Ref.make<ReadonlyArray<Sent>>([])
+      const client = HttpClient.make((request) =>
+        Effect.gen(function*() {
+          const all = yield* Ref.updateAndGet(sent, (s) => [...s, {
+            url: request.url,
+            authorization: request.headers["authorization"],
+            cookie: request.headers["cookie"],
+            proxy: request.headers["proxy-authorization"]
+          }])
+          const answer = all.length === 1 ? status(307, { location }) : new Response("{}")
+          return HttpClientResponse.fromWeb(request, answer)
+        })
+      )
+      return { client, sent: Ref.get(sent) }
+    })
+
+  const withCredentials = (url: string, authorization: boolean) =>
+    HttpClientRequest.get(url).pipe(
+      HttpClientRequest.setHeaders({
+        cookie: "session=caller-cookie",
+        "proxy-authorization": "Basic cHJveHk6cHc=",
+        ...(authorization ? { authorization: "Basic Y2FsbGVyOnB3" } : {})
+      })
+    )
+
+  const cases = [
+    { name: "the bound API, caller's own Authorization", from: "https://api.test/a", own: true },
+    { name: "the bound API, the token", from: "https://api.test/a", own: false },
+    { name: "another origin", from: "https://other.test/a", own: true }
+  ] as const
+  const targets = [
+    { name: "another origin", to: "https://elsewhere.test/b" },
+    { name: "https -> http", to: "http://api.test/b" }
+  ] as const
+
+  for (const c of cases) {
+    for (const t of targets) {
+      it.scoped(`${c.name}, redirected to ${t.name}: Authorization, Proxy-Authorization and Cookie are dropped`, () =>
+        Effect.gen(function*() {
+          const api = yield* redirectingTo(t.to)
+          const { cache } = yield* countingCache()
+          const client = auth(api.client, cache, { followRedirects: 3 })
+          const response = yield* client.execute(withCredentials(c.from, c.own))
+          expect(response.status).toBe(200)
+          const [first, second] = yield* api.sent
+          expect(first!.cookie).toBe("session=caller-cookie")
+          expect(first!.proxy).toBe("Basic cHJveHk6cHc=")
+          expect(first!.authorization).toBe(c.own ? "Basic Y2FsbGVyOnB3" : "Bearer token-1")
+          expect(second).toEqual({ url: t.to, authorization: undefined, cookie: undefined, proxy: undefined })
+        }))
+    }
+  }
+
+  it.scoped("a same-origin redirect keeps the caller's own credentials", () =>
+    Effect.gen(function*() {
+      const api = yield* redirectingTo("https://api.test/b")
+      const { cache } = yield* countingCache()
+      yield* auth(api.client, cache, { followRedirects: 3 }).execute(withCredentials("https://api.test/a", true))
+      const [, second] = yield* api.sent
+      expect(second).toEqual({
+        url: "https://api.test/b",
+        authorization: "Basic Y2FsbGVyOnB3",
+        cookie: "session=caller-cookie",
+        proxy: "Basic cHJveHk6cHc="
+      })
+    }))
+})

@@ -1,8 +1,8 @@
 /**
  * The refresh source and its store, against an in-process token endpoint.
  */
-import { ClientAuth, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
-import { HttpClient } from "@effect/platform"
+import { ClientAuth, RefreshToken, RefreshTokenStore, TokenCache, TokenError } from "@effect-token/core"
+import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Redacted, Ref, TestClock } from "effect"
 import { fake, tokenResponse } from "./support/http.js"
@@ -122,4 +122,94 @@ describe("refresh source and interruption", () => {
       yield* Fiber.join(interrupting)
       expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("first"))
     }))
+})
+
+describe("a refresh token is spent once", () => {
+  /** A token endpoint that rotates: `rt-n` in, `rt-(n+1)` out, each answer after 1 s; counts requests in flight. */
+  const rotating = Effect.gen(function*() {
+    const inFlight = yield* Ref.make(0)
+    const maxInFlight = yield* Ref.make(0)
+    const { client, requests } = yield* fake((request) =>
+      Effect.gen(function*() {
+        const now = yield* Ref.updateAndGet(inFlight, (n) => n + 1)
+        yield* Ref.update(maxInFlight, (m) => Math.max(m, now))
+        yield* Effect.sleep("1 second")
+        yield* Ref.update(inFlight, (n) => n - 1)
+        const n = Number(request.form.get("refresh_token")!.slice(3))
+        return tokenResponse({ refresh_token: `rt-${n + 1}` })
+      })
+    )
+    return { client, requests, maxInFlight: Ref.get(maxInFlight) }
+  })
+
+  it.effect("two sources over one store: concurrent fetches send one request at a time, each with the latest token", () =>
+    Effect.gen(function*() {
+      const { client, maxInFlight, requests } = yield* rotating
+      const store = yield* RefreshTokenStore.make(Redacted.make("rt-0"))
+      const make = RefreshToken.make({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const [a, b] = [yield* make, yield* make]
+      const both = yield* Effect.fork(Effect.all([a.fetch, b.fetch, a.fetch, b.fetch], { concurrency: "unbounded" }))
+      for (let i = 0; i < 4; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.join(both)
+      expect(yield* maxInFlight).toBe(1)
+      expect((yield* requests).map((r) => r.form.get("refresh_token"))).toEqual(["rt-0", "rt-1", "rt-2", "rt-3"])
+      expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rt-4"))
+    }))
+
+  it.effect("a timeout after sending is not retried by the cache with the same refresh token", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() => Effect.never)
+      const store = yield* RefreshTokenStore.make(Redacted.make("rt-0"))
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth, attemptTimeout: "5 seconds" }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const cache = yield* TokenCache.make(source)
+      const getting = yield* Effect.fork(Effect.flip(cache.get))
+      yield* TestClock.adjust("5 seconds")
+      // Time enough for every retry of the default schedule.
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Fiber.join(getting)
+      expect(error.reason).toMatchObject({ _tag: "Timeout", bound: "attempt", sent: true })
+      expect(TokenError.isTransient(error)).toBe(false)
+      expect((yield* requests).length).toBe(1)
+    }).pipe(Effect.scoped))
+
+  const failingWith = (code: string, then: () => Response) =>
+    Effect.gen(function*() {
+      const count = yield* Ref.make(0)
+      const client = HttpClient.make((request) =>
+        Effect.flatMap(Ref.getAndUpdate(count, (n) => n + 1), (n) =>
+          n === 0
+            ? Effect.fail(
+              new HttpClientError.RequestError({
+                request,
+                reason: "Transport",
+                cause: Object.assign(new Error(`${code}: socket`), { code })
+              })
+            )
+            : Effect.succeed(HttpClientResponse.fromWeb(request, then())))
+      )
+      return { client, requests: Ref.get(count) }
+    })
+
+  it.effect("a connection refused (nothing sent) is retried; a reset after sending is not", () =>
+    Effect.gen(function*() {
+      for (const [code, expected] of [["ECONNREFUSED", 2], ["ECONNRESET", 1]] as const) {
+        const { client, requests } = yield* failingWith(code, () => tokenResponse({ refresh_token: "rt-1" }))
+        const store = yield* RefreshTokenStore.make(Redacted.make("rt-0"))
+        const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
+          Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+        const cache = yield* TokenCache.make(source)
+        const getting = yield* Effect.fork(Effect.either(cache.get))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(getting)
+        expect([code, yield* requests]).toEqual([code, expected])
+      }
+    }).pipe(Effect.scoped))
 })

@@ -4,17 +4,39 @@
  * any error the flows produced.
  */
 import {
+  AccessToken,
   AuthHttpClient,
+  ClientAuth,
   ClientCredentials,
   RefreshToken,
   RefreshTokenStore,
+  Revocation,
   TokenCache,
-  TokenError
+  TokenError,
+  TokenSource
 } from "@effect-token/core"
 import { Advance, Fault, TestAuthorizationServer, TestResourceServer } from "@effect-token/testing"
-import { HttpClient } from "@effect/platform"
+import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, FiberRef, HashSet, Inspectable, Logger, LogLevel, Option, Redacted } from "effect"
+import {
+  Cause,
+  DateTime,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberRef,
+  HashSet,
+  Inspectable,
+  Logger,
+  LogLevel,
+  Option,
+  Redacted,
+  Ref,
+  Schedule,
+  TestClock
+} from "effect"
+import * as util from "node:util"
 import { capturingTracer } from "./support/tracer.js"
 
 const recorded: Array<string> = []
@@ -161,4 +183,258 @@ describe("no secret in logs, spans or errors", () => {
     })
     expect(Inspectable.format(error)).not.toContain("secret")
   })
+})
+
+describe("no token in what the authenticated client hands back", () => {
+  const secret = "SECRET-ACCESS-TOKEN-never-printed"
+
+  /** Every way a value gets printed: inspect, console's format, JSON, String, toJSON, Cause.pretty, Effect's loggers. */
+  const printAll = (value: unknown): Array<string> => {
+    const out: Array<string> = [
+      util.inspect(value, { depth: 20, showHidden: false }),
+      util.format("%o", value),
+      util.format(value),
+      String(value),
+      Cause.pretty(Cause.fail(value)),
+      Cause.pretty(Cause.die(value)),
+      Inspectable.format(value)
+    ]
+    try {
+      out.push(JSON.stringify(value) ?? "")
+    } catch {
+      // circular: covered by inspect
+    }
+    const toJSON = (value as { toJSON?: () => unknown } | undefined)?.toJSON
+    if (typeof toJSON === "function") out.push(util.inspect(toJSON.call(value), { depth: 20 }))
+    return out
+  }
+
+  const logged: Array<string> = []
+  const everyLogger = Logger.make((options) => {
+    logged.push(
+      Logger.stringLogger.log(options),
+      Logger.logfmtLogger.log(options),
+      Logger.jsonLogger.log(options),
+      util.inspect(Logger.structuredLogger.log(options), { depth: 20 })
+    )
+  })
+
+  /** Prints inside the fiber, through the loggers, and outside any fiber (a macrotask). */
+  const printEverywhere = (value: unknown) =>
+    Effect.gen(function*() {
+      const inside = printAll(value)
+      yield* Effect.logError("value", value).pipe(
+        Effect.zipRight(Effect.logError(Cause.fail(value))),
+        Effect.provide(Logger.replace(Logger.defaultLogger, everyLogger))
+      )
+      const outside = yield* Effect.promise(() =>
+        new Promise<Array<string>>((resolve) => setTimeout(() => resolve(printAll(value)), 0))
+      )
+      return [...inside, ...outside]
+    })
+
+  type Answer = Response | "transport-error" | "hang"
+  const scripted = (answers: Array<Answer>) =>
+    HttpClient.make((request) =>
+      Effect.suspend(() => {
+        const answer = answers.shift() ?? new Response("{}")
+        if (answer === "hang") return Effect.never
+        if (answer === "transport-error") {
+          return Effect.fail(
+            new HttpClientError.RequestError({
+              request,
+              reason: "Transport",
+              description: "ECONNRESET",
+              cause: Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })
+            })
+          )
+        }
+        return Effect.succeed(HttpClientResponse.fromWeb(request, answer))
+      })
+    )
+
+  const tokens = Effect.flatMap(Ref.make(0), (n) =>
+    TokenCache.make(TokenSource.make({
+      key: "leak-test",
+      fetch: Effect.gen(function*() {
+        const i = yield* Ref.updateAndGet(n, (k) => k + 1)
+        const now = yield* DateTime.now
+        return AccessToken.make({
+          value: Redacted.make(`${secret}-${i}`),
+          issuedAt: now,
+          expiresAt: Option.some(DateTime.addDuration(now, Duration.minutes(10)))
+        })
+      })
+    })))
+
+  it.scoped("transport failure, timeout, caller's filterStatusOk, 2xx response, 401 rejection, last 503", () =>
+    Effect.gen(function*() {
+      const cache = yield* tokens
+      const client = (answers: Array<Answer>, options: AuthHttpClient.Options = {}) =>
+        AuthHttpClient.authenticate(scripted(answers), {
+          baseUrl: "https://api.test",
+          tokens: cache,
+          transientRetry: false,
+          ...options
+        })
+      const values: Array<unknown> = []
+      // A transport failure of the API call (platform's RequestError carries the request it was sending).
+      values.push(yield* Effect.flip(client(["transport-error"]).get("/a")))
+      // The middleware's own timeout.
+      const timing = yield* Effect.fork(Effect.flip(client(["hang"], { timeout: "1 second" }).get("/b")))
+      yield* TestClock.adjust("1 second")
+      values.push(yield* Fiber.join(timing))
+      // The caller's own filterStatusOk over the authenticated client.
+      values.push(
+        yield* Effect.flip(HttpClient.filterStatusOk(client([new Response("nope", { status: 404 })])).get("/c"))
+      )
+      // A 2xx response, and the request it says it answered.
+      const ok = yield* client([new Response("{\"ok\":true}")]).get("/d")
+      values.push(ok, ok.request)
+      // A 401 twice: TokenRejected.
+      values.push(
+        yield* Effect.flip(client([new Response(null, { status: 401 }), new Response(null, { status: 401 })]).get("/e"))
+      )
+      // The last transient answer, handed back when retries end.
+      values.push(yield* client([new Response("busy", { status: 503 })]).get("/f"))
+      // Failures as causes and exits, as a supervisor would print them.
+      values.push(yield* Effect.exit(client(["transport-error"]).get("/g")))
+
+      // A body that does not decode: the read's own ResponseError.
+      values.push(yield* Effect.flip(Effect.flatMap(client([new Response("not json")]).get("/h"), (r) => r.json)))
+
+      expect(values).toHaveLength(9)
+      const printed: Array<string> = []
+      for (const value of values) printed.push(...(yield* printEverywhere(value)))
+      printed.push(...logged)
+      const leaks = printed.filter((text) => text.includes(secret))
+      expect(leaks).toEqual([])
+      // The tokens were sent, and the printing did print the requests (URL, method): the check is not vacuous.
+      expect(printed.some((text) => text.includes("https://api.test/a"))).toBe(true)
+    }))
+})
+
+describe("no secret in what this issue's fault paths produce", () => {
+  const accessToken = "SECRET-AT-from-the-refresh-grant"
+  const refreshToken = "SECRET-RT-spent-once"
+  const clientSecret = "SECRET-CLIENT-never-shown"
+
+  const printAll = (value: unknown): Array<string> => {
+    const out = [util.inspect(value, { depth: 20 }), util.format(value), String(value), Cause.pretty(Cause.fail(value))]
+    try {
+      out.push(JSON.stringify(value) ?? "")
+    } catch {
+      // circular
+    }
+    return out
+  }
+
+  it.scoped("refresh timeout and reset (sent), throttled and held failures, failed revocation, bounded 401", () =>
+    Effect.gen(function*() {
+      type Step = "hang" | "reset" | Response
+      const steps: Array<Step> = []
+      const client = HttpClient.make((request) =>
+        Effect.suspend(() => {
+          const step = steps.shift() ?? new Response("{}")
+          if (step === "hang") return Effect.never
+          if (step === "reset") {
+            return Effect.fail(
+              new HttpClientError.RequestError({
+                request,
+                reason: "Transport",
+                cause: Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" })
+              })
+            )
+          }
+          return Effect.succeed(HttpClientResponse.fromWeb(request, step))
+        })
+      )
+      const store = yield* RefreshTokenStore.make(Redacted.make(refreshToken))
+      const clientAuth = ClientAuth.clientSecretPost({ clientId: "app", clientSecret: Redacted.make(clientSecret) })
+      const source = yield* RefreshToken.make({
+        tokenUrl: "https://as.test/token",
+        clientAuth,
+        attemptTimeout: "1 second"
+      })
+        .pipe(
+          Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+      const cache = yield* TokenCache.make(source)
+      const values: Array<unknown> = []
+      const json = (body: unknown, status: number, headers: Record<string, string> = {}) =>
+        new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } })
+
+      steps.push("hang")
+      const timing = yield* Effect.fork(Effect.flip(cache.get))
+      yield* TestClock.adjust("1 second")
+      values.push(yield* Fiber.join(timing))
+      steps.push("reset")
+      values.push(yield* Effect.flip(cache.get))
+      const throttled = yield* TokenCache.make(source, { retry: Schedule.stop, name: "throttled" })
+      steps.push(json({ error: "too_many_requests" }, 429, { "retry-after": "5" }))
+      values.push(yield* Effect.flip(throttled.get), yield* Effect.flip(throttled.get))
+      yield* TestClock.adjust("5 seconds")
+      const held = yield* TokenCache.make(source, { name: "held" })
+      steps.push(json({ error: "invalid_client" }, 401))
+      values.push(yield* Effect.flip(held.get), yield* Effect.flip(held.get))
+      yield* TestClock.adjust("5 seconds")
+
+      steps.push(
+        json(
+          { access_token: accessToken, token_type: "Bearer", expires_in: 3600, refresh_token: "SECRET-RT-next" },
+          200
+        )
+      )
+      const token = yield* cache.get
+      steps.push(json({ error: "invalid_client" }, 401))
+      const revocation = Revocation.forgetting(
+        Revocation.makeWith(client, { revocationUrl: "https://as.test/revoke", clientAuth }),
+        cache
+      )
+      values.push(yield* Effect.flip(revocation.revokeAccessToken(token)))
+
+      const endless = () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull: (controller) => controller.enqueue(new TextEncoder().encode(`${accessToken} `.repeat(1000)))
+          }),
+          { status: 401 }
+        )
+      const api = AuthHttpClient.authenticate(
+        HttpClient.make((request) => Effect.succeed(HttpClientResponse.fromWeb(request, endless()))),
+        { baseUrl: "https://api.test", tokens: cache }
+      )
+      // The first token, then the fresh one after the first 401.
+      steps.push(
+        json({ access_token: accessToken + "-2", token_type: "Bearer", expires_in: 3600 }, 200),
+        json({ access_token: accessToken + "-3", token_type: "Bearer", expires_in: 3600 }, 200)
+      )
+      const rejected = yield* Effect.flip(api.get("/x"))
+      values.push(rejected)
+
+      expect(values.map((v) => (v as { reason?: { _tag: string } }).reason?._tag ?? (v as { _tag: string })._tag))
+        .toEqual([
+          "Timeout",
+          "Transport",
+          "OAuthError",
+          "OAuthError",
+          "OAuthError",
+          "OAuthError",
+          "OAuthError",
+          "TokenRejected"
+        ])
+      const printed: Array<string> = []
+      for (const value of values) {
+        printed.push(...printAll(value))
+        printed.push(
+          ...(yield* Effect.promise(() =>
+            new Promise<Array<string>>((resolve) => setTimeout(() => resolve(printAll(value)), 0))
+          ))
+        )
+      }
+      for (const secret of [refreshToken, "SECRET-RT-next", clientSecret, accessToken]) {
+        expect(printed.filter((text) => text.includes(secret)), secret).toEqual([])
+      }
+    }))
 })

@@ -213,7 +213,7 @@ describe("TokenCache", () => {
       const test = yield* testSource({ lifetime: "100 seconds" })
       const cache = yield* TokenCache.make(test.source, { skew: 0, refreshAheadJitter: 0 })
       yield* cache.get
-      yield* test.script(...Arr.replicate(fail("OAuthError", { code: "invalid_client", status: 401 }), 10))
+      yield* test.script(...Arr.replicate(fail("OAuthError", { code: "invalid_scope", status: 400 }), 10))
       yield* TestClock.adjust("91 seconds")
       expect(valueOf(yield* cache.get)).toBe("token-1")
       yield* test.awaitFinished(2)
@@ -230,7 +230,7 @@ describe("TokenCache", () => {
       expect(yield* test.fetches).toBe(3)
       yield* TestClock.adjust("5 seconds")
       const error = yield* Effect.flip(cache.get)
-      expect((error.reason as any).code).toBe("invalid_client")
+      expect((error.reason as any).code).toBe("invalid_scope")
     }))
 
   it.scoped("invalidate is compare-and-clear: only the cached token is cleared", () =>
@@ -266,10 +266,10 @@ describe("TokenCache", () => {
 
   it.scoped("a failure is not cached: its waiters see it, the next get fetches again", () =>
     Effect.gen(function*() {
-      const test = yield* testSource({ script: [fail("OAuthError", { code: "invalid_client", status: 401 })] })
+      const test = yield* testSource({ script: [fail("OAuthError", { code: "invalid_scope", status: 400 })] })
       const cache = yield* TokenCache.make(test.source)
       const errors = yield* Effect.all(Arr.replicate(Effect.flip(cache.get), 3), { concurrency: "unbounded" })
-      expect(errors.map((e) => (e.reason as any).code)).toEqual(["invalid_client", "invalid_client", "invalid_client"])
+      expect(errors.map((e) => (e.reason as any).code)).toEqual(["invalid_scope", "invalid_scope", "invalid_scope"])
       expect(yield* test.fetches).toBe(1)
       // The test source numbers the tokens it issues, not its fetches: the first token comes from the second fetch.
       expect(valueOf(yield* cache.get)).toBe("token-1")
@@ -314,6 +314,119 @@ describe("TokenCache", () => {
       yield* TestClock.adjust(Duration.millis(1))
       expect(yield* test.fetches).toBe(2)
       expect(valueOf(yield* Fiber.join(fiber))).toBe("token-1")
+    }))
+
+  it.scoped("a 429 with Retry-After 2 s and an unknown error code: callers over 2 s make one token request", () =>
+    Effect.gen(function*() {
+      // The body's code is none of RFC 6749's: the status alone says "later".
+      const throttled = fail("OAuthError", { code: "rate_limited", status: 429, retryAfter: "2 seconds" })
+      const test = yield* testSource({ script: Arr.replicate(throttled, 40) })
+      const cache = yield* TokenCache.make(test.source)
+      const callers: Array<Fiber.RuntimeFiber<unknown>> = []
+      for (let i = 0; i < 20; i++) {
+        callers.push(yield* Effect.fork(Effect.either(cache.get)))
+        yield* TestClock.adjust("99 millis")
+      }
+      // 1.98 s in: every caller joined the one request; the server's 2 s of quiet were kept.
+      yield* test.awaitFinished(1)
+      expect(yield* test.fetches).toBe(1)
+      yield* TestClock.adjust("20 millis")
+      yield* test.awaitFetches(2)
+      expect(yield* test.fetches).toBe(2)
+    }))
+
+  it.scoped("after a 429 with Retry-After and no retries left, callers until then fail at once with it, then one request", () =>
+    Effect.gen(function*() {
+      const throttled = fail("OAuthError", { code: "rate_limited", status: 429, retryAfter: "2 seconds" })
+      const test = yield* testSource({ script: [throttled] })
+      // No retries: the fetch fails with the 429 and the hold alone keeps callers off the server.
+      const cache = yield* TokenCache.make(test.source, { retry: Schedule.stop })
+      const errors: Array<TokenError.TokenError> = []
+      for (let i = 0; i < 20; i++) {
+        errors.push(yield* Effect.flip(cache.get))
+        yield* TestClock.adjust("99 millis")
+      }
+      expect(yield* test.fetches).toBe(1)
+      expect(new Set(errors.map((e) => TokenError.oauthCode(e)))).toEqual(new Set(["rate_limited"]))
+      yield* TestClock.adjust("20 millis")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      expect(yield* test.fetches).toBe(2)
+    }))
+
+  it.scoped("over HTTP: a token endpoint answering 429 {error: too_many_requests}, Retry-After: 2 gets one request per 2 s", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      const source = yield* ClientCredentials.make({
+        tokenUrl: "https://as.test/token",
+        clientAuth: { _tag: "None", clientId: "c" }
+      }).pipe(
+        Effect.provide(Layer.succeed(
+          HttpClient.HttpClient,
+          HttpClient.make((request) =>
+            Effect.sync(() => {
+              requests++
+              return HttpClientResponse.fromWeb(
+                request,
+                new Response(JSON.stringify({ error: "too_many_requests" }), {
+                  status: 429,
+                  headers: { "content-type": "application/json", "retry-after": "2" }
+                })
+              )
+            })
+          )
+        ))
+      )
+      const cache = yield* TokenCache.make(source)
+      const callers: Array<Fiber.RuntimeFiber<unknown>> = []
+      for (let i = 0; i < 20; i++) {
+        callers.push(yield* Effect.fork(Effect.either(cache.get)))
+        yield* TestClock.adjust("99 millis")
+      }
+      expect(requests).toBe(1)
+      yield* TestClock.adjust("20 millis")
+      expect(requests).toBe(2)
+    }))
+
+  it.scoped("while a Retry-After holds fetches back, a token still valid is served and its refresh waits", () =>
+    Effect.gen(function*() {
+      const test = yield* testSource({ lifetime: "100 seconds" })
+      const cache = yield* TokenCache.make(test.source, { skew: 0, refreshAheadJitter: 0, retry: Schedule.stop })
+      yield* cache.get
+      yield* test.script(fail("OAuthError", { code: "rate_limited", status: 429, retryAfter: "6 seconds" }))
+      // 91 s: the refresh window; the refresh gets the 429 and asks for 6 s of quiet (until 97 s).
+      yield* TestClock.adjust("91 seconds")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      yield* test.awaitFinished(2)
+      // Halfway to the end (95.5 s) would be the usual retry; the server's 97 s wins.
+      expect(yield* cache.state).toMatchObject({ _tag: "Ready", refreshAt: 97_000 })
+      yield* TestClock.adjust("5 seconds")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      expect(yield* test.fetches).toBe(2)
+      yield* TestClock.adjust("1 second")
+      expect(valueOf(yield* cache.get)).toBe("token-1")
+      yield* test.awaitFinished(3)
+      expect(yield* test.fetches).toBe(3)
+    }))
+
+  it.scoped("after invalid_client, 20 calls within the hold make one token request; after it, one more", () =>
+    Effect.gen(function*() {
+      const rejected = fail("OAuthError", { code: "invalid_client", status: 401 })
+      const test = yield* testSource({ script: Arr.replicate(rejected, 40) })
+      const cache = yield* TokenCache.make(test.source)
+      for (let i = 0; i < 20; i++) {
+        const error = yield* Effect.flip(cache.get)
+        expect(TokenError.oauthCode(error)).toBe("invalid_client")
+        yield* TestClock.adjust("200 millis")
+      }
+      expect(yield* test.fetches).toBe(1)
+      yield* TestClock.adjust("1 second")
+      yield* Effect.flip(cache.get)
+      expect(yield* test.fetches).toBe(2)
+
+      const off = yield* testSource({ script: Arr.replicate(rejected, 40) })
+      const unheld = yield* TokenCache.make(off.source, { permanentFailureHold: 0 })
+      for (let i = 0; i < 20; i++) yield* Effect.flip(unheld.get)
+      expect(yield* off.fetches).toBe(20)
     }))
 
   it.scoped("retries give up after the schedule, and the error reaches the waiters", () =>
@@ -379,7 +492,7 @@ describe("TokenCache", () => {
           }
           return total
         })
-      const test = yield* testSource({ script: [fail("OAuthError", { code: "invalid_client" })] })
+      const test = yield* testSource({ script: [fail("OAuthError", { code: "invalid_scope" })] })
       const cache = yield* TokenCache.make(test.source, { name: "metrics-test" })
       yield* Effect.either(cache.get)
       const token = yield* cache.get

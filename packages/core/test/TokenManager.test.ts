@@ -1,4 +1,4 @@
-import { TokenManager } from "@effect-token/core"
+import { TokenError, TokenManager } from "@effect-token/core"
 import { TestTokenSource } from "@effect-token/testing"
 import { describe, expect, it } from "@effect/vitest"
 import { Array as Arr, Deferred, Effect, FastCheck as fc, Fiber, Redacted, TestClock } from "effect"
@@ -74,10 +74,24 @@ describe("TokenManager", () => {
       const { manager, testFor } = yield* perKey()
       yield* Effect.flatMap(
         testFor("a"),
-        (test) => test.script(TestTokenSource.fail("OAuthError", { code: "invalid_client", status: 401 }))
+        (test) => test.script(TestTokenSource.fail("OAuthError", { code: "invalid_scope", status: 400 }))
       )
       const error = yield* Effect.flip(manager.get("a"))
       expect(error.reason._tag).toBe("OAuthError")
+      expect(value(yield* manager.get("a"))).toBe("a-1")
+    }))
+
+  it.scoped("a permanent failure holds its key back for permanentFailureHold; other keys are not held", () =>
+    Effect.gen(function*() {
+      const { manager, testFor } = yield* perKey()
+      const a = yield* testFor("a")
+      yield* a.script(TestTokenSource.fail("OAuthError", { code: "invalid_client", status: 401 }))
+      for (let i = 0; i < 20; i++) {
+        expect(TokenError.oauthCode(yield* Effect.flip(manager.get("a")))).toBe("invalid_client")
+      }
+      expect(yield* a.fetches).toBe(1)
+      expect(value(yield* manager.get("b"))).toBe("b-1")
+      yield* TestClock.adjust("5 seconds")
       expect(value(yield* manager.get("a"))).toBe("a-1")
     }))
 

@@ -6,18 +6,21 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
+import * as Inspectable from "effect/Inspectable"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import type * as AccessToken from "../AccessToken.js"
 import type { AuthenticateOptions, AuthError, Binding } from "../AuthHttpClient.js"
 import { TokenRejected } from "../AuthHttpClient.js"
@@ -67,23 +70,162 @@ const countFault = (error: unknown): void => {
   transientFaults.unsafeUpdate(1, [MetricLabel.make("status", label)])
 }
 
+/** The most of a 401 or transient answer's body the middleware keeps: enough for any error document. */
+const maxDetachedBodyBytes = 64 * 1024
+
+/** The time allowed to read such a body when the client has no `timeout` of its own. */
+const defaultBodyTimeout = Duration.seconds(10)
+
 /**
- * Reads the body and rebuilds the response around `request`: the result no longer references the request that
- * carried the token (platform redacts headers only inside a fiber, and errors get serialized outside one), and the
- * connection is released before a retry.
+ * At most `maxDetachedBodyBytes` of the body, read within `timeout`: reading stops there and the stream is closed,
+ * which releases the connection. A server that answers 401 with an endless or stalled body can neither hang the
+ * caller nor make the client buffer it.
+ */
+const boundedBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  timeout: Duration.Duration
+): Effect.Effect<Uint8Array> =>
+  response.stream.pipe(
+    Stream.runFoldWhile(
+      { chunks: [] as Array<Uint8Array>, size: 0 },
+      (acc) => acc.size < maxDetachedBodyBytes,
+      (acc, chunk) => {
+        const room = maxDetachedBodyBytes - acc.size
+        const kept = chunk.length > room ? chunk.subarray(0, room) : chunk
+        acc.chunks.push(kept)
+        return { chunks: acc.chunks, size: acc.size + kept.length }
+      }
+    ),
+    Effect.map(({ chunks, size }) => {
+      const bytes = new Uint8Array(size)
+      let offset = 0
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset)
+        offset += chunk.length
+      }
+      return bytes
+    }),
+    Effect.timeout(timeout),
+    Effect.orElseSucceed(() => new Uint8Array(0))
+  )
+
+/**
+ * Reads the body (bounded in size and time) and rebuilds the response around `request`: the result no longer
+ * references the request that carried the token (platform redacts headers only inside a fiber, and errors get
+ * serialized outside one), and the connection is released before a retry.
  */
 const detach = (
   response: HttpClientResponse.HttpClientResponse,
-  request: HttpClientRequest.HttpClientRequest
+  request: HttpClientRequest.HttpClientRequest,
+  timeout: Duration.Duration
 ): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
-  Effect.map(
-    Effect.orElseSucceed(response.text, () => ""),
-    (text) =>
-      HttpClientResponse.fromWeb(
-        request,
-        new Response(text === "" ? null : text, { status: response.status, headers: { ...response.headers } })
-      )
-  )
+  Effect.map(boundedBody(response, timeout), (bytes) => {
+    // The length of what was kept, not of what the server announced.
+    const { "content-length": _, ...headers } = response.headers
+    return HttpClientResponse.fromWeb(
+      request,
+      new Response(bytes.length === 0 ? null : (bytes as Uint8Array<ArrayBuffer>), { status: response.status, headers })
+    )
+  })
+
+/**
+ * A response that names `request` (the caller's, without the token) instead of the request that carried the token.
+ * Platform's response keeps the request it answered and prints it (`toJSON`, `util.inspect`, and every
+ * `ResponseError` built from it, e.g. by the caller's own `HttpClient.filterStatusOk`); platform redacts the header
+ * only when printed inside a fiber. Everything else is delegated, so the body stays unread until the caller reads
+ * it, and the errors of those reads are re-made around `request` too.
+ */
+class TokenlessResponse implements HttpClientResponse.HttpClientResponse {
+  readonly [HttpClientResponse.TypeId]: HttpClientResponse.TypeId = HttpClientResponse.TypeId
+  readonly [HttpIncomingMessage.TypeId]: HttpIncomingMessage.TypeId = HttpIncomingMessage.TypeId
+  constructor(
+    private readonly original: HttpClientResponse.HttpClientResponse,
+    readonly request: HttpClientRequest.HttpClientRequest
+  ) {}
+  private read<A>(
+    effect: Effect.Effect<A, HttpClientError.ResponseError>
+  ): Effect.Effect<A, HttpClientError.ResponseError> {
+    return Effect.mapError(effect, (error) => tokenlessError(error, this.request, this))
+  }
+  get status() {
+    return this.original.status
+  }
+  get headers() {
+    return this.original.headers
+  }
+  get cookies() {
+    return this.original.cookies
+  }
+  get remoteAddress() {
+    return this.original.remoteAddress
+  }
+  get formData() {
+    return this.read(this.original.formData)
+  }
+  get text() {
+    return this.read(this.original.text)
+  }
+  get json() {
+    return this.read(this.original.json)
+  }
+  get urlParamsBody() {
+    return this.read(this.original.urlParamsBody)
+  }
+  get arrayBuffer() {
+    return this.read(this.original.arrayBuffer)
+  }
+  get stream(): Stream.Stream<Uint8Array, HttpClientError.ResponseError> {
+    return Stream.mapError(this.original.stream, (error) => tokenlessError(error, this.request, this))
+  }
+  toJSON(): unknown {
+    // No body: printing a response must not consume it.
+    return {
+      _id: "@effect/platform/HttpClientResponse",
+      request: this.request.toJSON(),
+      status: this.status,
+      headers: Inspectable.redact(this.headers)
+    }
+  }
+  toString(): string {
+    return Inspectable.format(this.toJSON())
+  }
+  [Inspectable.NodeInspectSymbol](): unknown {
+    return this.toJSON()
+  }
+}
+
+const viewedThrough = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: HttpClientRequest.HttpClientRequest
+): HttpClientResponse.HttpClientResponse => new TokenlessResponse(response, request)
+
+/** A client error of the request that carried the token, re-made around `request` (the same request without it). */
+const tokenlessError = <E>(
+  error: E,
+  request: HttpClientRequest.HttpClientRequest,
+  response?: HttpClientResponse.HttpClientResponse
+): E => {
+  if (Predicate.isTagged(error, "RequestError") && HttpClientError.isHttpClientError(error)) {
+    const e = error as unknown as HttpClientError.RequestError
+    return new HttpClientError.RequestError({
+      request,
+      reason: e.reason,
+      cause: e.cause,
+      ...(e.description === undefined ? {} : { description: e.description })
+    }) as unknown as E
+  }
+  if (Predicate.isTagged(error, "ResponseError") && HttpClientError.isHttpClientError(error)) {
+    const e = error as unknown as HttpClientError.ResponseError
+    return new HttpClientError.ResponseError({
+      request,
+      response: response ?? viewedThrough(e.response, request),
+      reason: e.reason,
+      cause: e.cause,
+      ...(e.description === undefined ? {} : { description: e.description })
+    }) as unknown as E
+  }
+  return error
+}
 
 const misconfigured = (description: string) =>
   new TokenError.TokenError({
@@ -168,6 +310,7 @@ export const authenticate = <E, R>(
     })
   const maxRedirects = options.followRedirects ?? 0
   const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+  const bodyTimeout = timeout ?? defaultBodyTimeout
 
   const exchange = (request: HttpClientRequest.HttpClientRequest) =>
     timeout === undefined ? client.execute(request) : client.execute(request).pipe(
@@ -187,10 +330,17 @@ export const authenticate = <E, R>(
     redirects.follow(request, maxRedirects, {
       send: (current) => {
         const tokenSent = isBound(current.url)
-        const sent = tokenSent
-          ? HttpClientRequest.setHeader(current, "authorization", `${token.type} ${Redacted.value(token.value)}`)
-          : current
-        return Effect.map(exchange(sent), (response) => ({ response, tokenSent }))
+        if (!tokenSent) return Effect.map(exchange(current), (response) => ({ response, tokenSent }))
+        const sent = HttpClientRequest.setHeader(
+          current,
+          "authorization",
+          `${token.type} ${Redacted.value(token.value)}`
+        )
+        // Nothing handed back references the request that carried the token: responses and errors name `current`.
+        return Effect.mapBoth(exchange(sent), {
+          onFailure: (error) => tokenlessError(error, current),
+          onSuccess: (response) => ({ response: viewedThrough(response, current), tokenSent })
+        })
       }
     })
 
@@ -200,7 +350,7 @@ export const authenticate = <E, R>(
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientStatus> =>
     isTransientStatus(response.status)
       ? Effect.flatMap(
-        Effect.zip(detach(response, request), Clock.currentTimeMillis),
+        Effect.zip(detach(response, request, bodyTimeout), Clock.currentTimeMillis),
         ([detached, now]) =>
           new TransientStatus({
             response: detached,
@@ -234,7 +384,7 @@ export const authenticate = <E, R>(
       retried: boolean
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
-        const rejected = yield* detach(response, request)
+        const rejected = yield* detach(response, request, bodyTimeout)
         if (!retried) {
           yield* invalidate(params, token)
           if (redirects.isReplayable(request)) {

@@ -13,7 +13,10 @@
  *   the current value until it arrives or `validUntil` passes.
  * - Empty, or past `validUntil`: one fetch (Fetching); callers wait for it, bounded by `acquireTimeout`.
  * - A fetch runs in the owner's scope, so that no caller's interruption cancels it and closing the scope does. A
- *   failure is never kept: the waiters see it, and the next call starts afresh.
+ *   failure is not kept as a value: the waiters see it, and the next call starts afresh, unless the policy's
+ *   `holdFailure` says the server must not be asked again yet (`Retry-After`, a permanent failure): until then
+ *   callers that would start a fetch fail at once with that failure, so a throttled or misconfigured client sends
+ *   one request per hold rather than one per caller.
  */
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -45,6 +48,10 @@ export interface Cell<A, E> {
   refreshAt: number
   /** The fetch in flight while Fetching or Refreshing. */
   pending: Deferred.Deferred<A, E> | undefined
+  /** Epoch milliseconds: no fetch starts before this instant (a `Retry-After`, a permanent failure's hold). */
+  notBefore: number
+  /** The failure callers get while `notBefore` holds fetches back. */
+  failure: E | undefined
 }
 
 export const makeCell = <A, E>(): Cell<A, E> => ({
@@ -52,7 +59,9 @@ export const makeCell = <A, E>(): Cell<A, E> => ({
   value: undefined,
   validUntil: 0,
   refreshAt: 0,
-  pending: undefined
+  pending: undefined,
+  notBefore: 0,
+  failure: undefined
 })
 
 export type Trigger = "empty" | "expired" | "refresh_ahead" | "forced"
@@ -82,6 +91,12 @@ export interface Policy<A, E> {
   readonly onFailure?: ((error: E, trigger: Trigger) => Effect.Effect<void>) | undefined
   /** Whether two values are the same (a refresh that brings the same value back must not loop). */
   readonly same?: ((a: A, b: A) => boolean) | undefined
+  /**
+   * How long (milliseconds) after a failed fetch no new fetch may start; callers that would start one fail at once
+   * with that failure instead (a value still valid keeps being served). A server's `Retry-After`, or a short hold
+   * after a failure no retry can fix. 0 or undefined: the next caller fetches again.
+   */
+  readonly holdFailure?: ((error: E) => number) | undefined
 }
 
 /** A failed refresh keeps the current value and tries again halfway to its end, but not sooner than this. */
@@ -153,6 +168,14 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
             }
           )
         const current = cell.pending === pending && (cell.state === FETCHING || cell.state === REFRESHING)
+        if (current && Exit.isFailure(outcome) && policy.holdFailure !== undefined) {
+          const failure = Cause.failureOption(outcome.cause)
+          const hold = Option.isSome(failure) ? policy.holdFailure(failure.value) : 0
+          if (hold > 0) {
+            cell.notBefore = now + hold
+            cell.failure = (failure as Option.Some<E>).value
+          }
+        }
         if (current) {
           if (Exit.isSuccess(outcome)) {
             const next = outcome.value
@@ -170,9 +193,10 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
             cell.validUntil = next.validUntil
             cell.refreshAt = Math.min(refreshAt, next.validUntil)
           } else if (cell.state === REFRESHING && now < cell.validUntil) {
-            // Keep serving the current value; try again halfway to its end, not on the very next call.
+            // Keep serving the current value; try again halfway to its end, not on the very next call (nor while
+            // the server asked for quiet).
             cell.state = READY
-            cell.refreshAt = retryAt(now, cell.validUntil)
+            cell.refreshAt = Math.min(cell.validUntil, Math.max(retryAt(now, cell.validUntil), cell.notBefore))
           } else {
             cell.state = EMPTY
             cell.value = undefined
@@ -212,6 +236,10 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     fetch: Fetch<A, E, C>
   ): Effect.Effect<Effect.Effect<A, E>> => Effect.map(start(cell, FETCHING, trigger, fetch), wait)
 
+  /** While a failure holds fetches back, callers that would start one get that failure at once. */
+  const held = (cell: Cell<A, E>, now: number): Effect.Effect<Effect.Effect<A, E>> | undefined =>
+    now < cell.notBefore && cell.failure !== undefined ? Effect.succeed(Effect.fail(cell.failure)) : undefined
+
   /** The slow path: decides in one synchronous step, forks at most one fetch, then waits (if it must). */
   const decide = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
     Effect.flatten(Effect.uninterruptible(Effect.suspend((): Effect.Effect<Effect.Effect<A, E>> => {
@@ -221,9 +249,10 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
           if (now < cell.refreshAt) return Effect.succeed(hit(cell.value as A))
           if (now < cell.validUntil) {
             const value = cell.value as A
+            if (now < cell.notBefore) return Effect.succeed(hit(value))
             return Effect.as(start(cell, REFRESHING, "refresh_ahead", fetch), hit(value))
           }
-          return startAndWait(cell, "expired", fetch)
+          return held(cell, now) ?? startAndWait(cell, "expired", fetch)
         }
         case REFRESHING: {
           if (now < cell.validUntil) return Effect.succeed(hit(cell.value as A))
@@ -235,7 +264,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
         case FETCHING:
           return Effect.succeed(wait(cell.pending!))
         case EMPTY:
-          return startAndWait(cell, "empty", fetch)
+          return held(cell, now) ?? startAndWait(cell, "empty", fetch)
       }
     })))
 
@@ -261,9 +290,10 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
           return Effect.succeed(wait(cell.pending!))
         case READY:
           // Others keep the current value until the new one is in.
-          return Effect.map(start(cell, REFRESHING, "forced", fetch), wait)
+          return held(cell, clock.unsafeCurrentTimeMillis()) ??
+            Effect.map(start(cell, REFRESHING, "forced", fetch), wait)
         case EMPTY:
-          return startAndWait(cell, "forced", fetch)
+          return held(cell, clock.unsafeCurrentTimeMillis()) ?? startAndWait(cell, "forced", fetch)
       }
     })))
 

@@ -123,6 +123,21 @@ export const validity = (options: Options) => {
   }
 }
 
+const permanentCodes: ReadonlySet<string> = new Set(["invalid_client", "unauthorized_client"])
+
+/**
+ * How long after `error` no new token request may start: the server's `Retry-After` (it asked for quiet; sending
+ * anyway is what gets a client blocked), or `permanentHold` after a failure that only a human can fix.
+ */
+export const holdFailure = (permanentHold: number) => (error: TokenError.TokenError): number => {
+  const after = TokenError.retryAfter(error)
+  if (Option.isSome(after)) return Duration.toMillis(after.value)
+  const reason = error.reason
+  const permanent = reason._tag === "Misconfigured" ||
+    (reason._tag === "OAuthError" && permanentCodes.has(reason.code) && !TokenError.isTransient(error))
+  return permanent ? permanentHold : 0
+}
+
 /** The engine every token cell of one cache or manager shares: timing, retries, metrics, logs, spans. */
 export const makeEngine = (
   options: Options,
@@ -136,6 +151,7 @@ export const makeEngine = (
     const cacheLabel = [MetricLabel.make("cache", name)]
     const cacheHits = hitCounter(name)
     const acquireTimeout = options.acquireTimeout === undefined ? undefined : Duration.decode(options.acquireTimeout)
+    const permanentHold = Duration.toMillis(options.permanentFailureHold ?? Duration.seconds(5))
     return singleFlight.makeEngine<AccessToken.AccessToken, TokenError.TokenError>({
       clock,
       random,
@@ -144,6 +160,7 @@ export const makeEngine = (
       acquireTimeout,
       onAcquireTimeout: acquireTimedOut,
       same: AccessToken.sameValue,
+      holdFailure: holdFailure(permanentHold),
       onHit: () => cacheHits.unsafeUpdate(1, []),
       onFetch: (trigger) => fetches.unsafeUpdate(1, [...cacheLabel, MetricLabel.make("trigger", trigger)]),
       onFailure: (error, trigger) => {

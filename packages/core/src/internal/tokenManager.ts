@@ -24,6 +24,8 @@ class KeyedCell<P> implements singleFlight.Cell<AccessToken.AccessToken, TokenEr
   validUntil = 0
   refreshAt = 0
   pending: Deferred.Deferred<AccessToken.AccessToken, TokenError.TokenError> | undefined = undefined
+  notBefore = 0
+  failure: TokenError.TokenError | undefined = undefined
   constructor(
     readonly key: string,
     readonly params: P,
