@@ -111,6 +111,8 @@ export type Fetch<A, E, C extends Cell<A, E> = Cell<A, E>> = (trigger: Trigger, 
 export interface Engine<A, E> {
   /** A valid value: served at once, or after the one fetch. `fetch` is used only if a fetch has to start. */
   readonly get: <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>) => Effect.Effect<A, E>
+  /** {@link get} with the clock already read by the caller (a keyed manager reads it once per call). */
+  readonly getAt: <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>, now: number) => Effect.Effect<A, E>
   /** Fetches now (joining a fetch in flight); others keep the current value until the new one arrives. */
   readonly refresh: <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>) => Effect.Effect<A, E>
   /** Clears the value if `matches` says it is the one to clear (compare-and-clear). Synchronous. */
@@ -268,11 +270,11 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
       }
     })))
 
-  const get = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> => {
-    // The hot path: no lock, no fiber, one clock read.
+  const getAt = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>, now: number): Effect.Effect<A, E> => {
+    // The hot path: no lock, no fiber, one clock read (the caller's).
     const state = cell.state
     if (state === READY || state === REFRESHING) {
-      if (clock.unsafeCurrentTimeMillis() < (state === READY ? cell.refreshAt : cell.validUntil)) {
+      if (now < (state === READY ? cell.refreshAt : cell.validUntil)) {
         return hit(cell.value as A)
       }
     } else if (state === FETCHING) {
@@ -281,6 +283,9 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     }
     return decide(cell, fetch)
   }
+
+  const get = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
+    getAt(cell, fetch, clock.unsafeCurrentTimeMillis())
 
   const refresh = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
     Effect.flatten(Effect.uninterruptible(Effect.suspend((): Effect.Effect<Effect.Effect<A, E>> => {
@@ -311,6 +316,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
 
   return {
     get,
+    getAt,
     refresh,
     invalidate,
     isIdle: (cell) => cell.state === EMPTY || cell.state === READY,

@@ -72,9 +72,8 @@ export const make = <P, R>(
       }
     }
 
-    const cellFor = (params: P, key: string): KeyedCell<P> => {
+    const cellFor = (params: P, key: string, now: number): KeyedCell<P> => {
       let cell = cells.get(key)
-      const now = clock.unsafeCurrentTimeMillis()
       if (cell === undefined) {
         cell = new KeyedCell(key, params, now)
         cells.set(key, cell)
@@ -87,7 +86,11 @@ export const make = <P, R>(
       return cell
     }
 
-    const get = (params: P) => Effect.suspend(() => engine.get(cellFor(params, keyOf(params)), fetch))
+    const get = (params: P) =>
+      Effect.suspend(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        return engine.getAt(cellFor(params, keyOf(params), now), fetch, now)
+      })
 
     const invalidate = (params: P, token: AccessToken.AccessToken) =>
       Effect.suspend(() => {
@@ -103,15 +106,19 @@ export const make = <P, R>(
         )
       })
 
-    const refresh = (params: P) => Effect.suspend(() => engine.refresh(cellFor(params, keyOf(params)), fetch))
+    const refresh = (params: P) =>
+      Effect.suspend(() => engine.refresh(cellFor(params, keyOf(params), clock.unsafeCurrentTimeMillis()), fetch))
 
     const at = (params: P): TokenCache.TokenCache => {
       const key = keyOf(params)
       return {
         key,
-        get: Effect.suspend(() => engine.get(cellFor(params, key), fetch)),
+        get: Effect.suspend(() => {
+          const now = clock.unsafeCurrentTimeMillis()
+          return engine.getAt(cellFor(params, key, now), fetch, now)
+        }),
         invalidate: (token) => invalidate(params, token),
-        refresh: Effect.suspend(() => engine.refresh(cellFor(params, key), fetch)),
+        refresh: Effect.suspend(() => engine.refresh(cellFor(params, key, clock.unsafeCurrentTimeMillis()), fetch)),
         state: Effect.sync(() => {
           const cell = cells.get(key)
           return cell === undefined ? { _tag: "Empty" } : tokenCache.stateOf(cell)
