@@ -35,13 +35,26 @@ const ExpiresIn = Schema.Union(
 // Some servers send `null` for an absent optional member; it means the same as leaving it out.
 const OptionalString = Schema.optionalWith(Schema.String, { nullable: true })
 
+/**
+ * RFC 6750 §2.1 `b64token`: the only values a client can put after `Bearer ` (or `DPoP `) in an `Authorization`
+ * header. Anything else (a NUL, a CJK character, a space) makes every API call fail in the HTTP stack as if it were a
+ * transport fault, so such a token is refused on arrival and never cached.
+ */
+export const b64token = /^[A-Za-z0-9\-._~+/]+=*$/
+
+/**
+ * RFC 6749 appendix A.12 `refresh-token = 1*VSCHAR`, without the space: a refresh token is sent back in a form body,
+ * where a space would survive, but no server issues one and a trimmed copy in a store would silently differ.
+ */
+export const refreshTokenChars = /^[\x21-\x7E]+$/
+
 /** RFC 6749 §5.1 successful response (plus RFC 8693's `issued_token_type`). */
 export const TokenResponse = Schema.Struct({
-  access_token: Schema.String.pipe(Schema.pattern(/^\S+$/)),
+  access_token: Schema.String.pipe(Schema.pattern(b64token)),
   token_type: TokenTypeFromString,
   expires_in: Schema.optionalWith(ExpiresIn, { nullable: true }),
   scope: OptionalString,
-  refresh_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^\S+$/)), { nullable: true }),
+  refresh_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(refreshTokenChars)), { nullable: true }),
   issued_token_type: OptionalString
 })
 
