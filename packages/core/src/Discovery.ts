@@ -140,6 +140,11 @@ export interface Options {
   readonly issuer: string
   /** Time allowed for each document request. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -211,7 +216,8 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
       internal.execute(client, HttpClientRequest.get(url, { acceptJson: true }), {
         operation,
         timeout,
-        endpoint: "metadata endpoint"
+        endpoint: "metadata endpoint",
+        maxResponseBytes: options.maxResponseBytes ?? internal.defaultMaxResponseBytes
       })
     let exchange = yield* get(urls.value[0])
     if (exchange.response.status === 404) exchange = yield* get(urls.value[1])

@@ -40,6 +40,11 @@ export interface Options {
   readonly clientAuth: ClientAuth.ClientAuth
   /** Time allowed for the request. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -119,7 +124,12 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Revoc
       const endpoint = yield* url
       const credentials = yield* ClientAuth.credentials(options.clientAuth, endpoint)
       const request = internal.formPost(endpoint, { token, token_type_hint: tokenTypeHint }, credentials)
-      const exchange = yield* internal.execute(client, request, { operation, timeout, endpoint: "revocation endpoint" })
+      const exchange = yield* internal.execute(client, request, {
+        operation,
+        timeout,
+        endpoint: "revocation endpoint",
+        maxResponseBytes: options.maxResponseBytes ?? internal.defaultMaxResponseBytes
+      })
       const status = exchange.response.status
       if (status < 200 || status >= 300) return yield* internal.failure(exchange, operation)
     }).pipe(

@@ -39,6 +39,11 @@ export interface Options {
   readonly attemptTimeout?: Duration.DurationInput | undefined
   /** Lifetime of a token that has neither `expires_in` nor a JWT `exp`. Default: unknown (the cache decides). */
   readonly defaultLifetime?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -101,6 +106,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   const clientId = options.clientAuth.clientId
   const authMethod = ClientAuth.method(options.clientAuth)
   const spanUrl = endpoint.spanUrl(url)
+  const maxResponseBytes = options.maxResponseBytes ?? endpoint.defaultMaxResponseBytes
 
   const request = (params: Params): Effect.Effect<AccessToken.AccessToken, TokenError> => {
     const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
@@ -110,7 +116,8 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
       const exchange = yield* endpoint.execute(client, endpoint.formPost(url, params, credentials), {
         operation,
         timeout,
-        endpoint: "token endpoint"
+        endpoint: "token endpoint",
+        maxResponseBytes
       })
       const now = yield* DateTime.now
       return yield* decodeResponse(exchange, { operation, now, defaultLifetime })
