@@ -5,6 +5,7 @@
 import { ClientAuth, ClientCredentials, Discovery, TokenCache, TokenEndpoint, TokenError } from "@effect-token/core"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import type { Layer } from "effect"
 import { Effect, Redacted } from "effect"
@@ -74,8 +75,7 @@ const clientAuth = ClientAuth.clientSecretPost({ clientId: "app", clientSecret: 
 const undici = NodeHttpClient.layerUndici
 const fetchLayer = FetchHttpClient.layer
 
-const failureOf = <A>(effect: Effect.Effect<A, TokenError.TokenError>) =>
-  Effect.flip(effect).pipe(Effect.map((error) => error))
+const failureOf = <A, R>(effect: Effect.Effect<A, TokenError.TokenError, R>) => Effect.flip(effect)
 
 describe("bounded answers", () => {
   it.live(
@@ -173,7 +173,7 @@ describe("no redirects", () => {
             expect(error.reason.message).toContain("redirect")
             expect(as.requests).toHaveLength(1)
             expect(other.requests).toHaveLength(0)
-          }).pipe(Effect.scoped, Effect.provide(layer as Layer.Layer<never>)),
+          }).pipe(Effect.scoped, Effect.provide(layer as Layer.Layer<HttpClient.HttpClient>)),
         20_000
       )
     }
@@ -183,7 +183,7 @@ describe("no redirects", () => {
     "FetchHttpClient: a redirected well-known document sends nothing to the other origin",
     () =>
       Effect.gen(function*() {
-        const other = yield* server((request, response) => {
+        const other = yield* server((_, response) => {
           response.writeHead(200, { "content-type": "application/json" })
           response.end(JSON.stringify({ issuer: "x", token_endpoint: `http://127.0.0.1:1/token` }))
         })
