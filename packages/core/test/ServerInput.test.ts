@@ -5,13 +5,16 @@
 import { ClientAuth, ClientCredentials, Discovery, TokenCache, TokenEndpoint, TokenError } from "@effect-token/core"
 import { NodeHttpClient } from "@effect/platform-node"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import type { Layer } from "effect"
 import { Effect, Redacted } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Zlib from "node:zlib"
+import { fake, json } from "./support/http.js"
+
+const HttpClientTag = HttpClient.HttpClient
 
 const secret = "client-secret-that-must-stay-home-4711"
 
@@ -210,4 +213,59 @@ describe("no redirects", () => {
       expect(as.requests[0]?.headers["x-mine"]).toBe("1")
       expect(other.requests).toHaveLength(0)
     }).pipe(Effect.scoped, Effect.provide(fetchLayer)), 20_000)
+})
+
+describe("discovered endpoints", () => {
+  const documentFrom = (issuer: string, fields: Record<string, string>) =>
+    Effect.flatMap(fake(() => json({ issuer, ...fields })), ({ client, requests }) =>
+      Effect.map(
+        Effect.flip(Discovery.fetch({ issuer }).pipe(Effect.provideService(HttpClientTag, client))),
+        (error) => ({ error, requests })
+      ))
+
+  for (
+    const [field, value] of [
+      ["token_endpoint", "file:///etc/passwd"],
+      ["token_endpoint", "data:application/json,{}"],
+      ["revocation_endpoint", "ws://auth.example.com/revoke"],
+      ["jwks_uri", "http://auth.example.com/jwks"],
+      ["token_endpoint", "http://127.0.0.1/token"],
+      ["userinfo_endpoint", "javascript:alert(1)"]
+    ] as const
+  ) {
+    it.effect(`an https issuer's ${field} ${value} is MalformedResponse naming the field`, () =>
+      Effect.gen(function*() {
+        const { error } = yield* documentFrom("https://auth.example.com", {
+          token_endpoint: "https://auth.example.com/token",
+          [field]: value
+        })
+        expect(error.reason._tag).toBe("MalformedResponse")
+        expect(error.reason).toMatchObject({ fields: [field] })
+        expect(error.message).not.toContain(value)
+      }))
+  }
+
+  it.effect("an http issuer on a loopback address may publish http loopback endpoints, for development", () =>
+    Effect.gen(function*() {
+      for (
+        const issuer of ["http://127.0.0.1:8080", "http://localhost:3000", "http://[::1]:9000", "http://127.1.2.3"]
+      ) {
+        const { client } = yield* fake(() => json({ issuer, token_endpoint: `${issuer}/token` }))
+        const metadata = yield* Discovery.fetch({ issuer }).pipe(Effect.provideService(HttpClientTag, client))
+        expect(metadata.token_endpoint).toBe(`${issuer}/token`)
+      }
+      const { error } = yield* documentFrom("http://127.0.0.1:8080", { token_endpoint: "https://auth.example.com/t" })
+      expect(error.reason).toMatchObject({ _tag: "MalformedResponse", fields: ["token_endpoint"] })
+      const remote = yield* documentFrom("http://127.0.0.1:8080", { token_endpoint: "http://auth.example.com/t" })
+      expect(remote.error.reason).toMatchObject({ _tag: "MalformedResponse", fields: ["token_endpoint"] })
+    }))
+
+  it.effect("an http issuer elsewhere is Misconfigured, and nothing is sent", () =>
+    Effect.gen(function*() {
+      for (const issuer of ["http://auth.example.com", "http://10.0.0.1", "ftp://auth.example.com"]) {
+        const { error, requests } = yield* documentFrom(issuer, { token_endpoint: `${issuer}/token` })
+        expect(error.reason._tag).toBe("Misconfigured")
+        expect(yield* requests).toHaveLength(0)
+      }
+    }))
 })
