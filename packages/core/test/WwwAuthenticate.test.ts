@@ -118,8 +118,10 @@ describe("WwwAuthenticate.parse", () => {
     )
     const expected = (challenges: ReadonlyArray<typeof rfcChallenge extends fc.Arbitrary<infer A> ? A : never>) =>
       challenges.map((c) => {
-        const params: Record<string, string> = {}
-        if (c.body._tag === "params") { for (const p of c.body.params) params[p.name.toLowerCase()] = p.value.value }
+        // fromEntries defines own properties, so `__proto__` is a parameter like any other (the last one wins).
+        const params: Record<string, string> = Object.fromEntries(
+          c.body._tag === "params" ? c.body.params.map((p) => [p.name.toLowerCase(), p.value.value]) : []
+        )
         return {
           scheme: c.scheme,
           params,
