@@ -271,7 +271,7 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
         operation,
         reason: new Misconfigured({
           description: `the issuer ${
-            JSON.stringify(internal.spanUrl(options.issuer))
+            JSON.stringify(internal.serverUrl(options.issuer))
           } is neither https nor http on a loopback address`
         })
       })
@@ -325,9 +325,9 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
       return yield* new TokenError({
         operation,
         reason: new Misconfigured({
-          description: `issuer mismatch: configured ${JSON.stringify(options.issuer)}, the metadata says ${
-            JSON.stringify(metadata.right.issuer)
-          }`
+          description: `issuer mismatch: configured ${
+            JSON.stringify(internal.spanUrl(options.issuer))
+          }, the metadata says ${JSON.stringify(internal.serverUrl(metadata.right.issuer))}`
         })
       })
     }
@@ -346,7 +346,10 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
     }
     return metadata.right
   }).pipe(
-    Effect.withSpan("effect-token/Discovery.fetch", { kind: "client", attributes: { "oauth.issuer": options.issuer } })
+    Effect.withSpan("effect-token/Discovery.fetch", {
+      kind: "client",
+      attributes: { "oauth.issuer": internal.spanUrl(options.issuer) }
+    })
   )
 
 const missingEndpoint = (name: string) =>

@@ -16,6 +16,7 @@ import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as Discovery from "./Discovery.js"
 import * as internal from "./internal/endpoint.js"
+import { secretsOf } from "./internal/serverText.js"
 import type { TokenError } from "./TokenError.js"
 
 /**
@@ -128,6 +129,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Revoc
         operation,
         timeout,
         endpoint: "revocation endpoint",
+        secrets: secretsOf({ token }, credentials),
         maxResponseBytes: options.maxResponseBytes ?? internal.defaultMaxResponseBytes
       })
       const status = exchange.response.status

@@ -25,12 +25,15 @@ import {
   Unavailable
 } from "../TokenError.js"
 import { parseRetryAfter } from "./retryAfter.js"
+import { serverText } from "./serverText.js"
 import { decodeErrorBody } from "./tokenResponse.js"
 import { isTransientStatus } from "./transient.js"
 
 export interface Exchange {
   readonly response: HttpClientResponse.HttpClientResponse
   readonly text: string
+  /** The secrets the request carried: redacted from any server text that reaches a message. */
+  readonly secrets: ReadonlyArray<string>
 }
 
 /** Form parameters: `undefined` is left out, `Redacted` is revealed only into the body, an array repeats the name. */
@@ -68,6 +71,8 @@ export interface ExecuteOptions {
   readonly endpoint: string
   /** The largest body read, counted after any decompression the transport does. */
   readonly maxResponseBytes: number
+  /** The request's secrets (`secretsOf`), in case the server echoes them. */
+  readonly secrets?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -101,7 +106,7 @@ export const execute = (
     Effect.flatMap((response) => {
       const refused = refuse(response, request, options)
       return refused === undefined
-        ? Effect.map(readCapped(response, options), (text) => ({ response, text }))
+        ? Effect.map(readCapped(response, options), (text) => ({ response, text, secrets: options.secrets ?? [] }))
         : Effect.fail(refused)
     }),
     Effect.timeoutFail({
@@ -227,9 +232,23 @@ export const spanUrl = (url: string): string => {
   return safe.href
 }
 
+/**
+ * A URL a server sent, for a message: without userinfo, query or fragment (see {@link spanUrl}), and as server text;
+ * what does not parse is kept as (cleaned, capped) text, so a reader still sees what the server said.
+ */
+export const serverUrl = (url: string, secrets: ReadonlyArray<string> = []): string =>
+  serverText(hasCredentialParts(url) ? spanUrl(url) : url, secrets)
+
+/** Whether `url` has a part that may carry credentials; others are shown as written (a trailing slash matters). */
+const hasCredentialParts = (url: string): boolean => {
+  if (!URL.canParse(url)) return false
+  const parsed = new URL(url)
+  return parsed.username !== "" || parsed.password !== "" || parsed.search !== "" || parsed.hash !== ""
+}
+
 /** The `content-type` for a detail: it tells an HTML error page from JSON without quoting the body. */
 export const contentType = (response: HttpClientResponse.HttpClientResponse): string =>
-  response.headers["content-type"] ?? "no content type"
+  serverText(response.headers["content-type"] ?? "no content type")
 
 /** `body` as an RFC 6749 §5.2 error (`OAuthError`), if it is one. */
 export const oauthError = (
@@ -238,16 +257,17 @@ export const oauthError = (
     readonly operation: string
     readonly status: number
     readonly retryAfter: Option.Option<Duration.Duration>
+    readonly secrets: ReadonlyArray<string>
   }
 ): Option.Option<TokenError> =>
   Option.map(decodeErrorBody(body), ({ error, error_description, error_uri }) =>
     new TokenError({
       operation: options.operation,
       reason: new OAuthError({
-        code: error,
+        code: serverText(error, options.secrets),
         status: options.status,
-        ...(error_description !== undefined ? { description: error_description } : {}),
-        ...(error_uri !== undefined ? { uri: error_uri } : {}),
+        ...(error_description !== undefined ? { description: serverText(error_description, options.secrets) } : {}),
+        ...(error_uri !== undefined ? { uri: serverUrl(error_uri, options.secrets) } : {}),
         ...(Option.isSome(options.retryAfter) ? { retryAfter: options.retryAfter.value } : {})
       })
     }))
@@ -259,7 +279,10 @@ export const failure = (exchange: Exchange, operation: string): Effect.Effect<ne
     const status = response.status
     const retryAfter = parseRetryAfter(response.headers["retry-after"], now)
     const error = Option.getOrElse(
-      Option.flatMap(parseJson(text), (body) => oauthError(body, { operation, status, retryAfter })),
+      Option.flatMap(
+        parseJson(text),
+        (body) => oauthError(body, { operation, status, retryAfter, secrets: exchange.secrets })
+      ),
       () =>
         new TokenError({
           operation,

@@ -130,6 +130,8 @@ export interface DecodeOptions {
   readonly operation: string
   readonly now: DateTime.Utc
   readonly defaultLifetime: Option.Option<Duration.Duration>
+  /** Whether this answers a token exchange, the one grant whose answer may say `token_type` `N_A`. */
+  readonly tokenExchange?: boolean | undefined
 }
 
 /** RFC 8693 §3: the `issued_token_type` of an access token. */
@@ -173,29 +175,34 @@ export const decodeTokenBody = (
       })
     )
   }
-  return Either.match(decodeTokenResponse(isNotApplicable(body) ? { ...body, token_type: "Bearer" } : body), {
-    onLeft: (error) =>
-      Either.left(
-        new TokenError({
-          operation: options.operation,
-          reason: new MalformedResponse({
-            fields: invalidFields(error),
-            description: `invalid token response field(s): ${invalidFields(error).join(", ")}`
+  return Either.match(
+    decodeTokenResponse(
+      options.tokenExchange === true && isNotApplicable(body) ? { ...body, token_type: "Bearer" } : body
+    ),
+    {
+      onLeft: (error) =>
+        Either.left(
+          new TokenError({
+            operation: options.operation,
+            reason: new MalformedResponse({
+              fields: invalidFields(error),
+              description: `invalid token response field(s): ${invalidFields(error).join(", ")}`
+            })
           })
-        })
-      ),
-    onRight: (response) =>
-      Either.map(expiryOf(response, options), (expiresAt) =>
-        AccessToken.make({
-          value: Redacted.make(response.access_token),
-          type: response.token_type,
-          issuedAt: options.now,
-          expiresAt,
-          scope: Option.fromNullable(response.scope),
-          refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
-          issuedTokenType: Option.fromNullable(response.issued_token_type)
-        }))
-  })
+        ),
+      onRight: (response) =>
+        Either.map(expiryOf(response, options), (expiresAt) =>
+          AccessToken.make({
+            value: Redacted.make(response.access_token),
+            type: response.token_type,
+            issuedAt: options.now,
+            expiresAt,
+            scope: Option.fromNullable(response.scope),
+            refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
+            issuedTokenType: Option.fromNullable(response.issued_token_type)
+          }))
+    }
+  )
 }
 
 export const decodeErrorBody = (body: unknown) => decodeErrorResponse(body)
