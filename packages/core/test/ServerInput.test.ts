@@ -183,6 +183,23 @@ describe("no redirects", () => {
   }
 
   it.live(
+    "a client wrapped in platform's followRedirects: the token issued elsewhere is refused",
+    () =>
+      Effect.gen(function*() {
+        const other = yield* elsewhere()
+        const as = yield* redirecting(other.url, 307)
+        const client = HttpClient.followRedirects(yield* HttpClient.HttpClient)
+        const endpoint = TokenEndpoint.makeWith(client, { tokenUrl: `${as.url}/token`, clientAuth })
+        const error = yield* failureOf(endpoint.request({ grant_type: "client_credentials" }))
+        expect(error.reason._tag).toBe("MalformedResponse")
+        expect(error.reason.message).toContain("redirect")
+        // Such a wrapper cannot be stopped from following: the other origin got the request. Only the answer is refused.
+        expect(other.requests).toHaveLength(1)
+      }).pipe(Effect.scoped, Effect.provide(undici)),
+    20_000
+  )
+
+  it.live(
     "FetchHttpClient: a redirected well-known document sends nothing to the other origin",
     () =>
       Effect.gen(function*() {
