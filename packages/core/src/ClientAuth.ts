@@ -175,6 +175,11 @@ export const privateKeyJwt = (options: {
   /** Default: the JWK's `kid`. Servers that hold several keys for a client pick the key by it. */
   readonly keyId?: string | undefined
   readonly audience?: string | undefined
+  /**
+   * Lifetime of each assertion, 1 to 600 seconds (default 60). Outside that range every request fails as
+   * `Misconfigured`: a longer-lived assertion is a replayable credential (RFC 7523 §3 wants a short one; RFC 9700
+   * §2.4), and one under a second expires before a server with any clock skew reads it.
+   */
   readonly lifetimeSeconds?: number | undefined
 }): ClientAuth => {
   const jwk = jwkOf(Redacted.value(options.privateKey))
@@ -378,8 +383,22 @@ const signingKey = (auth: PrivateKeyJwt): Promise<jose.CryptoKey | jose.KeyObjec
   return imported
 }
 
+/** The range of `lifetimeSeconds` a `private_key_jwt` assertion may have. */
+const assertionLifetime = { min: 1, max: 600 } as const
+
 const signAssertion = (auth: PrivateKeyJwt, tokenEndpoint: string) =>
   Effect.gen(function*() {
+    const lifetime = auth.lifetimeSeconds
+    if (!(Number.isFinite(lifetime) && lifetime >= assertionLifetime.min && lifetime <= assertionLifetime.max)) {
+      return yield* new TokenError({
+        operation: "private_key_jwt client assertion",
+        reason: new Misconfigured({
+          description: `the assertion lifetime ${lifetime} s is outside ${assertionLifetime.min} s to ${
+            assertionLifetime.max / 60
+          } minutes (lifetimeSeconds)`
+        })
+      })
+    }
     const nowSeconds = Math.floor((yield* Clock.currentTimeMillis) / 1000)
     const assertion = yield* Effect.tryPromise({
       try: async () => {

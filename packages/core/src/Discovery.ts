@@ -140,6 +140,11 @@ export interface Options {
   readonly issuer: string
   /** Time allowed for each document request. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -174,6 +179,58 @@ export const documentUrls = (issuer: string): Option.Option<readonly [openid: st
 
 const decodeMetadata = Schema.decodeUnknownEither(Metadata, { errors: "all" })
 
+/** 127.0.0.0/8, ::1 and `localhost`: the only hosts plain `http` may reach, for development. */
+const isLoopback = (hostname: string): boolean =>
+  hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+
+/**
+ * Whether `url` may carry the client's credentials: `https`, or `http` to a loopback host (a development server on
+ * this machine, where nothing travels over a network).
+ *
+ * @example
+ * ```ts
+ * import { Discovery } from "@effect-token/core"
+ *
+ * Discovery.isSecureUrl("https://auth.example.com") // true
+ * Discovery.isSecureUrl("http://127.0.0.1:8080") // true
+ * Discovery.isSecureUrl("http://auth.example.com") // false
+ * ```
+ *
+ * @since 0.1.0
+ * @category urls
+ */
+export const isSecureUrl = (url: string): boolean => {
+  if (!URL.canParse(url)) return false
+  const parsed = new URL(url)
+  return parsed.protocol === "https:" || (parsed.protocol === "http:" && isLoopback(parsed.hostname))
+}
+
+const endpointFields = [
+  "authorization_endpoint",
+  "token_endpoint",
+  "jwks_uri",
+  "userinfo_endpoint",
+  "registration_endpoint",
+  "revocation_endpoint",
+  "introspection_endpoint",
+  "end_session_endpoint",
+  "pushed_authorization_request_endpoint",
+  "device_authorization_endpoint"
+] as const
+
+/**
+ * The endpoint fields of `metadata` the client must not use: a scheme other than the issuer's (`file:`, `data:`,
+ * `ws:`, `http:` under an `https` issuer), or `http` to a host that is not a loopback one. The metadata comes from
+ * the server, so such a field is a `MalformedResponse` of the server's, not a setting of ours to fix.
+ */
+export const insecureEndpoints = (issuer: string, metadata: Metadata): Array<string> => {
+  const scheme = URL.canParse(issuer) ? new URL(issuer).protocol : "https:"
+  return endpointFields.filter((field) => {
+    const value = metadata[field]
+    return value !== undefined && !(isSecureUrl(value) && new URL(value).protocol === scheme)
+  })
+}
+
 /**
  * Fetches the metadata once, without caching: tries OpenID Connect Discovery first and RFC 8414 when that answers
  * 404, and checks that the document's `issuer` is exactly the configured one.
@@ -207,11 +264,24 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
         })
       })
     }
+    if (!isSecureUrl(options.issuer)) {
+      // RFC 8414 §2 and RFC 9700 §2.6: credentials and tokens travel only over TLS. Plain http is left for a
+      // development server on this machine; anything else is a setting to fix, so nothing is sent.
+      return yield* new TokenError({
+        operation,
+        reason: new Misconfigured({
+          description: `the issuer ${
+            JSON.stringify(internal.serverUrl(options.issuer))
+          } is neither https nor http on a loopback address`
+        })
+      })
+    }
     const get = (url: string) =>
       internal.execute(client, HttpClientRequest.get(url, { acceptJson: true }), {
         operation,
         timeout,
-        endpoint: "metadata endpoint"
+        endpoint: "metadata endpoint",
+        maxResponseBytes: options.maxResponseBytes ?? internal.defaultMaxResponseBytes
       })
     let exchange = yield* get(urls.value[0])
     if (exchange.response.status === 404) exchange = yield* get(urls.value[1])
@@ -255,15 +325,31 @@ const fetchWith = (client: HttpClient.HttpClient, options: Options): Effect.Effe
       return yield* new TokenError({
         operation,
         reason: new Misconfigured({
-          description: `issuer mismatch: configured ${JSON.stringify(options.issuer)}, the metadata says ${
-            JSON.stringify(metadata.right.issuer)
+          description: `issuer mismatch: configured ${
+            JSON.stringify(internal.spanUrl(options.issuer))
+          }, the metadata says ${JSON.stringify(internal.serverUrl(metadata.right.issuer))}`
+        })
+      })
+    }
+    const insecure = insecureEndpoints(options.issuer, metadata.right)
+    if (insecure.length > 0) {
+      return yield* new TokenError({
+        operation,
+        reason: new MalformedResponse({
+          status,
+          fields: insecure,
+          description: `metadata endpoint(s) not on the issuer's scheme over https (or loopback http): ${
+            insecure.join(", ")
           }`
         })
       })
     }
     return metadata.right
   }).pipe(
-    Effect.withSpan("effect-token/Discovery.fetch", { kind: "client", attributes: { "oauth.issuer": options.issuer } })
+    Effect.withSpan("effect-token/Discovery.fetch", {
+      kind: "client",
+      attributes: { "oauth.issuer": internal.spanUrl(options.issuer) }
+    })
   )
 
 const missingEndpoint = (name: string) =>

@@ -17,6 +17,7 @@ import * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as Discovery from "./Discovery.js"
 import * as internal from "./internal/endpoint.js"
+import { secretsOf } from "./internal/serverText.js"
 import type { TokenError } from "./TokenError.js"
 
 /**
@@ -41,6 +42,11 @@ export interface Options {
   readonly clientAuth: ClientAuth.ClientAuth
   /** Time allowed for the request. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -120,7 +126,13 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Revoc
       const endpoint = yield* url
       const credentials = yield* ClientAuth.credentials(options.clientAuth, endpoint)
       const request = internal.formPost(endpoint, { token, token_type_hint: tokenTypeHint }, credentials)
-      const exchange = yield* internal.execute(client, request, { operation, timeout, endpoint: "revocation endpoint" })
+      const exchange = yield* internal.execute(client, request, {
+        operation,
+        timeout,
+        endpoint: "revocation endpoint",
+        secrets: secretsOf({ token }, credentials),
+        maxResponseBytes: options.maxResponseBytes ?? internal.defaultMaxResponseBytes
+      })
       const status = exchange.response.status
       if (status < 200 || status >= 300) return yield* internal.failure(exchange, operation)
     }).pipe(

@@ -16,6 +16,7 @@ import * as Predicate from "effect/Predicate"
 import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as endpoint from "./internal/endpoint.js"
+import { secretsOf } from "./internal/serverText.js"
 import * as internal from "./internal/tokenResponse.js"
 import { MalformedResponse, TokenError } from "./TokenError.js"
 
@@ -39,6 +40,11 @@ export interface Options {
   readonly attemptTimeout?: Duration.DurationInput | undefined
   /** Lifetime of a token that has neither `expires_in` nor a JWT `exp`. Default: unknown (the cache decides). */
   readonly defaultLifetime?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**
@@ -56,6 +62,9 @@ export interface TokenEndpoint {
    */
   readonly request: (params: Params) => Effect.Effect<AccessToken.AccessToken, TokenError>
 }
+
+/** RFC 8693 §2.1: the one grant whose answer may carry `token_type` `N_A`. */
+const tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 /**
  * The default time allowed for one token request.
@@ -101,6 +110,7 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   const clientId = options.clientAuth.clientId
   const authMethod = ClientAuth.method(options.clientAuth)
   const spanUrl = endpoint.spanUrl(url)
+  const maxResponseBytes = options.maxResponseBytes ?? endpoint.defaultMaxResponseBytes
 
   const request = (params: Params): Effect.Effect<AccessToken.AccessToken, TokenError> => {
     const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
@@ -108,12 +118,15 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
     return Effect.gen(function*() {
       const credentials = yield* ClientAuth.credentials(options.clientAuth, url)
       const exchange = yield* endpoint.execute(client, endpoint.formPost(url, params, credentials), {
+        secrets: secretsOf(params, credentials),
         operation,
         timeout,
-        endpoint: "token endpoint"
+        endpoint: "token endpoint",
+        maxResponseBytes
       })
       const now = yield* DateTime.now
-      return yield* decodeResponse(exchange, { operation, now, defaultLifetime })
+      const tokenExchange = grantType === tokenExchangeGrant
+      return yield* decodeResponse(exchange, { operation, now, defaultLifetime, tokenExchange })
     }).pipe(
       Effect.withSpan("effect-token/TokenEndpoint.request", {
         kind: "client",
@@ -152,7 +165,12 @@ const decodeResponse = (
   // `access_token` such a body is the server's error, not a malformed token response: report it as one.
   const body = json.value
   if (!(Predicate.isRecord(body) && "access_token" in body)) {
-    const error = endpoint.oauthError(body, { operation: options.operation, status, retryAfter: Option.none() })
+    const error = endpoint.oauthError(body, {
+      operation: options.operation,
+      status,
+      retryAfter: Option.none(),
+      secrets: exchange.secrets
+    })
     if (Option.isSome(error)) return Effect.fail(error.value)
   }
   return decodeResponseBody(body, options)

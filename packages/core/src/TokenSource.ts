@@ -131,6 +131,11 @@ export interface EndpointOptions {
    */
   readonly attemptTimeout?: Duration.DurationInput | undefined
   readonly defaultLifetime?: Duration.DurationInput | undefined
+  /**
+   * The largest answer read, in bytes, counted after decompression (default 1 MiB). A larger answer is a
+   * `MalformedResponse` naming the cap, and is not retried.
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 /**

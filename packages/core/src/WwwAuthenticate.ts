@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as internal from "./internal/wwwAuthenticate.js"
 
 /**
  * One challenge: its scheme and its auth-params (names lower-cased, values unquoted). A `token68` value (as in
@@ -18,10 +19,19 @@ export interface Challenge {
   readonly token68?: string | undefined
 }
 
-const tchar = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/
+/**
+ * How much of a header is read: 16 KiB (16,384 UTF-16 code units). What follows is ignored, and so is the challenge
+ * the cut falls into. Real challenge lists are a few hundred bytes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxHeaderLength: number = internal.maxHeaderLength
 
 /**
- * Parses a header value into its challenges. Lenient: what it cannot read it skips, it never throws.
+ * Parses a header value into its challenges. Lenient: what it cannot read it skips, it never throws. One pass over
+ * at most {@link maxHeaderLength} characters, so its time is linear in the header's length whatever the server sends.
+ * Parameter names are lower-cased; a repeated parameter keeps its last value.
  *
  * @example
  * ```ts
@@ -34,71 +44,7 @@ const tchar = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/
  * @since 0.1.0
  * @category parsing
  */
-export const parse = (header: string): Array<Challenge> => {
-  const challenges: Array<{ scheme: string; params: Record<string, string>; token68?: string }> = []
-  let i = 0
-  const n = header.length
-  const skipSpace = () => {
-    while (i < n && (header[i] === " " || header[i] === "\t")) i++
-  }
-  const readToken = () => {
-    const start = i
-    while (i < n && tchar.test(header[i]!)) i++
-    return header.slice(start, i)
-  }
-  const readQuoted = () => {
-    let out = ""
-    i++ // opening quote
-    while (i < n && header[i] !== "\"") {
-      if (header[i] === "\\" && i + 1 < n) i++
-      out += header[i]
-      i++
-    }
-    i++ // closing quote
-    return out
-  }
-  while (i < n) {
-    skipSpace()
-    if (header[i] === ",") {
-      i++
-      continue
-    }
-    const scheme = readToken()
-    if (scheme === "") {
-      // Unreadable character: skip it rather than fail the whole header.
-      i++
-      continue
-    }
-    const challenge: { scheme: string; params: Record<string, string>; token68?: string } = { scheme, params: {} }
-    challenges.push(challenge)
-    skipSpace()
-    const token68 = /^([A-Za-z0-9\-._~+/]+=*)[ \t]*(?:,|$)/.exec(header.slice(i))
-    if (token68 !== null) {
-      challenge.token68 = token68[1]!
-      i += token68[1]!.length
-      continue
-    }
-    // auth-params until something that is not `name=value`: that is the next challenge's scheme.
-    while (i < n) {
-      skipSpace()
-      if (header[i] === ",") {
-        i++
-        continue
-      }
-      const save = i
-      const name = readToken()
-      skipSpace()
-      if (name === "" || header[i] !== "=") {
-        i = save
-        break
-      }
-      i++
-      skipSpace()
-      challenge.params[name.toLowerCase()] = header[i] === "\"" ? readQuoted() : readToken()
-    }
-  }
-  return challenges
-}
+export const parse = (header: string): Array<Challenge> => internal.scan(header).challenges
 
 /**
  * The first challenge of `scheme` (case-insensitive), if any.

@@ -30,11 +30,22 @@ const unsignedJwt = (payload: Record<string, unknown>) =>
 /** Long and random enough that finding it in an error message can only mean a leak. */
 const secretArb = (prefix: string) => fc.stringMatching(/^[A-Za-z0-9_.~+/-]{24,48}$/).map((s) => `${prefix}${s}`)
 
-/** Any non-empty token without whitespace, including non-ASCII ones: the decoder must not care. */
+/** Any RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. */
 const anyTokenArb = fc.oneof(
   secretArb("at_"),
-  fc.string({ unit: "grapheme", minLength: 1, maxLength: 40 }).filter((s) => /^\S+$/.test(s))
+  fc.stringMatching(/^[A-Za-z0-9\-._~+/]{1,40}={0,3}$/)
 )
+
+/**
+ * A character no `b64token` holds (and, but for the ASCII punctuation, no refresh token either): controls, NUL,
+ * DEL, non-ASCII letters, `=` in the middle, the punctuation a header value cannot carry bare.
+ */
+const unsendableArb = fc.oneof(
+  fc.constantFrom("\u0000", "\u0001", "\u001f", "\u007f", "\u00e9", "\u4e2d", "\ud83d\ude00", "\u00ff", "\u0085"),
+  fc.integer({ min: 0x80, max: 0xd7ff }).map((code) => String.fromCharCode(code)),
+  fc.integer({ min: 0, max: 0x1f }).map((code) => String.fromCharCode(code))
+)
+const notB64Arb = fc.oneof(unsendableArb, fc.constantFrom("\"", ",", ";", "\\", "(", "@", "!", "%"))
 
 const nowArb = fc.date({
   min: new Date("2000-01-01T00:00:00Z"),
@@ -165,6 +176,20 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   whitespaceArb.map((ws): Mutation => ({
     name: "whitespace in refresh_token",
     apply: (b) => ({ ...b, refresh_token: `rt_${ws}${String(b.access_token)}` })
+  })),
+  fc.tuple(notB64Arb, fc.constantFrom("start", "middle", "end")).map(([char, where]): Mutation => ({
+    name: `access_token with ${JSON.stringify(char)} at the ${where}`,
+    apply: (b) => {
+      const token = String(b.access_token)
+      const access_token = where === "start" ? char + token : where === "end" ? token + char : `${token}${char}${token}`
+      return { ...b, access_token }
+    }
+  })),
+  fc.constant<Mutation>({ name: "'=' inside access_token", apply: (b) => ({ ...b, access_token: `ab=cd` }) }),
+  fc.constant<Mutation>({ name: "empty refresh_token", apply: (b) => ({ ...b, refresh_token: "" }) }),
+  unsendableArb.map((char): Mutation => ({
+    name: `refresh_token with ${JSON.stringify(char)}`,
+    apply: (b) => ({ ...b, refresh_token: `rt_${char}${String(b.access_token)}` })
   })),
   // Not an object at all, even though the valid body (and its secrets) is inside.
   fc.constant<Mutation>({ name: "array around the body", apply: (b) => [b] }),

@@ -3,6 +3,7 @@
  * The one place that turns transport failures, timeouts and RFC 6749 §5.2 error bodies into reasons, so every
  * endpoint reports them alike.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -12,6 +13,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import type * as ClientAuth from "../ClientAuth.js"
 import {
   MalformedResponse,
@@ -23,12 +25,15 @@ import {
   Unavailable
 } from "../TokenError.js"
 import { parseRetryAfter } from "./retryAfter.js"
+import { serverText } from "./serverText.js"
 import { decodeErrorBody } from "./tokenResponse.js"
 import { isTransientStatus } from "./transient.js"
 
 export interface Exchange {
   readonly response: HttpClientResponse.HttpClientResponse
   readonly text: string
+  /** The secrets the request carried: redacted from any server text that reaches a message. */
+  readonly secrets: ReadonlyArray<string>
 }
 
 /** Form parameters: `undefined` is left out, `Redacted` is revealed only into the body, an array repeats the name. */
@@ -57,14 +62,53 @@ export const formPost = (
   return HttpClientRequest.post(url).pipe(HttpClientRequest.setHeaders(headers), HttpClientRequest.bodyUrlParams(body))
 }
 
-/** Sends `request` and reads the whole body within `timeout`. */
+/** The default cap on an authorization server's answer: metadata and token responses are a few KiB. */
+export const defaultMaxResponseBytes = 1024 * 1024
+
+export interface ExecuteOptions {
+  readonly operation: string
+  readonly timeout: Duration.Duration
+  readonly endpoint: string
+  /** The largest body read, counted after any decompression the transport does. */
+  readonly maxResponseBytes: number
+  /** The request's secrets (`secretsOf`), in case the server echoes them. */
+  readonly secrets?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * Sends `request` without following a redirect and reads at most `maxResponseBytes` of the body, all within
+ * `timeout`.
+ *
+ * - Redirects: a token, discovery or revocation request carries the client's credentials, and a redirected answer
+ *   would be a token or a document from somewhere else (RFC 9700 §4.11, §4.12). `FetchHttpClient` follows by
+ *   default, so the request runs with `redirect: "manual"` (other `RequestInit` settings kept); the Node clients
+ *   never follow. A client wrapped in platform's `followRedirects` cannot be stopped from following, but its answer
+ *   comes from another URL than the one asked and is refused. Any 3xx is a `MalformedResponse`, not retried.
+ * - Size: the body is read as a stream and counted as it arrives, so a huge, endless or decompression-bomb answer
+ *   costs at most the cap; reading stops there. A `content-length` over the cap fails before reading. An oversized
+ *   answer is a `MalformedResponse` naming the cap, never retried: it would be as large the next time.
+ */
 export const execute = (
   client: HttpClient.HttpClient,
   request: HttpClientRequest.HttpClientRequest,
-  options: { readonly operation: string; readonly timeout: Duration.Duration; readonly endpoint: string }
+  options: ExecuteOptions
 ): Effect.Effect<Exchange, TokenError> =>
-  Effect.flatMap(client.execute(request), (response) => Effect.map(response.text, (text) => ({ response, text }))).pipe(
+  Effect.flatMap(
+    Effect.serviceOption(FetchHttpClient.RequestInit),
+    (init) =>
+      Effect.provideService(
+        client.execute(request),
+        FetchHttpClient.RequestInit,
+        { ...Option.getOrUndefined(init), redirect: "manual" }
+      )
+  ).pipe(
     Effect.mapError((error) => fromHttpClientError(error, options.operation, options.endpoint)),
+    Effect.flatMap((response) => {
+      const refused = refuse(response, request, options)
+      return refused === undefined
+        ? Effect.map(readCapped(response, options), (text) => ({ response, text, secrets: options.secrets ?? [] }))
+        : Effect.fail(refused)
+    }),
     Effect.timeoutFail({
       duration: options.timeout,
       onTimeout: () =>
@@ -75,8 +119,75 @@ export const execute = (
     })
   )
 
+/** A redirect, an answer from elsewhere, or a declared length over the cap: refused before the body is read. */
+const refuse = (
+  response: HttpClientResponse.HttpClientResponse,
+  request: HttpClientRequest.HttpClientRequest,
+  options: ExecuteOptions
+): TokenError | undefined => {
+  const status = response.status
+  if ((status >= 300 && status < 400) || response.request.url !== request.url) {
+    return new TokenError({
+      operation: options.operation,
+      reason: new MalformedResponse({
+        status,
+        description: `the ${options.endpoint} answered with a redirect, which is never followed (the request carries ` +
+          `the client's credentials)`
+      })
+    })
+  }
+  const declared = Number(response.headers["content-length"])
+  if (Number.isFinite(declared) && declared > options.maxResponseBytes) return tooLarge(status, options)
+  return undefined
+}
+
+const tooLarge = (status: number, options: ExecuteOptions) =>
+  new TokenError({
+    operation: options.operation,
+    reason: new MalformedResponse({
+      status,
+      description: `the ${options.endpoint}'s answer is larger than ${options.maxResponseBytes} bytes ` +
+        `(maxResponseBytes); it was not read further`
+    })
+  })
+
+/** The body as text, counted chunk by chunk; the stream is closed as soon as the count passes the cap. */
+const readCapped = (
+  response: HttpClientResponse.HttpClientResponse,
+  options: ExecuteOptions
+): Effect.Effect<string, TokenError> =>
+  Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    let over = false
+    return Stream.runForEachWhile(response.stream, (chunk) =>
+      Effect.sync(() => {
+        total += chunk.length
+        if (total > options.maxResponseBytes) {
+          over = true
+          return false
+        }
+        chunks.push(chunk)
+        return true
+      })).pipe(
+        // No body at all (a 204, `new Response(null)`) is an empty body.
+        Effect.catchIf((error) => error._tag === "ResponseError" && error.reason === "EmptyBody", () => Effect.void),
+        Effect.mapError((error) => fromHttpClientError(error, options.operation, options.endpoint)),
+        Effect.flatMap(() => {
+          if (over) return Effect.fail(tooLarge(response.status, options))
+          const bytes = new Uint8Array(total)
+          let offset = 0
+          for (const chunk of chunks) {
+            bytes.set(chunk, offset)
+            offset += chunk.length
+          }
+          return Effect.succeed(new TextDecoder().decode(bytes))
+        })
+      )
+  })
+
 const fromHttpClientError = (
-  error: HttpClientError.HttpClientError,
+  error: HttpClientError.HttpClientError | HttpClientError.ResponseError,
   operation: string,
   endpoint: string
 ): TokenError => {
@@ -121,9 +232,23 @@ export const spanUrl = (url: string): string => {
   return safe.href
 }
 
+/**
+ * A URL a server sent, for a message: without userinfo, query or fragment (see {@link spanUrl}), and as server text;
+ * what does not parse is kept as (cleaned, capped) text, so a reader still sees what the server said.
+ */
+export const serverUrl = (url: string, secrets: ReadonlyArray<string> = []): string =>
+  serverText(hasCredentialParts(url) ? spanUrl(url) : url, secrets)
+
+/** Whether `url` has a part that may carry credentials; others are shown as written (a trailing slash matters). */
+const hasCredentialParts = (url: string): boolean => {
+  if (!URL.canParse(url)) return false
+  const parsed = new URL(url)
+  return parsed.username !== "" || parsed.password !== "" || parsed.search !== "" || parsed.hash !== ""
+}
+
 /** The `content-type` for a detail: it tells an HTML error page from JSON without quoting the body. */
 export const contentType = (response: HttpClientResponse.HttpClientResponse): string =>
-  response.headers["content-type"] ?? "no content type"
+  serverText(response.headers["content-type"] ?? "no content type")
 
 /** `body` as an RFC 6749 §5.2 error (`OAuthError`), if it is one. */
 export const oauthError = (
@@ -132,16 +257,17 @@ export const oauthError = (
     readonly operation: string
     readonly status: number
     readonly retryAfter: Option.Option<Duration.Duration>
+    readonly secrets: ReadonlyArray<string>
   }
 ): Option.Option<TokenError> =>
   Option.map(decodeErrorBody(body), ({ error, error_description, error_uri }) =>
     new TokenError({
       operation: options.operation,
       reason: new OAuthError({
-        code: error,
+        code: serverText(error, options.secrets),
         status: options.status,
-        ...(error_description !== undefined ? { description: error_description } : {}),
-        ...(error_uri !== undefined ? { uri: error_uri } : {}),
+        ...(error_description !== undefined ? { description: serverText(error_description, options.secrets) } : {}),
+        ...(error_uri !== undefined ? { uri: serverUrl(error_uri, options.secrets) } : {}),
         ...(Option.isSome(options.retryAfter) ? { retryAfter: options.retryAfter.value } : {})
       })
     }))
@@ -153,7 +279,10 @@ export const failure = (exchange: Exchange, operation: string): Effect.Effect<ne
     const status = response.status
     const retryAfter = parseRetryAfter(response.headers["retry-after"], now)
     const error = Option.getOrElse(
-      Option.flatMap(parseJson(text), (body) => oauthError(body, { operation, status, retryAfter })),
+      Option.flatMap(
+        parseJson(text),
+        (body) => oauthError(body, { operation, status, retryAfter, secrets: exchange.secrets })
+      ),
       () =>
         new TokenError({
           operation,

@@ -53,7 +53,8 @@ export const requester = (
     const endpointOptions = {
       clientAuth: options.clientAuth,
       attemptTimeout: options.attemptTimeout,
-      defaultLifetime: options.defaultLifetime
+      defaultLifetime: options.defaultLifetime,
+      maxResponseBytes: options.maxResponseBytes
     }
     if (!Discovery.isDiscovery(tokenUrl)) {
       return TokenEndpoint.makeWith(client, { ...endpointOptions, tokenUrl }).request

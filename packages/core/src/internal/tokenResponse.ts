@@ -35,13 +35,26 @@ const ExpiresIn = Schema.Union(
 // Some servers send `null` for an absent optional member; it means the same as leaving it out.
 const OptionalString = Schema.optionalWith(Schema.String, { nullable: true })
 
+/**
+ * RFC 6750 §2.1 `b64token`: the only values a client can put after `Bearer ` (or `DPoP `) in an `Authorization`
+ * header. Anything else (a NUL, a CJK character, a space) makes every API call fail in the HTTP stack as if it were a
+ * transport fault, so such a token is refused on arrival and never cached.
+ */
+export const b64token = /^[A-Za-z0-9\-._~+/]+=*$/
+
+/**
+ * RFC 6749 appendix A.12 `refresh-token = 1*VSCHAR`, without the space: a refresh token is sent back in a form body,
+ * where a space would survive, but no server issues one and a trimmed copy in a store would silently differ.
+ */
+export const refreshTokenChars = /^[\x21-\x7E]+$/
+
 /** RFC 6749 §5.1 successful response (plus RFC 8693's `issued_token_type`). */
 export const TokenResponse = Schema.Struct({
-  access_token: Schema.String.pipe(Schema.pattern(/^\S+$/)),
+  access_token: Schema.String.pipe(Schema.pattern(b64token)),
   token_type: TokenTypeFromString,
   expires_in: Schema.optionalWith(ExpiresIn, { nullable: true }),
   scope: OptionalString,
-  refresh_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^\S+$/)), { nullable: true }),
+  refresh_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(refreshTokenChars)), { nullable: true }),
   issued_token_type: OptionalString
 })
 
@@ -117,6 +130,8 @@ export interface DecodeOptions {
   readonly operation: string
   readonly now: DateTime.Utc
   readonly defaultLifetime: Option.Option<Duration.Duration>
+  /** Whether this answers a token exchange, the one grant whose answer may say `token_type` `N_A`. */
+  readonly tokenExchange?: boolean | undefined
 }
 
 /** RFC 8693 §3: the `issued_token_type` of an access token. */
@@ -160,29 +175,34 @@ export const decodeTokenBody = (
       })
     )
   }
-  return Either.match(decodeTokenResponse(isNotApplicable(body) ? { ...body, token_type: "Bearer" } : body), {
-    onLeft: (error) =>
-      Either.left(
-        new TokenError({
-          operation: options.operation,
-          reason: new MalformedResponse({
-            fields: invalidFields(error),
-            description: `invalid token response field(s): ${invalidFields(error).join(", ")}`
+  return Either.match(
+    decodeTokenResponse(
+      options.tokenExchange === true && isNotApplicable(body) ? { ...body, token_type: "Bearer" } : body
+    ),
+    {
+      onLeft: (error) =>
+        Either.left(
+          new TokenError({
+            operation: options.operation,
+            reason: new MalformedResponse({
+              fields: invalidFields(error),
+              description: `invalid token response field(s): ${invalidFields(error).join(", ")}`
+            })
           })
-        })
-      ),
-    onRight: (response) =>
-      Either.map(expiryOf(response, options), (expiresAt) =>
-        AccessToken.make({
-          value: Redacted.make(response.access_token),
-          type: response.token_type,
-          issuedAt: options.now,
-          expiresAt,
-          scope: Option.fromNullable(response.scope),
-          refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
-          issuedTokenType: Option.fromNullable(response.issued_token_type)
-        }))
-  })
+        ),
+      onRight: (response) =>
+        Either.map(expiryOf(response, options), (expiresAt) =>
+          AccessToken.make({
+            value: Redacted.make(response.access_token),
+            type: response.token_type,
+            issuedAt: options.now,
+            expiresAt,
+            scope: Option.fromNullable(response.scope),
+            refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
+            issuedTokenType: Option.fromNullable(response.issued_token_type)
+          }))
+    }
+  )
 }
 
 export const decodeErrorBody = (body: unknown) => decodeErrorResponse(body)
