@@ -4,6 +4,7 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as AccessToken from "../AccessToken.js"
@@ -12,6 +13,7 @@ import type { Options, TokenCache } from "../TokenCache.js"
 import * as TokenError from "../TokenError.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as singleFlight from "./singleFlight.js"
+import { b64token } from "./tokenResponse.js"
 
 /*
  * Why not `Effect.cachedInvalidateWithTTL`: it caches a failed fetch for the whole TTL, its TTL is fixed when the
@@ -81,6 +83,19 @@ const expiredOnArrival = (token: AccessToken.AccessToken) =>
     })
   })
 
+/**
+ * A token no `Authorization` header can carry (empty, a space, a NUL, a non-ASCII character), from a source of the
+ * user's own: the token endpoint's decoder refuses such values already, but a custom source is not decoded. Cached,
+ * it would fail every request for its whole lifetime as a transport error; sent, it would be `Bearer ` and nothing.
+ */
+const unsendable = new TokenError.TokenError({
+  operation: "token cache",
+  reason: new TokenError.MalformedResponse({
+    fields: ["value"],
+    description: "the token source returned a token that cannot be sent (not an RFC 6750 b64token)"
+  })
+})
+
 const acquireTimedOut = (after: Duration.Duration) =>
   new TokenError.TokenError({
     operation: "token cache",
@@ -116,6 +131,7 @@ export const validity = (options: Options) => {
     // A token that is not valid even now (a custom source's, or a server clock far behind) is a failed fetch:
     // handing it out would break the promise that `get` never returns a token past `expiresAt - skew`.
     if (validUntil <= now) return Either.left(expiredOnArrival(token))
+    if (!b64token.test(Redacted.value(token.value))) return Either.left(unsendable)
     if (refreshAhead <= 0) return Either.right({ validUntil, refreshAt: validUntil })
     const usable = Math.max(0, validUntil - issuedAt)
     const window = Math.min(usable / 2, Math.max(usable * refreshAhead * (1 - jitter * random), 2 * fetchMillis))
