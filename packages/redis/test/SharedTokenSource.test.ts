@@ -204,7 +204,10 @@ describe("shared source with a TokenCache in front, in one process", () => {
       expect(observed.commands()).toBe(sent)
       expect(yield* count).toBe(4)
       server.process()!.kill("SIGCONT")
-    }))
+    }).pipe(
+      // The outage's warning is the subject of the TestClock test below; here it would only reach the test output.
+      Effect.provide(Logger.remove(Logger.defaultLogger))
+    ))
 })
 
 describe("outages, with a scripted Redis and TestClock", () => {
