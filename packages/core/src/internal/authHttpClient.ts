@@ -30,6 +30,7 @@ import * as TokenError from "../TokenError.js"
 import * as TokenManager from "../TokenManager.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as WwwAuthenticate from "../WwwAuthenticate.js"
+import * as BoundedBody from "./boundedBody.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { isTransientStatus } from "./transient.js"
@@ -85,26 +86,8 @@ const boundedBody = (
   response: HttpClientResponse.HttpClientResponse,
   timeout: Duration.Duration
 ): Effect.Effect<Uint8Array> =>
-  response.stream.pipe(
-    Stream.runFoldWhile(
-      { chunks: [] as Array<Uint8Array>, size: 0 },
-      (acc) => acc.size < maxDetachedBodyBytes,
-      (acc, chunk) => {
-        const room = maxDetachedBodyBytes - acc.size
-        const kept = chunk.length > room ? chunk.subarray(0, room) : chunk
-        acc.chunks.push(kept)
-        return { chunks: acc.chunks, size: acc.size + kept.length }
-      }
-    ),
-    Effect.map(({ chunks, size }) => {
-      const bytes = new Uint8Array(size)
-      let offset = 0
-      for (const chunk of chunks) {
-        bytes.set(chunk, offset)
-        offset += chunk.length
-      }
-      return bytes
-    }),
+  BoundedBody.read(response.stream, maxDetachedBodyBytes).pipe(
+    Effect.map(({ bytes }) => bytes),
     Effect.timeout(timeout),
     Effect.orElseSucceed(() => new Uint8Array(0))
   )

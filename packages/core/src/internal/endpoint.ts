@@ -13,7 +13,6 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
 import type * as ClientAuth from "../ClientAuth.js"
 import {
   MalformedResponse,
@@ -24,6 +23,7 @@ import {
   Transport,
   Unavailable
 } from "../TokenError.js"
+import * as boundedBody from "./boundedBody.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { serverText } from "./serverText.js"
 import { decodeErrorBody } from "./tokenResponse.js"
@@ -156,35 +156,19 @@ const readCapped = (
   response: HttpClientResponse.HttpClientResponse,
   options: ExecuteOptions
 ): Effect.Effect<string, TokenError> =>
-  Effect.suspend(() => {
-    const chunks: Array<Uint8Array> = []
-    let total = 0
-    let over = false
-    return Stream.runForEachWhile(response.stream, (chunk) =>
-      Effect.sync(() => {
-        total += chunk.length
-        if (total > options.maxResponseBytes) {
-          over = true
-          return false
-        }
-        chunks.push(chunk)
-        return true
-      })).pipe(
-        // No body at all (a 204, `new Response(null)`) is an empty body.
-        Effect.catchIf((error) => error._tag === "ResponseError" && error.reason === "EmptyBody", () => Effect.void),
-        Effect.mapError((error) => fromHttpClientError(error, options.operation, options.endpoint)),
-        Effect.flatMap(() => {
-          if (over) return Effect.fail(tooLarge(response.status, options))
-          const bytes = new Uint8Array(total)
-          let offset = 0
-          for (const chunk of chunks) {
-            bytes.set(chunk, offset)
-            offset += chunk.length
-          }
-          return Effect.succeed(new TextDecoder().decode(bytes))
-        })
-      )
-  })
+  boundedBody.read(response.stream, options.maxResponseBytes).pipe(
+    // No body at all (a 204, `new Response(null)`) is an empty body.
+    Effect.catchIf(
+      (error) => error._tag === "ResponseError" && error.reason === "EmptyBody",
+      () => Effect.succeed({ bytes: new Uint8Array(0), truncated: false })
+    ),
+    Effect.mapError((error) => fromHttpClientError(error, options.operation, options.endpoint)),
+    Effect.flatMap(({ bytes, truncated }) =>
+      truncated
+        ? Effect.fail(tooLarge(response.status, options))
+        : Effect.succeed(new TextDecoder().decode(bytes))
+    )
+  )
 
 const fromHttpClientError = (
   error: HttpClientError.HttpClientError | HttpClientError.ResponseError,
