@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as AccessToken from "./AccessToken.js"
 import * as grant from "./internal/grant.js"
 import * as RefreshTokenStore from "./RefreshTokenStore.js"
@@ -127,17 +128,8 @@ export const make = (
   Effect.gen(function*() {
     const request = yield* grant.requester(options)
     const store = yield* RefreshTokenStore.RefreshTokenStore
-    const fetch = Effect.gen(function*() {
-      const current = yield* store.get
-      if (Option.isNone(current)) {
-        return yield* new TokenError({
-          operation,
-          reason: new RefreshTokenRejected({
-            description: "there is no refresh token in the store: the user has to log in first"
-          })
-        })
-      }
-      const params = grant.grantForm({ grant_type: "refresh_token", refresh_token: current.value }, options)
+    const spend = (refreshToken: Redacted.Redacted<string>) => {
+      const params = grant.grantForm({ grant_type: "refresh_token", refresh_token: refreshToken }, options)
       const exchange = Effect.flatMap(
         // Interruptible inside, so that the request's own timeout can still end it (see below).
         Effect.interruptible(Effect.mapError(request(params), (error) => spentOnce(refreshRejected(error)))),
@@ -154,7 +146,35 @@ export const make = (
       // without being interruptible; its interruption takes effect afterwards. The request's timeout bounds that
       // wait: it still works in the daemon, whereas timing out an uninterruptible request would wait for the request
       // however long it takes.
-      return yield* Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(exchange), Fiber.join))
+      return Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(exchange), Fiber.join))
+    }
+    const fetch = Effect.gen(function*() {
+      const current = yield* store.get
+      if (Option.isNone(current)) {
+        return yield* new TokenError({
+          operation,
+          reason: new RefreshTokenRejected({
+            description: "there is no refresh token in the store: the user has to log in first"
+          })
+        })
+      }
+      return yield* spend(current.value).pipe(
+        // Another holder of the store (a process whose lock lapsed, a store shared without one) may have rotated the
+        // token while this request was on its way: the store then holds the sibling's newer token, which is still
+        // good. Spending that one, once, is what the sibling's rotation left for this source; failing would log
+        // the user out for nothing.
+        Effect.catchIf(
+          (error) => error.reason._tag === "RefreshTokenRejected",
+          (rejected) =>
+            Effect.flatMap(
+              store.get,
+              (now) =>
+                Option.isSome(now) && Redacted.value(now.value) !== Redacted.value(current.value)
+                  ? spend(now.value)
+                  : Effect.fail(rejected)
+            )
+        )
+      )
     })
     const subject = options.subjectKey === undefined ? [] : [options.subjectKey]
     return TokenSource.make({

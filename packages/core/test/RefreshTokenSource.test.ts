@@ -5,7 +5,7 @@ import { ClientAuth, RefreshToken, RefreshTokenStore, TokenCache, TokenError } f
 import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Redacted, Ref, TestClock } from "effect"
-import { fake, tokenResponse } from "./support/http.js"
+import { fake, json, tokenResponse } from "./support/http.js"
 
 const tokenUrl = "https://as.example/token"
 const clientAuth = ClientAuth.none({ clientId: "cli" })
@@ -157,6 +157,83 @@ describe("a refresh token is spent once", () => {
       expect(yield* maxInFlight).toBe(1)
       expect((yield* requests).map((r) => r.form.get("refresh_token"))).toEqual(["rt-0", "rt-1", "rt-2", "rt-3"])
       expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rt-4"))
+    }))
+
+  /**
+   * A store shared without a common lock, as two processes whose lock lapsed: `sibling` rotates the token while this
+   * source's request is on its way.
+   */
+  const withSibling = Effect.gen(function*() {
+    const spent = new Set<string>()
+    const { client, requests } = yield* fake((request) => {
+      const presented = request.form.get("refresh_token")!
+      if (spent.has(presented)) {
+        return json({ error: "invalid_grant", error_description: "grant request is invalid" }, 400)
+      }
+      spent.add(presented)
+      return tokenResponse({ refresh_token: `${presented}+` })
+    })
+    const store = yield* RefreshTokenStore.make(Redacted.make("rt"))
+    // The sibling spends `rt` between this source's read and its request.
+    const racing: RefreshTokenStore.RefreshTokenStore = {
+      get: Effect.tap(
+        store.get,
+        (token) =>
+          Option.isSome(token) && Redacted.value(token.value) === "rt" && !spent.has("rt")
+            ? Effect.sync(() => spent.add("rt")).pipe(Effect.zipRight(store.set(Redacted.make("rt-sibling"))))
+            : Effect.void
+      ),
+      set: store.set,
+      clear: store.clear
+    }
+    const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
+      Effect.provideService(RefreshTokenStore.RefreshTokenStore, racing),
+      Effect.provideService(HttpClient.HttpClient, client)
+    )
+    return { source, store, requests, spent }
+  })
+
+  it.effect("invalid_grant after a sibling rotated: the sibling's newer token is spent instead of failing", () =>
+    Effect.gen(function*() {
+      const { requests, source, store } = yield* withSibling
+      const token = yield* source.fetch
+      expect(Redacted.value(token.value)).toBe("issued-access-token")
+      expect((yield* requests).map((r) => r.form.get("refresh_token"))).toEqual(["rt", "rt-sibling"])
+      expect(Option.map(yield* store.get, Redacted.value)).toEqual(Option.some("rt-sibling+"))
+    }))
+
+  it.effect("invalid_grant with the same token still in the store: RefreshTokenRejected after one request", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() => json({ error: "invalid_grant" }, 400))
+      const store = yield* RefreshTokenStore.make(Redacted.make("revoked"))
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const error = yield* Effect.flip(source.fetch)
+      expect(error.reason._tag).toBe("RefreshTokenRejected")
+      expect((yield* requests).length).toBe(1)
+    }))
+
+  it.effect("the re-read spends the sibling's token once: a second rejection fails without a third request", () =>
+    Effect.gen(function*() {
+      const { client, requests } = yield* fake(() => json({ error: "invalid_grant" }, 400))
+      const store = yield* RefreshTokenStore.make(Redacted.make("a"))
+      let reads = 0
+      // Every read finds a newer token, as if siblings kept rotating: the source does not chase them.
+      const churning: RefreshTokenStore.RefreshTokenStore = {
+        ...store,
+        get: Effect.suspend(() =>
+          Effect.as(store.set(Redacted.make(`t${++reads}`)), Option.some(Redacted.make(`t${reads}`)))
+        )
+      }
+      const source = yield* RefreshToken.make({ tokenUrl, clientAuth }).pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, churning),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      const error = yield* Effect.flip(source.fetch)
+      expect(error.reason._tag).toBe("RefreshTokenRejected")
+      expect((yield* requests).map((r) => r.form.get("refresh_token"))).toEqual(["t1", "t2"])
     }))
 
   it.effect("a timeout after sending is not retried by the cache with the same refresh token", () =>
