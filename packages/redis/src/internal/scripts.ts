@@ -53,3 +53,25 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `
 )
+
+/** KEYS: lease. ARGV: owner, TTL (ms). Extends the lease while its owner still holds it: 1, else 0. */
+export const renew = RedisClient.script<number>(
+  "effect-token/renew-lease",
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`
+)
+
+/**
+ * KEYS: refresh-token record. ARGV: data, mode (`set`, or `seed` to write only where nothing is stored).
+ * The new version, or 0 when `seed` found a record.
+ */
+export const writeRefreshToken = RedisClient.script<number>(
+  "effect-token/write-refresh-token",
+  `
+if ARGV[2] == 'seed' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'v', 1)
+`
+)

@@ -27,6 +27,8 @@ import type {
   WriteResult
 } from "../RedisTokenStore.js"
 import { RedisTokenStore as StoreTag } from "../RedisTokenStore.js"
+import type { Health } from "./health.js"
+import { makeHealth } from "./health.js"
 import * as Scripts from "./scripts.js"
 
 export const defaultPrefix = "effect-token"
@@ -61,14 +63,6 @@ const expiryOf = (token: AccessToken.AccessToken, defaultLifetimeMillis: number)
     onSome: (expiresAt) => expiresAt.epochMillis
   })
 
-/**
- * Whether Redis is usable, shared by every source of a store (they talk to one Redis): one warning per outage,
- * and no Redis call for `retryRedisAfter` after a failure.
- */
-interface Health {
-  readonly guard: <A>(effect: Effect.Effect<A, RedisClient.RedisError>) => Effect.Effect<A, RedisClient.RedisError>
-}
-
 const HealthTypeId: unique symbol = Symbol.for("@effect-token/redis/RedisTokenStore/Health")
 
 interface Internal extends RedisTokenStore {
@@ -76,47 +70,11 @@ interface Internal extends RedisTokenStore {
   readonly sharedDefaults: SharedOptions
 }
 
-const makeHealth = (retryAfter: Duration.Duration): Effect.Effect<Health> =>
-  Effect.gen(function*() {
-    const retryMillis = Duration.toMillis(retryAfter)
-    // `down` since the first failure of an outage; `retryAt`: when Redis may be tried again.
-    const state = yield* Ref.make<{ readonly down: boolean; readonly retryAt: number }>({ down: false, retryAt: 0 })
-    const skipped = new RedisClient.RedisError({
-      reason: "Unavailable",
-      command: "(not sent)",
-      detail: "Redis failed moments ago"
-    })
-    const guard = <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>
-      Effect.flatMap(Ref.get(state), (current) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          if (current.down && now < current.retryAt) return Effect.fail(skipped)
-          return effect.pipe(
-            Effect.tap(() =>
-              current.down
-                ? Effect.flatMap(
-                  Ref.modify(state, (s) => [s.down, { down: false, retryAt: 0 }] as const),
-                  (wasDown) =>
-                    wasDown
-                      ? Effect.logInfo("effect-token/redis: Redis answers again; tokens are shared again")
-                      : Effect.void
-                )
-                : Effect.void
-            ),
-            Effect.tapError((error) =>
-              Effect.flatMap(
-                Ref.modify(state, (s) => [s.down, { down: true, retryAt: now + retryMillis }] as const),
-                (wasDown) =>
-                  wasDown ? Effect.void : Effect.logWarning(
-                    "effect-token/redis: Redis is unavailable; tokens are fetched from their sources directly until it answers again"
-                  ).pipe(
-                    Effect.annotateLogs({ reason: error.reason, command: error.command, detail: error.detail ?? "" })
-                  )
-              )
-            )
-          )
-        }))
-    return { guard }
-  })
+const outageMessages = {
+  down:
+    "effect-token/redis: Redis is unavailable; tokens are fetched from their sources directly until it answers again",
+  up: "effect-token/redis: Redis answers again; tokens are shared again"
+}
 
 const isHmgetReply = (reply: unknown): reply is [string | null, string | null, string | null] =>
   Array.isArray(reply) && reply.length === 3 && reply.every((field) => field === null || typeof field === "string")
@@ -239,7 +197,10 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
       Effect.forkScoped
     )
 
-    const health = yield* makeHealth(Duration.decode(options.retryRedisAfter ?? defaults.retryRedisAfter))
+    const health = yield* makeHealth(
+      Duration.decode(options.retryRedisAfter ?? defaults.retryRedisAfter),
+      outageMessages
+    )
 
     const store: Internal = {
       prefix,
@@ -312,7 +273,7 @@ export const shared = (
     const store = yield* StoreTag
     const internalStore = HealthTypeId in store ? store as Internal : undefined
     // A store implemented elsewhere gets its own outage tracking.
-    const health = internalStore?.[HealthTypeId] ?? (yield* makeHealth(defaults.retryRedisAfter))
+    const health = internalStore?.[HealthTypeId] ?? (yield* makeHealth(defaults.retryRedisAfter, outageMessages))
     const settings = { ...internalStore?.sharedDefaults, ...definedOnly(options) }
     const leaseTtl = Duration.decode(settings.leaseTtl ?? defaults.leaseTtl)
     const waitMillis = Duration.toMillis(settings.waitTimeout ?? defaults.waitTimeout)

@@ -1,0 +1,59 @@
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Ref from "effect/Ref"
+import * as RedisClient from "../RedisClient.js"
+
+/**
+ * Whether Redis is usable, shared by every source of a store (they talk to one Redis): one warning per outage,
+ * and no Redis call for `retryRedisAfter` after a failure.
+ */
+export interface Health {
+  readonly guard: <A>(effect: Effect.Effect<A, RedisClient.RedisError>) => Effect.Effect<A, RedisClient.RedisError>
+}
+
+/** What an outage means for the store that logs it: said once when Redis fails, once when it answers again. */
+export interface Messages {
+  readonly down: string
+  readonly up: string
+}
+
+export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): Effect.Effect<Health> =>
+  Effect.gen(function*() {
+    const retryMillis = Duration.toMillis(retryAfter)
+    // `down` since the first failure of an outage; `retryAt`: when Redis may be tried again.
+    const state = yield* Ref.make<{ readonly down: boolean; readonly retryAt: number }>({ down: false, retryAt: 0 })
+    const skipped = new RedisClient.RedisError({
+      reason: "Unavailable",
+      command: "(not sent)",
+      detail: "Redis failed moments ago"
+    })
+    const guard = <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>
+      Effect.flatMap(Ref.get(state), (current) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          if (current.down && now < current.retryAt) return Effect.fail(skipped)
+          return effect.pipe(
+            Effect.tap(() =>
+              current.down
+                ? Effect.flatMap(
+                  Ref.modify(state, (s) => [s.down, { down: false, retryAt: 0 }] as const),
+                  (wasDown) =>
+                    wasDown
+                      ? Effect.logInfo(messages.up)
+                      : Effect.void
+                )
+                : Effect.void
+            ),
+            Effect.tapError((error) =>
+              Effect.flatMap(
+                Ref.modify(state, (s) => [s.down, { down: true, retryAt: now + retryMillis }] as const),
+                (wasDown) =>
+                  wasDown ? Effect.void : Effect.logWarning(messages.down).pipe(
+                    Effect.annotateLogs({ reason: error.reason, command: error.command, detail: error.detail ?? "" })
+                  )
+              )
+            )
+          )
+        }))
+    return { guard }
+  })

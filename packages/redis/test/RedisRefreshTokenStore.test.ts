@@ -1,0 +1,191 @@
+/**
+ * The refresh-token store on a real redis-server: storage, encryption at rest, the cross-process lock, Redis outages.
+ */
+import { RefreshTokenStore, TokenError } from "@effect-token/core"
+import { KeyRing, RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
+import { ring } from "./support/fixtures.js"
+import * as RedisServer from "./support/redisServer.js"
+
+/** A store on its own connection, as another process would have. */
+const storeAt = (url: string, options: RedisRefreshTokenStore.Options) =>
+  Effect.flatMap(
+    RedisClient.makeIoredis({ url }),
+    (client) => RedisRefreshTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
+  )
+
+const value = (token: Option.Option<Redacted.Redacted<string>>) => Option.map(token, Redacted.value)
+
+const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
+
+describe("RedisRefreshTokenStore", () => {
+  it.scopedLive("stores the token encrypted: another process reads it, Redis holds no plain text", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const a = yield* storeAt(redis.url, { keyRing, subject: "alice" })
+      const b = yield* storeAt(redis.url, { keyRing, subject: "alice" })
+      const other = yield* storeAt(redis.url, { keyRing, subject: "bob" })
+
+      expect(value(yield* a.get)).toEqual(Option.none())
+      yield* a.set(Redacted.make("plain-refresh-token-4711"))
+      expect(value(yield* b.get)).toEqual(Option.some("plain-refresh-token-4711"))
+      expect(value(yield* other.get)).toEqual(Option.none())
+
+      const keys = yield* RedisRefreshTokenStore.storageKeys("effect-token", "alice")
+      const dump = yield* Effect.promise(() => RedisServer.rawCommand(redis.port, `HGETALL ${keys.refreshToken}`))
+      expect(dump).toContain("v1.k1.")
+      expect(dump).not.toContain("plain-refresh-token-4711")
+      expect(dump).not.toContain("alice")
+
+      yield* b.clear
+      expect(value(yield* a.get)).toEqual(Option.none())
+    }))
+
+  it.scopedLive("a store whose key ring lacks the writer's key fails with Misconfigured, not with an empty store", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const a = yield* storeAt(redis.url, { keyRing: yield* ring("k1"), subject: "alice" })
+      const b = yield* storeAt(redis.url, { keyRing: yield* ring("k2"), subject: "alice" })
+      yield* a.set(Redacted.make("rt-1"))
+      const error = yield* Effect.flip(b.get)
+      expect(error.reason._tag).toBe("Misconfigured")
+      expect(error.message).not.toContain("rt-1")
+    }))
+
+  it.scopedLive("the first token is written only where none is stored: a restart never puts back a spent one", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const initial = Redacted.make("seed-from-config")
+      const first = yield* storeAt(redis.url, { keyRing, subject: "svc", initial })
+      expect(value(yield* first.get)).toEqual(Option.some("seed-from-config"))
+      yield* first.set(Redacted.make("rotated-1"))
+
+      const restarted = yield* storeAt(redis.url, { keyRing, subject: "svc", initial })
+      expect(value(yield* restarted.get)).toEqual(Option.some("rotated-1"))
+    }))
+
+  it.scopedLive("withLock: two processes never run inside at once", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const a = yield* storeAt(redis.url, { keyRing, subject: "alice", pollInterval: "10 millis" })
+      const b = yield* storeAt(redis.url, { keyRing, subject: "alice", pollInterval: "10 millis" })
+      const inside = yield* Ref.make(0)
+      const most = yield* Ref.make(0)
+      const runs = yield* Ref.make(0)
+      const critical = Effect.gen(function*() {
+        const now = yield* Ref.updateAndGet(inside, (n) => n + 1)
+        yield* Ref.update(most, (m) => Math.max(m, now))
+        yield* Effect.sleep("20 millis")
+        yield* Ref.update(inside, (n) => n - 1)
+        yield* Ref.update(runs, (n) => n + 1)
+      })
+      yield* Effect.all(
+        Array.from({ length: 12 }, (_, i) => RefreshTokenStore.withLock(i % 2 === 0 ? a : b, critical)),
+        { concurrency: "unbounded" }
+      )
+      expect(yield* Ref.get(runs)).toBe(12)
+      expect(yield* Ref.get(most)).toBe(1)
+    }))
+
+  it.scopedLive("the lock outlives its TTL while the holder runs (renewed), and lapses when a holder dies", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const options = { keyRing, subject: "alice", lockTtl: "300 millis", pollInterval: "10 millis" } as const
+      const a = yield* storeAt(redis.url, options)
+      const b = yield* storeAt(redis.url, options)
+      const order: Array<string> = []
+      const slow = a.withLock!(
+        Effect.zipRight(Effect.sync(() => order.push("a:start")), Effect.sleep("1 second")).pipe(
+          Effect.zipRight(Effect.sync(() => order.push("a:end")))
+        )
+      )
+      const holding = yield* Effect.fork(slow)
+      yield* Effect.sleep("100 millis")
+      yield* b.withLock!(Effect.sync(() => order.push("b")))
+      yield* Fiber.join(holding)
+      // b waited through three TTLs of a's lock, because a kept extending it.
+      expect(order).toEqual(["a:start", "a:end", "b"])
+
+      // A process that took the lock and died (nothing extends it): the lock is free within its TTL.
+      const keys = yield* RedisRefreshTokenStore.storageKeys("effect-token", "alice")
+      yield* Effect.promise(() => RedisServer.rawCommand(redis.port, `SET ${keys.lock} crashed-owner PX 300`))
+      const started = Date.now()
+      yield* b.withLock!(Effect.void)
+      const waited = Date.now() - started
+      expect(waited).toBeGreaterThanOrEqual(200)
+      expect(waited).toBeLessThan(2_000)
+    }))
+
+  it.scopedLive("Redis down: typed transient errors, turns taken in-process, and a rotated token is never lost", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const options = { keyRing, subject: "alice", retryRedisAfter: "10 millis" } as const
+      const a = yield* storeAt(redis.url, options)
+      yield* a.set(Redacted.make("rt-1"))
+      yield* redis.stop
+
+      const readError = yield* Effect.flip(a.get)
+      expect(readError.reason._tag).toBe("Unavailable")
+      expect(TokenError.isTransient(readError)).toBe(true)
+      expect(readError.operation).toBe(RefreshTokenStore.operation)
+
+      // The lock still works, in this process: the refresh is not blocked by Redis.
+      expect(yield* a.withLock!(Effect.succeed("ran"))).toBe("ran")
+
+      // A rotation while Redis is down: the write fails (so core hands out no token), but the token is kept here.
+      yield* Effect.sleep("20 millis")
+      const writeError = yield* Effect.flip(a.set(Redacted.make("rt-2")))
+      expect(writeError.reason._tag).toBe("Unavailable")
+      expect(writeError.message).not.toContain("rt-2")
+      expect(value(yield* a.get)).toEqual(Option.some("rt-2"))
+
+      // Redis is back (empty, as after a failover without persistence): the kept token is written on the next read.
+      yield* redis.start
+      const b = yield* storeAt(redis.url, options)
+      // a's connection comes back on its own schedule; every read of a's meanwhile still serves the kept token.
+      const seenByB = yield* Effect.gen(function*() {
+        expect(value(yield* a.get)).toEqual(Option.some("rt-2"))
+        yield* Effect.sleep("50 millis")
+        return value(yield* Effect.orElseSucceed(b.get, Option.none))
+      }).pipe(Effect.repeat({ until: Option.isSome, times: 100 }))
+      expect(seenByB).toEqual(Option.some("rt-2"))
+    }).pipe(Effect.provide(quiet)))
+
+  it.scopedLive("layerConfig: the subject, the first token and the key ring from configuration", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const key = yield* KeyRing.generateKey
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["REDIS_TOKEN_KEYS", `k1:${Redacted.value(key)}`],
+          ["REFRESH_TOKEN_SUBJECT", "reporting"],
+          ["REFRESH_TOKEN", "seeded-from-config"]
+        ])
+      )
+      const client = yield* RedisClient.makeIoredis({ url: redis.url })
+      const store = yield* RefreshTokenStore.RefreshTokenStore.pipe(
+        Effect.provide(RedisRefreshTokenStore.layerConfig()),
+        Effect.provideService(RedisClient.RedisClient, client),
+        Effect.withConfigProvider(provider)
+      )
+      expect(value(yield* store.get)).toEqual(Option.some("seeded-from-config"))
+      const keys = yield* RedisRefreshTokenStore.storageKeys("effect-token", "reporting")
+      const dump = yield* Effect.promise(() => RedisServer.rawCommand(redis.port, `HGETALL ${keys.refreshToken}`))
+      expect(dump).toContain("v1.k1.")
+
+      const missing = yield* Effect.flip(
+        RedisRefreshTokenStore.config.pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(new Map([["REDIS_TOKEN_KEYS", `k1:${Redacted.value(key)}`]]))
+          )
+        )
+      )
+      expect(String(missing)).toContain("REFRESH_TOKEN_SUBJECT")
+    }))
+})
