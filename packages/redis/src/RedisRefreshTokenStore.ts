@@ -28,8 +28,8 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import * as prefixes from "./internal/prefix.js"
 import * as internal from "./internal/refreshStore.js"
-import * as store from "./internal/store.js"
 import * as KeyRing from "./KeyRing.js"
 import type * as RedisClient from "./RedisClient.js"
 
@@ -201,9 +201,9 @@ export interface ConfigOptions extends Omit<Options, "keyRing"> {
 export const config: Config.Config<ConfigOptions> = Config.all({
   keys: KeyRing.keysConfig,
   prefix: Config.string("REDIS_TOKEN_PREFIX").pipe(
-    Config.withDefault(store.defaultPrefix),
+    Config.withDefault(prefixes.defaultPrefix),
     Config.mapOrFail((prefix) =>
-      store.validPrefix(prefix)
+      prefixes.validPrefix(prefix)
         ? Either.right(prefix)
         : Either.left(ConfigError.InvalidData(["REDIS_TOKEN_PREFIX"], "must be non-empty, without { or }"))
     )

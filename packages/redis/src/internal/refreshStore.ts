@@ -10,8 +10,8 @@ import * as Ref from "effect/Ref"
 import * as RedisClient from "../RedisClient.js"
 import type { Options, StorageKeys } from "../RedisRefreshTokenStore.js"
 import { makeHealth } from "./health.js"
+import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
-import { defaultPrefix, validPrefix } from "./store.js"
 
 export const defaults = {
   lockTtl: Duration.seconds(15),

@@ -29,11 +29,13 @@ import type {
 import { RedisTokenStore as StoreTag } from "../RedisTokenStore.js"
 import type { Health } from "./health.js"
 import { makeHealth } from "./health.js"
+import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
-export const defaultPrefix = "effect-token"
+export { defaultPrefix, validPrefix } from "./prefix.js"
 
-export const validPrefix = (prefix: string): boolean => prefix.length > 0 && !/[{}]/.test(prefix)
+/** As `TokenCache`: a skew never takes more than this fraction of a lifetime, so both agree on when a token ends. */
+const maxSkewFraction = 0.1
 
 export const defaults = {
   leaseTtl: Duration.seconds(15),
@@ -293,7 +295,7 @@ export const shared = (
       const issuedAt = token.issuedAt.epochMillis
       const expiresAt = expiryOf(token, defaultLifetimeMillis)
       const lifetime = expiresAt - issuedAt
-      const validUntil = expiresAt - Math.min(skewMillis, Math.max(0, lifetime) / 2)
+      const validUntil = expiresAt - Math.min(skewMillis, Math.max(0, lifetime) * maxSkewFraction)
       if (now >= validUntil) return { _tag: "Missing" }
       const refreshAt = validUntil - Math.max(0, validUntil - issuedAt) * refreshAhead
       const isHandedOut = Option.isSome(last) && AccessToken.sameValue(last.value, token)
