@@ -12,6 +12,7 @@ const codeBlocks = [...readme.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map(([, lang
 describe("README", () => {
   it.each([
     "examples/src/readme/quickstart.ts",
+    "examples/src/readme/redis.ts",
     "examples/test/readme.property.test.ts"
   ])("shows %s exactly as it is type-checked and run", (file) => {
     const source = fs.readFileSync(path.join(root, file), "utf8")

@@ -1,0 +1,254 @@
+/**
+ * `pnpm demo:cluster`: several instances of one service share their token through a local `redis-server`.
+ *
+ * It starts `redis-server` on a free port (it must be installed: `apt-get install redis-server`, `brew install
+ * redis`), the demo's authorization server (3 s tokens, so expiries come quickly) and its protected API. Each instance
+ * has what it would have as its own process: a Redis connection, a `RedisTokenStore`, a shared source, a
+ * `TokenCache` and an `AuthHttpClient`.
+ */
+import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
+import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
+import * as HttpClient from "@effect/platform/HttpClient"
+import { Array as Arr, Effect, Redacted } from "effect"
+import type { Scope } from "effect"
+import { spawn, spawnSync } from "node:child_process"
+import * as Net from "node:net"
+import * as AuthServer from "./AuthServer.js"
+import * as ProtectedApi from "./ProtectedApi.js"
+import * as Story from "./Story.js"
+
+const instanceCount = 4
+
+export interface Redis {
+  readonly url: string
+  readonly stop: Effect.Effect<void>
+  readonly start: Effect.Effect<void>
+}
+
+export interface ClusterEnv {
+  readonly authServer: AuthServer.AuthServer
+  readonly api: ProtectedApi.ProtectedApi
+  readonly redis: Redis
+}
+
+/** Whether `redis-server` is on the PATH. */
+export const hasRedisServer = (): boolean => spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0
+
+const freePort = Effect.async<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
+  })
+})
+
+const answers = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = Net.connect(port, "127.0.0.1")
+    socket.once("data", (data) => {
+      socket.destroy()
+      resolve(data.toString().startsWith("+PONG"))
+    })
+    socket.once("error", () => resolve(false))
+    socket.once("connect", () => socket.write("PING\r\n"))
+  })
+
+/** A throwaway redis-server on 127.0.0.1 (no persistence), killed with the scope. */
+export const startRedis: Effect.Effect<Redis, Story.StoryFailure, Scope.Scope> = Effect.gen(function*() {
+  const port = yield* freePort
+  let child: ReturnType<typeof spawn> | undefined
+  const start = Effect.gen(function*() {
+    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore"
+    })
+    for (let i = 0; i < 100; i++) {
+      if (yield* Effect.promise(() => answers(port))) return
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* new Story.StoryFailure({ message: `redis-server did not start on port ${port}` })
+  })
+  const stop = Effect.sync(() => {
+    child?.kill("SIGKILL")
+    child = undefined
+  })
+  yield* Effect.addFinalizer(() => stop)
+  yield* start
+  return { url: `redis://127.0.0.1:${port}`, stop, start: Effect.orDie(start) }
+})
+
+type Client = HttpClient.HttpClient.With<unknown>
+
+interface Instance {
+  readonly client: Client
+}
+
+const tokensIssued = ({ authServer }: ClusterEnv) => authServer.tokenRequests()["client_credentials"] ?? 0
+
+/** `perInstance` concurrent GET /invoices on every instance; their statuses. */
+const callEverywhere = (instances: ReadonlyArray<Instance>, url: string, perInstance: number) =>
+  Effect.map(
+    Effect.all(
+      instances.flatMap((instance) =>
+        Arr.replicate(Effect.map(instance.client.get(`${url}/invoices`), (response) => response.status), perInstance)
+      ),
+      { concurrency: "unbounded" }
+    ),
+    (statuses) => ({ statuses, ok: statuses.every((status) => status === 200) })
+  )
+
+/** Keeps every instance busy (a few calls every 100 ms) for `millis`; the statuses seen. */
+const busyFor = (instances: ReadonlyArray<Instance>, url: string, millis: number) =>
+  Effect.gen(function*() {
+    const end = Date.now() + millis
+    const statuses: Array<number> = []
+    while (Date.now() < end) {
+      statuses.push(...(yield* callEverywhere(instances, url, 2)).statuses)
+      yield* Effect.sleep("100 millis")
+    }
+    return statuses
+  })
+
+const summary = (statuses: ReadonlyArray<number>) => {
+  const counts = new Map<number, number>()
+  for (const status of statuses) counts.set(status, (counts.get(status) ?? 0) + 1)
+  return [...counts].map(([status, n]) => `${n} x ${status}`).join(", ")
+}
+
+export const startInstances = Story.step<ClusterEnv, ReadonlyArray<Instance>, HttpClient.HttpClient | Scope.Scope>(
+  `${instanceCount} instances`,
+  ({ api, authServer, redis }) =>
+    Effect.gen(function*() {
+      // Every instance is configured alike; the encryption key would come from REDIS_TOKEN_KEYS.
+      const keyRing = yield* KeyRing.make([{
+        kid: "demo",
+        key: Redacted.make(crypto.getRandomValues(new Uint8Array(32)))
+      }])
+      const instances = yield* Effect.forEach(Arr.range(1, instanceCount), (n) =>
+        Effect.gen(function*() {
+          const connection = yield* RedisClient.makeIoredis({ url: redis.url })
+          const store = yield* RedisTokenStore.make({ keyRing, retryRedisAfter: "200 millis" }).pipe(
+            Effect.provideService(RedisClient.RedisClient, connection)
+          )
+          const source = yield* ClientCredentials.make({
+            tokenUrl: authServer.tokenUrl,
+            clientAuth: authServer.clientAuth,
+            scope: "api:read"
+          })
+          const shared = yield* RedisTokenStore.shared(source).pipe(
+            Effect.provideService(RedisTokenStore.RedisTokenStore, store)
+          )
+          const cache = yield* TokenCache.make(shared, { name: `instance-${n}` })
+          const client = AuthHttpClient.authenticate(yield* HttpClient.HttpClient, { baseUrl: api.url, tokens: cache })
+          return { client: client as Client }
+        }))
+      return {
+        summary: `Started ${instanceCount} instances of the invoices service on one Redis (${redis.url}): each with ` +
+          "its own connection, RedisTokenStore, shared source, TokenCache and AuthHttpClient",
+        value: instances
+      }
+    })
+)
+
+const coldStart = Story.step<ClusterEnv, number, never>("cold start", (env, results) =>
+  Effect.gen(function*() {
+    const before = tokensIssued(env)
+    const { ok, statuses } = yield* callEverywhere(results.get(startInstances), env.api.url, 25)
+    const issued = tokensIssued(env) - before
+    yield* Story.expect(ok, `expected 200s, got ${summary(statuses)}`)
+    yield* Story.expect(issued === 1, `expected 1 token request for the cluster, saw ${issued}`)
+    return {
+      summary: `${statuses.length} concurrent calls across ${instanceCount} cold instances -> ${
+        summary(statuses)
+      }, ${issued} token request for the whole cluster`,
+      value: issued
+    }
+  }))
+
+const expiries = Story.step<ClusterEnv, number, never>(
+  "refresh across expiries",
+  (env, results) =>
+    Effect.gen(function*() {
+      const before = tokensIssued(env)
+      const statuses = yield* busyFor(results.get(startInstances), env.api.url, 7_000)
+      const issued = tokensIssued(env) - before
+      yield* Story.expect(statuses.every((s) => s === 200), `expected 200s, got ${summary(statuses)}`)
+      // A 3 s token is refreshed about 2.4 s after it is issued (skew and refresh-ahead take its last 20 %), so 7 s
+      // hold at most 4 refreshes for the cluster, where the instances alone would make 4 each.
+      yield* Story.expect(issued >= 2 && issued <= 4, `expected one token request per expiry, saw ${issued}`)
+      return {
+        summary: `7 s of calls on every instance with 3 s tokens -> ${
+          summary(statuses)
+        }, ${issued} token requests (one per expiry, made by one instance; ${instanceCount} instances alone would make ${
+          issued * instanceCount
+        })`,
+        value: issued
+      }
+    })
+)
+
+const revoked = Story.step<ClusterEnv, number, never>("a revoked token", (env, results) =>
+  Effect.gen(function*() {
+    const count = yield* env.api.rejectAcceptedTokens
+    const before = tokensIssued(env)
+    const { ok, statuses } = yield* callEverywhere(results.get(startInstances), env.api.url, 10)
+    const issued = tokensIssued(env) - before
+    yield* Story.expect(ok, `expected 200s, got ${summary(statuses)}`)
+    yield* Story.expect(issued === 1, `expected 1 new token for the cluster, saw ${issued}`)
+    return {
+      summary: `The API revokes the ${count} token(s) it accepted; ${statuses.length} calls across the instances -> ` +
+        `each instance's 401 clears the shared token only if it is still the rejected one: ${issued} new token, ` +
+        `then ${summary(statuses)}`,
+      value: issued
+    }
+  }))
+
+const redisDown = Story.step<ClusterEnv, number, never>("Redis goes down", (env, results) =>
+  Effect.gen(function*() {
+    yield* env.redis.stop
+    const before = tokensIssued(env)
+    const statuses = yield* busyFor(results.get(startInstances), env.api.url, 4_000)
+    const issued = tokensIssued(env) - before
+    yield* Story.expect(statuses.every((s) => s === 200), `expected 200s, got ${summary(statuses)}`)
+    return {
+      summary: `Redis is killed; 4 s of calls -> ${summary(statuses)}: no call fails, each instance fetched its own ` +
+        `token at expiry (${issued} token requests) and logged one warning`,
+      value: issued
+    }
+  }))
+
+const redisBack = Story.step<ClusterEnv, number, never>("Redis comes back", (env, results) =>
+  Effect.gen(function*() {
+    yield* env.redis.start
+    // One expiry for the instances to find Redis again, then count a clean one.
+    yield* busyFor(results.get(startInstances), env.api.url, 3_500)
+    const before = tokensIssued(env)
+    const statuses = yield* busyFor(results.get(startInstances), env.api.url, 3_000)
+    const issued = tokensIssued(env) - before
+    yield* Story.expect(statuses.every((s) => s === 200), `expected 200s, got ${summary(statuses)}`)
+    yield* Story.expect(issued <= 2, `expected the cluster to share again, saw ${issued} token requests`)
+    return {
+      summary: `Redis restarts (empty); the instances share again: the next 3 s of calls -> ${
+        summary(statuses)
+      }, ${issued} token request(s) for the cluster`,
+      value: issued
+    }
+  }))
+
+export const stories: ReadonlyArray<Story.Story<ClusterEnv, HttpClient.HttpClient | Scope.Scope>> = [{
+  title: "RedisTokenStore: one token and one refresh for every instance; Redis down is no outage",
+  steps: [startInstances, coldStart, expiries, revoked, redisDown, redisBack]
+}]
+
+/** Starts Redis and both servers, tells the story, stops everything. Needs an `HttpClient`. */
+export const program = Effect.scoped(
+  Effect.gen(function*() {
+    const redis = yield* startRedis
+    const authServer = yield* AuthServer.make({ accessTokenTtl: 3 })
+    const api = yield* ProtectedApi.make({
+      issuer: authServer.issuer,
+      jwksUrl: authServer.jwksUrl,
+      audience: authServer.audience
+    })
+    return yield* Story.run(stories, { authServer, api, redis })
+  })
+)
