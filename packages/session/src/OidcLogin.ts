@@ -341,6 +341,12 @@ export const make = (
         )
       }
       const claims = yield* verifier.verify(Redacted.value(token.idToken.value), Redacted.value(pending.value.nonce))
+      // A session this browser had before the login ends now: the new one has a new id (session fixation), and
+      // the old one must not live on beside it.
+      const previous = request.cookies[sessions.cookieName]
+      if (previous !== undefined && protocol.isWellFormedId(previous)) {
+        yield* Effect.ignore(sessions.end(Redacted.make(previous)))
+      }
       const id = yield* sessions.create({ subject: claims.subject, token, idToken: token.idToken })
       const response = HttpServerResponse.redirect(pending.value.returnTo, {
         status: 302,
