@@ -94,7 +94,7 @@ export interface OidcLogin {
   readonly login: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   readonly callback: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
   readonly logout: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
-  /** `GET login`, `GET callback`, `POST logout` (and `GET logout`, for a plain link). */
+  /** `GET login`, `GET callback`, `POST logout` (a GET logout would let any site log the user out). */
   readonly router: HttpRouter.HttpRouter
 }
 
@@ -409,8 +409,8 @@ export const make = (
     const router = HttpRouter.empty.pipe(
       HttpRouter.get(routePath(paths.login), login),
       HttpRouter.get(routePath(paths.callback), callback),
-      HttpRouter.post(routePath(paths.logout), logout),
-      HttpRouter.get(routePath(paths.logout), logout)
+      // POST only: with SameSite=Lax cookies another site cannot make a browser POST here with its session.
+      HttpRouter.post(routePath(paths.logout), logout)
     )
 
     return { paths, login, callback, logout, router }
