@@ -68,10 +68,8 @@ export const start = (options: { readonly accessTokenTtl?: number } = {}) =>
         token_endpoint_auth_method: "client_secret_basic"
       }],
       accessTokenTtl: options.accessTokenTtl ?? 300,
-      configuration: {
-        features: { devInteractions: { enabled: true } },
-        rotateRefreshToken: true
-      }
+      devInteractions: true,
+      configuration: { rotateRefreshToken: true }
     })
     const api = yield* startApi(as)
     const store = yield* UserTokenStore.makeMemory()
