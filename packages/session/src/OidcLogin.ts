@@ -138,6 +138,9 @@ const routePath = (path: string): HttpRouter.PathInput => {
   return path as HttpRouter.PathInput
 }
 
+const isLoopbackHttp = (url: string): boolean =>
+  URL.canParse(url) && new URL(url).protocol === "http:" && Discovery.isSecureUrl(url)
+
 const withOpenid = (scope: string) => {
   const scopes = scope.split(" ").filter((s) => s.length > 0)
   return (scopes.includes("openid") ? scopes : ["openid", ...scopes]).join(" ")
@@ -179,6 +182,10 @@ export const make = (
       login: options.paths?.login ?? sessions.loginPath,
       callback: options.paths?.callback ?? redirectPath,
       logout: options.paths?.logout ?? "/logout"
+    }
+    if (!sessions.secureCookies && !isLoopbackHttp(options.redirectUri)) {
+      // Cookies without `Secure` would travel in clear text: only a development server on http loopback may.
+      return yield* Effect.dieMessage("OidcLogin: cookies without Secure need an http loopback redirectUri")
     }
     const scope = withOpenid(options.scope ?? "openid offline_access")
     const loginTimeout = Duration.decode(options.loginTimeout ?? Duration.minutes(10))
@@ -522,7 +529,7 @@ export const config: Config.Config<AllOptions> = Config.all({
 }).pipe(
   Config.validate({
     message: "COOKIE_SECURE=false is for a development server on http loopback only",
-    validation: (c) => c.secure || Discovery.isSecureUrl(c.redirectUri.toString()) && c.redirectUri.protocol === "http:"
+    validation: (c) => c.secure || isLoopbackHttp(c.redirectUri.toString())
   }),
   Config.map((c): AllOptions => ({
     issuer: c.issuer,

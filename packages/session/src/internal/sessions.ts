@@ -6,11 +6,13 @@
 import type { ClientAuth, Discovery } from "@effect-token/core"
 import { AccessToken, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
 import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
@@ -43,6 +45,18 @@ interface Flight {
 }
 
 const operation = "session refresh"
+
+const refreshes = Metric.counter("effect_token_session_refreshes", {
+  description: "Session token refreshes, by outcome (refreshed, rejected, unavailable, interrupted)",
+  incremental: true
+})
+
+const outcomeOf = (exit: Exit.Exit<unknown, SessionError>): string => {
+  if (Exit.isSuccess(exit)) return "refreshed"
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return "interrupted"
+  return failure.value.reason._tag === "SessionRejected" ? "rejected" : "unavailable"
+}
 const fail = (reason: SessionError["reason"], op = operation) => new SessionError({ operation: op, reason })
 
 export const tokenOf = (
@@ -245,17 +259,30 @@ export const make = (
         // The refresh runs in the engine's scope, not the request's: a browser that goes away mid-refresh does not
         // cancel a request that may already have spent the refresh token.
         yield* refreshLocked(id, observed, resource, rejected).pipe(
+          Effect.withSpan("effect-token/UserSession.refresh", { attributes: { "session.resource": resource ?? "" } }),
           Effect.onExit((exit) =>
             Effect.flatMap(now, (end) => {
               flights.delete(key)
               if (Exit.isSuccess(exit) && Option.isSome(exit.value.spent)) {
+                // Re-inserted at the end: every entry has the same window, so the map stays in expiry order and
+                // the expired ones are pruned from its front, which bounds it by the refreshes of one window.
+                settled.delete(key)
                 settled.set(key, {
                   spent: exit.value.spent.value,
                   result: exit.value.result,
                   until: end + Duration.toMillis(settings.graceWindow)
                 })
               }
-              return Deferred.done(deferred, Exit.map(exit, (value) => value.result))
+              for (const [settledKey, entry] of settled) {
+                if (entry.until > end) break
+                settled.delete(settledKey)
+              }
+              return Effect.zipRight(
+                Metric.increment(
+                  Metric.tagged(refreshes, "outcome", Exit.isSuccess(exit) ? "refreshed" : outcomeOf(exit))
+                ),
+                Deferred.done(deferred, Exit.map(exit, (value) => value.result))
+              )
             })
           ),
           Effect.forkIn(scope)
