@@ -40,6 +40,13 @@ import * as UserSession from "./UserSession.js"
 import * as UserTokenStore from "./UserTokenStore.js"
 
 /**
+ * @example
+ * ```ts
+ * import type { OidcLogin } from "@effect-token/session"
+ *
+ * const paths: OidcLogin.Paths = { login: "/auth/login", callback: "/auth/callback", logout: "/auth/logout" }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -53,6 +60,20 @@ export interface Paths {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import type { OidcLogin } from "@effect-token/session"
+ * import { Redacted } from "effect"
+ *
+ * const options: OidcLogin.Options = {
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback",
+ *   scope: "openid offline_access orders:read",
+ *   authorizationParams: { prompt: "consent" }
+ * }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -85,6 +106,14 @@ export interface Options {
 
 /**
  * The login, callback and logout handlers, and a router serving them at their paths.
+ *
+ * @example
+ * ```ts
+ * import { OidcLogin } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const loginPath = Effect.map(OidcLogin.OidcLogin, (login) => login.paths.login)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -302,17 +331,24 @@ export const make = (
       if (Option.isNone(state) || !protocol.constantTimeEqual(state.value, Redacted.value(pending.value.state))) {
         return yield* callbackError(new LoginStateInvalid({ description: "state mismatch" }))
       }
+      // RFC 9207: when the issuer names itself in the answer (errors included), it must be ours (mix-up defence).
+      const iss = q.getAll("iss")
+      if (iss.length > 1 || (iss.length === 1 && iss[0] !== discovery.issuer)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the answer names another issuer" }))
+      }
+      // The store's expiry is the first bound; this one holds whatever a shared store's clock says.
+      const now = yield* DateTime.now
+      if (
+        DateTime.toEpochMillis(now) - DateTime.toEpochMillis(pending.value.createdAt) > Duration.toMillis(loginTimeout)
+      ) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the login took too long" }))
+      }
       if (q.has("error")) {
         const code = Option.getOrElse(
           Option.filter(param(q, "error", 64), (c) => /^[a-z_]+$/.test(c)),
           () => "invalid_error"
         )
         return yield* callbackError(new AuthorizationDenied({ code }))
-      }
-      // RFC 9207: when the issuer names itself in the answer, it must be ours (mix-up defence).
-      const iss = q.getAll("iss")
-      if (iss.length > 1 || (iss.length === 1 && iss[0] !== discovery.issuer)) {
-        return yield* callbackError(new LoginStateInvalid({ description: "the answer names another issuer" }))
       }
       const code = param(q, "code", 2048)
       if (Option.isNone(code)) {
@@ -451,6 +487,20 @@ export const layer = (
 
 /**
  * Everything for a web application's sign-in, in one set of options.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import type { OidcLogin } from "@effect-token/session"
+ * import { Redacted } from "effect"
+ *
+ * const options: OidcLogin.AllOptions = {
+ *   issuer: "https://auth.example.com",
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback",
+ *   idleTimeout: "30 minutes"
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models

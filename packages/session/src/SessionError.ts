@@ -188,6 +188,14 @@ export class Unavailable extends Schema.TaggedError<Unavailable>("@effect-token/
 /**
  * Why a session could not be had.
  *
+ * @example
+ * ```ts
+ * import { SessionError } from "@effect-token/session"
+ *
+ * const describe = (reason: SessionError.SessionErrorReason): string =>
+ *   reason._tag === "AuthorizationDenied" ? `denied: ${reason.code}` : reason.message
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

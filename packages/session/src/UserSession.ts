@@ -30,6 +30,14 @@ import type * as UserTokenStore from "./UserTokenStore.js"
 /**
  * The session cookie. Its value is the session id: 32 random bytes, base64url, and nothing else.
  *
+ * @example
+ * ```ts
+ * import type { UserSession } from "@effect-token/session"
+ *
+ * // A development server on http://127.0.0.1 only: elsewhere the cookie must stay Secure.
+ * const cookie: UserSession.CookieOptions = { name: "dev-session", secure: false }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -41,6 +49,16 @@ export interface CookieOptions {
 }
 
 /**
+ * @example
+ * ```ts
+ * import type { ClientAuth, Discovery } from "@effect-token/core"
+ * import type { UserSession } from "@effect-token/session"
+ *
+ * declare const discovery: Discovery.Discovery
+ * declare const clientAuth: ClientAuth.ClientAuth
+ * const options: UserSession.Options = { discovery, clientAuth, refreshBefore: "2 minutes", graceWindow: "10 seconds" }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -68,6 +86,15 @@ export interface Options {
 
 /**
  * The sessions of this application.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const tokenOf = (id: Redacted.Redacted<string>) =>
+ *   Effect.flatMap(UserSession.UserSessions, (sessions) => sessions.accessToken(id))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -205,6 +232,17 @@ export const layer = (
 /**
  * The signed-in user of one request.
  *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const whoAndToken = Effect.gen(function*() {
+ *   const user: UserSession.CurrentSession = yield* UserSession.current
+ *   return { sub: user.subject, token: yield* user.accessToken() }
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -223,6 +261,15 @@ export interface CurrentSession {
 
 /**
  * What the middleware knows of the request's session: the signed-in user, or why there is none.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const isSignedIn = Effect.flatMap(UserSession.RequestSession, (request: UserSession.RequestSession) =>
+ *   Effect.isSuccess(request.current))
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -94,6 +94,16 @@ export class PendingLogin extends Schema.Class<PendingLogin>("@effect-token/sess
 /**
  * A record and the version a compare-and-set write must name.
  *
+ * @example
+ * ```ts
+ * import { UserTokenStore } from "@effect-token/session"
+ * import { Effect, Option, Redacted } from "effect"
+ *
+ * const version = (id: Redacted.Redacted<string>) =>
+ *   Effect.flatMap(UserTokenStore.UserTokenStore, (store) =>
+ *     Effect.map(store.get(id), Option.map((found: UserTokenStore.Versioned) => found.version)))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -103,6 +113,15 @@ export interface Versioned {
 }
 
 /**
+ * @example
+ * ```ts
+ * import type { UserTokenStore } from "@effect-token/session"
+ * import { Duration } from "effect"
+ *
+ * // A login's first write: the id must not exist yet.
+ * const first: UserTokenStore.SetOptions = { expectedVersion: undefined, timeToLive: Duration.hours(2) }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -116,6 +135,25 @@ export interface SetOptions {
 /**
  * The session store. Every operation may fail with a `SessionError` of reason `Unavailable` (a store backed by
  * I/O that is down); the session treats that as transient and never logs anyone out for it.
+ *
+ * @example
+ * ```ts
+ * import { UserTokenStore } from "@effect-token/session"
+ * import { Duration, Effect, Option, Redacted } from "effect"
+ *
+ * // Read, change, write back only if nobody else wrote in between.
+ * const touch = (id: Redacted.Redacted<string>, record: (r: UserTokenStore.SessionRecord) => UserTokenStore.SessionRecord) =>
+ *   Effect.gen(function*() {
+ *     const store = yield* UserTokenStore.UserTokenStore
+ *     const found = yield* store.get(id)
+ *     if (Option.isNone(found)) return false
+ *     const written = yield* store.set(id, record(found.value.record), {
+ *       expectedVersion: found.value.version,
+ *       timeToLive: Duration.hours(1)
+ *     })
+ *     return Option.isSome(written)
+ *   })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -172,6 +210,13 @@ export const UserTokenStore: Context.Tag<UserTokenStore, UserTokenStore> = Conte
 )
 
 /**
+ * @example
+ * ```ts
+ * import type { UserTokenStore } from "@effect-token/session"
+ *
+ * const options: UserTokenStore.MemoryOptions = { capacity: 50_000, pendingCapacity: 5_000 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

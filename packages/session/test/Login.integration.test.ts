@@ -242,3 +242,31 @@ describe("bad input at the callback: a typed error, a way back to login, no sess
       expect(url).toBe(`${app.appUrl}/`)
     }))
 })
+
+describe("callback answers that name another issuer, or come too late", () => {
+  it.scoped("an iss parameter that is not our issuer (RFC 9207) is refused, errors included", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const start = yield* promise(() => browser.fetch(`${app.appUrl}/login`))
+      const state = new URL(start.headers.get("location")!).searchParams.get("state")!
+      const mixedUp = `${app.appUrl}/callback?error=access_denied&state=${state}&iss=${
+        encodeURIComponent("https://evil.example")
+      }`
+      const response = yield* promise(() => browser.fetch(mixedUp))
+      expect(response.status).toBe(401)
+      expect(yield* promise(() => response.json())).toMatchObject({ reason: "LoginStateInvalid" })
+    }))
+
+  it.scoped("a login completed after the login timeout is refused, with no session", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* promise(() =>
+        browser.navigate(`${app.appUrl}/login`, { stopAt: (u) => u.startsWith(`${app.appUrl}/callback`) })
+      )
+      yield* TestClock.adjust(Duration.minutes(11))
+      const response = yield* promise(() => browser.fetch(url))
+      expect(response.status).toBe(401)
+      expect(yield* promise(() => response.json())).toMatchObject({ reason: "LoginStateInvalid" })
+      expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
+    }))
+})
