@@ -76,7 +76,15 @@ export const readBounded = (
       acc.chunks.push(chunk)
       return Effect.succeed({ chunks: acc.chunks, size })
     }
-  ).pipe(Effect.map(({ chunks }) => new TextDecoder().decode(Buffer.concat(chunks))))
+  ).pipe(Effect.map(({ chunks, size }) => {
+    const bytes = new Uint8Array(size)
+    let offset = 0
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset)
+      offset += chunk.length
+    }
+    return new TextDecoder().decode(bytes)
+  }))
 
 const fetchJwks = (client: HttpClient.HttpClient, url: string, options: Options) =>
   Effect.gen(function*() {
