@@ -135,6 +135,21 @@ describe("login, session and logout against a real oidc-provider", () => {
     }))
 })
 
+describe("logout when revocation fails", () => {
+  it.scoped("the provider is down: logout still ends the session and answers its redirect", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise, sessionId, signIn } = yield* setup
+      yield* signIn()
+      const id = sessionId()
+      yield* app.as.stop
+      const response = yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      expect(response.status).toBe(302)
+      expect(Option.isNone(yield* app.store.get(id))).toBe(true)
+      expect(browser.cookies(app.appUrl).has("session")).toBe(false)
+      expect((yield* getJson("/me")).status).toBe(401)
+    }))
+})
+
 describe("bad input at the callback: a typed error, a way back to login, no session", () => {
   /** Runs a login up to the redirect to our callback, and returns that URL (code and state) unvisited. */
   const toCallback = (browser: Browser, appUrl: string) =>

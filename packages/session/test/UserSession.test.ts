@@ -68,6 +68,32 @@ describe("UserSession: refresh", () => {
       expect(fake.refreshRequests).toHaveLength(1)
     }))
 
+  it.scoped("two instances sharing one store: 50 requests split across them make one refresh (lock, then re-read)", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeIssuer.make
+      const store = yield* UserTokenStore.makeMemory()
+      const one = (yield* FakeIssuer.sessions(fake, { store })).sessions
+      const two = (yield* FakeIssuer.sessions(fake, { store })).sessions
+      const id = yield* Effect.flatMap(
+        FakeIssuer.loginToken({ lifetime }),
+        (token) => one.create({ subject: "alice", token, idToken: Option.none() })
+      )
+      yield* TestClock.adjust(pastExpiry)
+      const held = yield* fake.hold
+      const all = yield* Effect.fork(
+        Effect.forEach(
+          Array.from({ length: 50 }, (_, i) => i % 2 === 0 ? one : two),
+          (instance) => instance.accessToken(id),
+          { concurrency: "unbounded" }
+        )
+      )
+      yield* Deferred.await(held.started)
+      yield* held.open
+      const tokens = yield* Fiber.join(all)
+      expect(new Set(tokens.map(value))).toEqual(new Set(["at-1"]))
+      expect(fake.refreshRequests).toHaveLength(1)
+    }))
+
   it.scoped("two sessions refresh independently, and never share tokens", () =>
     Effect.gen(function*() {
       const { fake, login, sessions } = yield* setup()
@@ -325,6 +351,28 @@ describe("UserSession: middleware", () => {
       expect(page.headers.location).toBe(`/login?returnTo=${encodeURIComponent("/orders?x=1")}`)
       const api = yield* run(sessions, { accept: "application/json" })
       expect(api.status).toBe(401)
+    }))
+
+  it.scoped("no signed-in user: a typed NotSignedIn failure, and the store is not written", () =>
+    Effect.gen(function*() {
+      const memory = yield* UserTokenStore.makeMemory()
+      let writes = 0
+      const store: UserTokenStore.UserTokenStore = {
+        ...memory,
+        set: (...args) => Effect.zipRight(Effect.sync(() => writes++), memory.set(...args)),
+        delete: (id) => Effect.zipRight(Effect.sync(() => writes++), memory.delete(id))
+      }
+      const { sessions } = yield* setup({ store, cookie: { secure: false } })
+      const request = HttpServerRequest.fromWeb(new Request("https://app.test/orders"))
+      const seen = yield* UserSession.middleware(
+        Effect.map(Effect.flip(UserSession.accessToken()), (error) => HttpServerResponse.text(error.reason._tag))
+      ).pipe(
+        Effect.provideService(HttpServerRequest.HttpServerRequest, request),
+        Effect.provideService(UserSession.UserSessions, sessions)
+      )
+      expect(seen.status).toBe(200)
+      expect(seen.body).toMatchObject({ body: new TextEncoder().encode("NotSignedIn") })
+      expect(writes).toBe(0)
     }))
 
   it.scoped("a signed-in user reaches the app", () =>
