@@ -392,7 +392,9 @@ const tokensOf = (
     key: `user-session${resource === undefined ? "" : `:${resource}`}`,
     get,
     invalidate: (token) => sessions.invalidate(id, token, resource),
+    // The session refreshes on its own rules (due, or a rejected token); asked to, it answers its current token.
     refresh: get,
+    // For diagnostics: reading the token may refresh it, as any request of this session would.
     state: Effect.map(Effect.either(sessions.accessToken(id, resource)), (result): TokenCache.State => {
       if (result._tag === "Left") return { _tag: "Empty" }
       const until = Option.getOrElse(Option.map(result.right.expiresAt, DateTime.toEpochMillis), () => Infinity)

@@ -285,3 +285,21 @@ describe("callback answers that name another issuer, or come too late", () => {
       expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
     }))
 })
+
+describe("an expired authorization code", () => {
+  it.scoped("is refused by the provider (invalid_grant): CodeExchangeFailed, no session", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      // The provider's clock is the real one: its codes live 1 s here, and this test waits 1.5 s of real time.
+      const app = yield* App.start({ codeTtl: 1 })
+      const browser = new Browser()
+      const { url } = yield* Effect.promise(() =>
+        browser.navigate(`${app.appUrl}/login`, { stopAt: (u) => u.startsWith(`${app.appUrl}/callback`) })
+      )
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1500)))
+      const response = yield* Effect.promise(() => browser.fetch(url))
+      expect(response.status).toBe(401)
+      expect(yield* Effect.promise(() => response.json())).toMatchObject({ reason: "CodeExchangeFailed" })
+      expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
+    }))
+})

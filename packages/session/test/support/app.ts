@@ -51,7 +51,7 @@ const startApi = (as: OidcProvider.OidcProvider) =>
  */
 export type App = Effect.Effect.Success<ReturnType<typeof start>>
 
-export const start = (options: { readonly accessTokenTtl?: number } = {}) =>
+export const start = (options: { readonly accessTokenTtl?: number; readonly codeTtl?: number } = {}) =>
   Effect.gen(function*() {
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { port: 0, host: "127.0.0.1" })
     const address = server.address as HttpServer.TcpAddress
@@ -69,7 +69,10 @@ export const start = (options: { readonly accessTokenTtl?: number } = {}) =>
       }],
       accessTokenTtl: options.accessTokenTtl ?? 300,
       devInteractions: true,
-      configuration: { rotateRefreshToken: true }
+      configuration: {
+        rotateRefreshToken: true,
+        ...(options.codeTtl === undefined ? {} : { ttl: { AuthorizationCode: options.codeTtl } })
+      }
     })
     const api = yield* startApi(as)
     const store = yield* UserTokenStore.makeMemory()
