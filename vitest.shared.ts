@@ -9,7 +9,7 @@ export const shared: ViteUserConfig = {
   resolve: {
     // As tsconfig.base.json's `paths`: the root entry, and subpaths such as `@effect-token/testing/oidc-provider`
     // (a plain string key would rewrite those to `.../index.ts/oidc-provider`).
-    alias: ["core", "redis", "testing"].flatMap((name) => [
+    alias: ["core", "redis", "session", "testing"].flatMap((name) => [
       { find: new RegExp(`^@effect-token/${name}$`), replacement: path.join(root, `packages/${name}/src/index.ts`) },
       { find: new RegExp(`^@effect-token/${name}/(.+)$`), replacement: path.join(root, `packages/${name}/src/$1.ts`) }
     ])

@@ -46,6 +46,12 @@ describe("the built packages", () => {
       expect(importBuilt("@effect-token/testing")).not.toContain("OidcProvider") // needs the optional peer
       expect(importBuilt("@effect-token/testing/oidc-provider")).toEqual(["OidcProvider"])
       expect(fs.existsSync(path.join(root, "packages/core/dist/index.d.ts"))).toBe(true)
+      expect(importBuilt("@effect-token/session")).toEqual([
+        "OidcLogin",
+        "SessionError",
+        "UserSession",
+        "UserTokenStore"
+      ])
     },
     60_000
   )

@@ -55,7 +55,15 @@ export class AccessToken extends Schema.Class<AccessToken>("@effect-token/core/A
   scope: Schema.OptionFromNullOr(Schema.String),
   refreshToken: Schema.OptionFromNullOr(Schema.Redacted(Schema.String)),
   /** RFC 8693 `issued_token_type`, set by token exchange. */
-  issuedTokenType: Schema.OptionFromNullOr(Schema.String)
+  issuedTokenType: Schema.OptionFromNullOr(Schema.String),
+  /**
+   * The OpenID Connect `id_token` of the same answer (an authorization code or refresh grant with `openid`), not
+   * verified here: a login verifies it against the issuer's keys. Optional in the constructor and in stored
+   * encodings that predate it.
+   */
+  idToken: Schema.optionalWith(Schema.OptionFromNullOr(Schema.Redacted(Schema.String)), {
+    default: () => Option.none()
+  })
 }) {}
 
 /**
@@ -72,6 +80,7 @@ export const make = (fields: {
   readonly scope?: Option.Option<string> | undefined
   readonly refreshToken?: Option.Option<Redacted.Redacted<string>> | undefined
   readonly issuedTokenType?: Option.Option<string> | undefined
+  readonly idToken?: Option.Option<Redacted.Redacted<string>> | undefined
 }): AccessToken =>
   new AccessToken({
     value: fields.value,
@@ -80,7 +89,8 @@ export const make = (fields: {
     expiresAt: fields.expiresAt ?? Option.none(),
     scope: fields.scope ?? Option.none(),
     refreshToken: fields.refreshToken ?? Option.none(),
-    issuedTokenType: fields.issuedTokenType ?? Option.none()
+    issuedTokenType: fields.issuedTokenType ?? Option.none(),
+    idToken: fields.idToken ?? Option.none()
   }, { disableValidation: true })
 
 /**

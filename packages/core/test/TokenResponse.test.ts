@@ -63,9 +63,17 @@ const expiresInArb = fc.integer({ min: 1, max }).chain((seconds) =>
 const scopeArb = fc.array(fc.stringMatching(/^[a-z][a-z0-9:._-]{0,15}$/), { minLength: 1, maxLength: 4 })
   .map((scopes) => scopes.join(" "))
 
-const knownFields = new Set(["access_token", "token_type", "expires_in", "scope", "refresh_token", "issued_token_type"])
+const knownFields = new Set([
+  "access_token",
+  "token_type",
+  "expires_in",
+  "scope",
+  "refresh_token",
+  "issued_token_type",
+  "id_token"
+])
 
-/** Unknown fields a server may add (`id_token`, `not-before-policy`, ...): ignored. */
+/** Unknown fields a server may add (`not-before-policy`, ...): ignored. */
 const extraFieldsArb = fc.dictionary(
   fc.string({ minLength: 1, maxLength: 12 }).filter((key) => !knownFields.has(key) && key !== "__proto__"),
   fc.jsonValue({ maxDepth: 2 }),

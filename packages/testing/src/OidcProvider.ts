@@ -2,8 +2,9 @@
  * A real OpenID Connect authorization server (`oidc-provider`) on 127.0.0.1, for integration tests and demos.
  *
  * It listens on a port the OS picks, issues JWT access tokens signed with a key generated per run, and closes
- * with the scope that started it. Requires the optional peer dependency `oidc-provider`. Two of its console notices
- * are dropped, and only those: "Unsupported runtime" (on Node.js 20) and the in-memory adapter notice.
+ * with the scope that started it. Requires the optional peer dependency `oidc-provider`. Some of its console notices
+ * are dropped, and only those: "Unsupported runtime" (on Node.js 20), the in-memory adapter notice, and (with
+ * `devInteractions`, which a test asks for) the development pages' notice.
  *
  * @since 0.1.0
  */
@@ -31,6 +32,11 @@ export interface Options {
   readonly audience?: string | undefined
   /** Access token lifetime in seconds. Default 300. */
   readonly accessTokenTtl?: number | undefined
+  /**
+   * Serve oidc-provider's development login and consent pages (any login and password are accepted), for tests
+   * that drive the authorization code flow through HTTP or a browser. Default false.
+   */
+  readonly devInteractions?: boolean | undefined
   /** Merged over the harness's configuration, for grants and features a test needs. */
   readonly configuration?: Partial<Configuration> | undefined
   /** Called with the provider before it starts serving, e.g. to register a custom grant type. */
@@ -126,7 +132,7 @@ export const make = (options: Options): Effect.Effect<OidcProvider, never, Scope
       // notice ("you SHOULD/MUST change it") the first time they run.
       findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
       features: {
-        devInteractions: { enabled: false },
+        devInteractions: { enabled: options.devInteractions === true },
         clientCredentials: { enabled: true },
         introspection: {
           enabled: true,

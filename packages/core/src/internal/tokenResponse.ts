@@ -55,7 +55,9 @@ export const TokenResponse = Schema.Struct({
   expires_in: Schema.optionalWith(ExpiresIn, { nullable: true }),
   scope: OptionalString,
   refresh_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(refreshTokenChars)), { nullable: true }),
-  issued_token_type: OptionalString
+  issued_token_type: OptionalString,
+  /** OpenID Connect Core §3.1.3.3; kept as it came (a login verifies it). */
+  id_token: Schema.optionalWith(Schema.String.pipe(Schema.pattern(refreshTokenChars)), { nullable: true })
 })
 
 /** RFC 6749 §5.2 error response. */
@@ -199,7 +201,8 @@ export const decodeTokenBody = (
             expiresAt,
             scope: Option.fromNullable(response.scope),
             refreshToken: Option.map(Option.fromNullable(response.refresh_token), Redacted.make),
-            issuedTokenType: Option.fromNullable(response.issued_token_type)
+            issuedTokenType: Option.fromNullable(response.issued_token_type),
+            idToken: Option.map(Option.fromNullable(response.id_token), Redacted.make)
           }))
     }
   )

@@ -1,0 +1,621 @@
+/**
+ * OpenID Connect login for a web application (authorization code flow with PKCE S256, `state` and `nonce`), its
+ * callback and its logout, as `@effect/platform` HTTP handlers and an `HttpRouter`.
+ *
+ * - `/login` keeps the pending login (state, nonce, code verifier, return path) on the server under a random id
+ *   whose only copy in the browser is a short-lived `HttpOnly` cookie, and sends the browser to the issuer.
+ * - `/callback` takes that pending login (once: a replay finds nothing), compares `state` in constant time,
+ *   exchanges the code through core's `TokenEndpoint`, verifies the ID token with `jose` against the issuer's JWKS,
+ *   and starts a session under a new id. Any failure answers with a way back to login, never a half-made session.
+ * - `/logout` ends the session, revokes its refresh token (best effort: a failure never blocks the logout) and, when
+ *   the issuer offers it, sends the browser to its `end_session_endpoint` (RP-initiated logout).
+ *
+ * @since 0.1.0
+ */
+import { ClientAuth, Discovery, Revocation, TokenEndpoint, TokenError } from "@effect-token/core"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as idToken from "./internal/idToken.js"
+import * as protocol from "./internal/protocol.js"
+import {
+  AuthorizationDenied,
+  CodeExchangeFailed,
+  IdTokenInvalid,
+  LoginStateInvalid,
+  SessionError,
+  Unavailable
+} from "./SessionError.js"
+import * as UserSession from "./UserSession.js"
+import * as UserTokenStore from "./UserTokenStore.js"
+
+/**
+ * @example
+ * ```ts
+ * import type { OidcLogin } from "@effect-token/session"
+ *
+ * const paths: OidcLogin.Paths = { login: "/auth/login", callback: "/auth/callback", logout: "/auth/logout" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Paths {
+  /** Default `/login`. Takes `?returnTo=/same/origin/path`. */
+  readonly login?: string | undefined
+  /** Default `/callback`: the path of `redirectUri`. */
+  readonly callback?: string | undefined
+  /** Default `/logout`. */
+  readonly logout?: string | undefined
+}
+
+/**
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import type { OidcLogin } from "@effect-token/session"
+ * import { Redacted } from "effect"
+ *
+ * const options: OidcLogin.Options = {
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback",
+ *   scope: "openid offline_access orders:read",
+ *   authorizationParams: { prompt: "consent" }
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly clientAuth: ClientAuth.ClientAuth
+  /** The callback's absolute URL, as registered at the issuer. */
+  readonly redirectUri: string
+  /** Default `openid offline_access` (`openid` is added when missing; `offline_access` asks for a refresh token). */
+  readonly scope?: string | undefined
+  /** RFC 8707 resource indicator for the access token. */
+  readonly resource?: string | undefined
+  /** Where the issuer sends the browser after an RP-initiated logout (registered at the issuer). */
+  readonly postLogoutRedirectUri?: string | undefined
+  /** Where the browser goes after logout when the issuer has no `end_session_endpoint`. Default `/`. */
+  readonly afterLogout?: string | undefined
+  readonly paths?: Paths | undefined
+  /** More authorization request parameters, e.g. `{ prompt: "consent" }`. Protocol parameters cannot be overridden. */
+  readonly authorizationParams?: Readonly<Record<string, string>> | undefined
+  /** How long a login may take between `/login` and `/callback`. Default 10 minutes. */
+  readonly loginTimeout?: Duration.DurationInput | undefined
+  /** ID token algorithms accepted; `none` and HS* are always refused. Default: RS, PS, ES families and EdDSA. */
+  readonly algorithms?: ReadonlyArray<string> | undefined
+  /** An unknown `kid` fetches the JWKS again at most this often. Default 60 seconds. */
+  readonly jwksRefetchInterval?: Duration.DurationInput | undefined
+  /** Clock tolerance for the ID token's `exp`/`iat`. Default 30 seconds. */
+  readonly clockTolerance?: Duration.DurationInput | undefined
+  /** Time allowed for the code exchange and the JWKS fetch, each. Default 10 seconds. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * The login, callback and logout handlers, and a router serving them at their paths.
+ *
+ * @example
+ * ```ts
+ * import { OidcLogin } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const loginPath = Effect.map(OidcLogin.OidcLogin, (login) => login.paths.login)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OidcLogin {
+  readonly paths: Required<{ readonly [K in keyof Paths]: string }>
+  readonly login: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  readonly callback: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  readonly logout: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  /** `GET login`, `GET callback`, `POST logout` (a GET logout would let any site log the user out). */
+  readonly router: HttpRouter.HttpRouter
+}
+
+/**
+ * @example
+ * ```ts
+ * import { OidcLogin } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const routes = Effect.map(OidcLogin.OidcLogin, (login) => login.router)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const OidcLogin: Context.Tag<OidcLogin, OidcLogin> = Context.GenericTag<OidcLogin>(
+  "@effect-token/session/OidcLogin"
+)
+
+/** The request's URL, parsed with a bound: an overlong callback URL is refused before any parsing. */
+const maxUrlLength = 8192
+const queryOf = (request: HttpServerRequest.HttpServerRequest): Option.Option<URLSearchParams> => {
+  if (request.url.length > maxUrlLength) return Option.none()
+  const url = URL.canParse(request.url, "http://request.invalid") ?
+    new URL(request.url, "http://request.invalid") :
+    undefined
+  return url === undefined ? Option.none() : Option.some(url.searchParams)
+}
+
+/** A bounded, printable single parameter: a repeated or overlong parameter is refused. */
+const param = (query: URLSearchParams, name: string, max: number): Option.Option<string> => {
+  const all = query.getAll(name)
+  if (all.length !== 1) return Option.none()
+  const value = all[0]!
+  return value.length === 0 || value.length > max || !/^[\x20-\x7e]+$/.test(value) ? Option.none() : Option.some(value)
+}
+
+/** A configured path as the router's type; one that does not start with `/` is a programming error. */
+const routePath = (path: string): HttpRouter.PathInput => {
+  if (!path.startsWith("/")) throw new Error(`OidcLogin: the path ${JSON.stringify(path)} must start with "/"`)
+  return path as HttpRouter.PathInput
+}
+
+const isLoopbackHttp = (url: string): boolean =>
+  URL.canParse(url) && new URL(url).protocol === "http:" && Discovery.isSecureUrl(url)
+
+const withOpenid = (scope: string) => {
+  const scopes = scope.split(" ").filter((s) => s.length > 0)
+  return (scopes.includes("openid") ? scopes : ["openid", ...scopes]).join(" ")
+}
+
+/**
+ * The login handlers over the `Discovery`, `UserSessions`, `UserTokenStore` and `HttpClient` in context.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { OidcLogin } from "@effect-token/session"
+ * import { Redacted } from "effect"
+ *
+ * const login = OidcLogin.make({
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<
+  OidcLogin,
+  never,
+  Discovery.Discovery | UserSession.UserSessions | UserTokenStore.UserTokenStore | HttpClient.HttpClient
+> =>
+  Effect.gen(function*() {
+    const discovery = yield* Discovery.Discovery
+    const sessions = yield* UserSession.UserSessions
+    const store = yield* UserTokenStore.UserTokenStore
+    const client = yield* HttpClient.HttpClient
+    const clientId = options.clientAuth.clientId
+    const redirectPath = URL.canParse(options.redirectUri) ? new URL(options.redirectUri).pathname : "/callback"
+    const paths = {
+      login: options.paths?.login ?? sessions.loginPath,
+      callback: options.paths?.callback ?? redirectPath,
+      logout: options.paths?.logout ?? "/logout"
+    }
+    if (!sessions.secureCookies && !isLoopbackHttp(options.redirectUri)) {
+      // Cookies without `Secure` would travel in clear text: only a development server on http loopback may.
+      return yield* Effect.dieMessage("OidcLogin: cookies without Secure need an http loopback redirectUri")
+    }
+    const scope = withOpenid(options.scope ?? "openid offline_access")
+    const loginTimeout = Duration.decode(options.loginTimeout ?? Duration.minutes(10))
+    const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
+    const secure = sessions.secureCookies
+    const loginCookie = secure ? "__Host-login" : "login"
+    const cookie = (name: string, value: string, maxAge: number | undefined) =>
+      protocol.serializeCookie(name, value, { path: "/", httpOnly: true, secure, sameSite: "Lax", maxAge })
+
+    const unavailable = (operation: string, description: string) =>
+      new SessionError({ operation, reason: new Unavailable({ description }) })
+    const fromDiscovery = (operation: string) => (error: TokenError.TokenError) =>
+      unavailable(operation, `the issuer's metadata: ${error.reason._tag}`)
+    const metadata = (operation: string) => Effect.mapError(discovery.metadata, fromDiscovery(operation))
+
+    const verifier = yield* idToken.make(client, {
+      issuer: discovery.issuer,
+      clientId,
+      jwksUri: Effect.flatMap(metadata("login callback"), (m) =>
+        m.jwks_uri === undefined
+          ? Effect.fail(unavailable("login callback", "the issuer publishes no jwks_uri"))
+          : Effect.succeed(m.jwks_uri)),
+      algorithms: options.algorithms,
+      refetchInterval: Duration.decode(options.jwksRefetchInterval ?? Duration.seconds(60)),
+      timeout,
+      maxBytes: 256 * 1024,
+      clockTolerance: Duration.decode(options.clockTolerance ?? Duration.seconds(30))
+    })
+
+    /** Any login failure: a page that says so and links back to login, or 503 when trying again may work. */
+    const failed = (error: SessionError) =>
+      Effect.as(
+        Effect.logInfo(error.message).pipe(Effect.annotateLogs("reason", error.reason._tag)),
+        error.reason._tag === "Unavailable"
+          ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, { status: 503 })
+          : HttpServerResponse.unsafeJson({ error: "login_failed", reason: error.reason._tag, login: paths.login }, {
+            status: 401
+          })
+      )
+
+    const login = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const query = queryOf(request)
+      const returnTo = protocol.safeReturnTo(
+        Option.getOrUndefined(Option.flatMap(query, (q) => param(q, "returnTo", protocol.maxReturnToLength)))
+      )
+      const m = yield* metadata("login")
+      if (m.authorization_endpoint === undefined) {
+        return yield* unavailable("login", "the issuer publishes no authorization_endpoint")
+      }
+      const state = protocol.randomToken(32)
+      const nonce = protocol.randomToken(32)
+      const codeVerifier = protocol.randomToken(32)
+      const challenge = yield* Effect.promise(() => protocol.pkceChallenge(codeVerifier))
+      const loginId = protocol.randomToken(32)
+      const now = yield* DateTime.now
+      yield* store.putPendingLogin(
+        Redacted.make(loginId),
+        UserTokenStore.PendingLogin.make({
+          state: Redacted.make(state),
+          nonce: Redacted.make(nonce),
+          codeVerifier: Redacted.make(codeVerifier),
+          returnTo,
+          createdAt: now
+        }),
+        loginTimeout
+      )
+      const url = new URL(m.authorization_endpoint)
+      for (const [key, value] of Object.entries(options.authorizationParams ?? {})) url.searchParams.set(key, value)
+      const protocolParams: Record<string, string | undefined> = {
+        response_type: "code",
+        client_id: clientId,
+        redirect_uri: options.redirectUri,
+        scope,
+        state,
+        nonce,
+        code_challenge: challenge,
+        code_challenge_method: "S256",
+        resource: options.resource
+      }
+      for (const [key, value] of Object.entries(protocolParams)) {
+        if (value !== undefined) url.searchParams.set(key, value)
+      }
+      // The pending login's id travels in a header rather than platform's `Cookies`, whose printed form shows values.
+      return HttpServerResponse.redirect(url.toString(), {
+        status: 302,
+        headers: {
+          "set-cookie": cookie(loginCookie, loginId, Math.ceil(Duration.toSeconds(loginTimeout))),
+          "cache-control": "no-store"
+        }
+      })
+    }).pipe(Effect.catchAll(failed), Effect.withSpan("effect-token/OidcLogin.login"))
+
+    const callbackOperation = "login callback"
+    const callbackError = (reason: SessionError["reason"]) => new SessionError({ operation: callbackOperation, reason })
+
+    const callback = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const rawLoginId = request.cookies[loginCookie]
+      if (rawLoginId === undefined || !protocol.isWellFormedId(rawLoginId)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "no login in progress in this browser" }))
+      }
+      // Taken, not read: whatever happens next, this login cannot be completed twice.
+      const pending = yield* store.takePendingLogin(Redacted.make(rawLoginId))
+      if (Option.isNone(pending)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "unknown, expired or already used login" }))
+      }
+      const query = queryOf(request)
+      if (Option.isNone(query)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the callback URL is too long" }))
+      }
+      const q = query.value
+      const state = param(q, "state", 512)
+      if (Option.isNone(state) || !protocol.constantTimeEqual(state.value, Redacted.value(pending.value.state))) {
+        return yield* callbackError(new LoginStateInvalid({ description: "state mismatch" }))
+      }
+      // RFC 9207: when the issuer names itself in the answer (errors included), it must be ours (mix-up defence).
+      const iss = q.getAll("iss")
+      if (iss.length > 1 || (iss.length === 1 && iss[0] !== discovery.issuer)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the answer names another issuer" }))
+      }
+      // The store's expiry is the first bound; this one holds whatever a shared store's clock says.
+      const now = yield* DateTime.now
+      if (
+        DateTime.toEpochMillis(now) - DateTime.toEpochMillis(pending.value.createdAt) > Duration.toMillis(loginTimeout)
+      ) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the login took too long" }))
+      }
+      if (q.has("error")) {
+        const code = Option.getOrElse(
+          Option.filter(param(q, "error", 64), (c) => /^[a-z_]+$/.test(c)),
+          () => "invalid_error"
+        )
+        return yield* callbackError(new AuthorizationDenied({ code }))
+      }
+      const code = param(q, "code", 2048)
+      if (Option.isNone(code)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "no authorization code" }))
+      }
+      const m = yield* metadata(callbackOperation)
+      if (m.token_endpoint === undefined) {
+        return yield* unavailable(callbackOperation, "the issuer publishes no token_endpoint")
+      }
+      const endpoint = TokenEndpoint.makeWith(client, {
+        tokenUrl: m.token_endpoint,
+        clientAuth: options.clientAuth,
+        attemptTimeout: timeout
+      })
+      const token = yield* endpoint.request({
+        grant_type: "authorization_code",
+        code: Redacted.make(code.value),
+        redirect_uri: options.redirectUri,
+        code_verifier: pending.value.codeVerifier,
+        resource: options.resource
+      }).pipe(
+        Effect.mapError((error) =>
+          TokenError.isTransient(error)
+            ? unavailable(callbackOperation, `the code exchange: ${error.reason._tag}`)
+            : callbackError(
+              new CodeExchangeFailed({ code: TokenError.oauthCode(error), detail: error.reason._tag })
+            )
+        )
+      )
+      if (Option.isNone(token.idToken)) {
+        return yield* callbackError(
+          new IdTokenInvalid({ check: "id_token", description: "the token response has no ID token" })
+        )
+      }
+      const claims = yield* verifier.verify(Redacted.value(token.idToken.value), Redacted.value(pending.value.nonce))
+      // A session this browser had before the login ends now: the new one has a new id (session fixation), and
+      // the old one must not live on beside it.
+      const previous = request.cookies[sessions.cookieName]
+      if (previous !== undefined && protocol.isWellFormedId(previous)) {
+        yield* Effect.ignore(sessions.end(Redacted.make(previous)))
+      }
+      const id = yield* sessions.create({ subject: claims.subject, token, idToken: token.idToken })
+      const response = HttpServerResponse.redirect(pending.value.returnTo, {
+        status: 302,
+        headers: {
+          "set-cookie": cookie(sessions.cookieName, Redacted.value(id), undefined),
+          "cache-control": "no-store"
+        }
+      })
+      // The login cookie's value is empty here, so platform's `Cookies` may carry it.
+      return HttpServerResponse.expireCookie(response, loginCookie, {
+        path: "/",
+        httpOnly: true,
+        secure,
+        sameSite: "lax"
+      })
+    }).pipe(Effect.catchAll(failed), Effect.withSpan("effect-token/OidcLogin.callback"))
+
+    const revocation = Revocation.makeWith(client, {
+      revocationUrl: discovery,
+      clientAuth: options.clientAuth,
+      timeout
+    })
+
+    const logout = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const raw = request.cookies[sessions.cookieName]
+      const ended = raw !== undefined && protocol.isWellFormedId(raw)
+        ? yield* Effect.orElseSucceed(sessions.end(Redacted.make(raw)), () => Option.none())
+        : Option.none()
+      const m = yield* Effect.option(discovery.metadata)
+      if (Option.isSome(ended) && Option.isSome(ended.value.refreshToken) && Option.isSome(m)) {
+        if (m.value.revocation_endpoint !== undefined) {
+          // Best effort: the session is already gone here, and a failed revocation must not keep anyone signed in.
+          yield* revocation.revokeRefreshToken(ended.value.refreshToken.value).pipe(
+            Effect.catchAll((error) => Effect.logWarning(`refresh token revocation failed: ${error.message}`))
+          )
+        }
+      }
+      let location = options.afterLogout ?? "/"
+      if (Option.isSome(m) && m.value.end_session_endpoint !== undefined) {
+        const url = new URL(m.value.end_session_endpoint)
+        url.searchParams.set("client_id", clientId)
+        if (Option.isSome(ended) && Option.isSome(ended.value.idToken)) {
+          url.searchParams.set("id_token_hint", Redacted.value(ended.value.idToken.value))
+        }
+        if (options.postLogoutRedirectUri !== undefined) {
+          url.searchParams.set("post_logout_redirect_uri", options.postLogoutRedirectUri)
+        }
+        location = url.toString()
+      }
+      return HttpServerResponse.redirect(location, {
+        status: 302,
+        headers: {
+          "set-cookie": cookie(sessions.cookieName, "", 0),
+          "cache-control": "no-store"
+        }
+      })
+    }).pipe(Effect.withSpan("effect-token/OidcLogin.logout"))
+
+    const router = HttpRouter.empty.pipe(
+      HttpRouter.get(routePath(paths.login), login),
+      HttpRouter.get(routePath(paths.callback), callback),
+      // POST only: with SameSite=Lax cookies another site cannot make a browser POST here with its session.
+      HttpRouter.post(routePath(paths.logout), logout)
+    )
+
+    return { paths, login, callback, logout, router }
+  })
+
+/**
+ * Provides {@link OidcLogin} over the `Discovery`, `UserSessions`, `UserTokenStore` and `HttpClient` in context.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { OidcLogin } from "@effect-token/session"
+ * import { Redacted } from "effect"
+ *
+ * const LoginLive = OidcLogin.layer({
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<
+  OidcLogin,
+  never,
+  Discovery.Discovery | UserSession.UserSessions | UserTokenStore.UserTokenStore | HttpClient.HttpClient
+> => Layer.effect(OidcLogin, make(options))
+
+/**
+ * Everything for a web application's sign-in, in one set of options.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import type { OidcLogin } from "@effect-token/session"
+ * import { Redacted } from "effect"
+ *
+ * const options: OidcLogin.AllOptions = {
+ *   issuer: "https://auth.example.com",
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback",
+ *   idleTimeout: "30 minutes"
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AllOptions extends Options, Omit<UserSession.Options, "discovery" | "clientAuth" | "loginPath"> {
+  readonly issuer: string
+}
+
+/**
+ * One layer: the issuer's `Discovery`, the `UserSessions` and the `OidcLogin`, over the `UserTokenStore` and
+ * `HttpClient` in context.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth } from "@effect-token/core"
+ * import { OidcLogin, UserTokenStore } from "@effect-token/session"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer, Redacted } from "effect"
+ *
+ * const AuthLive = OidcLogin.layerAll({
+ *   issuer: "https://auth.example.com",
+ *   clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") }),
+ *   redirectUri: "https://app.example.com/callback"
+ * }).pipe(Layer.provide(UserTokenStore.layerMemory()), Layer.provide(NodeHttpClient.layerUndici))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAll = (
+  options: AllOptions
+): Layer.Layer<
+  OidcLogin | UserSession.UserSessions | Discovery.Discovery,
+  never,
+  UserTokenStore.UserTokenStore | HttpClient.HttpClient
+> => {
+  const discovery = Discovery.layer({ issuer: options.issuer })
+  const sessions = Layer.unwrapEffect(
+    Effect.map(
+      Discovery.Discovery,
+      (d) =>
+        UserSession.layer({ ...options, discovery: d, clientAuth: options.clientAuth, loginPath: options.paths?.login })
+    )
+  )
+  return layer(options).pipe(Layer.provideMerge(sessions), Layer.provideMerge(discovery))
+}
+
+/**
+ * Settings read from configuration: `ISSUER`, `CLIENT_ID`, `CLIENT_SECRET` (redacted), `REDIRECT_URI`, and optional
+ * `SCOPE`, `RESOURCE`, `POST_LOGOUT_REDIRECT_URI`, `COOKIE_SECURE` (default true), `IDLE_TIMEOUT`,
+ * `ABSOLUTE_TIMEOUT`. Use `Config.nested` for a prefix.
+ *
+ * @example
+ * ```ts
+ * import { OidcLogin } from "@effect-token/session"
+ * import { Config } from "effect"
+ *
+ * // reads WEB_ISSUER, WEB_CLIENT_ID, WEB_CLIENT_SECRET, WEB_REDIRECT_URI, ...
+ * const settings = Config.nested(OidcLogin.config, "WEB")
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<AllOptions> = Config.all({
+  issuer: Config.nonEmptyString("ISSUER"),
+  clientId: Config.nonEmptyString("CLIENT_ID"),
+  clientSecret: Config.redacted("CLIENT_SECRET"),
+  redirectUri: Config.url("REDIRECT_URI"),
+  scope: Config.option(Config.nonEmptyString("SCOPE")),
+  resource: Config.option(Config.nonEmptyString("RESOURCE")),
+  postLogoutRedirectUri: Config.option(Config.url("POST_LOGOUT_REDIRECT_URI")),
+  secure: Config.boolean("COOKIE_SECURE").pipe(Config.withDefault(true)),
+  idleTimeout: Config.option(Config.duration("IDLE_TIMEOUT")),
+  absoluteTimeout: Config.option(Config.duration("ABSOLUTE_TIMEOUT"))
+}).pipe(
+  Config.validate({
+    message: "COOKIE_SECURE=false is for a development server on http loopback only",
+    validation: (c) => c.secure || isLoopbackHttp(c.redirectUri.toString())
+  }),
+  Config.map((c): AllOptions => ({
+    issuer: c.issuer,
+    clientAuth: ClientAuth.clientSecretBasic({ clientId: c.clientId, clientSecret: c.clientSecret }),
+    redirectUri: c.redirectUri.toString(),
+    scope: Option.getOrUndefined(c.scope),
+    resource: Option.getOrUndefined(c.resource),
+    postLogoutRedirectUri: Option.getOrUndefined(Option.map(c.postLogoutRedirectUri, String)),
+    cookie: { secure: c.secure },
+    idleTimeout: Option.getOrUndefined(c.idleTimeout),
+    absoluteTimeout: Option.getOrUndefined(c.absoluteTimeout)
+  }))
+)
+
+/**
+ * {@link layerAll} from configuration (see {@link config}).
+ *
+ * @example
+ * ```ts
+ * import { OidcLogin, UserTokenStore } from "@effect-token/session"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * const AuthLive = OidcLogin.layerConfig().pipe(
+ *   Layer.provide(UserTokenStore.layerMemory()),
+ *   Layer.provide(NodeHttpClient.layerUndici)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  settings: Config.Config<AllOptions> = config
+): Layer.Layer<
+  OidcLogin | UserSession.UserSessions | Discovery.Discovery,
+  ConfigError.ConfigError,
+  UserTokenStore.UserTokenStore | HttpClient.HttpClient
+> => Layer.unwrapEffect(Effect.map(settings, layerAll))

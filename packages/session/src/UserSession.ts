@@ -1,0 +1,553 @@
+/**
+ * Each signed-in user's tokens, per request: the middleware reads the session cookie, loads the session, refreshes
+ * its access token once per session when it is due (in this process and, through the store's lock, across
+ * processes), and provides the request's {@link RequestSession}. A session whose refresh token is rejected is
+ * ended: the request is anonymous, a JSON API gets 401 and a page is sent to log in. A transient failure never logs
+ * anyone out: the still-valid token is served, or the request gets 503.
+ *
+ * @since 0.1.0
+ */
+import type { AccessToken, ClientAuth, Discovery, TokenCache } from "@effect-token/core"
+import { AuthHttpClient, TokenError } from "@effect-token/core"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as protocol from "./internal/protocol.js"
+import * as internal from "./internal/sessions.js"
+import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
+import type * as UserTokenStore from "./UserTokenStore.js"
+
+/**
+ * The session cookie. Its value is the session id: 32 random bytes, base64url, and nothing else.
+ *
+ * @example
+ * ```ts
+ * import type { UserSession } from "@effect-token/session"
+ *
+ * // A development server on http://127.0.0.1 only: elsewhere the cookie must stay Secure.
+ * const cookie: UserSession.CookieOptions = { name: "dev-session", secure: false }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CookieOptions {
+  /** Default `"__Host-session"` when `secure`, else `"session"` (`__Host-` requires `Secure`). */
+  readonly name?: string | undefined
+  /** Default `true`. Turn it off only for a development server on http loopback. */
+  readonly secure?: boolean | undefined
+}
+
+/**
+ * @example
+ * ```ts
+ * import type { ClientAuth, Discovery } from "@effect-token/core"
+ * import type { UserSession } from "@effect-token/session"
+ *
+ * declare const discovery: Discovery.Discovery
+ * declare const clientAuth: ClientAuth.ClientAuth
+ * const options: UserSession.Options = { discovery, clientAuth, refreshBefore: "2 minutes", graceWindow: "10 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The authorization server (its `token_endpoint` is used for refreshes). */
+  readonly discovery: Discovery.Discovery
+  /** How this client authenticates at the token endpoint. */
+  readonly clientAuth: ClientAuth.ClientAuth
+  /** The refresh window opens this long before expiry (capped at half the lifetime). Default 60 seconds. */
+  readonly refreshBefore?: Duration.DurationInput | undefined
+  /** A token is treated as expired this early (capped at 10 % of its lifetime). Default 5 seconds. */
+  readonly skew?: Duration.DurationInput | undefined
+  /** How long a refresh's result answers requests that still hold the spent refresh token. Default 30 seconds. */
+  readonly graceWindow?: Duration.DurationInput | undefined
+  /** A session unused this long is over. Default 2 hours. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** A session is over this long after login, used or not. Default 12 hours. */
+  readonly absoluteTimeout?: Duration.DurationInput | undefined
+  /** Time allowed for each refresh request. Default 10 seconds. */
+  readonly attemptTimeout?: Duration.DurationInput | undefined
+  readonly cookie?: CookieOptions | undefined
+  /** Where a page request without a session is sent (with `?returnTo=`). Default `/login`. */
+  readonly loginPath?: string | undefined
+}
+
+/**
+ * The sessions of this application.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const tokenOf = (id: Redacted.Redacted<string>) =>
+ *   Effect.flatMap(UserSession.UserSessions, (sessions) => sessions.accessToken(id))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface UserSessions {
+  /** The session cookie's name. */
+  readonly cookieName: string
+  readonly secureCookies: boolean
+  readonly loginPath: string
+  readonly absoluteTimeout: Duration.Duration
+  /** Starts a session after a login, under a new random id (never one the browser brought). */
+  readonly create: (input: {
+    readonly subject: string
+    readonly token: AccessToken.AccessToken
+    readonly idToken: Option.Option<Redacted.Redacted<string>>
+  }) => Effect.Effect<Redacted.Redacted<string>, SessionError>
+  /** The session, within its idle and absolute expiry (touching the idle one). */
+  readonly load: (id: Redacted.Redacted<string>) => Effect.Effect<UserTokenStore.Versioned, SessionError>
+  /**
+   * The session's access token (or its token for `resource`), refreshed when due, once per session however many
+   * requests ask at once.
+   */
+  readonly accessToken: (
+    id: Redacted.Redacted<string>,
+    resource?: string | undefined
+  ) => Effect.Effect<AccessToken.AccessToken, SessionError>
+  /** An API rejected `token`: if it is still the session's, refresh now (once). Returns whether it was. */
+  readonly invalidate: (
+    id: Redacted.Redacted<string>,
+    token: AccessToken.AccessToken,
+    resource?: string | undefined
+  ) => Effect.Effect<boolean>
+  /** Deletes the session; returns what it held (for revocation and logout). */
+  readonly end: (
+    id: Redacted.Redacted<string>
+  ) => Effect.Effect<Option.Option<UserTokenStore.SessionRecord>, SessionError>
+}
+
+/**
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const cookieName = Effect.map(UserSession.UserSessions, (sessions) => sessions.cookieName)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const UserSessions: Context.Tag<UserSessions, UserSessions> = Context.GenericTag<UserSessions>(
+  "@effect-token/session/UserSessions"
+)
+
+/**
+ * The sessions over the `UserTokenStore` and `HttpClient` in context; refreshes run in the scope.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth, Discovery } from "@effect-token/core"
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const sessions = Effect.gen(function*() {
+ *   const discovery = yield* Discovery.make({ issuer: "https://auth.example.com" })
+ *   return yield* UserSession.make({
+ *     discovery,
+ *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") })
+ *   })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<UserSessions, never, UserTokenStore.UserTokenStore | HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const secure = options.cookie?.secure ?? true
+    const cookieName = options.cookie?.name ?? (secure ? "__Host-session" : "session")
+    const absoluteTimeout = Duration.decode(options.absoluteTimeout ?? Duration.hours(12))
+    const engine = yield* internal.make({
+      discovery: options.discovery,
+      clientAuth: options.clientAuth,
+      refreshBefore: Duration.decode(options.refreshBefore ?? Duration.seconds(60)),
+      skew: Duration.decode(options.skew ?? Duration.seconds(5)),
+      graceWindow: Duration.decode(options.graceWindow ?? Duration.seconds(30)),
+      idleTimeout: Duration.decode(options.idleTimeout ?? Duration.hours(2)),
+      absoluteTimeout,
+      touchInterval: Duration.minutes(1),
+      attemptTimeout: options.attemptTimeout === undefined ? undefined : Duration.decode(options.attemptTimeout)
+    })
+    return {
+      cookieName,
+      secureCookies: secure,
+      loginPath: options.loginPath ?? "/login",
+      absoluteTimeout,
+      create: engine.create,
+      load: engine.load,
+      accessToken: (id, resource) => engine.accessToken(id, resource),
+      invalidate: (id, token, resource) => engine.invalidate(id, resource, token),
+      end: engine.end
+    }
+  })
+
+/**
+ * Provides {@link UserSessions}.
+ *
+ * @example
+ * ```ts
+ * import { ClientAuth, Discovery } from "@effect-token/core"
+ * import { UserSession, UserTokenStore } from "@effect-token/session"
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Effect, Layer, Redacted } from "effect"
+ *
+ * const SessionsLive = Layer.unwrapScoped(Effect.map(
+ *   Discovery.make({ issuer: "https://auth.example.com" }),
+ *   (discovery) =>
+ *     UserSession.layer({
+ *       discovery,
+ *       clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make("s3cr3t") })
+ *     })
+ * )).pipe(Layer.provide(UserTokenStore.layerMemory()), Layer.provide(NodeHttpClient.layerUndici))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<UserSessions, never, UserTokenStore.UserTokenStore | HttpClient.HttpClient> =>
+  Layer.scoped(UserSessions, make(options))
+
+/**
+ * The signed-in user of one request.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const whoAndToken = Effect.gen(function*() {
+ *   const user: UserSession.CurrentSession = yield* UserSession.current
+ *   return { sub: user.subject, token: yield* user.accessToken() }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CurrentSession {
+  readonly id: Redacted.Redacted<string>
+  /** The ID token's `sub`. */
+  readonly subject: string
+  /** The access token (or the one for `resource`), refreshed when due. */
+  readonly accessToken: (resource?: string | undefined) => Effect.Effect<AccessToken.AccessToken, SessionError>
+  /**
+   * The user's tokens shaped as a `TokenCache`, for core's `AuthHttpClient.authenticate`: an API's 401 for the
+   * token invalidates it and refreshes the session once.
+   */
+  readonly tokens: (resource?: string | undefined) => TokenCache.TokenCache
+}
+
+/**
+ * What the middleware knows of the request's session: the signed-in user, or why there is none.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const isSignedIn = Effect.flatMap(UserSession.RequestSession, (request: UserSession.RequestSession) =>
+ *   Effect.isSuccess(request.current))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestSession {
+  readonly current: Effect.Effect<CurrentSession, SessionError>
+}
+
+/**
+ * Provided by {@link middleware} to every request.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const signedIn = Effect.flatMap(UserSession.RequestSession, (request) => Effect.option(request.current))
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const RequestSession: Context.Tag<RequestSession, RequestSession> = Context.GenericTag<RequestSession>(
+  "@effect-token/session/RequestSession"
+)
+
+/**
+ * The request's signed-in user; fails with a `SessionError` (reason `NotSignedIn`, `SessionRejected` or
+ * `Unavailable`) when there is none. The middleware turns that failure into a 401, a 503 or a redirect to login.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { HttpServerResponse } from "@effect/platform"
+ * import { Effect } from "effect"
+ *
+ * const me = Effect.map(UserSession.current, (user) => HttpServerResponse.unsafeJson({ sub: user.subject }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const current: Effect.Effect<CurrentSession, SessionError, RequestSession> = Effect.flatMap(
+  RequestSession,
+  (request) => request.current
+)
+
+/**
+ * The signed-in user's access token (or the one for `resource`).
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ *
+ * const token = UserSession.accessToken("https://api.example.com")
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const accessToken = (
+  resource?: string | undefined
+): Effect.Effect<AccessToken.AccessToken, SessionError, RequestSession> =>
+  Effect.flatMap(current, (user) => user.accessToken(resource))
+
+/**
+ * An `HttpClient` bound to one API that calls it on the signed-in user's behalf (core's `AuthHttpClient`, over the
+ * user's tokens): the token goes only to that API's origins, and a 401 refreshes the session once and retries.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * const orders = Effect.gen(function*() {
+ *   const api = yield* UserSession.client({ baseUrl: "https://api.example.com" })
+ *   const response = yield* api.get("/orders")
+ *   return yield* response.json
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const client = (
+  options: AuthHttpClient.Binding & AuthHttpClient.Options & { readonly resource?: string | undefined }
+): Effect.Effect<
+  HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
+  SessionError,
+  RequestSession | HttpClient.HttpClient
+> =>
+  Effect.gen(function*() {
+    const user = yield* current
+    const http = yield* HttpClient.HttpClient
+    return AuthHttpClient.authenticate(http, {
+      ...options,
+      tokens: user.tokens(options.resource)
+    } as AuthHttpClient.AuthenticateOptions)
+  })
+
+/** The session's failures, as the `TokenError` a `TokenCache` fails with (the middleware maps them back). */
+const toTokenError = (error: SessionError): TokenError.TokenError =>
+  new TokenError.TokenError({
+    operation: tokenOperation,
+    reason: error.reason._tag === "Unavailable"
+      ? new TokenError.Unavailable({ description: error.reason.description, retryAfter: error.reason.retryAfter })
+      : new TokenError.RefreshTokenRejected({ description: error.reason.message })
+  })
+
+const tokenOperation = "user session"
+
+/** A `TokenCache` over one session's token: what core's `AuthHttpClient` needs. */
+const tokensOf = (
+  sessions: UserSessions,
+  id: Redacted.Redacted<string>,
+  resource: string | undefined
+): TokenCache.TokenCache => {
+  const get = Effect.mapError(sessions.accessToken(id, resource), toTokenError)
+  return {
+    key: `user-session${resource === undefined ? "" : `:${resource}`}`,
+    get,
+    invalidate: (token) => sessions.invalidate(id, token, resource),
+    // The session refreshes on its own rules (due, or a rejected token); asked to, it answers its current token.
+    refresh: get,
+    // For diagnostics: reading the token may refresh it, as any request of this session would.
+    state: Effect.map(Effect.either(sessions.accessToken(id, resource)), (result): TokenCache.State => {
+      if (result._tag === "Left") return { _tag: "Empty" }
+      const until = Option.getOrElse(Option.map(result.right.expiresAt, DateTime.toEpochMillis), () => Infinity)
+      return { _tag: "Ready", token: result.right, validUntil: until, refreshAt: until }
+    })
+  }
+}
+
+const currentOf = (sessions: UserSessions, id: Redacted.Redacted<string>, subject: string): CurrentSession => ({
+  id,
+  subject,
+  accessToken: (resource) => sessions.accessToken(id, resource),
+  tokens: (resource) => tokensOf(sessions, id, resource)
+})
+
+/** A browser navigation (sent to log in) rather than an API call (answered 401). */
+const wantsPage = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  if (request.method !== "GET" && request.method !== "HEAD") return false
+  const mode = request.headers["sec-fetch-mode"]
+  if (mode !== undefined) return mode === "navigate"
+  if (request.headers["x-requested-with"] !== undefined) return false
+  return (request.headers["accept"] ?? "").includes("text/html")
+}
+
+/**
+ * The answer to a request whose session is missing, rejected or unavailable: 503 (with `Retry-After` when known) for
+ * `Unavailable`; else a redirect to the login path (pages) or 401 JSON (API calls).
+ *
+ * @example
+ * ```ts
+ * import { SessionError, UserSession } from "@effect-token/session"
+ * import { Effect } from "effect"
+ *
+ * declare const error: SessionError.SessionError
+ * const response = UserSession.errorResponse(error, "/login")
+ * ```
+ *
+ * @since 0.1.0
+ * @category responses
+ */
+export const errorResponse = (
+  error: SessionError,
+  loginPath: string
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+    if (error.reason._tag === "Unavailable") {
+      const after = error.reason.retryAfter
+      return HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
+        status: 503,
+        headers: after === undefined ? {} : { "retry-after": String(Math.ceil(Duration.toSeconds(after))) }
+      })
+    }
+    if (wantsPage(request)) {
+      const returnTo = protocol.safeReturnTo(request.url)
+      return HttpServerResponse.redirect(`${loginPath}?returnTo=${encodeURIComponent(returnTo)}`, { status: 302 })
+    }
+    return HttpServerResponse.unsafeJson({ error: "login_required" }, { status: 401 })
+  })
+
+const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionError> =>
+  error.operation !== tokenOperation
+    ? Option.none()
+    : Option.some(
+      new SessionError({
+        operation: "session",
+        reason: error.reason._tag === "Unavailable"
+          ? new Unavailable({
+            description: error.reason.description ?? "unavailable",
+            retryAfter: error.reason.retryAfter
+          })
+          : new SessionRejected({ description: error.reason.message })
+      })
+    )
+
+/**
+ * The session middleware: reads the session cookie, loads the session and its access token (refreshing it once
+ * when due), provides {@link RequestSession}, and turns the app's `SessionError`s (and the `TokenError`s of
+ * {@link client} that stand for them) into 401, 503 or a redirect to login. A session that is unknown, expired or
+ * rejected gets its cookie expired in the answer.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { HttpRouter, HttpServerResponse } from "@effect/platform"
+ * import { Effect } from "effect"
+ *
+ * const app = HttpRouter.empty.pipe(
+ *   HttpRouter.get("/me", Effect.map(UserSession.current, (user) => HttpServerResponse.unsafeJson({ sub: user.subject }))),
+ *   UserSession.middleware
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export const middleware = <E, R>(
+  app: HttpApp.Default<E, R>
+): HttpApp.Default<Exclude<E, SessionError>, Exclude<R, RequestSession> | UserSessions> =>
+  Effect.gen(function*() {
+    const sessions = yield* UserSessions
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const raw = request.cookies[sessions.cookieName]
+    let expire = false
+    let session: Effect.Effect<CurrentSession, SessionError>
+    const anonymous = (description: string) =>
+      Effect.fail(new SessionError({ operation: "session", reason: new NotSignedIn({ description }) }))
+    if (raw === undefined) {
+      session = anonymous("no session cookie")
+    } else if (!protocol.isWellFormedId(raw)) {
+      expire = true
+      session = anonymous("malformed session cookie")
+    } else {
+      const id = Redacted.make(raw)
+      const loaded = yield* Effect.either(
+        Effect.flatMap(sessions.load(id), (found) =>
+          // The token now, so that a rejected session is known before the app runs; a transient failure still
+          // lets the request through (it may not need the token, and the user stays signed in).
+          Effect.as(
+            Effect.catchIf(sessions.accessToken(id), (e) => e.reason._tag === "Unavailable", () => Effect.void),
+            found
+          ))
+      )
+      if (loaded._tag === "Right") {
+        const user = currentOf(sessions, id, loaded.right.record.subject)
+        session = Effect.succeed(user)
+      } else {
+        expire = loaded.left.reason._tag !== "Unavailable"
+        session = Effect.fail(loaded.left)
+      }
+    }
+    const response = yield* (app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, any>).pipe(
+      Effect.provideService(RequestSession, { current: session }),
+      Effect.catchAll((error) => {
+        const sessionFailure = isSessionError(error)
+          ? Option.some(error)
+          : TokenError.isTokenError(error)
+          ? fromTokenError(error)
+          : Option.none()
+        if (Option.isNone(sessionFailure)) return Effect.fail(error)
+        return errorResponse(sessionFailure.value, sessions.loginPath)
+      })
+    )
+    return expire
+      ? HttpServerResponse.setHeader(
+        response,
+        "set-cookie",
+        protocol.serializeCookie(sessions.cookieName, "", {
+          path: "/",
+          httpOnly: true,
+          secure: sessions.secureCookies,
+          sameSite: "Lax",
+          maxAge: 0
+        })
+      )
+      : response
+  }) as any

@@ -1,0 +1,203 @@
+/**
+ * ID token validation (OpenID Connect Core §3.1.3.7) with `jose`, against the issuer's JWKS fetched through the
+ * application's `HttpClient`: bounded in size and time, kept, and fetched again on an unknown `kid` at most once per
+ * `refetchInterval` (a key rotation at the provider), so that tokens with made-up `kid`s cannot make us hammer it.
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as jose from "jose"
+import { IdTokenInvalid, SessionError, Unavailable } from "../SessionError.js"
+import { constantTimeEqual } from "./protocol.js"
+
+const operation = "login callback"
+
+/** Asymmetric algorithms only: never `none`, never HS* (a symmetric key would be the client secret, shared). */
+export const defaultAlgorithms: ReadonlyArray<string> = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA"
+]
+
+/** The configured allow-list with `none` and every HS* removed, whatever the configuration says. */
+export const allowedAlgorithms = (configured: ReadonlyArray<string> | undefined): Array<string> =>
+  (configured ?? defaultAlgorithms).filter((alg) => alg !== "none" && !/^HS/i.test(alg))
+
+export interface Options {
+  readonly issuer: string
+  readonly clientId: string
+  readonly jwksUri: Effect.Effect<string, SessionError>
+  readonly algorithms?: ReadonlyArray<string> | undefined
+  readonly refetchInterval: Duration.Duration
+  readonly timeout: Duration.Duration
+  readonly maxBytes: number
+  readonly clockTolerance: Duration.Duration
+}
+
+export interface Claims {
+  readonly subject: string
+  readonly payload: jose.JWTPayload
+}
+
+export interface Verifier {
+  readonly verify: (idToken: string, nonce: string) => Effect.Effect<Claims, SessionError>
+}
+
+const Jwks = Schema.Struct({
+  keys: Schema.Array(Schema.Record({ key: Schema.String, value: Schema.Unknown })).pipe(Schema.maxItems(100))
+})
+
+const unavailable = (description: string) => new SessionError({ operation, reason: new Unavailable({ description }) })
+const invalid = (check: string, description: string) =>
+  new SessionError({ operation, reason: new IdTokenInvalid({ check, description }) })
+
+/** Reads at most `maxBytes` of the body; more is an error, not a truncation. */
+export const readBounded = (
+  stream: Stream.Stream<Uint8Array, unknown>,
+  maxBytes: number
+): Effect.Effect<string, "TooLarge" | "Failed"> =>
+  Stream.runFoldEffect(
+    Stream.mapError(stream, () => "Failed" as const),
+    { chunks: [] as Array<Uint8Array>, size: 0 },
+    (acc, chunk) => {
+      const size = acc.size + chunk.length
+      if (size > maxBytes) return Effect.fail("TooLarge" as const)
+      acc.chunks.push(chunk)
+      return Effect.succeed({ chunks: acc.chunks, size })
+    }
+  ).pipe(Effect.map(({ chunks, size }) => {
+    const bytes = new Uint8Array(size)
+    let offset = 0
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset)
+      offset += chunk.length
+    }
+    return new TextDecoder().decode(bytes)
+  }))
+
+const fetchJwks = (client: HttpClient.HttpClient, url: string, options: Options) =>
+  Effect.gen(function*() {
+    const response = yield* client.execute(HttpClientRequest.get(url, { acceptJson: true })).pipe(
+      Effect.mapError(() => unavailable("the JWKS could not be fetched"))
+    )
+    if (response.status !== 200) return yield* unavailable(`the JWKS endpoint answered HTTP ${response.status}`)
+    const text = yield* readBounded(response.stream, options.maxBytes).pipe(
+      Effect.mapError((e) =>
+        e === "TooLarge"
+          ? unavailable(`the JWKS is larger than ${options.maxBytes} bytes`)
+          : unavailable("the JWKS could not be read")
+      )
+    )
+    const json = yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: () => unavailable("the JWKS is not JSON")
+    })
+    const jwks = yield* Schema.decodeUnknown(Jwks)(json).pipe(
+      Effect.mapError(() => unavailable("the JWKS is not a key set"))
+    )
+    return yield* Effect.try({
+      try: () => jose.createLocalJWKSet({ keys: jwks.keys as Array<jose.JWK> }),
+      catch: () => unavailable("the JWKS is not a key set")
+    })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: options.timeout,
+      onTimeout: () => unavailable(`no JWKS within ${Duration.format(options.timeout)}`)
+    }),
+    Effect.scoped
+  )
+
+/** jose's failures, as the check that failed; its messages name claims, never values of the token. */
+const fromJose = (error: unknown): SessionError => {
+  if (error instanceof jose.errors.JWTExpired) return invalid("exp", "the ID token has expired")
+  if (error instanceof jose.errors.JWTClaimValidationFailed) {
+    return invalid(error.claim, `the ID token's "${error.claim}" claim is not the expected one`)
+  }
+  if (error instanceof jose.errors.JOSEAlgNotAllowed) return invalid("alg", "the ID token's algorithm is not allowed")
+  if (error instanceof jose.errors.JWSSignatureVerificationFailed) {
+    return invalid("signature", "the ID token's signature does not verify")
+  }
+  if (error instanceof jose.errors.JWKSNoMatchingKey) return invalid("kid", "no key of the issuer matches the ID token")
+  return invalid("format", "the ID token is not a valid signed JWT")
+}
+
+export const make = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Verifier> =>
+  Effect.gen(function*() {
+    const algorithms = allowedAlgorithms(options.algorithms)
+    const lock = yield* Effect.makeSemaphore(1)
+    let keys: Option.Option<{ readonly keySet: ReturnType<typeof jose.createLocalJWKSet>; readonly at: number }> =
+      Option.none()
+
+    /** The key set, fetched if there is none, or if `stale` and the last fetch is older than the interval. */
+    const keySet = (stale: boolean) =>
+      lock.withPermits(1)(Effect.gen(function*() {
+        const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        if (
+          Option.isSome(keys) &&
+          (!stale || now - keys.value.at < Duration.toMillis(options.refetchInterval))
+        ) return [keys.value.keySet, false] as const
+        const url = yield* options.jwksUri
+        const keySet = yield* fetchJwks(client, url, options)
+        keys = Option.some({ keySet, at: now })
+        return [keySet, true] as const
+      }))
+
+    const verifyWith = (idToken: string, keySet: ReturnType<typeof jose.createLocalJWKSet>, now: number) =>
+      Effect.tryPromise({
+        try: () =>
+          jose.jwtVerify(idToken, keySet, {
+            issuer: options.issuer,
+            audience: options.clientId,
+            algorithms,
+            currentDate: new Date(now),
+            clockTolerance: Math.floor(Duration.toSeconds(options.clockTolerance)),
+            requiredClaims: ["iss", "sub", "aud", "exp", "iat"]
+          }),
+        catch: (error) => error
+      })
+
+    const verify = (idToken: string, nonce: string) =>
+      Effect.gen(function*() {
+        if (idToken.length > 16_384) return yield* invalid("format", "the ID token is too large")
+        const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+        const [first, fresh] = yield* keySet(false)
+        const result = yield* verifyWith(idToken, first, now).pipe(
+          Effect.catchIf(
+            (error) => error instanceof jose.errors.JWKSNoMatchingKey && !fresh,
+            () =>
+              // An unknown kid: the provider may have rotated its keys. Fetch again, at most once per interval.
+              Effect.flatMap(keySet(true), ([again]) => verifyWith(idToken, again, now))
+          ),
+          Effect.mapError((error) => error instanceof SessionError ? error : fromJose(error))
+        )
+        const payload = result.payload
+        // OIDC Core §3.1.3.7 (6): several audiences require an `azp`, and an `azp` must be this client.
+        const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud]
+        if (audiences.length > 1 && payload.azp === undefined) {
+          return yield* invalid("azp", "an ID token for several audiences must name its authorized party")
+        }
+        if (payload.azp !== undefined && payload.azp !== options.clientId) {
+          return yield* invalid("azp", "the ID token was issued to another client")
+        }
+        if (typeof payload.nonce !== "string" || !constantTimeEqual(payload.nonce, nonce)) {
+          return yield* invalid("nonce", "the ID token's nonce is not this login's")
+        }
+        if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
+          return yield* invalid("sub", "the ID token's subject is missing or too long")
+        }
+        return { subject: payload.sub, payload }
+      })
+
+    return { verify }
+  })

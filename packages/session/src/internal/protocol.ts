@@ -1,0 +1,114 @@
+/**
+ * The pure protocol rules of a web session: PKCE, state comparison, the return-to check, cookies, the refresh
+ * window. No I/O and no clock here, so each rule is a function a property test can drive.
+ */
+
+const encoder = new TextEncoder()
+
+/** Bytes as base64url without padding (RFC 4648 §5), as PKCE, `state` and session ids use. */
+export const base64url = (bytes: Uint8Array): string => {
+  let binary = ""
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]!)
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")
+}
+
+/** `n` bytes from the platform's CSPRNG (never `Math.random` nor Effect's `Random`, which is not cryptographic). */
+export const randomToken = (bytes: number): string => base64url(crypto.getRandomValues(new Uint8Array(bytes)))
+
+/** RFC 7636 §4.2: `BASE64URL(SHA256(ASCII(code_verifier)))`. */
+export const pkceChallenge = async (verifier: string): Promise<string> =>
+  base64url(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(verifier))))
+
+/** RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`. */
+export const isValidVerifier = (verifier: string): boolean => /^[A-Za-z0-9\-._~]{43,128}$/.test(verifier)
+
+/**
+ * Compares two strings in time that depends only on their lengths, so that a wrong `state` reveals nothing about
+ * the right one through timing. Different lengths are unequal at once (the length of a random value is public).
+ */
+export const constantTimeEqual = (a: string, b: string): boolean => {
+  const x = encoder.encode(a)
+  const y = encoder.encode(b)
+  if (x.length !== y.length) return false
+  let diff = 0
+  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!
+  return diff === 0
+}
+
+/** The longest return-to path kept; a longer one is replaced by `/` rather than stored. */
+export const maxReturnToLength = 2048
+
+/**
+ * Where to send the user after login: a path on this origin, else `/`. Only a relative path that starts with one
+ * `/` passes: never `//host` or `/\host` (browsers read both as another origin), nor a scheme, nor control
+ * characters or backslashes anywhere (some browsers turn `\` into `/` and drop tabs and newlines inside URLs).
+ */
+export const safeReturnTo = (input: unknown): string => {
+  if (typeof input !== "string" || input.length === 0 || input.length > maxReturnToLength) return "/"
+  if (input[0] !== "/" || input[1] === "/" || input[1] === "\\") return "/"
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\u0000-\u001f\u007f\\]/.test(input)) return "/"
+  const base = "http://return-to.invalid"
+  if (!URL.canParse(input, base)) return "/"
+  const url = new URL(input, base)
+  if (url.origin !== base) return "/"
+  return url.pathname + url.search + url.hash
+}
+
+/** Session ids, login ids: the base64url of 16 to 96 random bytes. Anything else is not looked up at all. */
+export const isWellFormedId = (value: string): boolean => /^[A-Za-z0-9_-]{22,128}$/.test(value)
+
+/** The cookie attributes this package sets (RFC 6265 §4.1). */
+export interface CookieAttributes {
+  readonly path: string
+  readonly httpOnly: boolean
+  readonly secure: boolean
+  readonly sameSite: "Lax" | "Strict" | "None"
+  /** Seconds; `0` expires the cookie now; absent: a browser-session cookie. */
+  readonly maxAge?: number | undefined
+}
+
+/** A cookie name or path RFC 6265 accepts; checked once, at start-up, on the configured values. */
+export const isCookieName = (name: string): boolean => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)
+export const isCookiePath = (path: string): boolean => /^\/[\x21-\x3a\x3c-\x7e]*$/.test(path)
+
+/** One `Set-Cookie` value. The value must already be cookie-safe (our ids are base64url, or empty). */
+export const serializeCookie = (name: string, value: string, attributes: CookieAttributes): string => {
+  const parts = [`${name}=${value}`, `Path=${attributes.path}`]
+  if (attributes.maxAge !== undefined) parts.push(`Max-Age=${Math.max(0, Math.floor(attributes.maxAge))}`)
+  if (attributes.httpOnly) parts.push("HttpOnly")
+  if (attributes.secure) parts.push("Secure")
+  parts.push(`SameSite=${attributes.sameSite}`)
+  return parts.join("; ")
+}
+
+/** Where an access token is in its life, for the per-request decision. */
+export type Freshness =
+  /** The lifetime is unknown (no `expires_in`, no JWT `exp`): served as it is, never refreshed. */
+  | "NoExpiry"
+  /** Before the refresh window: served. */
+  | "Fresh"
+  /** In the refresh window: refreshed once; still served if the refresh fails transiently. */
+  | "RefreshDue"
+  /** Expired (minus the skew): refreshed, and not served. */
+  | "Expired"
+
+/**
+ * The refresh window arithmetic, in epoch milliseconds. The token is treated as expired `skew` early (capped at 10 %
+ * of its lifetime so that short-lived tokens stay usable); the refresh window opens `refreshBefore` before that
+ * (capped at half the lifetime, so that a refresh does not start as soon as the token arrives).
+ */
+export const freshness = (input: {
+  readonly now: number
+  readonly issuedAt: number
+  readonly expiresAt: number | undefined
+  readonly skewMillis: number
+  readonly refreshBeforeMillis: number
+}): Freshness => {
+  if (input.expiresAt === undefined) return "NoExpiry"
+  const lifetime = Math.max(0, input.expiresAt - input.issuedAt)
+  const validUntil = input.expiresAt - Math.min(input.skewMillis, lifetime * 0.1)
+  if (input.now >= validUntil) return "Expired"
+  const refreshAt = validUntil - Math.min(input.refreshBeforeMillis, (validUntil - input.issuedAt) / 2)
+  return input.now >= refreshAt ? "RefreshDue" : "Fresh"
+}

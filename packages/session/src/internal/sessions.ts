@@ -1,0 +1,376 @@
+/**
+ * The per-session refresh engine: single flight per session in this process (a Deferred per session and resource),
+ * the store's lock across processes (re-read after acquiring it), and a grace window in which a request that still
+ * holds the spent refresh token gets the rotation's result instead of spending the token again.
+ */
+import type { ClientAuth, Discovery } from "@effect-token/core"
+import { AccessToken, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Cause from "effect/Cause"
+import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import { NotSignedIn, SessionError, SessionRejected, Unavailable } from "../SessionError.js"
+import * as UserTokenStore from "../UserTokenStore.js"
+import { type Freshness, freshness, randomToken } from "./protocol.js"
+
+export interface Settings {
+  readonly discovery: Discovery.Discovery
+  readonly clientAuth: ClientAuth.ClientAuth
+  readonly refreshBefore: Duration.Duration
+  readonly skew: Duration.Duration
+  readonly graceWindow: Duration.Duration
+  readonly idleTimeout: Duration.Duration
+  readonly absoluteTimeout: Duration.Duration
+  readonly touchInterval: Duration.Duration
+  readonly attemptTimeout: Duration.Duration | undefined
+}
+
+/** What a refresh leaves for the grace window: the result, and the refresh token it spent. */
+interface Settled {
+  readonly spent: string
+  readonly result: UserTokenStore.Versioned
+  readonly until: number
+}
+
+interface Flight {
+  readonly deferred: Deferred.Deferred<UserTokenStore.Versioned, SessionError>
+}
+
+const operation = "session refresh"
+
+const refreshes = Metric.counter("effect_token_session_refreshes", {
+  description: "Session token refreshes, by outcome (refreshed, rejected, unavailable, interrupted)",
+  incremental: true
+})
+
+const outcomeOf = (exit: Exit.Exit<unknown, SessionError>): string => {
+  if (Exit.isSuccess(exit)) return "refreshed"
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return "interrupted"
+  return failure.value.reason._tag === "SessionRejected" ? "rejected" : "unavailable"
+}
+const fail = (reason: SessionError["reason"], op = operation) => new SessionError({ operation: op, reason })
+
+export const tokenOf = (
+  record: UserTokenStore.SessionRecord,
+  resource: string | undefined
+): Option.Option<AccessToken.AccessToken> =>
+  resource === undefined ? Option.some(record.accessToken) : Option.fromNullable(record.resourceTokens[resource])
+
+export const freshnessOf = (token: AccessToken.AccessToken, now: number, settings: Settings): Freshness =>
+  freshness({
+    now,
+    issuedAt: DateTime.toEpochMillis(token.issuedAt),
+    expiresAt: Option.getOrUndefined(Option.map(token.expiresAt, DateTime.toEpochMillis)),
+    skewMillis: Duration.toMillis(settings.skew),
+    refreshBeforeMillis: Duration.toMillis(settings.refreshBefore)
+  })
+
+const sameToken = (a: AccessToken.AccessToken, b: AccessToken.AccessToken) =>
+  Redacted.value(a.value) === Redacted.value(b.value)
+
+export interface Engine {
+  readonly create: (input: {
+    readonly subject: string
+    readonly token: AccessToken.AccessToken
+    readonly idToken: Option.Option<Redacted.Redacted<string>>
+  }) => Effect.Effect<Redacted.Redacted<string>, SessionError>
+  readonly load: (id: Redacted.Redacted<string>) => Effect.Effect<UserTokenStore.Versioned, SessionError>
+  readonly accessToken: (
+    id: Redacted.Redacted<string>,
+    resource: string | undefined
+  ) => Effect.Effect<AccessToken.AccessToken, SessionError>
+  readonly invalidate: (
+    id: Redacted.Redacted<string>,
+    resource: string | undefined,
+    token: AccessToken.AccessToken
+  ) => Effect.Effect<boolean>
+  readonly end: (
+    id: Redacted.Redacted<string>
+  ) => Effect.Effect<Option.Option<UserTokenStore.SessionRecord>, SessionError>
+}
+
+export const make = (
+  settings: Settings
+): Effect.Effect<Engine, never, UserTokenStore.UserTokenStore | HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = yield* UserTokenStore.UserTokenStore
+    const scope = yield* Effect.scope
+    const context = yield* Effect.context<HttpClient.HttpClient>()
+    const flights = new Map<string, Flight>()
+    const settled = new Map<string, Settled>()
+    const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+    const ttlOf = (record: UserTokenStore.SessionRecord, at: number) =>
+      UserTokenStore.timeToLive(record, DateTime.unsafeMake(at), settings)
+
+    const create: Engine["create"] = (input) =>
+      Effect.gen(function*() {
+        const at = yield* now
+        const record = UserTokenStore.SessionRecord.make({
+          subject: input.subject,
+          accessToken: withoutRefreshToken(input.token),
+          refreshToken: input.token.refreshToken,
+          idToken: input.idToken,
+          resourceTokens: {},
+          createdAt: DateTime.unsafeMake(at),
+          lastSeenAt: DateTime.unsafeMake(at)
+        })
+        // A new id for every login (session fixation): 32 random bytes, never one the browser brought.
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const id = Redacted.make(randomToken(32))
+          const written = yield* store.set(id, record, { expectedVersion: undefined, timeToLive: ttlOf(record, at) })
+          if (Option.isSome(written)) return id
+        }
+        return yield* fail(new Unavailable({ description: "no free session id" }), "login callback")
+      })
+
+    /** The record if it is within its idle and absolute expiry; an expired one is deleted. */
+    const read = (id: Redacted.Redacted<string>, op: string) =>
+      Effect.gen(function*() {
+        const found = yield* store.get(id)
+        if (Option.isNone(found)) {
+          return yield* fail(new NotSignedIn({ description: "unknown or expired session" }), op)
+        }
+        const at = yield* now
+        if (Duration.toMillis(ttlOf(found.value.record, at)) <= 0) {
+          yield* store.delete(id)
+          return yield* fail(new NotSignedIn({ description: "the session has expired" }), op)
+        }
+        return found.value
+      })
+
+    /** Deletes the session: its refresh token is dead, so are its tokens. */
+    const reject = (id: Redacted.Redacted<string>, description: string) =>
+      Effect.zipRight(
+        Effect.ignore(store.delete(id)),
+        Effect.fail(fail(new SessionRejected({ description })))
+      )
+
+    /** One refresh under the store's lock, with a re-read: another instance may have refreshed already. */
+    const refreshLocked = (
+      id: Redacted.Redacted<string>,
+      observed: UserTokenStore.Versioned,
+      resource: string | undefined,
+      rejected: AccessToken.AccessToken | undefined
+    ): Effect.Effect<
+      { readonly result: UserTokenStore.Versioned; readonly spent: Option.Option<string> },
+      SessionError
+    > =>
+      store.withLock(
+        id,
+        Effect.gen(function*() {
+          const current = yield* read(id, operation)
+          const at = yield* now
+          if (current.version !== observed.version) {
+            const token = tokenOf(current.record, resource)
+            if (
+              Option.isSome(token) &&
+              (rejected === undefined || !sameToken(token.value, rejected)) &&
+              isUsable(freshnessOf(token.value, at, settings))
+            ) return { result: current, spent: Option.none() }
+          }
+          const refreshToken = current.record.refreshToken
+          if (Option.isNone(refreshToken)) {
+            return yield* reject(id, "the access token has expired and the session has no refresh token")
+          }
+          const rotated = yield* Ref.make(Option.none<Redacted.Redacted<string>>())
+          // Core's refresh grant, over a store holding this session's refresh token: it maps `invalid_grant` to
+          // `RefreshTokenRejected` and lets a sent request finish even if we are interrupted. The rotated token is
+          // written below, with the access token, in one compare-and-set, before anything is handed out.
+          const refreshStore: RefreshTokenStore.RefreshTokenStore = {
+            get: Effect.succeed(refreshToken),
+            set: (token) => Ref.set(rotated, Option.some(token)),
+            clear: Effect.void,
+            withLock: (effect) => effect
+          }
+          const source = yield* RefreshToken.make({
+            tokenUrl: settings.discovery,
+            clientAuth: settings.clientAuth,
+            resource,
+            attemptTimeout: settings.attemptTimeout
+          }).pipe(Effect.provideService(RefreshTokenStore.RefreshTokenStore, refreshStore), Effect.provide(context))
+          const token = yield* source.fetch.pipe(
+            Effect.catchTag("TokenError", (error) =>
+              error.reason._tag === "RefreshTokenRejected"
+                ? reject(id, "the refresh token was rejected: the user has to log in again")
+                : Effect.fail(fail(
+                  new Unavailable({
+                    description: `the refresh failed: ${error.reason._tag}${
+                      TokenError.isTransient(error) ? "" : " (not transient)"
+                    }`,
+                    retryAfter: Option.getOrUndefined(TokenError.retryAfter(error))
+                  })
+                )))
+          )
+          // Duende's rule: an answer without a refresh token keeps the old one.
+          const nextRefreshToken = Option.orElse(yield* Ref.get(rotated), () => refreshToken)
+          const record = UserTokenStore.SessionRecord.make({
+            ...current.record,
+            accessToken: resource === undefined ? withoutRefreshToken(token) : current.record.accessToken,
+            resourceTokens: resource === undefined
+              ? current.record.resourceTokens
+              : { ...current.record.resourceTokens, [resource]: withoutRefreshToken(token) },
+            refreshToken: nextRefreshToken
+          })
+          const version = yield* store.set(id, record, {
+            expectedVersion: current.version,
+            timeToLive: ttlOf(record, at)
+          })
+          if (Option.isNone(version)) {
+            // Only a store that lost our lease gets here; what is stored now is what the next request uses.
+            return { result: yield* read(id, operation), spent: Option.some(Redacted.value(refreshToken.value)) }
+          }
+          return { result: { record, version: version.value }, spent: Option.some(Redacted.value(refreshToken.value)) }
+        })
+      )
+
+    /**
+     * The single flight of one session (and resource) in this process. A request that read the record before a
+     * rotation finished, and so still holds the spent refresh token, gets the rotation's result for `graceWindow`.
+     */
+    const refresh = (
+      id: Redacted.Redacted<string>,
+      observed: UserTokenStore.Versioned,
+      resource: string | undefined,
+      rejected: AccessToken.AccessToken | undefined
+    ): Effect.Effect<UserTokenStore.Versioned, SessionError> =>
+      Effect.gen(function*() {
+        const key = `${Redacted.value(id)}\u0000${resource ?? ""}`
+        const at = yield* now
+        const observedRefresh = Option.map(observed.record.refreshToken, Redacted.value)
+        const recent = settled.get(key)
+        if (recent !== undefined) {
+          if (recent.until <= at) settled.delete(key)
+          else if (Option.contains(observedRefresh, recent.spent)) return recent.result
+        }
+        const inFlight = flights.get(key)
+        if (inFlight !== undefined) return yield* Deferred.await(inFlight.deferred)
+        const deferred = yield* Deferred.make<UserTokenStore.Versioned, SessionError>()
+        flights.set(key, { deferred })
+        // The refresh runs in the engine's scope, not the request's: a browser that goes away mid-refresh does not
+        // cancel a request that may already have spent the refresh token.
+        yield* refreshLocked(id, observed, resource, rejected).pipe(
+          Effect.withSpan("effect-token/UserSession.refresh", { attributes: { "session.resource": resource ?? "" } }),
+          Effect.onExit((exit) =>
+            Effect.flatMap(now, (end) => {
+              flights.delete(key)
+              if (Exit.isSuccess(exit) && Option.isSome(exit.value.spent)) {
+                // Re-inserted at the end: every entry has the same window, so the map stays in expiry order and
+                // the expired ones are pruned from its front, which bounds it by the refreshes of one window.
+                settled.delete(key)
+                settled.set(key, {
+                  spent: exit.value.spent.value,
+                  result: exit.value.result,
+                  until: end + Duration.toMillis(settings.graceWindow)
+                })
+              }
+              for (const [settledKey, entry] of settled) {
+                if (entry.until > end) break
+                settled.delete(settledKey)
+              }
+              return Effect.zipRight(
+                Metric.increment(
+                  Metric.tagged(refreshes, "outcome", Exit.isSuccess(exit) ? "refreshed" : outcomeOf(exit))
+                ),
+                Deferred.done(deferred, Exit.map(exit, (value) => value.result))
+              )
+            })
+          ),
+          Effect.forkIn(scope)
+        )
+        return yield* Deferred.await(deferred)
+      })
+
+    /** The token for `resource`, refreshed when due; a transient failure serves a still-valid token. */
+    const ensure = (
+      id: Redacted.Redacted<string>,
+      versioned: UserTokenStore.Versioned,
+      resource: string | undefined
+    ): Effect.Effect<AccessToken.AccessToken, SessionError> =>
+      Effect.gen(function*() {
+        const at = yield* now
+        const token = tokenOf(versioned.record, resource)
+        const state = Option.map(token, (t) => freshnessOf(t, at, settings))
+        if (Option.isSome(token) && Option.isSome(state)) {
+          if (state.value === "Fresh" || state.value === "NoExpiry") return token.value
+          // Duende's rule: without a refresh token the access token is served until it expires.
+          if (state.value === "RefreshDue" && Option.isNone(versioned.record.refreshToken)) return token.value
+        }
+        if (Option.isNone(token) && Option.isNone(versioned.record.refreshToken)) {
+          return yield* fail(
+            new NotSignedIn({ description: "no token for this resource, and no refresh token to get one" }),
+            "session"
+          )
+        }
+        const refreshed = yield* refresh(id, versioned, resource, undefined).pipe(
+          Effect.catchIf(
+            (error) =>
+              error.reason._tag === "Unavailable" && Option.isSome(token) && Option.contains(state, "RefreshDue"),
+            () => Effect.succeed(versioned)
+          )
+        )
+        const next = tokenOf(refreshed.record, resource)
+        if (Option.isNone(next)) {
+          return yield* fail(new Unavailable({ description: "the refresh brought no token for this resource" }))
+        }
+        return next.value
+      })
+
+    const load: Engine["load"] = (id) =>
+      Effect.gen(function*() {
+        const found = yield* read(id, "session")
+        const at = yield* now
+        // The idle expiry moves with use, written at most once per `touchInterval` so that requests stay reads.
+        if (at - DateTime.toEpochMillis(found.record.lastSeenAt) < Duration.toMillis(settings.touchInterval)) {
+          return found
+        }
+        const record = UserTokenStore.SessionRecord.make({ ...found.record, lastSeenAt: DateTime.unsafeMake(at) })
+        const version = yield* store.set(id, record, { expectedVersion: found.version, timeToLive: ttlOf(record, at) })
+        // A concurrent writer (a refresh) won: its record is as good, and it is newer.
+        return Option.isSome(version) ? { record, version: version.value } : yield* read(id, "session")
+      })
+
+    const accessToken: Engine["accessToken"] = (id, resource) =>
+      Effect.flatMap(read(id, "session"), (versioned) => ensure(id, versioned, resource))
+
+    const invalidate: Engine["invalidate"] = (id, resource, token) =>
+      Effect.gen(function*() {
+        const versioned = yield* read(id, "session")
+        const current = tokenOf(versioned.record, resource)
+        // Compare-and-refresh: a 401 for a token already replaced changes nothing.
+        if (Option.isNone(current) || !sameToken(current.value, token)) return false
+        yield* refresh(id, versioned, resource, token)
+        return true
+      }).pipe(Effect.orElseSucceed(() => false))
+
+    const end: Engine["end"] = (id) =>
+      Effect.gen(function*() {
+        const found = yield* store.get(id)
+        yield* store.delete(id)
+        return Option.map(found, (v) => v.record)
+      })
+
+    return { create, load, accessToken, invalidate, end }
+  })
+
+const isUsable = (state: Freshness) => state === "Fresh" || state === "NoExpiry"
+
+/** The record keeps the refresh token and the ID token in fields of their own, once. */
+const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.AccessToken =>
+  AccessToken.make({
+    value: token.value,
+    type: token.type,
+    issuedAt: token.issuedAt,
+    expiresAt: token.expiresAt,
+    scope: token.scope,
+    issuedTokenType: token.issuedTokenType
+  })

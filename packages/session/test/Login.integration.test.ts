@@ -1,0 +1,305 @@
+import { ClientAuth, Revocation, TokenEndpoint } from "@effect-token/core"
+import { UserTokenStore } from "@effect-token/session"
+import { NodeHttpClient } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import * as App from "./support/app.js"
+import { Browser } from "./support/browser.js"
+
+/**
+ * Real sockets, a real oidc-provider, and the Effect `TestClock` set to the wall clock: the login happens in real
+ * time, and the test moves the application's clock past the access token's expiry instead of sleeping.
+ */
+const setup = Effect.gen(function*() {
+  yield* TestClock.setTime(Date.now())
+  // The test's own client for the provider, alive for the whole test.
+  const http = yield* Layer.build(NodeHttpClient.layerUndici)
+  const app = yield* App.start()
+  const browser = new Browser()
+  const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+  const signIn = (returnTo = "/me") =>
+    promise(() => browser.navigate(`${app.appUrl}/login?returnTo=${encodeURIComponent(returnTo)}`))
+  const sessionId = () => Redacted.make(browser.cookies(app.appUrl).get("session") ?? "")
+  const record = Effect.suspend(() => Effect.map(app.store.get(sessionId()), Option.map((v) => v.record)))
+  const getJson = (path: string) =>
+    promise(async () => {
+      const response = await browser.fetch(`${app.appUrl}${path}`, { headers: { accept: "application/json" } })
+      return { status: response.status, body: await response.json() as Record<string, unknown>, response }
+    })
+  return { app, browser, promise, signIn, sessionId, record, getJson, http }
+})
+
+const refreshCount = (app: App.App) => app.as.tokenRequests()["refresh_token"] ?? 0
+
+describe("login, session and logout against a real oidc-provider", () => {
+  it.scoped("login: PKCE code flow through the provider's login and consent pages, back to the page asked for", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, record, signIn } = yield* setup
+      const { response, url } = yield* signIn("/me")
+      expect(url).toBe(`${app.appUrl}/me`)
+      expect(yield* Effect.promise(() => response.json())).toEqual({ sub: "alice" })
+      // The authorization request carried PKCE S256, state and nonce, and asked for offline access.
+      const authorize = new URL(browser.visited.find((u) => u.startsWith(`${app.as.issuer}/auth?`))!)
+      expect(authorize.searchParams.get("code_challenge_method")).toBe("S256")
+      expect(authorize.searchParams.get("code_challenge")).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(authorize.searchParams.get("state")).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(authorize.searchParams.get("nonce")).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(authorize.searchParams.get("scope")).toContain("offline_access")
+      // Tokens stay on the server: the browser holds only the session id.
+      expect([...browser.cookies(app.appUrl).keys()]).toEqual(["session"])
+      const stored = Option.getOrThrow(yield* record)
+      expect(stored.subject).toBe("alice")
+      expect(Option.isSome(stored.refreshToken)).toBe(true)
+      expect(Option.isSome(stored.idToken)).toBe(true)
+      const me = yield* getJson("/me")
+      expect(me.status).toBe(200)
+    }))
+
+  it.scoped("the session cookie is HttpOnly, SameSite=Lax, Path=/, and a new id at every login", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const first = yield* promise(() =>
+        browser.navigate(`${app.appUrl}/login`, { stopAt: (u) => u.startsWith(`${app.appUrl}/callback`) })
+      )
+      const callback = yield* promise(() => browser.fetch(first.url))
+      const setCookie = callback.headers.getSetCookie().find((c) => c.startsWith("session="))!
+      expect(setCookie).toMatch(/^session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax$/)
+      const before = browser.cookies(app.appUrl).get("session")
+      yield* promise(() => browser.navigate(`${app.appUrl}/login`))
+      expect(browser.cookies(app.appUrl).get("session")).not.toBe(before)
+    }))
+
+  it.scoped("API calls on the user's behalf, silent refresh across expiry, and an API 401 refreshes once", () =>
+    Effect.gen(function*() {
+      const { app, getJson, record, signIn } = yield* setup
+      yield* signIn()
+      const first = yield* getJson("/orders")
+      expect(first.body).toEqual({ status: 200, body: { sub: "alice" } })
+      expect(refreshCount(app)).toBe(0)
+
+      yield* TestClock.adjust(Duration.minutes(10))
+      const second = yield* getJson("/orders")
+      expect(second.body).toEqual({ status: 200, body: { sub: "alice" } })
+      expect(refreshCount(app)).toBe(1)
+
+      // The API stops honouring the current token: one refresh, one retry, and the call succeeds.
+      const current = Option.getOrThrow(yield* record).accessToken
+      app.api.rejected.add(Redacted.value(current.value))
+      const third = yield* getJson("/orders")
+      expect(third.body).toEqual({ status: 200, body: { sub: "alice" } })
+      expect(refreshCount(app)).toBe(2)
+    }))
+
+  it.scoped("revoked at the provider: the session is rejected, the page goes to login, the store is cleared", () =>
+    Effect.gen(function*() {
+      const { app, browser, http, promise, record, sessionId, signIn } = yield* setup
+      yield* signIn()
+      const id = sessionId()
+      const refreshToken = Option.getOrThrow(Option.getOrThrow(yield* record).refreshToken)
+      const revocation = yield* Revocation.make({
+        revocationUrl: `${app.as.issuer}/token/revocation`,
+        clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(App.clientSecret) })
+      }).pipe(Effect.provide(http))
+      yield* revocation.revokeRefreshToken(refreshToken)
+      yield* TestClock.adjust(Duration.minutes(10))
+      const page = yield* promise(() =>
+        browser.fetch(`${app.appUrl}/page`, { headers: { accept: "text/html", "sec-fetch-mode": "navigate" } })
+      )
+      expect(page.status).toBe(302)
+      expect(page.headers.get("location")).toBe(`/login?returnTo=${encodeURIComponent("/page")}`)
+      expect(Option.isNone(yield* app.store.get(id))).toBe(true)
+      expect(browser.cookies(app.appUrl).has("session")).toBe(false)
+    }))
+
+  it.scoped("logout: session gone, refresh token revoked, RP-initiated logout at the provider", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, http, promise, record, signIn } = yield* setup
+      yield* signIn()
+      const stored = Option.getOrThrow(yield* record)
+      const response = yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      expect(response.status).toBe(302)
+      const location = new URL(response.headers.get("location")!)
+      expect(`${location.origin}${location.pathname}`).toBe(`${app.as.issuer}/session/end`)
+      expect(location.searchParams.get("id_token_hint")).toBe(Redacted.value(Option.getOrThrow(stored.idToken)))
+      expect(location.searchParams.get("post_logout_redirect_uri")).toBe(`${app.appUrl}/`)
+      expect((yield* getJson("/me")).status).toBe(401)
+      // The refresh token no longer works at the provider.
+      const endpoint = yield* TokenEndpoint.make({
+        tokenUrl: app.as.tokenUrl,
+        clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(App.clientSecret) })
+      }).pipe(Effect.provide(http))
+      const refused = yield* Effect.flip(
+        endpoint.request({ grant_type: "refresh_token", refresh_token: Option.getOrThrow(stored.refreshToken) })
+      )
+      expect(refused.reason._tag === "OAuthError" && refused.reason.code).toBe("invalid_grant")
+    }))
+})
+
+describe("logout when revocation fails", () => {
+  it.scoped("the provider is down: logout still ends the session and answers its redirect", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise, sessionId, signIn } = yield* setup
+      yield* signIn()
+      const id = sessionId()
+      yield* app.as.stop
+      const response = yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      expect(response.status).toBe(302)
+      expect(Option.isNone(yield* app.store.get(id))).toBe(true)
+      expect(browser.cookies(app.appUrl).has("session")).toBe(false)
+      expect((yield* getJson("/me")).status).toBe(401)
+    }))
+})
+
+describe("bad input at the callback: a typed error, a way back to login, no session", () => {
+  /** Runs a login up to the redirect to our callback, and returns that URL (code and state) unvisited. */
+  const toCallback = (browser: Browser, appUrl: string) =>
+    Effect.promise(() => browser.navigate(`${appUrl}/login`, { stopAt: (u) => u.startsWith(`${appUrl}/callback`) }))
+
+  const expectLoginFailed = (response: Response, reason: string) =>
+    Effect.promise(async () => {
+      expect(response.status).toBe(401)
+      expect(await response.json()).toEqual({ error: "login_failed", reason, login: "/login" })
+      expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
+    })
+
+  it.scoped("a replayed callback finds no login (single use)", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      const loginCookie = browser.cookies(app.appUrl).get("login")!
+      expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
+      browser.cookies(app.appUrl).set("login", loginCookie)
+      browser.cookies(app.appUrl).delete("session")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
+    }))
+
+  it.scoped("a mismatched state is refused, and spends the login", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      const tampered = new URL(url)
+      tampered.searchParams.set("state", "A".repeat(43))
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(tampered.toString())), "LoginStateInvalid")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
+    }))
+
+  it.scoped("no login cookie, or a tampered one", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      browser.cookies(app.appUrl).set("login", "not-a-login-id!")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
+      browser.cookies(app.appUrl).delete("login")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
+    }))
+
+  it.scoped("a wrong nonce in the provider's ID token is refused", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      const loginId = Redacted.make(browser.cookies(app.appUrl).get("login")!)
+      const pending = Option.getOrThrow(yield* app.store.takePendingLogin(loginId))
+      yield* app.store.putPendingLogin(
+        loginId,
+        UserTokenStore.PendingLogin.make({ ...pending, nonce: Redacted.make("another-nonce") }),
+        Duration.minutes(5)
+      )
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "IdTokenInvalid")
+    }))
+
+  it.scoped("a reused authorization code is refused by the provider (invalid_grant)", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      const loginId = Redacted.make(browser.cookies(app.appUrl).get("login")!)
+      const pending = Option.getOrThrow(yield* app.store.takePendingLogin(loginId))
+      yield* app.store.putPendingLogin(loginId, pending, Duration.minutes(5))
+      expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
+      // The same login once more (as if its state were still pending): the code is spent at the provider.
+      yield* app.store.putPendingLogin(loginId, pending, Duration.minutes(5))
+      browser.cookies(app.appUrl).set("login", Redacted.value(loginId))
+      browser.cookies(app.appUrl).delete("session")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "CodeExchangeFailed")
+    }))
+
+  it.scoped("the provider's error=access_denied", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const start = yield* promise(() => browser.fetch(`${app.appUrl}/login`))
+      const state = new URL(start.headers.get("location")!).searchParams.get("state")!
+      const denied = `${app.appUrl}/callback?error=access_denied&state=${state}&iss=${
+        encodeURIComponent(app.as.issuer)
+      }`
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(denied)), "AuthorizationDenied")
+    }))
+
+  it.scoped("a tampered or unknown session cookie: 401 JSON, or a redirect to login for a page", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise } = yield* setup
+      browser.cookies(app.appUrl).set("session", "tampered!")
+      expect((yield* getJson("/me")).status).toBe(401)
+      browser.cookies(app.appUrl).set("session", "C".repeat(43))
+      expect((yield* getJson("/me")).status).toBe(401)
+      browser.cookies(app.appUrl).set("session", "C".repeat(43))
+      const page = yield* promise(() =>
+        browser.fetch(`${app.appUrl}/page`, { headers: { accept: "text/html", "sec-fetch-mode": "navigate" } })
+      )
+      expect(page.status).toBe(302)
+      expect(page.headers.get("location")).toBe(`/login?returnTo=${encodeURIComponent("/page")}`)
+    }))
+
+  it.scoped("returnTo to another origin lands on /", () =>
+    Effect.gen(function*() {
+      const { app, promise, browser } = yield* setup
+      const { url } = yield* promise(() =>
+        browser.navigate(`${app.appUrl}/login?returnTo=${encodeURIComponent("//evil.example/x")}`)
+      )
+      expect(url).toBe(`${app.appUrl}/`)
+    }))
+})
+
+describe("callback answers that name another issuer, or come too late", () => {
+  it.scoped("an iss parameter that is not our issuer (RFC 9207) is refused, errors included", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const start = yield* promise(() => browser.fetch(`${app.appUrl}/login`))
+      const state = new URL(start.headers.get("location")!).searchParams.get("state")!
+      const mixedUp = `${app.appUrl}/callback?error=access_denied&state=${state}&iss=${
+        encodeURIComponent("https://evil.example")
+      }`
+      const response = yield* promise(() => browser.fetch(mixedUp))
+      expect(response.status).toBe(401)
+      expect(yield* promise(() => response.json())).toMatchObject({ reason: "LoginStateInvalid" })
+    }))
+
+  it.scoped("a login completed after the login timeout is refused, with no session", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* promise(() =>
+        browser.navigate(`${app.appUrl}/login`, { stopAt: (u) => u.startsWith(`${app.appUrl}/callback`) })
+      )
+      yield* TestClock.adjust(Duration.minutes(11))
+      const response = yield* promise(() => browser.fetch(url))
+      expect(response.status).toBe(401)
+      expect(yield* promise(() => response.json())).toMatchObject({ reason: "LoginStateInvalid" })
+      expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
+    }))
+})
+
+describe("an expired authorization code", () => {
+  it.scoped("is refused by the provider (invalid_grant): CodeExchangeFailed, no session", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      // The provider's clock is the real one: its codes live 1 s here, and this test waits 1.5 s of real time.
+      const app = yield* App.start({ codeTtl: 1 })
+      const browser = new Browser()
+      const { url } = yield* Effect.promise(() =>
+        browser.navigate(`${app.appUrl}/login`, { stopAt: (u) => u.startsWith(`${app.appUrl}/callback`) })
+      )
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1500)))
+      const response = yield* Effect.promise(() => browser.fetch(url))
+      expect(response.status).toBe(401)
+      expect(yield* Effect.promise(() => response.json())).toMatchObject({ reason: "CodeExchangeFailed" })
+      expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
+    }))
+})

@@ -1,0 +1,115 @@
+import { ClientAuth } from "@effect-token/core"
+import { OidcLogin, UserSession, UserTokenStore } from "@effect-token/session"
+import { OidcProvider } from "@effect-token/testing/oidc-provider"
+import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { Effect, Layer, Redacted } from "effect"
+import { createLocalJWKSet, jwtVerify } from "jose"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+
+export const clientSecret = "web-s3cr3t: +/%&="
+
+/**
+ * A resource server for the calls made on the user's behalf: verifies the bearer JWT against the provider's keys,
+ * answers its `sub`, and refuses any token listed in `rejected` with 401 (as an API that revoked it would).
+ */
+const startApi = (as: OidcProvider.OidcProvider) =>
+  Effect.gen(function*() {
+    const keys = createLocalJWKSet(as.jwks)
+    const rejected = new Set<string>()
+    const seen: Array<string> = []
+    const server = Http.createServer((req, res) => {
+      const token = (req.headers.authorization ?? "").replace(/^Bearer /, "")
+      seen.push(token)
+      if (rejected.has(token)) {
+        res.writeHead(401, { "www-authenticate": "Bearer error=\"invalid_token\"" }).end()
+        return
+      }
+      jwtVerify(token, keys, { issuer: as.issuer, audience: as.audience }).then(
+        ({ payload }) =>
+          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ sub: payload.sub })),
+        () => res.writeHead(401, { "www-authenticate": "Bearer error=\"invalid_token\"" }).end()
+      )
+    })
+    yield* Effect.acquireRelease(
+      Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+      () =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        })
+    )
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, rejected, seen }
+  })
+
+/**
+ * The provider, the API and a web application on real sockets: the app serves `/me`, `/orders` (the API on the
+ * user's behalf) and `/page`, behind the session middleware, with the login routes.
+ */
+export type App = Effect.Effect.Success<ReturnType<typeof start>>
+
+export const start = (options: { readonly accessTokenTtl?: number; readonly codeTtl?: number } = {}) =>
+  Effect.gen(function*() {
+    const server = yield* NodeHttpServer.make(() => Http.createServer(), { port: 0, host: "127.0.0.1" })
+    const address = server.address as HttpServer.TcpAddress
+    const appUrl = `http://127.0.0.1:${address.port}`
+    const as = yield* OidcProvider.make({
+      clients: [{
+        client_id: "web",
+        client_secret: clientSecret,
+        grant_types: ["authorization_code", "refresh_token"],
+        response_types: ["code"],
+        redirect_uris: [`${appUrl}/callback`],
+        post_logout_redirect_uris: [`${appUrl}/`],
+        scope: "openid offline_access api:read",
+        token_endpoint_auth_method: "client_secret_basic"
+      }],
+      accessTokenTtl: options.accessTokenTtl ?? 300,
+      devInteractions: true,
+      configuration: {
+        rotateRefreshToken: true,
+        ...(options.codeTtl === undefined ? {} : { ttl: { AuthorizationCode: options.codeTtl } })
+      }
+    })
+    const api = yield* startApi(as)
+    const store = yield* UserTokenStore.makeMemory()
+    const clientAuth = ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(clientSecret) })
+    const auth = OidcLogin.layerAll({
+      issuer: as.issuer,
+      clientAuth,
+      redirectUri: `${appUrl}/callback`,
+      postLogoutRedirectUri: `${appUrl}/`,
+      scope: "openid offline_access api:read",
+      // oidc-provider grants offline_access only with an explicit consent prompt.
+      authorizationParams: { prompt: "consent" },
+      cookie: { secure: false }
+    }).pipe(
+      Layer.provide(Layer.succeed(UserTokenStore.UserTokenStore, store)),
+      Layer.provide(NodeHttpClient.layerUndici)
+    )
+    const context = yield* Layer.build(Layer.merge(auth, NodeHttpClient.layerUndici))
+    const login = yield* Effect.provide(OidcLogin.OidcLogin, context)
+
+    const routes = HttpRouter.empty.pipe(
+      HttpRouter.get("/", HttpServerResponse.text("home")),
+      HttpRouter.get(
+        "/me",
+        Effect.map(UserSession.current, (user) => HttpServerResponse.unsafeJson({ sub: user.subject }))
+      ),
+      HttpRouter.get("/page", Effect.as(UserSession.current, HttpServerResponse.html("<p>hello</p>"))),
+      HttpRouter.get(
+        "/orders",
+        Effect.gen(function*() {
+          const client = yield* UserSession.client({ baseUrl: api.url })
+          const response = yield* client.get("/orders")
+          return HttpServerResponse.unsafeJson({ status: response.status, body: yield* response.json })
+        }).pipe(Effect.scoped)
+      ),
+      HttpRouter.concat(login.router)
+    )
+    yield* server.serve(UserSession.middleware(routes).pipe(Effect.provide(context)))
+    return { appUrl, as, api, store, login }
+  })
