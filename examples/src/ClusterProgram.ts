@@ -172,9 +172,10 @@ const expiries = Story.step<ClusterEnv, number, never>(
       const statuses = yield* busyFor(results.get(startInstances), env.api.url, 7_000)
       const issued = tokensIssued(env) - before
       yield* Story.expect(statuses.every((s) => s === 200), `expected 200s, got ${summary(statuses)}`)
-      // A 3 s token is refreshed about 2.4 s after it is issued (skew and refresh-ahead take its last 20 %), so 7 s
-      // hold at most 4 refreshes for the cluster, where the instances alone would make 4 each.
-      yield* Story.expect(issued >= 2 && issued <= 4, `expected one token request per expiry, saw ${issued}`)
+      // A 3 s token is served for 2 s (the last second is skew) and refreshed in the last 10 % of that, so 7 s hold
+      // at most 5 refreshes for the cluster (the first may replace the token left from the cold start at once),
+      // where the instances alone would make that many each.
+      yield* Story.expect(issued >= 2 && issued <= 5, `expected one token request per expiry, saw ${issued}`)
       return {
         summary: `7 s of calls on every instance with 3 s tokens -> ${
           summary(statuses)

@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
@@ -68,8 +68,9 @@ export interface Options {
   readonly name?: string | undefined
   /**
    * Stop handing out a token this long before it expires, to allow for clock skew and request time. Never more than
-   * 10 % of the token's lifetime, so that short-lived tokens stay cacheable (a 2 s token is served for 1.8 s).
-   * Default 30 seconds.
+   * 10 % of the token's lifetime, so that short-lived tokens stay cacheable, but at least one second where the lifetime
+   * allows, since `expires_in` counts whole seconds (a 2 s token is served for 1 s, a 20 s token for 18 s; see
+   * {@link validUntil}). Default 30 seconds.
    */
   readonly skew?: Duration.DurationInput | undefined
   /**
@@ -169,3 +170,36 @@ export const make: (
  */
 export const layer = (options?: Options): Layer.Layer<TokenCache, never, TokenSource.TokenSource> =>
   Layer.scoped(TokenCache, Effect.flatMap(TokenSource.TokenSource, (source) => internal.make(source, options)))
+
+/**
+ * When a cache with these options stops handing out `token` (epoch milliseconds): its expiry (or `issuedAt` plus
+ * `defaultLifetime` when it has none) minus the skew, where the skew takes at most 10 % of the lifetime but at least
+ * one second of it where the lifetime allows (never more than half). A shared store uses the same arithmetic, so
+ * that every layer agrees on when a token ends.
+ *
+ * @example
+ * ```ts
+ * import { AccessToken, TokenCache } from "@effect-token/core"
+ * import { DateTime, Option, Redacted } from "effect"
+ *
+ * const issuedAt = DateTime.unsafeMake(0)
+ * const token = AccessToken.make({
+ *   value: Redacted.make("t"),
+ *   issuedAt,
+ *   expiresAt: Option.some(DateTime.addDuration(issuedAt, "2 seconds"))
+ * })
+ * TokenCache.validUntil(token) // 1000: a 2 s token is served for 1 s
+ * ```
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const validUntil = (
+  token: AccessToken.AccessToken,
+  options: Pick<Options, "skew" | "defaultLifetime"> = {}
+): number =>
+  internal.validUntilMillis(
+    token,
+    Duration.toMillis(options.skew ?? Duration.seconds(30)),
+    Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
+  )

@@ -43,14 +43,30 @@ const drive = (
   })
 
 describe("TokenCache refresh timing", () => {
-  it.scoped("a 2 s token from a fast server is fetched 3 or 4 times in 6 s, and no caller waits", () =>
+  it.scoped("a 20 s token from a fast server is fetched 3 or 4 times in 60 s, and no caller waits", () =>
     Effect.gen(function*() {
-      const { fetches, source } = yield* timedSource({ delay: "5 millis", lifetime: "2 seconds" })
+      const { fetches, source } = yield* timedSource({ delay: "5 millis", lifetime: "20 seconds" })
       const cache = yield* TokenCache.make(source)
-      const waited = yield* drive(cache.get, { step: "20 millis", duration: "6 seconds" })
+      const waited = yield* drive(cache.get, { step: "20 millis", duration: "60 seconds" })
       expect(waited).toBe(0)
       expect(yield* fetches).toBeGreaterThanOrEqual(3)
       expect(yield* fetches).toBeLessThanOrEqual(4)
+    }))
+
+  it.scoped("short tokens keep one second for expires_in's rounding: a 2 s token is served for 1 s, 20 s for 18 s", () =>
+    Effect.gen(function*() {
+      for (const [lifetime, served] of [[2_000, 1_000], [3_000, 2_000], [10_000, 9_000], [20_000, 18_000]] as const) {
+        const { source } = yield* timedSource({ delay: "0 millis", lifetime: Duration.millis(lifetime) })
+        const cache = yield* TokenCache.make(source)
+        const token = yield* cache.get
+        const state = yield* cache.state
+        expect(state._tag === "Ready" && state.validUntil - token.issuedAt.epochMillis).toBe(served)
+        expect(TokenCache.validUntil(token) - token.issuedAt.epochMillis).toBe(served)
+      }
+      // A skew the application set lower still wins.
+      const { source } = yield* timedSource({ delay: "0 millis", lifetime: "2 seconds" })
+      const token = yield* Effect.flatMap(TokenCache.make(source, { skew: "100 millis" }), (cache) => cache.get)
+      expect(TokenCache.validUntil(token, { skew: "100 millis" }) - token.issuedAt.epochMillis).toBe(1_900)
     }))
 
   it.scoped("a 300 ms server and 3 s tokens: the refresh starts early enough that no caller waits", () =>

@@ -241,7 +241,7 @@ export interface SharedOptions {
   readonly waitTimeout?: Duration.DurationInput | undefined
   /** How often a waiter reads the store when no notification comes. Default 500 ms. */
   readonly pollInterval?: Duration.DurationInput | undefined
-  /** As `TokenCache`'s `skew`: a stored token within this of its expiry (at most 10 % of its lifetime, the cap `TokenCache` applies) is expired. Default 30 s. */
+  /** As `TokenCache`'s `skew`: a stored token within this of its expiry (the same cap as `TokenCache`: see `TokenCache.validUntil`) is expired. Default 30 s. */
   readonly skew?: Duration.DurationInput | undefined
   /**
    * The fraction of a stored token's usable lifetime, at its end, in which one instance refreshes it while the

@@ -73,6 +73,30 @@ const hitCounter = (name: string): Metric.Metric.Counter<number> => {
 /** A skew never takes more than this fraction of a token's lifetime: short-lived tokens stay cacheable. */
 export const maxSkewFraction = 0.1
 
+/**
+ * ...except that it takes at least this much where the lifetime allows: `expires_in` counts whole seconds, and a
+ * server that truncates (as most do) overstates the remaining lifetime by up to almost one second.
+ */
+const minSkewMillis = 1_000
+
+/**
+ * `expiresAt - min(skew, max(10 % of the lifetime, min(1 s, half the lifetime)))`: a 2 s token is served for 1 s, a
+ * 20 s token for 18 s, a one-hour token until 30 s before its end (with the default 30 s skew).
+ */
+export const validUntilMillis = (
+  token: AccessToken.AccessToken,
+  skewMillis: number,
+  defaultLifetimeMillis: number
+): number => {
+  const issuedAt = token.issuedAt.epochMillis
+  const expiresAt = token.expiresAt._tag === "Some"
+    ? token.expiresAt.value.epochMillis
+    : issuedAt + defaultLifetimeMillis
+  const lifetime = Math.max(0, expiresAt - issuedAt)
+  const cap = Math.max(lifetime * maxSkewFraction, Math.min(minSkewMillis, lifetime / 2))
+  return expiresAt - Math.min(skewMillis, cap)
+}
+
 const expiredOnArrival = (token: AccessToken.AccessToken) =>
   new TokenError.TokenError({
     operation: "token cache",
@@ -105,8 +129,7 @@ const acquireTimedOut = (after: Duration.Duration) =>
 /**
  * When a token stops being served and when its refresh starts.
  *
- * - `validUntil = expiresAt - min(skew, 10 % of the lifetime)`: a 2 s token is served for 1.8 s, a one-hour token
- *   until 30 s before its end.
+ * - `validUntil`: see {@link validUntil}.
  * - The refresh window is the last `refreshAhead` of the usable lifetime (jittered so that instances spread out),
  *   but never shorter than twice the recent fetch time, so that the new token is in before the old one goes; and
  *   never more than half the usable lifetime.
@@ -123,11 +146,7 @@ export const validity = (options: Options) => {
     fetchMillis: number
   ): Either.Either<singleFlight.Validity, TokenError.TokenError> => {
     const issuedAt = token.issuedAt.epochMillis
-    const expiresAt = token.expiresAt._tag === "Some"
-      ? token.expiresAt.value.epochMillis
-      : issuedAt + defaultLifetimeMillis
-    const lifetime = Math.max(0, expiresAt - issuedAt)
-    const validUntil = expiresAt - Math.min(skewMillis, lifetime * maxSkewFraction)
+    const validUntil = validUntilMillis(token, skewMillis, defaultLifetimeMillis)
     // A token that is not valid even now (a custom source's, or a server clock far behind) is a failed fetch:
     // handing it out would break the promise that `get` never returns a token past `expiresAt - skew`.
     if (validUntil <= now) return Either.left(expiredOnArrival(token))

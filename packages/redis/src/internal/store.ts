@@ -1,4 +1,4 @@
-import { AccessToken } from "@effect-token/core"
+import { AccessToken, TokenCache } from "@effect-token/core"
 import type { TokenError, TokenSource } from "@effect-token/core"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -33,9 +33,6 @@ import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
 export { defaultPrefix, validPrefix } from "./prefix.js"
-
-/** As `TokenCache`: a skew never takes more than this fraction of a lifetime, so both agree on when a token ends. */
-const maxSkewFraction = 0.1
 
 export const defaults = {
   leaseTtl: Duration.seconds(15),
@@ -280,9 +277,9 @@ export const shared = (
     const leaseTtl = Duration.decode(settings.leaseTtl ?? defaults.leaseTtl)
     const waitMillis = Duration.toMillis(settings.waitTimeout ?? defaults.waitTimeout)
     const pollMillis = Duration.toMillis(settings.pollInterval ?? defaults.pollInterval)
-    const skewMillis = Duration.toMillis(settings.skew ?? defaults.skew)
+    const skewDuration = Duration.decode(settings.skew ?? defaults.skew)
     const refreshAhead = settings.refreshAhead ?? defaults.refreshAhead
-    const defaultLifetimeMillis = Duration.toMillis(settings.defaultLifetime ?? defaults.defaultLifetime)
+    const defaultLifetimeDuration = Duration.decode(settings.defaultLifetime ?? defaults.defaultLifetime)
     const keys = yield* store.keysFor(source.key)
     const guard = health.guard
     // The last token this source handed to its cache: the cache asks again only when it wants a newer one.
@@ -293,9 +290,7 @@ export const shared = (
       const token = entry.token.value
       // The same arithmetic as TokenCache, without its jitter: the shared window opens no later than any cache's.
       const issuedAt = token.issuedAt.epochMillis
-      const expiresAt = expiryOf(token, defaultLifetimeMillis)
-      const lifetime = expiresAt - issuedAt
-      const validUntil = expiresAt - Math.min(skewMillis, Math.max(0, lifetime) * maxSkewFraction)
+      const validUntil = TokenCache.validUntil(token, { skew: skewDuration, defaultLifetime: defaultLifetimeDuration })
       if (now >= validUntil) return { _tag: "Missing" }
       const refreshAt = validUntil - Math.max(0, validUntil - issuedAt) * refreshAhead
       const isHandedOut = Option.isSome(last) && AccessToken.sameValue(last.value, token)
