@@ -122,7 +122,8 @@ describe("refresh window", () => {
       expect(rank[at(t1!)]).toBeLessThanOrEqual(rank[at(t2!)])
       expect(at(lifetime)).toBe("Expired")
       // Fresh for at least the first half of the usable lifetime (minus the capped skew).
-      const validUntil = lifetime - Math.min(settings.skewMillis, lifetime * 0.1)
+      const validUntil = lifetime -
+        Math.min(settings.skewMillis, Math.max(lifetime * 0.1, Math.min(1_000, lifetime / 2)))
       if (t1! < validUntil / 2) expect(at(t1!)).toBe("Fresh")
     }
   )

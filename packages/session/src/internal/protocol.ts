@@ -94,8 +94,9 @@ export type Freshness =
   | "Expired"
 
 /**
- * The refresh window arithmetic, in epoch milliseconds. The token is treated as expired `skew` early (capped at 10 %
- * of its lifetime so that short-lived tokens stay usable); the refresh window opens `refreshBefore` before that
+ * The refresh window arithmetic, in epoch milliseconds. The token is treated as expired `skew` early, with the cap
+ * core's `TokenCache.validUntil` applies (10 % of its lifetime so that short-lived tokens stay usable, but at least the
+ * second that `expires_in`'s rounding can hide, where the lifetime allows); the refresh window opens `refreshBefore` before that
  * (capped at half the lifetime, so that a refresh does not start as soon as the token arrives).
  */
 export const freshness = (input: {
@@ -107,7 +108,8 @@ export const freshness = (input: {
 }): Freshness => {
   if (input.expiresAt === undefined) return "NoExpiry"
   const lifetime = Math.max(0, input.expiresAt - input.issuedAt)
-  const validUntil = input.expiresAt - Math.min(input.skewMillis, lifetime * 0.1)
+  const validUntil = input.expiresAt -
+    Math.min(input.skewMillis, Math.max(lifetime * 0.1, Math.min(1_000, lifetime / 2)))
   if (input.now >= validUntil) return "Expired"
   const refreshAt = validUntil - Math.min(input.refreshBeforeMillis, (validUntil - input.issuedAt) / 2)
   return input.now >= refreshAt ? "RefreshDue" : "Fresh"
