@@ -1,5 +1,8 @@
+import { ClientAuth, Revocation, TokenEndpoint } from "@effect-token/core"
+import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Option, Redacted, TestClock } from "effect"
+import type { Page } from "playwright-core"
 import { chromium } from "playwright-core"
 import * as App from "./support/app.js"
 
@@ -50,4 +53,97 @@ describe("in a real browser", () => {
       expect(app.as.tokenRequests()["refresh_token"]).toBe(1)
       expect(Option.isSome(yield* app.store.get(Redacted.make(session.value)))).toBe(true)
     }))
+
+  /**
+   * Goes through the provider's pages as a user would (its login form, shown unless the provider still has the user
+   * signed in, then its consent form) until the browser is back on `landing`.
+   */
+  const signIn = (page: Page, landing: string) =>
+    Effect.promise(async () => {
+      for (let form = 0; form < 4 && !page.url().startsWith(landing); form++) {
+        await page.waitForSelector("button[type=submit]")
+        if (await page.isVisible("input[name=login]")) {
+          await page.fill("input[name=login]", "alice")
+          await page.fill("input[name=password]", "any")
+        }
+        const before = page.url()
+        await Promise.all([page.waitForURL((url) => url.href !== before), page.click("button[type=submit]")])
+        await page.waitForLoadState()
+      }
+      expect(page.url()).toBe(landing)
+    })
+
+  const webClient = ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(App.clientSecret) })
+
+  it.scoped("silent refresh past expiry; refresh token revoked at the provider: the next page goes to login", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const app = yield* App.start()
+      const browser = yield* launch
+      const page = yield* Effect.promise(() => browser.newPage())
+      const run = <A>(f: () => Promise<A>) => Effect.promise(f)
+      const sessionCookie = Effect.map(
+        run(() => page.context().cookies(app.appUrl)),
+        (cookies) => Option.fromNullable(cookies.find((c) => c.name === "session")?.value)
+      )
+      const storedRefreshToken = Effect.gen(function*() {
+        const id = Option.getOrThrow(yield* sessionCookie)
+        const record = Option.getOrThrow(yield* app.store.get(Redacted.make(id)))
+        return Option.getOrThrow(record.record.refreshToken)
+      })
+
+      yield* run(() => page.goto(`${app.appUrl}/login?returnTo=/orders`))
+      yield* signIn(page, `${app.appUrl}/orders`)
+      expect(JSON.parse(yield* run(() => page.innerText("body")))).toEqual({ status: 200, body: { sub: "alice" } })
+
+      // Past the access token's expiry: the next page load refreshes silently.
+      yield* TestClock.adjust(Duration.minutes(10))
+      yield* run(() => page.goto(`${app.appUrl}/orders`))
+      expect(JSON.parse(yield* run(() => page.innerText("body")))).toEqual({ status: 200, body: { sub: "alice" } })
+      expect(app.as.tokenRequests()["refresh_token"]).toBe(1)
+
+      // The user's refresh token is revoked at the provider: past the next expiry the app sends the browser to login.
+      const revocation = yield* Revocation.make({
+        revocationUrl: `${app.as.issuer}/token/revocation`,
+        clientAuth: webClient
+      })
+      yield* revocation.revokeRefreshToken(yield* storedRefreshToken)
+      yield* TestClock.adjust(Duration.minutes(10))
+      yield* run(() => page.goto(`${app.appUrl}/page`))
+      expect(page.url().startsWith(`${app.as.issuer}/interaction/`)).toBe(true)
+      expect(Option.isNone(yield* sessionCookie)).toBe(true)
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
+
+  it.scoped("logout from the page: the session ends and the refresh token no longer works at the provider", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const app = yield* App.start()
+      const browser = yield* launch
+      const page = yield* Effect.promise(() => browser.newPage())
+      const run = <A>(f: () => Promise<A>) => Effect.promise(f)
+      yield* run(() => page.goto(`${app.appUrl}/login?returnTo=/page`))
+      yield* signIn(page, `${app.appUrl}/page`)
+      const id = (yield* run(() => page.context().cookies(app.appUrl))).find((c) => c.name === "session")!.value
+      const record = Option.getOrThrow(yield* app.store.get(Redacted.make(id)))
+      const refreshToken = Option.getOrThrow(record.record.refreshToken)
+
+      // A form post, as a logout button sends (logout is POST only: a link on another site cannot log the user out).
+      yield* run(() =>
+        Promise.all([
+          page.waitForURL((url) => url.href.startsWith(`${app.as.issuer}/session/end`)),
+          page.evaluate(() => {
+            const form = document.createElement("form")
+            form.method = "POST"
+            form.action = "/logout"
+            document.body.appendChild(form)
+            form.submit()
+          })
+        ])
+      )
+      expect((yield* run(() => page.context().cookies(app.appUrl))).some((c) => c.name === "session")).toBe(false)
+      expect(Option.isNone(yield* app.store.get(Redacted.make(id)))).toBe(true)
+      const endpoint = yield* TokenEndpoint.make({ tokenUrl: app.as.tokenUrl, clientAuth: webClient })
+      const refused = yield* Effect.flip(endpoint.request({ grant_type: "refresh_token", refresh_token: refreshToken }))
+      expect(refused.reason._tag === "OAuthError" && refused.reason.code).toBe("invalid_grant")
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
 })
