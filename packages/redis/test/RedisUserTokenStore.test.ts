@@ -4,11 +4,11 @@
  * outages, and the session engine of two instances over it.
  */
 import { AccessToken } from "@effect-token/core"
-import { RedisClient } from "@effect-token/redis"
+import { KeyRing, RedisClient } from "@effect-token/redis"
 import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
 import { SessionError, UserTokenStore } from "@effect-token/session"
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Deferred, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
+import { ConfigProvider, DateTime, Deferred, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
 // The session package's in-process issuer (rotation, reuse detection, a record of refreshes), shared rather than
 // copied: this test is the session engine's two-instance test, on Redis.
 import * as FakeIssuer from "../../session/test/support/fakeIssuer.js"
@@ -342,5 +342,73 @@ describe("RedisUserTokenStore", () => {
       expect(Redacted.value((yield* one.accessToken(id)).value)).toBe("at-1")
       expect(Redacted.value((yield* two.accessToken(id)).value)).toBe("at-1")
       expect(fake.refreshRequests).toHaveLength(1)
+    }))
+
+  it.scopedLive("two instances over Redis, past expiry: every request waits for the one refresh and gets its token", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const fake = yield* FakeIssuer.make
+      const options = { keyRing, pollInterval: "10 millis" } as const
+      const one = (yield* FakeIssuer.sessions(fake, { store: yield* storeAt(redis.url, options) })).sessions
+      const two = (yield* FakeIssuer.sessions(fake, { store: yield* storeAt(redis.url, options) })).sessions
+      // A 2 s token is treated as expired after 1.8 s (the skew is capped at 10 % of the lifetime).
+      const id = yield* Effect.flatMap(
+        FakeIssuer.loginToken({ lifetime: Duration.seconds(2) }),
+        (token) => two.create({ subject: "alice", token, idToken: Option.none() })
+      )
+      yield* Effect.sleep("1900 millis")
+      const held = yield* fake.hold
+      const all = yield* Effect.fork(
+        Effect.forEach(
+          Array.from({ length: 60 }, (_, i) => i % 2 === 0 ? one : two),
+          (instance) => Effect.either(instance.accessToken(id)),
+          { concurrency: "unbounded" }
+        )
+      )
+      yield* Deferred.await(held.started)
+      yield* Effect.sleep("200 millis")
+      yield* held.open
+      const answers = yield* Fiber.join(all)
+      expect(answers.filter((answer) => answer._tag === "Left")).toEqual([])
+      expect(new Set(answers.map((answer) => answer._tag === "Right" ? Redacted.value(answer.right.value) : "")))
+        .toEqual(new Set(["at-1"]))
+      expect(fake.refreshRequests).toEqual([{ refreshToken: "rt-0", resource: null }])
+    }))
+
+  it.scopedLive("layerConfig: the key ring and the prefix from configuration", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const key = yield* KeyRing.generateKey
+      const provider = ConfigProvider.fromMap(
+        new Map([["REDIS_TOKEN_KEYS", `k9:${Redacted.value(key)}`], ["REDIS_TOKEN_PREFIX", "shop"]])
+      )
+      const client = yield* RedisClient.makeIoredis({ url: redis.url })
+      const store = yield* UserTokenStore.UserTokenStore.pipe(
+        Effect.provide(RedisUserTokenStore.layerConfig()),
+        Effect.provideService(RedisClient.RedisClient, client),
+        Effect.withConfigProvider(provider)
+      )
+      const id = Redacted.make(sessionId)
+      yield* store.set(id, yield* record(), hour)
+      const keys = yield* RedisUserTokenStore.sessionKeys("shop", id)
+      expect(keys.session.startsWith("{shop:s:")).toBe(true)
+      expect(yield* raw(redis.port, `HGET ${keys.session} data`)).toContain("v1.k9.")
+
+      const invalid = yield* Effect.flip(
+        RedisUserTokenStore.config.pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(
+              new Map([["REDIS_TOKEN_KEYS", `k9:${Redacted.value(key)}`], ["REDIS_TOKEN_PREFIX", "{bad}"]])
+            )
+          )
+        )
+      )
+      expect(String(invalid)).toContain("REDIS_TOKEN_PREFIX")
+      const missing = yield* Effect.flip(
+        RedisUserTokenStore.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
+      )
+      expect(String(missing)).toContain("REDIS_TOKEN_KEYS")
+      expect(String(missing)).not.toContain(Redacted.value(key))
     }))
 })
