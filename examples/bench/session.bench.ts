@@ -55,16 +55,22 @@ const makeSessions = (store: UserTokenStore.UserTokenStore) =>
     )
   })
 
+/**
+ * A flat string, as one decoded from a token response is. (A `padEnd` result is a rope sharing its padding with every
+ * other token, which would flatter the memory rows.)
+ */
+const flat = (text: string): string => JSON.parse(JSON.stringify(text)) as string
+
 /** A login's tokens, distinct per session (no string shared between sessions), sized as real ones. */
 const loginOf = (i: number, at: DateTime.Utc) => ({
   subject: `user-${i}`,
   token: AccessToken.make({
-    value: Redacted.make(`eyJ-access-${i}-`.padEnd(1_000, "a")),
+    value: Redacted.make(flat(`eyJ-access-${i}-`.padEnd(1_000, "a"))),
     issuedAt: at,
     expiresAt: Option.some(DateTime.add(at, { hours: 1 })),
-    refreshToken: Option.some(Redacted.make(`rt-${i}-`.padEnd(43, "r")))
+    refreshToken: Option.some(Redacted.make(flat(`rt-${i}-`.padEnd(43, "r"))))
   }),
-  idToken: Option.some(Redacted.make(`eyJ-id-${i}-`.padEnd(1_000, "i")))
+  idToken: Option.some(Redacted.make(flat(`eyJ-id-${i}-`.padEnd(1_000, "i"))))
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -205,7 +211,7 @@ const memoryStoreRows = Effect.gen(function*() {
       for (let i = 0; i < count; i++) {
         const login = loginOf(i, at)
         map.set(
-          `${i}`.padEnd(43, "s"),
+          flat(`${i}`.padEnd(43, "s")),
           UserTokenStore.SessionRecord.make({
             subject: login.subject,
             accessToken: AccessToken.make({ ...login.token, refreshToken: Option.none() }),
