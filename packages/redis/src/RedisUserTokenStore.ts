@@ -5,7 +5,10 @@
  * - A session is one hash, `{prefix:s:<sha256(session id)>}:session`, with `v` (its version) and `data` (the
  *   `SessionRecord`'s JSON encoding, encrypted with the `KeyRing`; associated data = the key). Session ids never
  *   appear in Redis, tokens never in plain text. `set` is a compare-and-set on `v` (a Lua script) that also sets the
- *   key's TTL to the session's remaining life, so Redis forgets expired sessions by itself.
+ *   key's TTL to the session's remaining life, so Redis forgets expired sessions by itself. A record this key ring
+ *   cannot decrypt (its key was dropped, or a rotation made the new key current before every instance had it) reads
+ *   as absent and is left in place: the user signs in again instead of being locked out until the ring is fixed, and
+ *   an instance that holds the key still reads it.
  * - A login in progress is `{prefix:login:<sha256(id)>}`, encrypted likewise, with a TTL; `takePendingLogin` is
  *   `GETDEL`, so a `state` is used once across every instance.
  * - `withLock` holds a lease across processes per session (`{…}:lock`, as `RedisRefreshTokenStore`'s): one user's
