@@ -2,14 +2,13 @@ import { RefreshTokenStore, TokenError } from "@effect-token/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as RedisClient from "../RedisClient.js"
 import type { Options, StorageKeys } from "../RedisRefreshTokenStore.js"
 import { makeHealth } from "./health.js"
+import { makeLease } from "./lease.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
@@ -29,8 +28,6 @@ export const storageKeys = (prefix: string, subject: string): Effect.Effect<Stor
       return { id, refreshToken: `{${prefix}:rt:${id}}:refresh`, lock: `{${prefix}:rt:${id}}:lock` }
     }
   )
-
-const randomOwner = (): string => Encoding.encodeBase64Url(globalThis.crypto.getRandomValues(new Uint8Array(16)))
 
 const outageMessages = {
   down:
@@ -57,8 +54,8 @@ export const make = (
     }
     const keys = yield* storageKeys(prefix, options.subject)
     const keyRing = options.keyRing
-    const lockTtl = Duration.toMillis(options.lockTtl ?? defaults.lockTtl)
-    const pollMillis = Duration.toMillis(options.pollInterval ?? defaults.pollInterval)
+    const lockTtl = Duration.decode(options.lockTtl ?? defaults.lockTtl)
+    const pollInterval = Duration.decode(options.pollInterval ?? defaults.pollInterval)
     const health = yield* makeHealth(
       Duration.decode(options.retryRedisAfter ?? defaults.retryRedisAfter),
       outageMessages
@@ -139,45 +136,11 @@ export const make = (
       guard(client.del(keys.refreshToken)).pipe(Effect.asVoid, Effect.mapError(unavailable))
     )
 
-    /** Waits for the lock while another process holds it; `None` when Redis failed (the local turn is the lock). */
-    const acquire = Effect.gen(function*() {
-      const owner = randomOwner()
-      while (true) {
-        const taken = yield* guard(client.set(keys.lock, owner, { nx: true, px: lockTtl }))
-        if (taken) return Option.some(owner)
-        // Jittered, so that waiting processes do not ask in step.
-        yield* Effect.sleep(Duration.millis(pollMillis * (0.5 + (yield* Random.next))))
-      }
-    }).pipe(Effect.catchTag("RedisError", () => Effect.succeedNone))
+    const lease = makeLease(client, health, { ttl: lockTtl, pollInterval })
 
-    const release = (owner: string) => Effect.ignore(guard(client.eval(Scripts.release, [keys.lock], [owner])))
-
-    // The lease outlives any one refresh because its holder keeps extending it; a holder that dies stops, and the
-    // lease lapses within `lockTtl`.
-    const renewEvery = Duration.millis(Math.max(1, Math.floor(lockTtl / 3)))
-    const renewing = (owner: string) =>
-      guard(client.eval(Scripts.renew, [keys.lock], [owner, lockTtl])).pipe(
-        Effect.ignore,
-        Effect.delay(renewEvery),
-        Effect.forever
-      )
-
+    // Redis failing: the local turn is the whole lock, so refreshes still take turns in this process.
     const withLock = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      local.withPermits(1)(
-        Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(restore(acquire), (lease) =>
-            Option.match(lease, {
-              onNone: () => restore(effect),
-              onSome: (owner) =>
-                Effect.flatMap(
-                  // Interruptible: a fiber forked in an uninterruptible region inherits it and could never be stopped.
-                  Effect.fork(Effect.interruptible(renewing(owner))),
-                  (renewal) =>
-                    restore(effect).pipe(Effect.ensuring(Effect.zipRight(Fiber.interrupt(renewal), release(owner))))
-                )
-            }))
-        )
-      )
+      local.withPermits(1)(lease.withLease(keys.lock, effect, () => effect))
 
     return { get, set, clear, withLock } satisfies RefreshTokenStore.RefreshTokenStore
   })

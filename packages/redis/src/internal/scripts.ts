@@ -75,3 +75,24 @@ redis.call('HSET', KEYS[1], 'data', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'v', 1)
 `
 )
+
+/**
+ * KEYS: session record. ARGV: expected version (`""`: the session must not exist, a login), data, TTL (ms).
+ * Compare-and-set: the new version, or -1 when the stored version is not the expected one. The TTL is set on every
+ * write, so Redis forgets a session when its idle or absolute expiry passes.
+ */
+export const writeSession = RedisClient.script<number>(
+  "effect-token/write-session",
+  `
+local current = redis.call('HGET', KEYS[1], 'v')
+if ARGV[1] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+elseif current ~= ARGV[1] then
+  return -1
+end
+local version = tonumber(current or '0') + 1
+redis.call('HSET', KEYS[1], 'v', version, 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return version
+`
+)
