@@ -414,13 +414,16 @@ export const authenticate = <E, R>(
         const rejected = yield* detach(response, request, bodyTimeout)
         // RFC 9449 §9: the server wants a nonce, not another token. One retry with the nonce and the same token; the
         // token stays cached. Only with a nonce to use: without one the retry would fail the same way.
+        const nonceChallenge = token.type === "DPoP" && dpop.isResourceNonceChallenge(rejected.headers)
         if (
-          token.type === "DPoP" && !nonceRetried && dpop.isNonce(rejected.headers["dpop-nonce"]) &&
-          dpop.isResourceNonceChallenge(rejected.headers) && redirects.isReplayable(request)
+          nonceChallenge && !nonceRetried && dpop.isNonce(rejected.headers["dpop-nonce"]) &&
+          redirects.isReplayable(request)
         ) {
           return yield* once(retried, true)
         }
-        if (!retried) {
+        // A nonce challenge is never the token's fault: it is not invalidated, and a server that asks again after
+        // its nonce was sent is not asked a third time.
+        if (!retried && !nonceChallenge) {
           yield* invalidate(params, token)
           if (redirects.isReplayable(request)) {
             unauthorizedRetries.unsafeUpdate(1, [])
