@@ -105,6 +105,11 @@ describe("DPoP against oidc-provider and a verifying resource server", () => {
       expect((decodeJwt(Redacted.value(token.value)).cnf as any).jkt).toBe(key.thumbprint)
       expect(http.count("/token")).toBe(1)
       expect(yield* rs.counts).toEqual({ total: 3, ok: 3, unauthorized: 0, nonceChallenges: 0 })
+      // A new token: the proofs' ath follows it (the server checks ath against the token it got).
+      yield* tokens.invalidate(token)
+      expect((yield* api.get("/orders")).status).toBe(200)
+      expect(http.count("/token")).toBe(2)
+      expect(yield* rs.counts).toEqual({ total: 4, ok: 4, unauthorized: 0, nonceChallenges: 0 })
     })))
 
   it.scopedLive("refresh token grant: the refreshed access token is DPoP-bound and accepted", () =>

@@ -333,6 +333,7 @@ export const authenticate = <E, R>(
    * One hop with a DPoP token: a proof signed for this hop's method and URL (so a redirect, a retry or a nonce
    * retry each get a fresh one), with `ath` binding it to the token; the server's `DPoP-Nonce` is remembered.
    */
+  const tokenHash = dpop.athMemo()
   const sendDPoP = (
     current: HttpClientRequest.HttpClientRequest,
     token: AccessToken.AccessToken
@@ -349,9 +350,12 @@ export const authenticate = <E, R>(
     }
     const value = Redacted.value(token.value)
     return Effect.flatMap(
-      Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => dpop.proof(key, { method: current.method, url: current.url, accessToken: value }, now)
+      Effect.flatten(
+        Effect.zipWith(
+          tokenHash(value),
+          Clock.currentTimeMillis,
+          (ath, now) => dpop.signed(key, { method: current.method, url: current.url }, ath, now)
+        )
       ),
       (proof) =>
         Effect.mapBoth(

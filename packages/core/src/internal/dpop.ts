@@ -243,20 +243,39 @@ export const proof = (
   key: DPoPKey,
   input: ProofInput,
   nowMillis: number
+): Effect.Effect<string> =>
+  input.accessToken === undefined
+    ? signed(key, input, undefined, nowMillis)
+    : Effect.flatMap(ath(input.accessToken), (value) => signed(key, input, value, nowMillis))
+
+/** A proof whose `ath` is already known (the client hashes each token once, not once per request). */
+export const signed = (
+  key: DPoPKey,
+  input: ProofInput,
+  athValue: string | undefined,
+  nowMillis: number
 ): Effect.Effect<string> => {
   const origin = originOf(input.url)
   const nonce = input.nonce ?? (origin === undefined ? undefined : key.nonces.get(origin))
-  const claims = (athValue: string | undefined) =>
-    proofClaims({
-      ...input,
-      nonce,
-      jti: globalThis.crypto.randomUUID(),
-      iat: Math.floor(nowMillis / 1000),
-      ath: athValue
-    })
-  return input.accessToken === undefined
-    ? key.sign(claims(undefined))
-    : Effect.flatMap(ath(input.accessToken), (value) => key.sign(claims(value)))
+  return key.sign(proofClaims({
+    ...input,
+    nonce,
+    jti: globalThis.crypto.randomUUID(),
+    iat: Math.floor(nowMillis / 1000),
+    ath: athValue
+  }))
+}
+
+/** `ath` of the last token seen: a cached token is sent many times, and its hash never changes. */
+export const athMemo = (): (accessToken: string) => Effect.Effect<string> => {
+  let last: readonly [string, string] | undefined
+  return (accessToken) =>
+    last !== undefined && last[0] === accessToken
+      ? Effect.succeed(last[1])
+      : Effect.map(ath(accessToken), (value) => {
+        last = [accessToken, value]
+        return value
+      })
 }
 
 /** Whether `u` is a DPoP key. */
