@@ -2,7 +2,16 @@
  * The DPoP proof builder (RFC 9449 §4.2): claims, `htu` normalization, the `ath` vector of the RFC, signatures that
  * verify with the embedded key, and keys that never print their private half. In process, under `TestClock`.
  */
-import { AccessToken, AuthHttpClient, ClientAuth, ClientCredentials, DPoP, TokenCache } from "@effect-token/core"
+import {
+  AccessToken,
+  AuthHttpClient,
+  ClientAuth,
+  ClientCredentials,
+  DPoP,
+  Password,
+  TokenCache,
+  TokenExchange
+} from "@effect-token/core"
 import { TestAuthorizationServer } from "@effect-token/testing"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -197,6 +206,32 @@ describe("DPoP proofs", () => {
         // The answer's nonce is remembered for the next request to that origin.
         yield* source.fetch
         expect(claimsOf(requests[2]!).nonce).toBe("n-2")
+      }))
+
+    it.effect("password and token exchange grants send a proof too and get DPoP tokens", () =>
+      Effect.gen(function*() {
+        const key = yield* DPoP.generate()
+        const { client, requests } = scripted(() => json({ access_token: "bound", token_type: "DPoP" }, 200))
+        const endpoint = {
+          tokenUrl: "https://as.example/token",
+          clientAuth: ClientAuth.none({ clientId: "svc" }),
+          dpop: key
+        }
+        const password = yield* Password.make({ ...endpoint, username: "alice", password: Redacted.make("pw") }).pipe(
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+        const exchange = yield* TokenExchange.make({ ...endpoint, subjectToken: Redacted.make("subject") }).pipe(
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+        for (const source of [password, exchange]) {
+          expect((yield* source.fetch).type).toBe("DPoP")
+          expect(source.key).toContain(key.thumbprint)
+        }
+        expect(requests.length).toBe(2)
+        for (const request of requests) {
+          expect(claimsOf(request)).toMatchObject({ htm: "POST", htu: "https://as.example/token" })
+          expect(claimsOf(request).ath).toBeUndefined()
+        }
       }))
 
     it.effect("token endpoint: a server that asks again gets no third request (OAuthError use_dpop_nonce)", () =>
