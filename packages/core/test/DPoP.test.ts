@@ -15,7 +15,7 @@ import {
 import { TestAuthorizationServer } from "@effect-token/testing"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Effect, FastCheck, Inspectable, Redacted, TestClock } from "effect"
+import { ConfigProvider, DateTime, Effect, FastCheck, Inspectable, Redacted, TestClock } from "effect"
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify } from "jose"
 import * as util from "node:util"
 
@@ -159,6 +159,46 @@ describe("DPoP proofs", () => {
       expect((error as any).reason._tag).toBe("Misconfigured")
       expect(sent).toBe(0)
     }).pipe(Effect.scoped))
+
+  it.effect("AuthHttpClient.config reads DPOP (default false)", () =>
+    Effect.gen(function*() {
+      const base = {
+        API_URL: "https://api.example",
+        TOKEN_URL: "https://as.example/token",
+        CLIENT_ID: "svc",
+        CLIENT_SECRET: "s3cr3t"
+      }
+      const read = (env: Record<string, string>) =>
+        Effect.withConfigProvider(AuthHttpClient.config, ConfigProvider.fromMap(new Map(Object.entries(env))))
+      expect((yield* read(base)).dpop).toBe(false)
+      expect((yield* read({ ...base, DPOP: "true" })).dpop).toBe(true)
+    }))
+
+  it.effect("the one-layer set-up with dpop: true sends proofs (a Bearer answer is refused)", () =>
+    Effect.gen(function*() {
+      const as = yield* TestAuthorizationServer.makeInProcess()
+      const requests: Array<HttpClientRequest.HttpClientRequest> = []
+      const client = HttpClient.mapRequest(as.client, (request) => {
+        requests.push(request)
+        return request
+      })
+      const error = yield* Effect.flip(
+        Effect.flatMap(AuthHttpClient.AuthHttpClient, (api) => api.get("/orders")).pipe(
+          Effect.provide(
+            AuthHttpClient.layerClientCredentials({
+              baseUrl: "https://api.example",
+              authorizationServer: { tokenUrl: as.tokenUrl },
+              clientAuth: as.clientAuth(),
+              dpop: true,
+              acquireTimeout: "1 second"
+            })
+          ),
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+      )
+      expect(error._tag === "TokenError" && error.reason._tag).toBe("MalformedResponse")
+      expect(requests[0]!.headers["dpop"]).toBeDefined()
+    }))
 
   describe("nonce challenges: exactly one retry, same token", () => {
     /** A transport that records every request and answers with `answer(n)` (n counts from 0). */
