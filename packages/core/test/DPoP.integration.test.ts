@@ -43,16 +43,8 @@ const clients = [
   }
 ]
 
-const nonceSecret = Buffer.alloc(32, 7)
-
 const startProvider = (requireNonce: boolean) =>
-  OidcProvider.make({
-    clients,
-    accessTokenTtl: 120,
-    configuration: {
-      features: { dPoP: { enabled: true, nonceSecret, requireNonce: () => requireNonce } } as any
-    }
-  })
+  OidcProvider.make({ clients, accessTokenTtl: 120, dpop: { requireNonce } })
 
 /** The real HTTP client, counting requests by path. */
 const counting = Effect.map(HttpClient.HttpClient, (client) => {

@@ -79,9 +79,9 @@ export const start = (
       devInteractions: true,
       configuration: {
         rotateRefreshToken: true,
-        ...(options.codeTtl === undefined ? {} : { ttl: { AuthorizationCode: options.codeTtl } }),
-        ...(options.dpop === true ? { features: { dPoP: { enabled: true } } } : {})
-      }
+        ...(options.codeTtl === undefined ? {} : { ttl: { AuthorizationCode: options.codeTtl } })
+      },
+      dpop: options.dpop === true
     })
     const api = yield* startApi(as)
     const dpopApi = options.dpop === true
