@@ -593,7 +593,8 @@ export const layerAll = (
 /**
  * Settings read from configuration: `ISSUER`, `CLIENT_ID`, `CLIENT_SECRET` (redacted), `REDIRECT_URI`, and optional
  * `SCOPE`, `RESOURCE`, `POST_LOGOUT_REDIRECT_URI`, `COOKIE_SECURE` (default true), `IDLE_TIMEOUT`,
- * `ABSOLUTE_TIMEOUT`. Use `Config.nested` for a prefix.
+ * `ABSOLUTE_TIMEOUT`, `DPOP` (default false: `true` binds each session's tokens to a key of its own). Use
+ * `Config.nested` for a prefix.
  *
  * @example
  * ```ts
@@ -617,7 +618,8 @@ export const config: Config.Config<AllOptions> = Config.all({
   postLogoutRedirectUri: Config.option(Config.url("POST_LOGOUT_REDIRECT_URI")),
   secure: Config.boolean("COOKIE_SECURE").pipe(Config.withDefault(true)),
   idleTimeout: Config.option(Config.duration("IDLE_TIMEOUT")),
-  absoluteTimeout: Config.option(Config.duration("ABSOLUTE_TIMEOUT"))
+  absoluteTimeout: Config.option(Config.duration("ABSOLUTE_TIMEOUT")),
+  dpop: DPoP.enabledConfig
 }).pipe(
   Config.validate({
     message: "COOKIE_SECURE=false is for a development server on http loopback only",
@@ -632,7 +634,8 @@ export const config: Config.Config<AllOptions> = Config.all({
     postLogoutRedirectUri: Option.getOrUndefined(Option.map(c.postLogoutRedirectUri, String)),
     cookie: { secure: c.secure },
     idleTimeout: Option.getOrUndefined(c.idleTimeout),
-    absoluteTimeout: Option.getOrUndefined(c.absoluteTimeout)
+    absoluteTimeout: Option.getOrUndefined(c.absoluteTimeout),
+    dpop: c.dpop
   }))
 )
 
