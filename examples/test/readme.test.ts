@@ -13,6 +13,7 @@ describe("README", () => {
   it.each([
     "examples/src/readme/quickstart.ts",
     "examples/src/readme/redis.ts",
+    "examples/src/readme/dpop.ts",
     "examples/test/readme.property.test.ts"
   ])("shows %s exactly as it is type-checked and run", (file) => {
     const source = fs.readFileSync(path.join(root, file), "utf8")

@@ -36,6 +36,7 @@ import type * as Backoff from "./Backoff.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as ClientCredentials from "./ClientCredentials.js"
 import * as Discovery from "./Discovery.js"
+import * as DPoP from "./DPoP.js"
 import * as internal from "./internal/authHttpClient.js"
 import { spanUrl } from "./internal/endpoint.js"
 import * as TokenCache from "./TokenCache.js"
@@ -192,6 +193,13 @@ export interface Options {
   readonly timeout?: Duration.DurationInput | undefined
   /** Follow up to this many redirects (see the module's rules). Default 0: a 3xx is returned as it is. */
   readonly followRedirects?: number | undefined
+  /**
+   * The DPoP key the tokens are bound to (give the grant the same key). A `DPoP` token is then sent as
+   * `Authorization: DPoP <token>` with a fresh proof (with `ath`) on every attempt, and a 401 `use_dpop_nonce` is
+   * retried once with the server's nonce and the same token. Without a key a `DPoP` token is refused with
+   * `Misconfigured`: sent without a proof, every resource server would reject it.
+   */
+  readonly dpop?: DPoP.DPoPKey | undefined
 }
 
 /**
@@ -336,7 +344,7 @@ export const layer = <I = AuthHttpClient>(
  */
 export type ClientCredentialsOptions =
   & Binding
-  & Options
+  & Omit<Options, "dpop">
   & TokenSource.TokenShape
   & TokenCache.Options
   & {
@@ -345,6 +353,11 @@ export type ClientCredentialsOptions =
     readonly clientAuth: ClientAuth.ClientAuth
     /** Time allowed for each request to the token endpoint. Default 10 s. */
     readonly attemptTimeout?: Duration.DurationInput | undefined
+    /**
+     * DPoP (RFC 9449): `true` binds the tokens to an ES256 key generated when the layer is built (one key per
+     * instance, as long-lived as its tokens), or give a key. Default: bearer tokens.
+     */
+    readonly dpop?: DPoP.DPoPKey | boolean | undefined
   }
 
 /**
@@ -374,6 +387,11 @@ export const layerClientCredentials = <I = AuthHttpClient>(
   Layer.scoped(
     options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
     Effect.gen(function*() {
+      const key = options.dpop === true
+        ? yield* Effect.orDie(DPoP.generate())
+        : options.dpop === false
+        ? undefined
+        : options.dpop
       const server = options.authorizationServer
       const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
       const source = yield* ClientCredentials.make({
@@ -384,18 +402,20 @@ export const layerClientCredentials = <I = AuthHttpClient>(
         audience: options.audience,
         extraParams: options.extraParams,
         attemptTimeout: options.attemptTimeout,
-        defaultLifetime: options.defaultLifetime
+        defaultLifetime: options.defaultLifetime,
+        dpop: key
       })
       const tokens = yield* TokenCache.make(source, options)
-      return yield* make({ ...options, tokens } as AuthenticateOptions)
+      return yield* make({ ...options, dpop: key, tokens } as AuthenticateOptions)
     })
   )
 
 /**
  * The one-layer set-up read from configuration: `API_URL` (the API's base URL), `TOKEN_URL` or `ISSUER`, the client
  * (`CLIENT_ID`, `CLIENT_SECRET`, and the other settings of `ClientAuth.config`), and optional `SCOPE`, `AUDIENCE`,
- * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint) and `ACQUIRE_TIMEOUT` (a caller's whole wait for
- * a token, retries included). Use `Config.nested` for a prefix.
+ * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint), `ACQUIRE_TIMEOUT` (a caller's whole wait for
+ * a token, retries included) and `DPOP` (`true`: DPoP-bound tokens with a generated key; default false). Use
+ * `Config.nested` for a prefix.
  *
  * @example
  * ```ts
@@ -418,7 +438,8 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
   audience: Config.option(Config.string("AUDIENCE")),
   resource: Config.option(Config.string("RESOURCE")),
   attemptTimeout: Config.option(Config.duration("ATTEMPT_TIMEOUT")),
-  acquireTimeout: Config.option(Config.duration("ACQUIRE_TIMEOUT"))
+  acquireTimeout: Config.option(Config.duration("ACQUIRE_TIMEOUT")),
+  dpop: DPoP.enabledConfig
 }).pipe(
   Config.validate({
     message: "exactly one of TOKEN_URL and ISSUER is required",
@@ -434,7 +455,8 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
     audience: Option.getOrUndefined(c.audience),
     resource: Option.getOrUndefined(c.resource),
     attemptTimeout: Option.getOrUndefined(c.attemptTimeout),
-    acquireTimeout: Option.getOrUndefined(c.acquireTimeout)
+    acquireTimeout: Option.getOrUndefined(c.acquireTimeout),
+    dpop: c.dpop
   }))
 )
 

@@ -7,6 +7,8 @@
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -15,6 +17,8 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type * as AccessToken from "./AccessToken.js"
 import * as ClientAuth from "./ClientAuth.js"
+import type * as DPoP from "./DPoP.js"
+import * as dpop from "./internal/dpop.js"
 import * as endpoint from "./internal/endpoint.js"
 import { secretsOf } from "./internal/serverText.js"
 import * as internal from "./internal/tokenResponse.js"
@@ -45,6 +49,11 @@ export interface Options {
    * `MalformedResponse` naming the cap, and is not retried.
    */
   readonly maxResponseBytes?: number | undefined
+  /**
+   * Bind the tokens to this DPoP key (RFC 9449): every request carries a fresh proof, a `use_dpop_nonce` answer is
+   * retried once with the server's nonce, and an answer that is not `token_type: DPoP` is a `MalformedResponse`.
+   */
+  readonly dpop?: DPoP.DPoPKey | undefined
 }
 
 /**
@@ -111,22 +120,55 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   const authMethod = ClientAuth.method(options.clientAuth)
   const spanUrl = endpoint.spanUrl(url)
   const maxResponseBytes = options.maxResponseBytes ?? endpoint.defaultMaxResponseBytes
+  const key = options.dpop
 
   const request = (params: Params): Effect.Effect<AccessToken.AccessToken, TokenError> => {
     const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
     const operation = `${grantType} grant`
-    return Effect.gen(function*() {
+    // One attempt: credentials (a `private_key_jwt` assertion) and the DPoP proof are made anew for each.
+    const send = Effect.gen(function*() {
       const credentials = yield* ClientAuth.credentials(options.clientAuth, url)
-      const exchange = yield* endpoint.execute(client, endpoint.formPost(url, params, credentials), {
-        secrets: secretsOf(params, credentials),
+      const form = endpoint.formPost(url, params, credentials)
+      if (key === undefined) {
+        return yield* endpoint.execute(client, form, {
+          secrets: secretsOf(params, credentials),
+          operation,
+          timeout,
+          endpoint: "token endpoint",
+          maxResponseBytes
+        })
+      }
+      const proof = yield* dpopProof(key, { method: "POST", url })
+      const exchange = yield* endpoint.execute(client, HttpClientRequest.setHeader(form, "dpop", proof), {
+        // A proof is not a secret, but it is a signed credential for a minute: never echoed into a message.
+        secrets: [...secretsOf(params, credentials), proof],
         operation,
         timeout,
         endpoint: "token endpoint",
         maxResponseBytes
       })
+      dpop.rememberNonce(key, url, exchange.response.headers)
+      return exchange
+    })
+    return Effect.gen(function*() {
+      let exchange = yield* send
+      // RFC 9449 §8: the server wants a nonce. One retry with it, never more (a server that keeps asking is failing).
+      if (key !== undefined && isNonceChallenge(exchange)) exchange = yield* send
       const now = yield* DateTime.now
       const tokenExchange = grantType === tokenExchangeGrant
-      return yield* decodeResponse(exchange, { operation, now, defaultLifetime, tokenExchange })
+      const token = yield* decodeResponse(exchange, { operation, now, defaultLifetime, tokenExchange })
+      if (key !== undefined && token.type !== "DPoP") {
+        // A Bearer token would be sent without proof, and the server did not bind it to the key: refuse it.
+        return yield* new TokenError({
+          operation,
+          reason: new MalformedResponse({
+            status: exchange.response.status,
+            fields: ["token_type"],
+            description: `a DPoP proof was sent but the token_type is ${token.type}, not DPoP`
+          })
+        })
+      }
+      return token
     }).pipe(
       Effect.withSpan("effect-token/TokenEndpoint.request", {
         kind: "client",
@@ -142,6 +184,14 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
 
   return { url, clientAuth: options.clientAuth, request }
 }
+
+const dpopProof = (key: DPoP.DPoPKey, input: dpop.ProofInput) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => dpop.proof(key, input, now))
+
+/** A 400 `use_dpop_nonce` that came with a nonce to use (without one, a retry would fail the same way). */
+const isNonceChallenge = (exchange: endpoint.Exchange): boolean =>
+  dpop.isNonce(exchange.response.headers["dpop-nonce"]) &&
+  dpop.isServerNonceChallenge(exchange.response.status, Option.getOrUndefined(endpoint.parseJson(exchange.text)))
 
 const decodeResponse = (
   exchange: endpoint.Exchange,

@@ -13,6 +13,7 @@ import type * as Effect from "effect/Effect"
 import type * as AccessToken from "./AccessToken.js"
 import type * as ClientAuth from "./ClientAuth.js"
 import type * as Discovery from "./Discovery.js"
+import type * as DPoP from "./DPoP.js"
 import type { TokenError } from "./TokenError.js"
 
 /**
@@ -136,6 +137,12 @@ export interface EndpointOptions {
    * `MalformedResponse` naming the cap, and is not retried.
    */
   readonly maxResponseBytes?: number | undefined
+  /**
+   * Bind the tokens to this DPoP key (RFC 9449): token requests send proofs and require `token_type: DPoP`. The
+   * key's thumbprint is part of the source's `key`, so a cache or a shared store never serves a token bound to
+   * another key. Give the `AuthHttpClient` the same key.
+   */
+  readonly dpop?: DPoP.DPoPKey | undefined
 }
 
 /**

@@ -82,3 +82,8 @@ export * as AuthHttpClient from "./AuthHttpClient.js"
  * @since 0.1.0
  */
 export * as WwwAuthenticate from "./WwwAuthenticate.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as DPoP from "./DPoP.js"

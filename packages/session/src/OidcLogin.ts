@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { ClientAuth, Discovery, Revocation, TokenEndpoint, TokenError } from "@effect-token/core"
+import { ClientAuth, Discovery, DPoP, Revocation, TokenEndpoint, TokenError } from "@effect-token/core"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -102,6 +102,12 @@ export interface Options {
   readonly clockTolerance?: Duration.DurationInput | undefined
   /** Time allowed for the code exchange and the JWKS fetch, each. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * DPoP (RFC 9449): each login gets its own key pair (`true`: ES256, or an algorithm), named by `dpop_jkt` on the
+   * authorization request; the code exchange and every refresh send proofs, the session keeps the private key
+   * (encrypted with the record by a durable store), and `UserSession.client` signs with it. Default: bearer tokens.
+   */
+  readonly dpop?: boolean | DPoP.Algorithm | undefined
 }
 
 /**
@@ -217,6 +223,11 @@ export const make = (
       return yield* Effect.dieMessage("OidcLogin: cookies without Secure need an http loopback redirectUri")
     }
     const scope = withOpenid(options.scope ?? "openid offline_access")
+    const dpopAlgorithm: DPoP.Algorithm | undefined = options.dpop === true
+      ? "ES256"
+      : typeof options.dpop === "string"
+      ? options.dpop
+      : undefined
     const loginTimeout = Duration.decode(options.loginTimeout ?? Duration.minutes(10))
     const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
     const secure = sessions.secureCookies
@@ -270,6 +281,15 @@ export const make = (
       const codeVerifier = protocol.randomToken(32)
       const challenge = yield* Effect.promise(() => protocol.pkceChallenge(codeVerifier))
       const loginId = protocol.randomToken(32)
+      // A key per login: the session's tokens are bound to it, and only this session holds it.
+      const dpopKey = dpopAlgorithm === undefined
+        ? undefined
+        : yield* Effect.orDie(DPoP.generate({ algorithm: dpopAlgorithm, extractable: true }))
+      const dpopJwk = dpopKey === undefined
+        ? Option.none()
+        : Option.some(
+          Redacted.make(JSON.stringify(Redacted.value(yield* Effect.orDie(DPoP.exportPrivateJwk(dpopKey)))))
+        )
       const now = yield* DateTime.now
       yield* store.putPendingLogin(
         Redacted.make(loginId),
@@ -278,7 +298,8 @@ export const make = (
           nonce: Redacted.make(nonce),
           codeVerifier: Redacted.make(codeVerifier),
           returnTo,
-          createdAt: now
+          createdAt: now,
+          dpopKey: dpopJwk
         }),
         loginTimeout
       )
@@ -293,7 +314,9 @@ export const make = (
         nonce,
         code_challenge: challenge,
         code_challenge_method: "S256",
-        resource: options.resource
+        resource: options.resource,
+        // RFC 9449 §10: the code is bound to this key; the exchange must prove it.
+        dpop_jkt: dpopKey?.thumbprint
       }
       for (const [key, value] of Object.entries(protocolParams)) {
         if (value !== undefined) url.searchParams.set(key, value)
@@ -358,10 +381,24 @@ export const make = (
       if (m.token_endpoint === undefined) {
         return yield* unavailable(callbackOperation, "the issuer publishes no token_endpoint")
       }
+      const dpop = yield* Option.match(pending.value.dpopKey, {
+        onNone: () => Effect.succeed(undefined),
+        onSome: (jwk) =>
+          Effect.try(() => JSON.parse(Redacted.value(jwk)) as Record<string, unknown>).pipe(
+            Effect.flatMap((parsed) => DPoP.fromPrivateJwk(Redacted.make(parsed))),
+            Effect.mapError(() =>
+              callbackError(new LoginStateInvalid({ description: "the login's DPoP key is unreadable" }))
+            )
+          )
+      })
+      if (dpopAlgorithm !== undefined && dpop === undefined) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the login has no DPoP key" }))
+      }
       const endpoint = TokenEndpoint.makeWith(client, {
         tokenUrl: m.token_endpoint,
         clientAuth: options.clientAuth,
-        attemptTimeout: timeout
+        attemptTimeout: timeout,
+        dpop
       })
       const token = yield* endpoint.request({
         grant_type: "authorization_code",
@@ -390,7 +427,12 @@ export const make = (
       if (previous !== undefined && protocol.isWellFormedId(previous)) {
         yield* Effect.ignore(sessions.end(Redacted.make(previous)))
       }
-      const id = yield* sessions.create({ subject: claims.subject, token, idToken: token.idToken })
+      const id = yield* sessions.create({
+        subject: claims.subject,
+        token,
+        idToken: token.idToken,
+        dpopKey: pending.value.dpopKey
+      })
       const response = HttpServerResponse.redirect(pending.value.returnTo, {
         status: 302,
         headers: {
@@ -551,7 +593,8 @@ export const layerAll = (
 /**
  * Settings read from configuration: `ISSUER`, `CLIENT_ID`, `CLIENT_SECRET` (redacted), `REDIRECT_URI`, and optional
  * `SCOPE`, `RESOURCE`, `POST_LOGOUT_REDIRECT_URI`, `COOKIE_SECURE` (default true), `IDLE_TIMEOUT`,
- * `ABSOLUTE_TIMEOUT`. Use `Config.nested` for a prefix.
+ * `ABSOLUTE_TIMEOUT`, `DPOP` (default false: `true` binds each session's tokens to a key of its own). Use
+ * `Config.nested` for a prefix.
  *
  * @example
  * ```ts
@@ -575,7 +618,8 @@ export const config: Config.Config<AllOptions> = Config.all({
   postLogoutRedirectUri: Config.option(Config.url("POST_LOGOUT_REDIRECT_URI")),
   secure: Config.boolean("COOKIE_SECURE").pipe(Config.withDefault(true)),
   idleTimeout: Config.option(Config.duration("IDLE_TIMEOUT")),
-  absoluteTimeout: Config.option(Config.duration("ABSOLUTE_TIMEOUT"))
+  absoluteTimeout: Config.option(Config.duration("ABSOLUTE_TIMEOUT")),
+  dpop: DPoP.enabledConfig
 }).pipe(
   Config.validate({
     message: "COOKIE_SECURE=false is for a development server on http loopback only",
@@ -590,7 +634,8 @@ export const config: Config.Config<AllOptions> = Config.all({
     postLogoutRedirectUri: Option.getOrUndefined(Option.map(c.postLogoutRedirectUri, String)),
     cookie: { secure: c.secure },
     idleTimeout: Option.getOrUndefined(c.idleTimeout),
-    absoluteTimeout: Option.getOrUndefined(c.absoluteTimeout)
+    absoluteTimeout: Option.getOrUndefined(c.absoluteTimeout),
+    dpop: c.dpop
   }))
 )
 

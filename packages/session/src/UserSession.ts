@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import type { AccessToken, ClientAuth, Discovery, TokenCache } from "@effect-token/core"
+import type { AccessToken, ClientAuth, Discovery, DPoP, TokenCache } from "@effect-token/core"
 import { AuthHttpClient, TokenError } from "@effect-token/core"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -110,7 +110,11 @@ export interface UserSessions {
     readonly subject: string
     readonly token: AccessToken.AccessToken
     readonly idToken: Option.Option<Redacted.Redacted<string>>
+    /** The DPoP private key (a JWK as JSON) the token is bound to; the session keeps it (see `OidcLogin`'s `dpop`). */
+    readonly dpopKey?: Option.Option<Redacted.Redacted<string>> | undefined
   }) => Effect.Effect<Redacted.Redacted<string>, SessionError>
+  /** The session's DPoP key, when its tokens are DPoP-bound: calls on the user's behalf sign with it. */
+  readonly dpopKey: (id: Redacted.Redacted<string>) => Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
   /** The session, within its idle and absolute expiry (touching the idle one). */
   readonly load: (id: Redacted.Redacted<string>) => Effect.Effect<UserTokenStore.Versioned, SessionError>
   /**
@@ -194,6 +198,7 @@ export const make = (
       loginPath: options.loginPath ?? "/login",
       absoluteTimeout,
       create: engine.create,
+      dpopKey: engine.dpopKey,
       load: engine.load,
       accessToken: (id, resource) => engine.accessToken(id, resource),
       invalidate: (id, token, resource) => engine.invalidate(id, resource, token),
@@ -257,6 +262,8 @@ export interface CurrentSession {
    * token invalidates it and refreshes the session once.
    */
   readonly tokens: (resource?: string | undefined) => TokenCache.TokenCache
+  /** The key the session's tokens are bound to, when they are DPoP tokens. */
+  readonly dpopKey: Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
 }
 
 /**
@@ -364,8 +371,11 @@ export const client = (
   Effect.gen(function*() {
     const user = yield* current
     const http = yield* HttpClient.HttpClient
+    // A DPoP session's calls sign with the session's own key, the one its tokens are bound to.
+    const dpop = Option.getOrUndefined(yield* user.dpopKey)
     return AuthHttpClient.authenticate(http, {
       ...options,
+      ...(dpop === undefined ? {} : { dpop }),
       tokens: user.tokens(options.resource)
     } as AuthHttpClient.AuthenticateOptions)
   })
@@ -407,7 +417,8 @@ const currentOf = (sessions: UserSessions, id: Redacted.Redacted<string>, subjec
   id,
   subject,
   accessToken: (resource) => sessions.accessToken(id, resource),
-  tokens: (resource) => tokensOf(sessions, id, resource)
+  tokens: (resource) => tokensOf(sessions, id, resource),
+  dpopKey: sessions.dpopKey(id)
 })
 
 /** A browser navigation (sent to log in) rather than an API call (answered 401). */

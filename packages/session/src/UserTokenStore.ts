@@ -59,7 +59,15 @@ export class SessionRecord extends Schema.Class<SessionRecord>("@effect-token/se
   /** The login: the start of the absolute expiry. */
   createdAt: Schema.DateTimeUtc,
   /** The last request seen (updated at most once a minute): the start of the idle expiry. */
-  lastSeenAt: Schema.DateTimeUtc
+  lastSeenAt: Schema.DateTimeUtc,
+  /**
+   * The session's DPoP private key (a JWK as JSON) when its tokens are DPoP-bound: they are usable only with it, so
+   * it lives and dies with the session. `Redacted`: only the store's own encoding (encrypted at rest) reveals it.
+   * Optional in the constructor and in records that predate it.
+   */
+  dpopKey: Schema.optionalWith(Schema.OptionFromNullOr(Schema.Redacted(Schema.String)), {
+    default: () => Option.none()
+  })
 }) {}
 
 /**
@@ -88,7 +96,11 @@ export class PendingLogin extends Schema.Class<PendingLogin>("@effect-token/sess
   codeVerifier: Schema.Redacted(Schema.String),
   /** A same-origin path, already checked. */
   returnTo: Schema.String,
-  createdAt: Schema.DateTimeUtc
+  createdAt: Schema.DateTimeUtc,
+  /** The DPoP private key (a JWK as JSON) the login's `dpop_jkt` names; the session keeps it. */
+  dpopKey: Schema.optionalWith(Schema.OptionFromNullOr(Schema.Redacted(Schema.String)), {
+    default: () => Option.none()
+  })
 }) {}
 
 /**

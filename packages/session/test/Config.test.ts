@@ -34,6 +34,12 @@ describe("OidcLogin.config", () => {
       expect(Either.getOrThrow(local).cookie).toEqual({ secure: false })
     }))
 
+  it.effect("DPOP turns on DPoP logins (default off)", () =>
+    Effect.gen(function*() {
+      expect(Either.getOrThrow(yield* read(base)).dpop).toBe(false)
+      expect(Either.getOrThrow(yield* read({ ...base, DPOP: "true" })).dpop).toBe(true)
+    }))
+
   it.effect("a missing client secret is a configuration error", () =>
     Effect.gen(function*() {
       const { CLIENT_SECRET: _secret, ...rest } = base

@@ -37,6 +37,11 @@ export interface Options {
    * that drive the authorization code flow through HTTP or a browser. Default false.
    */
   readonly devInteractions?: boolean | undefined
+  /**
+   * DPoP (RFC 9449, `features.dPoP`): `true` accepts proofs and issues DPoP-bound tokens (`cnf.jkt`); with
+   * `requireNonce` every proof must carry the server's nonce (a nonce secret is generated per run). Default off.
+   */
+  readonly dpop?: boolean | { readonly requireNonce?: boolean | undefined } | undefined
   /** Merged over the harness's configuration, for grants and features a test needs. */
   readonly configuration?: Partial<Configuration> | undefined
   /** Called with the provider before it starts serving, e.g. to register a custom grant type. */
@@ -149,6 +154,14 @@ export const make = (options: Options): Effect.Effect<OidcProvider, never, Scope
             throw new errors.InvalidRequest("client is not authorized to revoke the presented token")
           }
         },
+        ...(options.dpop === undefined || options.dpop === false ? {} : {
+          dPoP: {
+            enabled: true,
+            // oidc-provider wants a Buffer; nonces are only issued when it has a secret.
+            nonceSecret: Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(32))),
+            requireNonce: () => typeof options.dpop === "object" && options.dpop.requireNonce === true
+          }
+        }),
         resourceIndicators: {
           enabled: true,
           defaultResource: () => audience,

@@ -35,3 +35,8 @@ export * as TestResourceServer from "./TestResourceServer.js"
  * @since 0.1.0
  */
 export * as TestTokenSource from "./TestTokenSource.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as DPoPResourceServer from "./DPoPResourceServer.js"

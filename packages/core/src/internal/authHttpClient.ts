@@ -31,6 +31,7 @@ import * as TokenManager from "../TokenManager.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as WwwAuthenticate from "../WwwAuthenticate.js"
 import * as BoundedBody from "./boundedBody.js"
+import * as dpop from "./dpop.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { isTransientStatus } from "./transient.js"
@@ -310,10 +311,11 @@ export const authenticate = <E, R>(
 
   /** One exchange (redirects followed), with `token` attached wherever the client is bound. */
   const send = (request: HttpClientRequest.HttpClientRequest, token: AccessToken.AccessToken) =>
-    redirects.follow(request, maxRedirects, {
+    redirects.follow<E | HttpClientError.RequestError | AuthError, R>(request, maxRedirects, {
       send: (current) => {
         const tokenSent = isBound(current.url)
         if (!tokenSent) return Effect.map(exchange(current), (response) => ({ response, tokenSent }))
+        if (token.type === "DPoP") return sendDPoP(current, token)
         const sent = HttpClientRequest.setHeader(
           current,
           "authorization",
@@ -326,6 +328,48 @@ export const authenticate = <E, R>(
         })
       }
     })
+
+  /**
+   * One hop with a DPoP token: a proof signed for this hop's method and URL (so a redirect, a retry or a nonce
+   * retry each get a fresh one), with `ath` binding it to the token; the server's `DPoP-Nonce` is remembered.
+   */
+  const tokenHash = dpop.athMemo()
+  const sendDPoP = (
+    current: HttpClientRequest.HttpClientRequest,
+    token: AccessToken.AccessToken
+  ): Effect.Effect<
+    { readonly response: HttpClientResponse.HttpClientResponse; readonly tokenSent: boolean },
+    E | HttpClientError.RequestError | AuthError,
+    R
+  > => {
+    const key = options.dpop
+    if (key === undefined) {
+      return Effect.fail(
+        misconfigured("the token is a DPoP token but the client has no DPoP key (dpop): it would be sent without proof")
+      )
+    }
+    const value = Redacted.value(token.value)
+    return Effect.flatMap(
+      Effect.flatten(
+        Effect.zipWith(
+          tokenHash(value),
+          Clock.currentTimeMillis,
+          (ath, now) => dpop.signed(key, { method: current.method, url: current.url }, ath, now)
+        )
+      ),
+      (proof) =>
+        Effect.mapBoth(
+          exchange(HttpClientRequest.setHeaders(current, { authorization: `DPoP ${value}`, dpop: proof })),
+          {
+            onFailure: (error) => tokenlessError(error, current),
+            onSuccess: (response) => {
+              dpop.rememberNonce(key, current.url, response.headers)
+              return { response: viewedThrough(response, current), tokenSent: true }
+            }
+          }
+        )
+    )
+  }
 
   const checkTransient = (
     response: HttpClientResponse.HttpClientResponse,
@@ -352,34 +396,49 @@ export const authenticate = <E, R>(
     params: TokenSource.TokenShape | undefined
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> => {
     // Plain flatMaps rather than a generator: this runs on every request.
-    const once = (retried: boolean): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
+    const once = (
+      retried: boolean,
+      nonceRetried: boolean
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.flatMap(
         getToken(params),
         (token) =>
           Effect.flatMap(send(request, token), ({ response, tokenSent }) =>
             response.status === 401 && tokenSent
-              ? rejectedBy(token, response, retried)
+              ? rejectedBy(token, response, retried, nonceRetried)
               : checkTransient(response, request))
       )
     const rejectedBy = (
       token: AccessToken.AccessToken,
       response: HttpClientResponse.HttpClientResponse,
-      retried: boolean
+      retried: boolean,
+      nonceRetried: boolean
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
         const rejected = yield* detach(response, request, bodyTimeout)
-        if (!retried) {
+        // RFC 9449 §9: the server wants a nonce, not another token. One retry with the nonce and the same token; the
+        // token stays cached. Only with a nonce to use: without one the retry would fail the same way.
+        const nonceChallenge = token.type === "DPoP" && dpop.isResourceNonceChallenge(rejected.headers)
+        if (
+          nonceChallenge && !nonceRetried && dpop.isNonce(rejected.headers["dpop-nonce"]) &&
+          redirects.isReplayable(request)
+        ) {
+          return yield* once(retried, true)
+        }
+        // A nonce challenge is never the token's fault: it is not invalidated, and a server that asks again after
+        // its nonce was sent is not asked a third time.
+        if (!retried && !nonceChallenge) {
           yield* invalidate(params, token)
           if (redirects.isReplayable(request)) {
             unauthorizedRetries.unsafeUpdate(1, [])
             yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
-            return yield* once(true)
+            return yield* once(true, nonceRetried)
           }
         }
         const challenges = WwwAuthenticate.parse(rejected.headers["www-authenticate"] ?? "")
         return yield* new TokenRejected({ request, response: rejected, challenges, retried })
       })
-    return once(false)
+    return once(false, false)
   }
 
   /**

@@ -31,7 +31,16 @@ export const shapeParams = (shape: TokenShape): Array<[string, string]> => {
 
 /** A cache key from non-secret parts. JSON keeps parts with separators in them from colliding. */
 export const keyOf = (grant: string, endpoint: EndpointOptions, shape: TokenShape, ...more: Array<string>): string =>
-  JSON.stringify([grant, endpointKey(endpoint.tokenUrl), endpoint.clientAuth.clientId, shapeParams(shape), ...more])
+  JSON.stringify([
+    grant,
+    endpointKey(endpoint.tokenUrl),
+    endpoint.clientAuth.clientId,
+    shapeParams(shape),
+    ...more,
+    // A DPoP token is bound to one key: a new key means new tokens. A pair, so no `more` part can spell it; absent
+    // without DPoP, so the keys of bearer sources (and their shared records) are unchanged.
+    ...(endpoint.dpop === undefined ? [] : [["dpop", endpoint.dpop.thumbprint]])
+  ])
 
 /**
  * A discovered endpoint is known by its issuer: the URL is not known before the first fetch. A pair, not a prefixed
@@ -54,7 +63,8 @@ export const requester = (
       clientAuth: options.clientAuth,
       attemptTimeout: options.attemptTimeout,
       defaultLifetime: options.defaultLifetime,
-      maxResponseBytes: options.maxResponseBytes
+      maxResponseBytes: options.maxResponseBytes,
+      dpop: options.dpop
     }
     if (!Discovery.isDiscovery(tokenUrl)) {
       return TokenEndpoint.makeWith(client, { ...endpointOptions, tokenUrl }).request

@@ -4,7 +4,7 @@
  * holds the spent refresh token gets the rotation's result instead of spending the token again.
  */
 import type { ClientAuth, Discovery } from "@effect-token/core"
-import { AccessToken, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
+import { AccessToken, DPoP, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
@@ -82,7 +82,10 @@ export interface Engine {
     readonly subject: string
     readonly token: AccessToken.AccessToken
     readonly idToken: Option.Option<Redacted.Redacted<string>>
+    readonly dpopKey?: Option.Option<Redacted.Redacted<string>> | undefined
   }) => Effect.Effect<Redacted.Redacted<string>, SessionError>
+  /** The session's DPoP key, when its tokens are DPoP-bound. */
+  readonly dpopKey: (id: Redacted.Redacted<string>) => Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
   readonly load: (id: Redacted.Redacted<string>) => Effect.Effect<UserTokenStore.Versioned, SessionError>
   readonly accessToken: (
     id: Redacted.Redacted<string>,
@@ -109,6 +112,37 @@ export const make = (
     const settled = new Map<string, Settled>()
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
+    /**
+     * Imported DPoP keys by session id, so a request does not import the key again (and the key's nonce memory
+     * lasts). Bounded: the least recently imported goes first; a dropped one is imported again when needed.
+     */
+    const keys = new Map<string, { readonly jwk: string; readonly key: DPoP.DPoPKey }>()
+    const dpopKeyOf = (
+      id: Redacted.Redacted<string>,
+      record: UserTokenStore.SessionRecord
+    ): Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError> => {
+      if (Option.isNone(record.dpopKey)) return Effect.succeed(Option.none())
+      const jwk = Redacted.value(record.dpopKey.value)
+      const cached = keys.get(Redacted.value(id))
+      if (cached !== undefined && cached.jwk === jwk) return Effect.succeed(Option.some(cached.key))
+      return Effect.try({
+        try: () => JSON.parse(jwk) as Record<string, unknown>,
+        catch: () => fail(new SessionRejected({ description: "the session's DPoP key is unreadable" }), "session")
+      }).pipe(
+        Effect.flatMap((parsed) =>
+          Effect.mapError(
+            DPoP.fromPrivateJwk(Redacted.make(parsed)),
+            () => fail(new SessionRejected({ description: "the session's DPoP key is unreadable" }), "session")
+          )
+        ),
+        Effect.map((key) => {
+          keys.set(Redacted.value(id), { jwk, key })
+          if (keys.size > maxCachedKeys) keys.delete(keys.keys().next().value!)
+          return Option.some(key)
+        })
+      )
+    }
+
     const ttlOf = (record: UserTokenStore.SessionRecord, at: number) =>
       UserTokenStore.timeToLive(record, DateTime.unsafeMake(at), settings)
 
@@ -122,7 +156,8 @@ export const make = (
           idToken: input.idToken,
           resourceTokens: {},
           createdAt: DateTime.unsafeMake(at),
-          lastSeenAt: DateTime.unsafeMake(at)
+          lastSeenAt: DateTime.unsafeMake(at),
+          dpopKey: input.dpopKey ?? Option.none()
         })
         // A new id for every login (session fixation): 32 random bytes, never one the browser brought.
         for (let attempt = 0; attempt < 3; attempt++) {
@@ -192,11 +227,14 @@ export const make = (
             clear: Effect.void,
             withLock: (effect) => effect
           }
+          // A DPoP session refreshes with its own key: the new tokens stay bound to it.
+          const dpop = yield* dpopKeyOf(id, current.record)
           const source = yield* RefreshToken.make({
             tokenUrl: settings.discovery,
             clientAuth: settings.clientAuth,
             resource,
-            attemptTimeout: settings.attemptTimeout
+            attemptTimeout: settings.attemptTimeout,
+            dpop: Option.getOrUndefined(dpop)
           }).pipe(Effect.provideService(RefreshTokenStore.RefreshTokenStore, refreshStore), Effect.provide(context))
           const token = yield* source.fetch.pipe(
             Effect.catchTag("TokenError", (error) =>
@@ -356,11 +394,18 @@ export const make = (
       Effect.gen(function*() {
         const found = yield* store.get(id)
         yield* store.delete(id)
+        keys.delete(Redacted.value(id))
         return Option.map(found, (v) => v.record)
       })
 
-    return { create, load, accessToken, invalidate, end }
+    const dpopKey: Engine["dpopKey"] = (id) =>
+      Effect.flatMap(read(id, "session"), (found) => dpopKeyOf(id, found.record))
+
+    return { create, dpopKey, load, accessToken, invalidate, end }
   })
+
+/** Imported DPoP keys kept per process: one per active DPoP session, up to this many. */
+const maxCachedKeys = 10_000
 
 const isUsable = (state: Freshness) => state === "Fresh" || state === "NoExpiry"
 

@@ -1,5 +1,6 @@
 import { ClientAuth } from "@effect-token/core"
 import { OidcLogin, UserSession, UserTokenStore } from "@effect-token/session"
+import { DPoPResourceServer } from "@effect-token/testing"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -51,7 +52,14 @@ const startApi = (as: OidcProvider.OidcProvider) =>
  */
 export type App = Effect.Effect.Success<ReturnType<typeof start>>
 
-export const start = (options: { readonly accessTokenTtl?: number; readonly codeTtl?: number } = {}) =>
+export const start = (
+  options: {
+    readonly accessTokenTtl?: number
+    readonly codeTtl?: number
+    /** DPoP logins (`OidcLogin`'s `dpop`), `/orders` served by the testing kit's DPoP-verifying resource server. */
+    readonly dpop?: boolean
+  } = {}
+) =>
   Effect.gen(function*() {
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { port: 0, host: "127.0.0.1" })
     const address = server.address as HttpServer.TcpAddress
@@ -72,9 +80,13 @@ export const start = (options: { readonly accessTokenTtl?: number; readonly code
       configuration: {
         rotateRefreshToken: true,
         ...(options.codeTtl === undefined ? {} : { ttl: { AuthorizationCode: options.codeTtl } })
-      }
+      },
+      dpop: options.dpop === true
     })
     const api = yield* startApi(as)
+    const dpopApi = options.dpop === true
+      ? yield* DPoPResourceServer.make({ jwks: as.jwks, issuer: as.issuer, audience: as.audience })
+      : undefined
     const store = yield* UserTokenStore.makeMemory()
     const clientAuth = ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(clientSecret) })
     const auth = OidcLogin.layerAll({
@@ -85,7 +97,8 @@ export const start = (options: { readonly accessTokenTtl?: number; readonly code
       scope: "openid offline_access api:read",
       // oidc-provider grants offline_access only with an explicit consent prompt.
       authorizationParams: { prompt: "consent" },
-      cookie: { secure: false }
+      cookie: { secure: false },
+      dpop: options.dpop === true
     }).pipe(
       Layer.provide(Layer.succeed(UserTokenStore.UserTokenStore, store)),
       Layer.provide(NodeHttpClient.layerUndici)
@@ -103,7 +116,7 @@ export const start = (options: { readonly accessTokenTtl?: number; readonly code
       HttpRouter.get(
         "/orders",
         Effect.gen(function*() {
-          const client = yield* UserSession.client({ baseUrl: api.url })
+          const client = yield* UserSession.client({ baseUrl: dpopApi?.url ?? api.url })
           const response = yield* client.get("/orders")
           return HttpServerResponse.unsafeJson({ status: response.status, body: yield* response.json })
         }).pipe(Effect.scoped)
@@ -111,5 +124,5 @@ export const start = (options: { readonly accessTokenTtl?: number; readonly code
       HttpRouter.concat(login.router)
     )
     yield* server.serve(UserSession.middleware(routes).pipe(Effect.provide(context)))
-    return { appUrl, as, api, store, login }
+    return { appUrl, as, api, dpopApi, store, login }
   })
