@@ -29,6 +29,7 @@ describe("the built packages", () => {
         "Backoff",
         "ClientAuth",
         "ClientCredentials",
+        "DPoP",
         "Discovery",
         "Password",
         "RefreshToken",
