@@ -39,7 +39,8 @@ describe("DPoP proofs", () => {
     expect(DPoP.htu("HTTPS://API.Example.com:443/a/../orders?page=2#top")).toBe("https://api.example.com/orders")
     expect(DPoP.htu("http://127.0.0.1:8080")).toBe("http://127.0.0.1:8080/")
     expect(DPoP.htu("https://api.example/x?")).toBe("https://api.example/x")
-    expect(DPoP.htu("https://user:pw@api.example/%7Euser/")).toBe("https://user:pw@api.example/%7Euser/")
+    // Userinfo is not part of the target URI, and a proof must never carry a password.
+    expect(DPoP.htu("https://user:pw@api.example/%7Euser/")).toBe("https://api.example/%7Euser/")
   })
 
   it("property: htu is idempotent, has no query or fragment, and keeps origin and path", () => {
@@ -51,6 +52,7 @@ describe("DPoP proofs", () => {
         expect(once.includes("?") || once.includes("#")).toBe(false)
         expect(new URL(once).origin).toBe(parsed.origin)
         expect(new URL(once).pathname).toBe(parsed.pathname)
+        expect(new URL(once).username + new URL(once).password).toBe("")
       })
     )
   })

@@ -52,6 +52,9 @@ export const htu = (url: string): string => {
   const parsed = new URL(url)
   parsed.search = ""
   parsed.hash = ""
+  // Userinfo is not part of the target URI (RFC 9110 §4.2.4), and a proof is logged by servers: never a password.
+  parsed.username = ""
+  parsed.password = ""
   return parsed.href
 }
 
