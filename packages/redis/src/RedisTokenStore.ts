@@ -399,7 +399,7 @@ export const layerConfig = (
 
 /**
  * A `TokenSource` whose fetches are shared through Redis, plus the compare-and-clear a `TokenCache` calls when a
- * resource server rejects a token (`invalidate`, which core's `TokenSource` is gaining as an optional member).
+ * resource server rejects a token (`invalidate`, the optional member of core's `TokenSource` that the cache calls).
  *
  * @example
  * ```ts

@@ -362,9 +362,8 @@ export const shared = (
       Effect.withSpan("effect-token/redis.shared.fetch", { attributes: { "effect_token.redis.prefix": store.prefix } })
     )
 
-    // Core's TokenSource is gaining this optional member; a wrapped source that has it (another wrapper) hears of
-    // the rejection too.
-    const inner = (source as { readonly invalidate?: SharedTokenSource["invalidate"] }).invalidate
+    // A wrapped source with an `invalidate` of its own (another wrapper) hears of the rejection too.
+    const inner = source.invalidate
     const invalidate = (token: AccessToken.AccessToken): Effect.Effect<void> =>
       Effect.zipRight(
         Effect.ignore(guard(store.clear(keys, token))),
