@@ -16,55 +16,16 @@ import { TokenCache } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { Effect, Redacted } from "effect"
-import type { Scope } from "effect"
-import { spawn, spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import * as Net from "node:net"
 import * as Path from "node:path"
+import * as RedisServer from "../src/RedisServer.js"
 import type { Benchmark, Row } from "./harness.js"
 import { benchDirectory, BenchSettings, Goal, median, now, percentile, row } from "./harness.js"
 import { countingSource } from "./support.js"
 
 const name = "redis-cluster"
-
-const freePort = Effect.async<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
-  })
-})
-
-const ping = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = Net.connect(port, "127.0.0.1")
-    socket.once("data", (data) => {
-      socket.destroy()
-      resolve(data.toString().startsWith("+PONG"))
-    })
-    socket.once("error", () => resolve(false))
-    socket.once("connect", () => socket.write("PING\r\n"))
-  })
-
-/** A redis-server on a free port, stopped with the scope. */
-const redisServer: Effect.Effect<string, Error, Scope.Scope> = Effect.gen(function*() {
-  const port = yield* freePort
-  const child = yield* Effect.acquireRelease(
-    Effect.sync(() =>
-      spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-        stdio: "ignore"
-      })
-    ),
-    (child) => Effect.sync(() => child.kill("SIGKILL"))
-  )
-  for (let i = 0; i < 100; i++) {
-    if (yield* Effect.promise(() => ping(port))) return `redis://127.0.0.1:${port}`
-    if (child.exitCode !== null) break
-    yield* Effect.sleep("50 millis")
-  }
-  return yield* Effect.fail(new Error("redis-server did not start"))
-})
 
 interface InstanceReport {
   readonly tokens: number
@@ -236,20 +197,18 @@ const hotPathRows = (redisUrl: string) =>
     ] satisfies ReadonlyArray<Row>
   })
 
-const hasRedisServer = () => spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0
-
 export const benchmark: Benchmark = {
   name,
   description: "8 processes sharing tokens through Redis vs each on its own; hot path with and without the store",
   run: Effect.gen(function*() {
-    if (!hasRedisServer()) {
+    if (!RedisServer.isInstalled()) {
       return [row(name, {
         metric: "not measured: redis-server is not installed (scripts/system-deps.sh installs it)",
         unit: "",
         ours: 0
       })]
     }
-    const redisUrl = yield* redisServer
+    const redisUrl = (yield* RedisServer.make).url
     const hot = yield* hotPathRows(redisUrl)
     const fleet = yield* fleetRows(redisUrl)
     return [...fleet, ...hot]

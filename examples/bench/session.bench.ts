@@ -24,10 +24,8 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { DateTime, Effect, Option, Redacted } from "effect"
-import type { Scope } from "effect"
-import { spawn, spawnSync } from "node:child_process"
 import * as Http from "node:http"
-import * as Net from "node:net"
+import * as RedisServer from "../src/RedisServer.js"
 import type { Benchmark, Row } from "./harness.js"
 import { BenchSettings, Goal, heapUsed, median, now, row } from "./harness.js"
 import { getText, timeEach, undiciClient } from "./support.js"
@@ -253,46 +251,6 @@ const memoryStoreRows = Effect.gen(function*() {
   ] satisfies ReadonlyArray<Row>
 })
 
-const freePort = Effect.async<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
-  })
-})
-
-const ping = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = Net.connect(port, "127.0.0.1")
-    socket.once("data", (data) => {
-      socket.destroy()
-      resolve(data.toString().startsWith("+PONG"))
-    })
-    socket.once("error", () => resolve(false))
-    socket.once("connect", () => socket.write("PING\r\n"))
-  })
-
-/** A redis-server on a free port, stopped with the scope. */
-const redisServer: Effect.Effect<string, Error, Scope.Scope> = Effect.gen(function*() {
-  const port = yield* freePort
-  const child = yield* Effect.acquireRelease(
-    Effect.sync(() =>
-      spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-        stdio: "ignore"
-      })
-    ),
-    (child) => Effect.sync(() => child.kill("SIGKILL"))
-  )
-  for (let i = 0; i < 100; i++) {
-    if (yield* Effect.promise(() => ping(port))) return `redis://127.0.0.1:${port}`
-    if (child.exitCode !== null) break
-    yield* Effect.sleep("50 millis")
-  }
-  return yield* Effect.fail(new Error("redis-server did not start"))
-})
-
-const hasRedisServer = () => spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0
-
 const redisUsedMemory = (client: RedisClient.RedisClient) =>
   Effect.map(client.send<string>("INFO", "memory"), (info) => Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN))
 
@@ -300,14 +258,14 @@ const redisStoreRows = Effect.gen(function*() {
   const { pick } = yield* BenchSettings
   // Quick mode: fewer, since each one is a Redis round trip and two Web Crypto calls.
   const count = pick(100_000, 1_000)
-  if (!hasRedisServer()) {
+  if (!RedisServer.isInstalled()) {
     return [row(name, {
       metric: "Redis store: not measured, redis-server is not installed (scripts/system-deps.sh installs it)",
       unit: "",
       ours: 0
     })]
   }
-  const client = yield* RedisClient.makeIoredis({ url: yield* redisServer })
+  const client = yield* RedisClient.makeIoredis({ url: (yield* RedisServer.make).url })
   const keyRing = yield* KeyRing.make([{
     kid: "bench",
     key: Redacted.make(crypto.getRandomValues(new Uint8Array(32)))

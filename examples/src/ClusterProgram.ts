@@ -11,70 +11,21 @@ import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Array as Arr, Effect, Redacted } from "effect"
 import type { Scope } from "effect"
-import { spawn, spawnSync } from "node:child_process"
-import * as Net from "node:net"
 import * as AuthServer from "./AuthServer.js"
 import * as ProtectedApi from "./ProtectedApi.js"
+import * as RedisServer from "./RedisServer.js"
 import * as Story from "./Story.js"
 
 const instanceCount = 4
 
-export interface Redis {
-  readonly url: string
-  readonly stop: Effect.Effect<void>
-  readonly start: Effect.Effect<void>
-}
-
 export interface ClusterEnv {
   readonly authServer: AuthServer.AuthServer
   readonly api: ProtectedApi.ProtectedApi
-  readonly redis: Redis
+  readonly redis: RedisServer.RedisServer
 }
 
 /** Whether `redis-server` is on the PATH. */
-export const hasRedisServer = (): boolean => spawnSync("redis-server", ["--version"], { stdio: "ignore" }).status === 0
-
-const freePort = Effect.async<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
-  })
-})
-
-const answers = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = Net.connect(port, "127.0.0.1")
-    socket.once("data", (data) => {
-      socket.destroy()
-      resolve(data.toString().startsWith("+PONG"))
-    })
-    socket.once("error", () => resolve(false))
-    socket.once("connect", () => socket.write("PING\r\n"))
-  })
-
-/** A throwaway redis-server on 127.0.0.1 (no persistence), killed with the scope. */
-export const startRedis: Effect.Effect<Redis, Story.StoryFailure, Scope.Scope> = Effect.gen(function*() {
-  const port = yield* freePort
-  let child: ReturnType<typeof spawn> | undefined
-  const start = Effect.gen(function*() {
-    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore"
-    })
-    for (let i = 0; i < 100; i++) {
-      if (yield* Effect.promise(() => answers(port))) return
-      yield* Effect.sleep("50 millis")
-    }
-    return yield* new Story.StoryFailure({ message: `redis-server did not start on port ${port}` })
-  })
-  const stop = Effect.sync(() => {
-    child?.kill("SIGKILL")
-    child = undefined
-  })
-  yield* Effect.addFinalizer(() => stop)
-  yield* start
-  return { url: `redis://127.0.0.1:${port}`, stop, start: Effect.orDie(start) }
-})
+export const hasRedisServer = RedisServer.isInstalled
 
 type Client = HttpClient.HttpClient.With<unknown>
 
@@ -244,7 +195,10 @@ export const stories: ReadonlyArray<Story.Story<ClusterEnv, HttpClient.HttpClien
 /** Starts Redis and both servers, tells the story, stops everything. Needs an `HttpClient`. */
 export const program = Effect.scoped(
   Effect.gen(function*() {
-    const redis = yield* startRedis
+    const redis = yield* Effect.mapError(
+      RedisServer.make,
+      (error) => new Story.StoryFailure({ message: error.message })
+    )
     const authServer = yield* AuthServer.make({ accessTokenTtl: 3 })
     const api = yield* ProtectedApi.make({
       issuer: authServer.issuer,

@@ -3,14 +3,14 @@ import { KeyRing } from "@effect-token/redis"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Redacted } from "effect"
 import * as AuthServer from "../src/AuthServer.js"
-import { startRedis } from "../src/ClusterProgram.js"
 import * as ProtectedApi from "../src/ProtectedApi.js"
 import { ApiLive, listInvoices } from "../src/readme/redis.js"
+import * as RedisServer from "../src/RedisServer.js"
 
 describe("the README's Redis set-up (examples/src/readme/redis.ts)", () => {
   it.live("two instances configured alike share one token through a real redis-server", () =>
     Effect.gen(function*() {
-      const redis = yield* startRedis
+      const redis = yield* RedisServer.make
       const authServer = yield* AuthServer.make()
       const api = yield* ProtectedApi.make(authServer)
       const secret = (authServer.clientAuth as ClientAuth.ClientSecretBasic).clientSecret

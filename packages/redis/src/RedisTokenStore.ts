@@ -16,11 +16,10 @@
 import type { AccessToken } from "@effect-token/core"
 import { TokenSource } from "@effect-token/core"
 import * as Config from "effect/Config"
-import * as ConfigError from "effect/ConfigError"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Queue from "effect/Queue"
@@ -351,14 +350,7 @@ export interface ConfigOptions extends Omit<Options, "keyRing"> {
  */
 export const config: Config.Config<ConfigOptions> = Config.all({
   keys: KeyRing.keysConfig,
-  prefix: Config.string("REDIS_TOKEN_PREFIX").pipe(
-    Config.withDefault(internal.defaultPrefix),
-    Config.mapOrFail((prefix) =>
-      internal.validPrefix(prefix)
-        ? Either.right(prefix)
-        : Either.left(ConfigError.InvalidData(["REDIS_TOKEN_PREFIX"], "must be non-empty, without { or }"))
-    )
-  ),
+  prefix: internal.prefixConfig,
   leaseTtl: Config.option(Config.duration("REDIS_TOKEN_LEASE_TTL")),
   waitTimeout: Config.option(Config.duration("REDIS_TOKEN_WAIT_TIMEOUT")),
   pollInterval: Config.option(Config.duration("REDIS_TOKEN_POLL_INTERVAL")),

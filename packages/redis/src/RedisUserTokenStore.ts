@@ -24,10 +24,9 @@
  */
 import { UserTokenStore } from "@effect-token/session"
 import * as Config from "effect/Config"
-import * as ConfigError from "effect/ConfigError"
+import type * as ConfigError from "effect/ConfigError"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
@@ -207,14 +206,7 @@ export interface ConfigOptions extends Omit<Options, "keyRing"> {
  */
 export const config: Config.Config<ConfigOptions> = Config.all({
   keys: KeyRing.keysConfig,
-  prefix: Config.string("REDIS_TOKEN_PREFIX").pipe(
-    Config.withDefault(prefixes.defaultPrefix),
-    Config.mapOrFail((prefix) =>
-      prefixes.validPrefix(prefix)
-        ? Either.right(prefix)
-        : Either.left(ConfigError.InvalidData(["REDIS_TOKEN_PREFIX"], "must be non-empty, without { or }"))
-    )
-  ),
+  prefix: prefixes.prefixConfig,
   lockTtl: Config.option(Config.duration("SESSION_LOCK_TTL")),
   pollInterval: Config.option(Config.duration("SESSION_LOCK_POLL_INTERVAL"))
 }).pipe(Config.map((c): ConfigOptions => ({

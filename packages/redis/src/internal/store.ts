@@ -32,7 +32,7 @@ import { makeHealth } from "./health.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
-export { defaultPrefix, validPrefix } from "./prefix.js"
+export { defaultPrefix, prefixConfig, validPrefix } from "./prefix.js"
 
 export const defaults = {
   leaseTtl: Duration.seconds(15),
