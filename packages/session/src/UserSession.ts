@@ -118,6 +118,15 @@ export interface UserSessions {
   /** The session, within its idle and absolute expiry (touching the idle one). */
   readonly load: (id: Redacted.Redacted<string>) => Effect.Effect<UserTokenStore.Versioned, SessionError>
   /**
+   * As {@link accessToken}, for a session `load` has just read: the record is not read again (the middleware's
+   * path, one store read per request).
+   */
+  readonly accessTokenOf: (
+    id: Redacted.Redacted<string>,
+    loaded: UserTokenStore.Versioned,
+    resource?: string | undefined
+  ) => Effect.Effect<AccessToken.AccessToken, SessionError>
+  /**
    * The session's access token (or its token for `resource`), refreshed when due, once per session however many
    * requests ask at once.
    */
@@ -200,6 +209,7 @@ export const make = (
       create: engine.create,
       dpopKey: engine.dpopKey,
       load: engine.load,
+      accessTokenOf: (id, loaded, resource) => engine.accessTokenOf(id, loaded, resource),
       accessToken: (id, resource) => engine.accessToken(id, resource),
       invalidate: (id, token, resource) => engine.invalidate(id, resource, token),
       end: engine.end
@@ -524,7 +534,11 @@ export const middleware = <E, R>(
           // The token now, so that a rejected session is known before the app runs; a transient failure still
           // lets the request through (it may not need the token, and the user stays signed in).
           Effect.as(
-            Effect.catchIf(sessions.accessToken(id), (e) => e.reason._tag === "Unavailable", () => Effect.void),
+            Effect.catchIf(
+              sessions.accessTokenOf(id, found),
+              (e) => e.reason._tag === "Unavailable",
+              () => Effect.void
+            ),
             found
           ))
       )

@@ -383,6 +383,21 @@ describe("UserSession: middleware", () => {
       expect(response.status).toBe(200)
     }))
 
+  it.scoped("a signed-in request with a fresh token reads the store once (a Redis round trip per request, not two)", () =>
+    Effect.gen(function*() {
+      const memory = yield* UserTokenStore.makeMemory()
+      let reads = 0
+      const store: UserTokenStore.UserTokenStore = {
+        ...memory,
+        get: (id) => Effect.zipRight(Effect.sync(() => reads++), memory.get(id))
+      }
+      const { login, sessions } = yield* setup({ store, cookie: { secure: false } })
+      const id = yield* login()
+      const response = yield* run(sessions, { cookie: `session=${Redacted.value(id)}` })
+      expect(response.status).toBe(200)
+      expect(reads).toBe(1)
+    }))
+
   it.scoped("a tampered or unknown cookie: 401 and the cookie expired", () =>
     Effect.gen(function*() {
       const { sessions } = yield* setup({ cookie: { secure: false } })

@@ -87,6 +87,11 @@ export interface Engine {
   /** The session's DPoP key, when its tokens are DPoP-bound. */
   readonly dpopKey: (id: Redacted.Redacted<string>) => Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
   readonly load: (id: Redacted.Redacted<string>) => Effect.Effect<UserTokenStore.Versioned, SessionError>
+  readonly accessTokenOf: (
+    id: Redacted.Redacted<string>,
+    loaded: UserTokenStore.Versioned,
+    resource: string | undefined
+  ) => Effect.Effect<AccessToken.AccessToken, SessionError>
   readonly accessToken: (
     id: Redacted.Redacted<string>,
     resource: string | undefined
@@ -401,7 +406,7 @@ export const make = (
     const dpopKey: Engine["dpopKey"] = (id) =>
       Effect.flatMap(read(id, "session"), (found) => dpopKeyOf(id, found.record))
 
-    return { create, dpopKey, load, accessToken, invalidate, end }
+    return { create, dpopKey, load, accessTokenOf: ensure, accessToken, invalidate, end }
   })
 
 /** Imported DPoP keys kept per process: one per active DPoP session, up to this many. */
