@@ -145,8 +145,9 @@ const revoked = Story.step<ClusterEnv, number, never>("a revoked token", (env, r
     const { ok, statuses } = yield* callEverywhere(results.get(startInstances), env.api.url, 10)
     const issued = tokensIssued(env) - before
     yield* Story.expect(ok, `expected 200s, got ${summary(statuses)}`)
-    // At most one: a refresh that landed just before the revocation already brought a token the API never saw.
-    yield* Story.expect(issued <= 1, `expected at most 1 new token for the cluster, saw ${issued}`)
+    // One for the revocation, shared by every instance (alone, each would fetch its own). With 3 s tokens the regular
+    // refresh may fall due in the same moment and add one; a refresh just before it may have made it none.
+    yield* Story.expect(issued <= 2, `expected one new token for the cluster, saw ${issued}`)
     return {
       summary: `The API revokes the ${count} token(s) it accepted; ${statuses.length} calls across the instances -> ` +
         `each instance's 401 clears the shared token only if it is still the rejected one: ${issued} new token, ` +
