@@ -68,8 +68,31 @@ export interface TokenEndpoint {
   /**
    * Sends one grant (`params` must include `grant_type`) and decodes the answer. An RFC 6749 §5.2 error body is an
    * `OAuthError` whatever the status, 2xx included: some servers (GitHub) answer a failed grant with 200.
+   *
+   * The token's lifetime counts from the moment the request was sent (its `issuedAt`), not from when the answer
+   * was read: `expires_in` counts from the server's answer, which a slow network or a paused process can deliver
+   * late, and a token must never be believed valid for longer than it is.
    */
-  readonly request: (params: Params) => Effect.Effect<AccessToken.AccessToken, TokenError>
+  readonly request: (params: Params, options?: RequestOptions) => Effect.Effect<AccessToken.AccessToken, TokenError>
+}
+
+/**
+ * Per-request settings.
+ *
+ * @example
+ * ```ts
+ * import type { TokenEndpoint } from "@effect-token/core"
+ *
+ * // A refresh whose answer is still read long after its caller stopped waiting.
+ * const options: TokenEndpoint.RequestOptions = { attemptTimeout: "60 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions {
+  /** Overrides the endpoint's `attemptTimeout` for this request. */
+  readonly attemptTimeout?: Duration.DurationInput | undefined
 }
 
 /** RFC 8693 §2.1: the one grant whose answer may carry `token_type` `N_A`. */
@@ -114,7 +137,7 @@ export const make = (options: Options): Effect.Effect<TokenEndpoint, never, Http
  */
 export const makeWith = (client: HttpClient.HttpClient, options: Options): TokenEndpoint => {
   const url = options.tokenUrl.toString()
-  const timeout = Duration.decode(options.attemptTimeout ?? defaultTimeout)
+  const defaultAttemptTimeout = Duration.decode(options.attemptTimeout ?? defaultTimeout)
   const defaultLifetime = Option.map(Option.fromNullable(options.defaultLifetime), Duration.decode)
   const clientId = options.clientAuth.clientId
   const authMethod = ClientAuth.method(options.clientAuth)
@@ -122,11 +145,14 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   const maxResponseBytes = options.maxResponseBytes ?? endpoint.defaultMaxResponseBytes
   const key = options.dpop
 
-  const request = (params: Params): Effect.Effect<AccessToken.AccessToken, TokenError> => {
+  const request = (params: Params, requestOptions?: RequestOptions): Effect.Effect<AccessToken.AccessToken, TokenError> => {
     const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
     const operation = `${grantType} grant`
+    const timeout = requestOptions?.attemptTimeout === undefined
+      ? defaultAttemptTimeout
+      : Duration.decode(requestOptions.attemptTimeout)
     // One attempt: credentials (a `private_key_jwt` assertion) and the DPoP proof are made anew for each.
-    const send = Effect.gen(function*() {
+    const attempt = Effect.gen(function*() {
       const credentials = yield* ClientAuth.credentials(options.clientAuth, url)
       const form = endpoint.formPost(url, params, credentials)
       if (key === undefined) {
@@ -150,13 +176,14 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
       dpop.rememberNonce(key, url, exchange.response.headers)
       return exchange
     })
+    // The lifetime of the answer's token counts from here, before a byte is sent.
+    const send = Effect.zip(DateTime.now, attempt)
     return Effect.gen(function*() {
-      let exchange = yield* send
+      let [sentAt, exchange] = yield* send
       // RFC 9449 §8: the server wants a nonce. One retry with it, never more (a server that keeps asking is failing).
-      if (key !== undefined && isNonceChallenge(exchange)) exchange = yield* send
-      const now = yield* DateTime.now
+      if (key !== undefined && isNonceChallenge(exchange)) [sentAt, exchange] = yield* send
       const tokenExchange = grantType === tokenExchangeGrant
-      const token = yield* decodeResponse(exchange, { operation, now, defaultLifetime, tokenExchange })
+      const token = yield* decodeResponse(exchange, { operation, now: sentAt, defaultLifetime, tokenExchange })
       if (key !== undefined && token.type !== "DPoP") {
         // A Bearer token would be sent without proof, and the server did not bind it to the key: refuse it.
         return yield* new TokenError({

@@ -151,6 +151,29 @@ describe("TokenCache", () => {
       expect(yield* test.fetches).toBe(3)
     }))
 
+  it.scoped("a token whose lifetime ran out on its way is a miss: fetched again, never a failure", () =>
+    Effect.gen(function*() {
+      // A 10 s token that takes 12 s to arrive (a paused process, a starved CPU), then one on time.
+      const test = yield* testSource({ script: [succeed({ lifetime: "10 seconds", delay: "12 seconds" })] })
+      const cache = yield* TokenCache.make(test.source, { skew: "1 second" })
+      const getting = yield* Effect.fork(cache.get)
+      yield* TestClock.adjust("12 seconds")
+      expect(valueOf(yield* Fiber.join(getting))).toBe("token-2")
+      expect(yield* test.fetches).toBe(2)
+    }))
+
+  it.scoped("a source whose every token arrives late fails after a few fetches, each a miss", () =>
+    Effect.gen(function*() {
+      const test = yield* testSource({ lifetime: "10 seconds", delay: "12 seconds" })
+      const cache = yield* TokenCache.make(test.source, { skew: "1 second" })
+      const getting = yield* Effect.fork(Effect.flip(cache.get))
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("12 seconds")
+      const error = yield* Fiber.join(getting)
+      expect(error.reason._tag).toBe("MalformedResponse")
+      expect(error.message).toMatch(/already expired/)
+      expect(yield* test.fetches).toBe(3)
+    }))
+
   it.scoped("refresh ahead: the first get in the window starts one background refresh and returns the old token", () =>
     Effect.gen(function*() {
       const test = yield* testSource({ delay: "5 seconds", lifetime: "100 seconds" })
@@ -158,8 +181,8 @@ describe("TokenCache", () => {
       const first = yield* Effect.fork(cache.get)
       yield* TestClock.adjust("5 seconds")
       expect(valueOf(yield* Fiber.join(first))).toBe("token-1")
-      // token-1 was issued at 5 s and expires at 105 s; its refresh window opens at 95 s.
-      yield* TestClock.adjust(Duration.millis(89_999))
+      // token-1 was requested at 0 s (it arrived at 5 s) and expires at 100 s; its refresh window opens at 90 s.
+      yield* TestClock.adjust(Duration.millis(84_999))
       expect(valueOf(yield* cache.get)).toBe("token-1")
       expect(yield* test.fetches).toBe(1)
       yield* TestClock.adjust(Duration.millis(1))
@@ -180,8 +203,8 @@ describe("TokenCache", () => {
       const first = yield* Effect.fork(cache.get)
       yield* TestClock.adjust("8 seconds")
       yield* Fiber.join(first)
-      // token-1: issued at 8 s, valid until 68 s; the refresh takes 8 s, so its window opens 16 s before (at 52 s).
-      yield* TestClock.adjust("54 seconds")
+      // token-1: requested at 0 s, valid until 60 s; the refresh takes 8 s, so its window opens 16 s before (at 44 s).
+      yield* TestClock.adjust("46 seconds")
       expect(valueOf(yield* cache.get)).toBe("token-1")
       expect((yield* cache.state)._tag).toBe("Refreshing")
       yield* test.awaitFetches(2)

@@ -159,6 +159,35 @@ describe("TokenEndpoint request encoding", () => {
       expect(Option.map(token.refreshToken, Redacted.value)).toEqual(Option.some(refreshToken))
     }))
 
+  it.effect("a slow answer: the lifetime counts from when the request was sent, not from when it arrived", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_700_000_000_000)
+      // The server answers `expires_in: 300` after 4 s on the way (a slow link, a paused process): the token has
+      // 296 s left when it arrives, and believing 300 would hand it out 4 s past its end.
+      const slow = HttpClient.make((request) =>
+        Effect.as(Effect.sleep("4 seconds"), HttpClientResponse.fromWeb(request, json(200, tokenBody)))
+      )
+      const fiber = yield* Effect.fork(TokenEndpoint.makeWith(slow, { tokenUrl, clientAuth: basic }).request(grant))
+      yield* TestClock.adjust("4 seconds")
+      const token = yield* Fiber.join(fiber)
+      expect(token.issuedAt.epochMillis).toBe(1_700_000_000_000)
+      expect(Option.getOrThrow(token.expiresAt).epochMillis).toBe(1_700_000_300_000)
+    }))
+
+  it.effect("a per-request attemptTimeout replaces the endpoint's for that request only", () =>
+    Effect.gen(function*() {
+      const hangs = HttpClient.make(() => Effect.never)
+      const endpoint = TokenEndpoint.makeWith(hangs, { tokenUrl, clientAuth: basic, attemptTimeout: "2 seconds" })
+      const long = yield* Effect.fork(endpoint.request(grant, { attemptTimeout: "30 seconds" }))
+      const short = yield* Effect.fork(endpoint.request(grant))
+      yield* TestClock.adjust("2 seconds")
+      expect((yield* Effect.flip(Fiber.join(short))).reason._tag).toBe("Timeout")
+      yield* TestClock.adjust("27 seconds")
+      expect(Option.isNone(yield* Fiber.poll(long))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      expect((yield* Effect.flip(Fiber.join(long))).message).toContain("30s")
+    }))
+
   it.effect("uses defaultLifetime for a token with neither expires_in nor a JWT exp", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(1_000)

@@ -356,11 +356,12 @@ export const make = (options: Options = {}): Effect.Effect<TestTokenSource> =>
 
     const run = (outcome: Outcome): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError> =>
       Effect.gen(function*() {
+        // As a token endpoint's: the lifetime counts from when the request went out, not from when it arrived.
+        const now = yield* DateTime.now
         const delay = Option.orElse(outcome.delay, () => defaultDelay)
         if (Option.isSome(delay)) yield* Effect.sleep(delay.value)
         if (Option.isSome(outcome.gate)) yield* outcome.gate.value
         if (outcome._tag === "Fail") return yield* Effect.fail(outcome.error)
-        const now = yield* DateTime.now
         const token = yield* Ref.modify(state, (s): [AccessToken.AccessToken, State] => {
           const defaultValues = Option.isNone(outcome.value) ? s.defaultValues + 1 : s.defaultValues
           const lifetime = Option.getOrElse(outcome.lifetime, () => s.lifetime)

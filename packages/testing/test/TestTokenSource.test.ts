@@ -58,7 +58,7 @@ describe("TestTokenSource", () => {
       expect(yield* test.fetches).toBe(5)
     }))
 
-  it.effect("a delay is slept on TestClock and the token is issued when it ends", () =>
+  it.effect("a delay is slept on TestClock; the token's lifetime counts from when the fetch started", () =>
     Effect.gen(function*() {
       const test = yield* TestTokenSource.make()
       yield* test.script(TestTokenSource.succeed({ delay: "2 seconds", lifetime: "10 seconds" }))
@@ -67,8 +67,9 @@ describe("TestTokenSource", () => {
       expect(yield* test.inFlight).toBe(1)
       yield* TestClock.adjust("1 second")
       const token = yield* Fiber.join(fiber)
-      expect(token.issuedAt.epochMillis).toBe(2_000)
-      expect(Option.getOrThrow(token.expiresAt).epochMillis).toBe(12_000)
+      // As a token endpoint's: issued when the request went out, so the 2 s on the way are spent of its lifetime.
+      expect(token.issuedAt.epochMillis).toBe(0)
+      expect(Option.getOrThrow(token.expiresAt).epochMillis).toBe(10_000)
       expect(yield* test.inFlight).toBe(0)
     }))
 
@@ -144,7 +145,7 @@ describe("TestTokenSource", () => {
       const second = yield* Effect.fork(test.source.fetch)
       yield* TestClock.adjust("2 seconds")
       const tokens = [yield* Fiber.join(first), yield* Fiber.join(second)]
-      expect(tokens.map((t) => t.issuedAt.epochMillis)).toEqual([3_000, 5_000])
+      expect(tokens.map((t) => t.issuedAt.epochMillis)).toEqual([2_000, 3_000])
       expect(tokens.map((t) => Option.getOrThrow(t.expiresAt).epochMillis)).toEqual([100_000, 100_000])
       expect(tokens.map((t) => Redacted.value(t.value))).toEqual(["same", "same"])
       // The default outcome takes the default delay too.

@@ -53,7 +53,10 @@ const endpointKey = (tokenUrl: EndpointOptions["tokenUrl"]): string | readonly [
 export const requester = (
   options: EndpointOptions
 ): Effect.Effect<
-  (params: TokenEndpoint.Params) => Effect.Effect<AccessToken.AccessToken, TokenError>,
+  (
+    params: TokenEndpoint.Params,
+    requestOptions?: TokenEndpoint.RequestOptions
+  ) => Effect.Effect<AccessToken.AccessToken, TokenError>,
   never,
   HttpClient.HttpClient
 > =>
@@ -69,10 +72,10 @@ export const requester = (
     if (!Discovery.isDiscovery(tokenUrl)) {
       return TokenEndpoint.makeWith(client, { ...endpointOptions, tokenUrl }).request
     }
-    return (params) =>
+    return (params, requestOptions) =>
       Effect.flatMap(
         tokenUrl.tokenEndpoint,
-        (url) => TokenEndpoint.makeWith(client, { ...endpointOptions, tokenUrl: url }).request(params)
+        (url) => TokenEndpoint.makeWith(client, { ...endpointOptions, tokenUrl: url }).request(params, requestOptions)
       )
   })
 

@@ -80,6 +80,12 @@ export interface Policy<A, E> {
    * all (a token expired on arrival): a `validUntil` must be after `now`. `fetchMillis` is how long fetches have been taking lately.
    */
   readonly validity: (value: A, now: number, random: number, fetchMillis: number) => Either.Either<Validity, E>
+  /**
+   * Whether a value that just arrived came too late to be served (a token whose usable lifetime ran out while it was
+   * on its way: a slow server, a paused process, a starved CPU). A late value is a miss: the engine fetches again
+   * (up to {@link maxLateFetches} times in a row) instead of handing callers a failure.
+   */
+  readonly late?: ((value: A, now: number) => boolean) | undefined
   /** Bound on a caller's wait for a fetch, retries included. */
   readonly acquireTimeout?: Duration.Duration | undefined
   readonly onAcquireTimeout?: ((after: Duration.Duration) => E) | undefined
@@ -98,6 +104,12 @@ export interface Policy<A, E> {
    */
   readonly holdFailure?: ((error: E) => number) | undefined
 }
+
+/**
+ * Late values fetched again in a row before the last one's `validity` decides (and fails it as expired): a source
+ * whose every answer arrives expired has a clock or lifetime problem that fetching again cannot fix.
+ */
+export const maxLateFetches = 3
 
 /** A failed refresh keeps the current value and tries again halfway to its end, but not sooner than this. */
 const minRefreshRetryMillis = 1_000
@@ -223,7 +235,9 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     cell.pending = pending
     if (policy.onFetch !== undefined) policy.onFetch(trigger)
     const startedAt = clock.unsafeCurrentTimeMillis()
-    return fetch(trigger, cell).pipe(
+    const late = policy.late
+    const arrive = late === undefined ? fetch(trigger, cell) : fetchUntilOnTime(fetch(trigger, cell), late, 1)
+    return arrive.pipe(
       // Forked from an uninterruptible decision; the fetch itself must stay interruptible by the scope.
       Effect.interruptible,
       Effect.onExit((exit) => settle(cell, pending, startedAt, trigger, exit)),
@@ -231,6 +245,19 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
       Effect.as(pending)
     )
   }
+
+  const fetchUntilOnTime = (
+    fetch: Effect.Effect<A, E>,
+    late: (value: A, now: number) => boolean,
+    attempt: number
+  ): Effect.Effect<A, E> =>
+    Effect.flatMap(fetch, (value) =>
+      attempt < maxLateFetches && late(value, clock.unsafeCurrentTimeMillis())
+        ? Effect.zipRight(
+          Effect.logDebug("effect-token: a value arrived too late to be served; fetching again"),
+          fetchUntilOnTime(fetch, late, attempt + 1)
+        )
+        : Effect.succeed(value))
 
   const startAndWait = <C extends Cell<A, E>>(
     cell: C,

@@ -97,13 +97,26 @@ export const validUntilMillis = (
   return expiresAt - Math.min(skewMillis, cap)
 }
 
+/**
+ * Whether `token` came too late: it had a usable lifetime when its request was sent (`issuedAt`), and that lifetime
+ * ran out before it arrived. Such a token is a miss (the cache fetches again), not a failure.
+ */
+export const lateOnArrival = (options: Options) => {
+  const skewMillis = Duration.toMillis(options.skew ?? Duration.seconds(30))
+  const defaultLifetimeMillis = Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
+  return (token: AccessToken.AccessToken, now: number): boolean => {
+    const validUntil = validUntilMillis(token, skewMillis, defaultLifetimeMillis)
+    return validUntil <= now && validUntil > token.issuedAt.epochMillis
+  }
+}
+
 const expiredOnArrival = (token: AccessToken.AccessToken) =>
   new TokenError.TokenError({
     operation: "token cache",
     reason: new TokenError.MalformedResponse({
       description: `the token source returned a token that is already expired (expires at ${
         Option.match(token.expiresAt, { onNone: () => "unknown", onSome: (e) => e.toString() })
-      }, received at ${token.issuedAt.toString()})`
+      }, requested at ${token.issuedAt.toString()})`
     })
   })
 
@@ -192,6 +205,7 @@ export const makeEngine = (
       random,
       scope,
       validity: validity(options),
+      late: lateOnArrival(options),
       acquireTimeout,
       onAcquireTimeout: acquireTimedOut,
       same: AccessToken.sameValue,
