@@ -145,7 +145,10 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
   const maxResponseBytes = options.maxResponseBytes ?? endpoint.defaultMaxResponseBytes
   const key = options.dpop
 
-  const request = (params: Params, requestOptions?: RequestOptions): Effect.Effect<AccessToken.AccessToken, TokenError> => {
+  const request = (
+    params: Params,
+    requestOptions?: RequestOptions
+  ): Effect.Effect<AccessToken.AccessToken, TokenError> => {
     const grantType = typeof params.grant_type === "string" ? params.grant_type : "token"
     const operation = `${grantType} grant`
     const timeout = requestOptions?.attemptTimeout === undefined
