@@ -178,6 +178,8 @@ export interface RedisTokenStore {
   ) => Effect.Effect<Option.Option<Lease>, RedisClient.RedisError>
   /** Compare-and-delete: releases the lease only if `lease` still holds it. */
   readonly releaseLease: (lease: Lease) => Effect.Effect<boolean, RedisClient.RedisError>
+  /** Extends the lease to `ttl` from now, only if `lease` still holds it. */
+  readonly renewLease: (lease: Lease, ttl: Duration.DurationInput) => Effect.Effect<boolean, RedisClient.RedisError>
   /**
    * Compare-and-set (one script): writes only while `lease` is held and the record is still at `expectedVersion`,
    * then bumps the version, sets the TTL to the token's remaining lifetime and publishes an {@link Update}.
@@ -228,14 +230,15 @@ export const RedisTokenStore: Context.Tag<RedisTokenStore, RedisTokenStore> = Co
  */
 export interface SharedOptions {
   /**
-   * How long a fetching instance holds the lease. It must outlive one token request (the token endpoint's timeout,
-   * 10 s by default): a holder still fetching when it ends does not write. It is also how long a crashed holder
-   * delays the others. Default 15 seconds.
+   * How long the lease lasts without renewal. The fetching instance renews it every third of this while it works,
+   * so a long token request keeps it; a holder that crashed, is paused or lost Redis stops renewing, and the others
+   * take over within this. Long enough that a starved process renews in time. Default 10 seconds.
    */
   readonly leaseTtl?: Duration.DurationInput | undefined
   /**
-   * How long an instance waits for another's fetch before fetching itself (without writing). Waiters take the
-   * lease as soon as it is free, so this is a last resort. Default 20 seconds.
+   * How long an instance waits for another's fetch before fetching itself (without writing), while that one keeps
+   * renewing its lease (alive, but stuck). Waiters take the lease as soon as it is free, so this is a last resort.
+   * Default 20 seconds.
    */
   readonly waitTimeout?: Duration.DurationInput | undefined
   /** How often a waiter reads the store when no notification comes. Default 500 ms. */
@@ -424,8 +427,15 @@ export type SharedTokenSource = TokenSource.TokenSource & {
  *    current one at once, and the others keep serving theirs from their cache while they wait;
  * 4. past `waitTimeout`, it fetches from `source` itself, without writing.
  *
+ * The leader renews its lease while it fetches. A token whose usable lifetime (its expiry minus the skew, counted
+ * from when its request was sent) has run out is never written. When the write fails because Redis stumbled, the
+ * leader writes and releases again in the background as soon as Redis answers, so the others get its token instead
+ * of waiting for the lease to lapse.
+ *
  * Any Redis failure sends the fetch to `source` directly: the cache in front keeps it to one request per
- * instance. One warning is logged per outage, and sharing resumes when Redis answers again.
+ * instance. One warning is logged per outage, and sharing resumes when Redis answers again. A record this
+ * instance's key ring cannot read is left alone (another instance wrote it with a key this one lacks): this
+ * instance fetches its own tokens, without writing, and says so once.
  *
  * @example
  * ```ts
@@ -486,7 +496,7 @@ export const layerShared = (
  * import { RedisTokenStore } from "@effect-token/redis"
  * import { Duration } from "effect"
  *
- * Duration.toSeconds(RedisTokenStore.defaults.leaseTtl) // 15
+ * Duration.toSeconds(RedisTokenStore.defaults.leaseTtl) // 10
  * ```
  *
  * @since 0.1.0

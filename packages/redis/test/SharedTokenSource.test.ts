@@ -26,8 +26,9 @@ const countingSource = (lifetime: Duration.DurationInput, delay: Duration.Durati
       key: "counting-source",
       fetch: Effect.gen(function*() {
         const n = yield* Ref.updateAndGet(count, (c) => c + 1)
-        yield* Effect.sleep(delay)
+        // As a token endpoint's: the lifetime counts from when the request went out.
         const now = yield* DateTime.now
+        yield* Effect.sleep(delay)
         return AccessToken.make({
           value: Redacted.make(`token-${n}`),
           issuedAt: now,

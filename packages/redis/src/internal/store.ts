@@ -4,6 +4,8 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
@@ -35,7 +37,7 @@ import * as Scripts from "./scripts.js"
 export { defaultPrefix, prefixConfig, validPrefix } from "./prefix.js"
 
 export const defaults = {
-  leaseTtl: Duration.seconds(15),
+  leaseTtl: Duration.seconds(10),
   waitTimeout: Duration.seconds(20),
   pollInterval: Duration.millis(500),
   skew: Duration.seconds(30),
@@ -66,8 +68,27 @@ const HealthTypeId: unique symbol = Symbol.for("@effect-token/redis/RedisTokenSt
 
 interface Internal extends RedisTokenStore {
   readonly [HealthTypeId]: Health
+  readonly readability: Readability
   readonly sharedDefaults: SharedOptions
 }
+
+/** Whether this instance's key ring reads the records: said once when it cannot, once when it can again. */
+interface Readability {
+  readonly unreadable: Effect.Effect<void>
+  readonly readable: Effect.Effect<void>
+}
+
+const makeReadability: Effect.Effect<Readability> = Effect.map(Ref.make(false), (state) => ({
+  unreadable: Effect.flatMap(Ref.getAndSet(state, true), (already) =>
+    already ? Effect.void : Effect.logWarning(
+      "effect-token/redis: a shared token record cannot be read with this instance's key ring (is the key that " +
+        "wrote it missing?); this instance fetches its own tokens and leaves the record alone until it can"
+    )),
+  readable: Effect.flatMap(
+    Ref.getAndSet(state, false),
+    (was) => was ? Effect.logInfo("effect-token/redis: shared token records are readable again") : Effect.void
+  )
+}))
 
 const outageMessages = {
   down:
@@ -133,6 +154,15 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
 
     const releaseLease = (lease: Lease) =>
       Effect.map(client.eval(Scripts.release, [lease.keys.lease], [lease.owner]), (released) => released === 1)
+
+    const renewLease = (lease: Lease, ttl: Duration.DurationInput) =>
+      Effect.map(
+        client.eval(Scripts.renew, [lease.keys.lease], [
+          lease.owner,
+          Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(ttl))))
+        ]),
+        (renewed) => renewed === 1
+      )
 
     const fingerprints = (keys: StorageKeys, token: AccessToken.AccessToken) =>
       keyRing.fingerprints(Redacted.value(token.value), keys.token)
@@ -208,10 +238,12 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
       read,
       acquireLease,
       releaseLease,
+      renewLease,
       write,
       clear,
       subscribeUpdates: PubSub.subscribe(updates),
       [HealthTypeId]: health,
+      readability: yield* makeReadability,
       sharedDefaults: {
         leaseTtl: options.leaseTtl,
         waitTimeout: options.waitTimeout,
@@ -235,15 +267,17 @@ const fetches = Metric.counter("effect_token_redis_fetches", {
  * - `current`: another instance is refreshing; the current token was handed out meanwhile.
  * - `fallback`: Redis failed; the source was asked directly.
  * - `deadline`: waited `waitTimeout` for another instance in vain; the source was asked directly.
+ * - `unreadable`: the record cannot be read with this key ring; the source was asked directly, nothing written.
  */
-type Outcome = "shared" | "leader" | "current" | "fallback" | "deadline"
+type Outcome = "shared" | "leader" | "current" | "fallback" | "deadline" | "unreadable"
 
 const outcomeCounters = {
   shared: Metric.tagged(fetches, "outcome", "shared"),
   leader: Metric.tagged(fetches, "outcome", "leader"),
   current: Metric.tagged(fetches, "outcome", "current"),
   fallback: Metric.tagged(fetches, "outcome", "fallback"),
-  deadline: Metric.tagged(fetches, "outcome", "deadline")
+  deadline: Metric.tagged(fetches, "outcome", "deadline"),
+  unreadable: Metric.tagged(fetches, "outcome", "unreadable")
 } satisfies Record<Outcome, Metric.Metric.Counter<number>>
 
 const counted = (outcome: Outcome) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -273,6 +307,7 @@ export const shared = (
     const internalStore = HealthTypeId in store ? store as Internal : undefined
     // A store implemented elsewhere gets its own outage tracking.
     const health = internalStore?.[HealthTypeId] ?? (yield* makeHealth(defaults.retryRedisAfter, outageMessages))
+    const readability = internalStore?.readability ?? (yield* makeReadability)
     const settings = { ...internalStore?.sharedDefaults, ...definedOnly(options) }
     const leaseTtl = Duration.decode(settings.leaseTtl ?? defaults.leaseTtl)
     const waitMillis = Duration.toMillis(settings.waitTimeout ?? defaults.waitTimeout)
@@ -306,26 +341,71 @@ export const shared = (
         (now, last) => [assess(entry, now, last), now] as const
       )
 
+    const leaseMillis = Duration.toMillis(leaseTtl)
+    const validity = { skew: skewDuration, defaultLifetime: defaultLifetimeDuration }
+
+    /** The lease, kept alive every third of its TTL while its holder works. */
+    const renewing = (lease: Lease) =>
+      Effect.ignore(guard(store.renewLease(lease, leaseTtl))).pipe(
+        Effect.delay(Duration.millis(Math.max(1, Math.floor(leaseMillis / 3)))),
+        Effect.forever,
+        Effect.interruptible
+      )
+
+    /**
+     * After a write that failed because Redis stumbled: write and release again as soon as Redis answers, for as
+     * long as the lease could still be ours, so that the waiting instances get this token rather than wait for the
+     * lease to lapse. Not held back by the outage gate: it is one bounded loop.
+     */
+    const settleLater = (lease: Lease, token: AccessToken.AccessToken, expectedVersion: number) =>
+      Effect.gen(function*() {
+        const until = (yield* Clock.currentTimeMillis) + leaseMillis
+        while ((yield* Clock.currentTimeMillis) < until) {
+          yield* Effect.sleep(Duration.millis(pollMillis))
+          if ((yield* Clock.currentTimeMillis) >= TokenCache.validUntil(token, validity)) break
+          const written = yield* Effect.either(health.probe(store.write(lease, token, expectedVersion)))
+          if (written._tag === "Right") {
+            yield* Effect.ignore(health.probe(store.releaseLease(lease)))
+            return
+          }
+        }
+      }).pipe(Effect.interruptible, Effect.forkDaemon)
+
     /** Holding the lease: read again, then fetch and write unless another instance just did. */
     const lead = (
       lease: Lease
     ): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError | RedisClient.RedisError> =>
       Effect.gen(function*() {
         const entry = yield* guard(store.read(keys))
+        if (!entry.readable) return yield* unreadable
         const [assessment] = yield* assessNow(entry)
         if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
-        const token = yield* counted("leader")(source.fetch)
+        const renewal = yield* Effect.fork(renewing(lease))
+        const token = yield* counted("leader")(source.fetch).pipe(Effect.ensuring(Fiber.interruptFork(renewal)))
+        // Counted from when its request was sent: a token whose usable lifetime ran out on its way (a slow server,
+        // a paused process) would be handed to every instance already expired.
+        if ((yield* Clock.currentTimeMillis) >= TokenCache.validUntil(token, validity)) {
+          yield* Effect.logDebug("effect-token/redis: shared token not written (already past its usable lifetime)")
+          return token
+        }
         // The token is good whatever happens to the write: a failed write only means the next instance fetches too.
-        yield* guard(store.write(lease, token, entry.version)).pipe(
-          Effect.tap((result) =>
-            result._tag === "Written"
-              ? Effect.void
-              : Effect.logDebug(`effect-token/redis: shared token not written (${result._tag})`)
-          ),
-          Effect.ignore
-        )
+        const written = yield* Effect.either(guard(store.write(lease, token, entry.version)))
+        if (written._tag === "Left") {
+          yield* settleLater(lease, token, entry.version)
+          return token
+        }
+        if (written.right._tag !== "Written") {
+          yield* Effect.logDebug(`effect-token/redis: shared token not written (${written.right._tag})`)
+        }
+        yield* Effect.ignore(guard(store.releaseLease(lease)))
         return token
-      }).pipe(Effect.ensuring(Effect.ignore(guard(store.releaseLease(lease)))))
+      }).pipe(
+        // A failure or an interruption before the write frees the lease at once: nobody waits for a lapse.
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(guard(store.releaseLease(lease))))
+      )
+
+    /** A record this ring cannot read: another instance's key. Fetch for this instance only, and say so once. */
+    const unreadable = Effect.zipRight(readability.unreadable, counted("unreadable")(source.fetch))
 
     const waitForUpdate = (updates: Queue.Dequeue<Update>, millis: number) =>
       Effect.raceFirst(
@@ -338,6 +418,8 @@ export const shared = (
       let deadline: number | undefined
       while (true) {
         const entry = yield* guard(store.read(keys))
+        if (!entry.readable) return yield* unreadable
+        yield* readability.readable
         const [assessment, now] = yield* assessNow(entry)
         if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
         const lease = yield* guard(store.acquireLease(keys, leaseTtl))

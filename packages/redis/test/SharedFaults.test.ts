@@ -1,0 +1,116 @@
+/**
+ * Shared access tokens under faults, in one process over a real redis-server: a Redis blip during the leader's
+ * write, a leader whose token arrives past its usable lifetime, and an instance whose key ring cannot read the record.
+ */
+import { AccessToken, TokenSource } from "@effect-token/core"
+import { RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { describe, expect, it } from "@effect/vitest"
+import { DateTime, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
+import { ring } from "./support/fixtures.js"
+import * as RedisServer from "./support/redisServer.js"
+
+/** A source whose tokens live `lifetime` from when each request went out, answered after `delay`. */
+const slowSource = (lifetime: Duration.DurationInput, delay: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const count = yield* Ref.make(0)
+    const source = TokenSource.make({
+      key: "slow-source",
+      fetch: Effect.gen(function*() {
+        const n = yield* Ref.updateAndGet(count, (c) => c + 1)
+        const sentAt = yield* DateTime.now
+        yield* Effect.sleep(delay)
+        return AccessToken.make({
+          value: Redacted.make(`token-${n}`),
+          issuedAt: sentAt,
+          expiresAt: Option.some(DateTime.addDuration(sentAt, Duration.decode(lifetime)))
+        })
+      })
+    })
+    return { source, count: Ref.get(count) }
+  })
+
+const sharedAt = (
+  url: string,
+  source: TokenSource.TokenSource,
+  options: RedisTokenStore.Options,
+  timeout: Duration.DurationInput = "1 second"
+) =>
+  Effect.gen(function*() {
+    const client = yield* RedisClient.makeIoredis({ url, timeout })
+    const store = yield* RedisTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
+    return yield* RedisTokenStore.shared(source, { skew: "1 second" }).pipe(
+      Effect.provideService(RedisTokenStore.RedisTokenStore, store)
+    )
+  })
+
+const warnings = () => {
+  const lines: Array<string> = []
+  const logger = Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") lines.push(String(message))
+    })
+  )
+  return { lines, logger }
+}
+
+describe("shared access tokens under faults", () => {
+  it.scopedLive("a Redis blip during the leader's write: it writes and releases when Redis is back; no one waits for the lease to lapse", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const { count, source } = yield* slowSource("1 minute", "300 millis")
+      const options = { keyRing, pollInterval: "50 millis", retryRedisAfter: "100 millis" } as const
+      // Redis calls time out after 2 s: long enough for a starved CPU, shorter than the stall.
+      const a = yield* sharedAt(redis.url, source, options, "2 seconds")
+      const b = yield* sharedAt(redis.url, source, options, "2 seconds")
+      const pid = redis.process()!.pid!
+      const leading = yield* Effect.fork(a.fetch)
+      // Redis stalls while the leader fetches, so its write times out; it answers again 3 s later.
+      yield* Effect.sleep("100 millis")
+      process.kill(pid, "SIGSTOP")
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      yield* Effect.sleep("3 seconds")
+      process.kill(pid, "SIGCONT")
+      yield* Fiber.join(leading)
+      // B arrives after the blip: it must get A's token, promptly, without a token request of its own.
+      const started = Date.now()
+      const token = yield* b.fetch
+      const waited = Date.now() - started
+      expect(Redacted.value(token.value)).toBe("token-1")
+      expect(yield* count).toBe(1)
+      // Bound: one poll of the leader's background write and a Redis round trip or two, with room for a starved
+      // CPU; well under the lease (10 s) B would otherwise wait out.
+      expect(waited).toBeLessThan(5_000)
+    }))
+
+  it.scopedLive("a token that arrives past its usable lifetime (lifetime counted from the send) is never stored", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      // A 3 s token whose answer takes 2.5 s: 0.5 s left, less than the 1 s skew.
+      const late = yield* slowSource("3 seconds", "2500 millis")
+      const a = yield* sharedAt(redis.url, late.source, { keyRing })
+      const token = yield* a.fetch
+      expect(Redacted.value(token.value)).toBe("token-1")
+      const keys = yield* RedisServer.cli(redis.port, "KEYS", "*:token")
+      expect(keys.trim()).toBe("")
+    }))
+
+  it.scopedLive("an instance whose ring cannot read the record warns once, fetches its own, and never overwrites it", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const owner = yield* slowSource("1 minute", "10 millis")
+      const a = yield* sharedAt(redis.url, owner.source, { keyRing: yield* ring("k1") })
+      yield* a.fetch
+      const [key] = (yield* RedisServer.cli(redis.port, "KEYS", "*:token")).trim().split("\n")
+      const before = yield* RedisServer.cli(redis.port, "HGETALL", key!)
+      const { lines, logger } = warnings()
+      const stranger = yield* slowSource("1 minute", "10 millis")
+      const b = yield* sharedAt(redis.url, stranger.source, { keyRing: yield* ring("k2") })
+      for (let i = 0; i < 3; i++) yield* b.fetch.pipe(Effect.provide(logger))
+      expect(yield* stranger.count).toBe(3)
+      expect(lines.filter((line) => line.includes("cannot be read"))).toHaveLength(1)
+      expect(yield* RedisServer.cli(redis.port, "HGETALL", key!)).toBe(before)
+    }))
+})
