@@ -105,6 +105,8 @@ export interface SpendOptions {
  * - `Pending`: another holder's spend of this token is unresolved (its answer may still arrive). Do not send; ask
  *   again after `retryAfter`. A store grants a takeover once the other spend's deadline has passed.
  * - `Stale`: the store holds another token than the one read (a sibling rotated it): read again.
+ * - `Answered`: another holder's refresh was answered since the token was read, and the store keeps access tokens
+ *   too (a web session): `token` is that answer's, so this refresh need not spend anything.
  *
  * @example
  * ```ts
@@ -120,6 +122,7 @@ export type SpendDecision =
   | { readonly _tag: "Granted"; readonly spend: Spend }
   | { readonly _tag: "Pending"; readonly retryAfter: Duration.DurationInput }
   | { readonly _tag: "Stale" }
+  | { readonly _tag: "Answered"; readonly token: AccessToken.AccessToken }
 
 /**
  * One recorded spend of a refresh token, resolved by the refresh source with what happened to its request. Each
@@ -200,6 +203,24 @@ export const granted = (spend: Spend): SpendDecision => ({ _tag: "Granted", spen
  * @category constructors
  */
 export const pending = (retryAfter: Duration.DurationInput): SpendDecision => ({ _tag: "Pending", retryAfter })
+
+/**
+ * A {@link SpendDecision}: another holder's refresh was just answered, with `token`.
+ *
+ * @example
+ * ```ts
+ * import { AccessToken, RefreshTokenStore } from "@effect-token/core"
+ * import { DateTime, Redacted } from "effect"
+ *
+ * const decision = RefreshTokenStore.answered(
+ *   AccessToken.make({ value: Redacted.make("at"), issuedAt: DateTime.unsafeMake(0) })
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const answered = (token: AccessToken.AccessToken): SpendDecision => ({ _tag: "Answered", token })
 
 /**
  * A {@link SpendDecision}: the store holds another token now.

@@ -153,7 +153,16 @@ describe("RedisUserTokenStore", () => {
       const b = yield* storeAt(redis.url, { keyRing: yield* ring("k2") })
       const id = Redacted.make(sessionId)
       yield* a.set(id, yield* record(), hour)
-      expect(yield* Effect.provide(b.get(id), quiet)).toEqual(Option.none())
+      const keys = yield* RedisUserTokenStore.sessionKeys("effect-token", id)
+      const before = yield* RedisServer.cli(redis.port, "HGET", keys.session, "data")
+      expect(before.length).toBeGreaterThan(20)
+      const lines: Array<string> = []
+      const logger = Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => lines.push(String(message))))
+      for (let i = 0; i < 5; i++) expect(yield* Effect.provide(b.get(id), logger)).toEqual(Option.none())
+      // Loud once per stretch of unreadability, not once per request; the record is left for the instances that
+      // can read it.
+      expect(lines.filter((line) => line.includes("cannot be read"))).toHaveLength(1)
+      expect(yield* RedisServer.cli(redis.port, "HGET", keys.session, "data")).toBe(before)
       expect(Option.isSome(yield* a.get(id))).toBe(true)
     }))
 
@@ -299,6 +308,41 @@ describe("RedisUserTokenStore", () => {
       )
       expect(Redacted.value(token.value)).toBe("at-0")
       expect(yield* reasonOf(sessions.accessToken(Redacted.make("unknown")))).toBe("NotSignedIn")
+    }).pipe(Effect.provide(quiet)))
+
+  it.scopedLive("Redis stalls for 6 s: a signed-in request past expiry is answered within one Redis timeout and a refresh's bound", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const fake = yield* FakeIssuer.make
+      // 500 ms Redis timeout, 1 s for a refresh's answer: the stated bound is their sum, plus room for a busy CPU.
+      const store = yield* storeAt(redis.url, { keyRing, retryRedisAfter: "100 millis" }, "500 millis")
+      const { sessions } = yield* FakeIssuer.sessions(fake, { store, attemptTimeout: "1 second" })
+      const id = yield* Effect.flatMap(
+        FakeIssuer.loginToken({ lifetime: Duration.seconds(2) }),
+        (token) => sessions.create({ subject: "alice", token, idToken: Option.none() })
+      )
+      yield* Effect.sleep("2 seconds")
+      const redisProcess = redis.process()!
+      // The refresh is under way when Redis stalls: its lease is held, its writes hang.
+      const held = yield* fake.hold
+      const first = yield* Effect.fork(Effect.either(sessions.accessToken(id)))
+      yield* Deferred.await(held.started)
+      redisProcess.kill("SIGSTOP")
+      yield* Effect.addFinalizer(() => Effect.sync(() => redisProcess.kill("SIGCONT")))
+      yield* held.open
+      const waits: Array<number> = []
+      for (let i = 0; i < 5; i++) {
+        const started = Date.now()
+        const result = yield* Effect.either(sessions.accessToken(id))
+        waits.push(Date.now() - started)
+        expect(result._tag === "Left" && result.left.reason._tag).toBe("Unavailable")
+        yield* Effect.sleep("500 millis")
+      }
+      yield* Fiber.join(first)
+      redisProcess.kill("SIGCONT")
+      process.stdout.write(`    [measured] request waits while Redis stalls: ${waits.join(", ")} ms\n`)
+      expect(Math.max(...waits)).toBeLessThan(500 + 1_000 + 1_000)
     }).pipe(Effect.provide(quiet)))
 
   it.scopedLive("two instances' sessions over Redis: requests split across them past the refresh point make one refresh", () =>

@@ -67,7 +67,16 @@ export class SessionRecord extends Schema.Class<SessionRecord>("@effect-token/se
    */
   dpopKey: Schema.optionalWith(Schema.OptionFromNullOr(Schema.Redacted(Schema.String)), {
     default: () => Option.none()
-  })
+  }),
+  /**
+   * A refresh whose request is (or is about to be) out: holder `id` sent the session's refresh token, and its
+   * answer, with the rotated token, may arrive until `until`. Meanwhile no other refresh, in any instance, spends
+   * the token again (it would be reuse, which revokes the grant). Optional in the constructor and in older records.
+   */
+  spend: Schema.optionalWith(
+    Schema.OptionFromNullOr(Schema.Struct({ id: Schema.String, until: Schema.DateTimeUtc })),
+    { default: () => Option.none() }
+  )
 }) {}
 
 /**

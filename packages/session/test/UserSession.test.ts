@@ -40,19 +40,21 @@ describe("UserSession: refresh", () => {
       expect(fake.refreshRequests).toHaveLength(0)
     }))
 
-  it.scoped("50 concurrent requests of one session in its refresh window make exactly one refresh", () =>
+  it.scoped("50 concurrent requests in the refresh window get the current token at once; one refresh runs behind it", () =>
     Effect.gen(function*() {
       const { fake, login, sessions } = yield* setup()
       const id = yield* login()
       yield* TestClock.adjust(intoRefreshWindow)
       const held = yield* fake.hold
-      const all = yield* Effect.fork(
-        Effect.forEach(Array.from({ length: 50 }), () => sessions.accessToken(id), { concurrency: "unbounded" })
-      )
+      // The refresh is held at the issuer: no request waits for it.
+      const tokens = yield* Effect.forEach(Array.from({ length: 50 }), () => sessions.accessToken(id), {
+        concurrency: "unbounded"
+      })
+      expect(new Set(tokens.map(value))).toEqual(new Set(["at-0"]))
       yield* Deferred.await(held.started)
       yield* held.open
-      const tokens = yield* Fiber.join(all)
-      expect(new Set(tokens.map(value))).toEqual(new Set(["at-1"]))
+      yield* TestClock.adjust(0)
+      expect(value(yield* sessions.accessToken(id))).toBe("at-1")
       expect(fake.refreshRequests).toEqual([{ refreshToken: "rt-0", resource: null }])
     }))
 
@@ -172,7 +174,7 @@ describe("UserSession: refresh", () => {
       const { fake, login, sessions, store } = yield* setup()
       const id = yield* login()
       fake.answer({ _tag: "InvalidGrant" })
-      yield* TestClock.adjust(intoRefreshWindow)
+      yield* TestClock.adjust(pastExpiry)
       expect(yield* failureTag(sessions.accessToken(id))).toBe("SessionRejected")
       expect(Option.isNone(yield* store.get(id))).toBe(true)
       expect(yield* failureTag(sessions.accessToken(id))).toBe("NotSignedIn")
@@ -185,9 +187,73 @@ describe("UserSession: refresh", () => {
       fake.answer({ _tag: "Unavailable" })
       yield* TestClock.adjust(intoRefreshWindow)
       expect(value(yield* sessions.accessToken(id))).toBe("at-0")
+      yield* TestClock.adjust(0)
       expect(Option.isSome(yield* store.get(id))).toBe(true)
-      // The next request tries again, and gets the new token.
+      // The failure is remembered: the next requests get the current token without another attempt...
+      expect(value(yield* sessions.accessToken(id))).toBe("at-0")
+      expect(fake.refreshRequests).toHaveLength(1)
+      // ...until the hold (1 s after a first failure) has passed: then one more attempt, which succeeds.
+      yield* TestClock.adjust("1 second")
+      yield* sessions.accessToken(id)
+      yield* TestClock.adjust(0)
       expect(value(yield* sessions.accessToken(id))).toBe("at-1")
+      expect(fake.refreshRequests).toHaveLength(2)
+    }))
+
+  it.scoped("in the refresh window, a rejection ends the session behind the current token's back", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions, store } = yield* setup()
+      const id = yield* login()
+      fake.answer({ _tag: "InvalidGrant" })
+      yield* TestClock.adjust(intoRefreshWindow)
+      expect(value(yield* sessions.accessToken(id))).toBe("at-0")
+      yield* TestClock.adjust(0)
+      expect(Option.isNone(yield* store.get(id))).toBe(true)
+      expect(yield* failureTag(sessions.accessToken(id))).toBe("NotSignedIn")
+    }))
+
+  it.scoped("a refresh answer that takes longer than the request waits is still stored; its token is never sent twice", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions, store } = yield* setup()
+      const id = yield* login()
+      yield* TestClock.adjust(pastExpiry)
+      // The issuer has the refresh and holds its answer for 12 s: the request gives up after its 10 s.
+      const held = yield* fake.hold
+      const first = yield* Effect.fork(Effect.flip(sessions.accessToken(id)))
+      yield* Deferred.await(held.started)
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* Fiber.join(first)).reason._tag).toBe("Unavailable")
+      // Past the 1 s hold of that failure, the record says a refresh is out: the next request waits for its answer
+      // rather than send rt-0 again, and takes it.
+      yield* TestClock.adjust("1 second")
+      const second = yield* Effect.fork(sessions.accessToken(id))
+      yield* TestClock.adjust("1 second")
+      yield* held.open
+      yield* TestClock.adjust("1 second")
+      expect(value(yield* Fiber.join(second))).toBe("at-1")
+      expect(fake.refreshRequests.map((r) => r.refreshToken)).toEqual(["rt-0"])
+      const record = Option.getOrThrow(yield* store.get(id)).record
+      expect(Option.map(record.refreshToken, Redacted.value)).toEqual(Option.some("rt-1"))
+      expect(Option.isNone(record.spend)).toBe(true)
+    }))
+
+  it.scoped("a degraded issuer: a Retry-After holds the session's refreshes; one request, one attempt", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions } = yield* setup()
+      const id = yield* login()
+      fake.answer({ _tag: "Unavailable", retryAfter: Duration.seconds(7) })
+      yield* TestClock.adjust(pastExpiry)
+      const first = yield* Effect.flip(sessions.accessToken(id))
+      expect(first.reason._tag).toBe("Unavailable")
+      // Twenty more requests within the server's Retry-After: none reaches the issuer, each is told when to return.
+      for (let i = 0; i < 20; i++) {
+        const error = yield* Effect.flip(sessions.accessToken(id))
+        expect(error.reason._tag === "Unavailable" && Duration.toSeconds(error.reason.retryAfter!)).toBe(7)
+      }
+      expect(fake.refreshRequests).toHaveLength(1)
+      yield* TestClock.adjust("7 seconds")
+      expect(value(yield* sessions.accessToken(id))).toBe("at-1")
+      expect(fake.refreshRequests).toHaveLength(2)
     }))
 
   it.scoped("a transient failure past expiry is a typed Unavailable (503), and the session stays", () =>
@@ -423,8 +489,8 @@ describe("UserSession: middleware", () => {
     Effect.gen(function*() {
       const { fake, login, sessions } = yield* setup({ cookie: { secure: false } })
       const id = yield* login()
-      // Both attempts of the request fail: the middleware's, and the app's own.
-      fake.answer({ _tag: "Unavailable" }, { _tag: "Unavailable" })
+      // The middleware's attempt fails; the app's own call within the request is told so without another one.
+      fake.answer({ _tag: "Unavailable" })
       yield* TestClock.adjust(pastExpiry)
       const request = HttpServerRequest.fromWeb(
         new Request("https://app.test/orders", {
@@ -439,6 +505,8 @@ describe("UserSession: middleware", () => {
       )
       expect(response.status).toBe(503)
       expect(response.headers["set-cookie"]).toBeUndefined()
+      expect(fake.refreshRequests).toHaveLength(1)
+      yield* TestClock.adjust("1 second")
       expect(value(yield* sessions.accessToken(id))).toBe("at-1")
     }))
 })

@@ -258,6 +258,7 @@ export const fetch = (settings: Settings): Effect.Effect<AccessToken.AccessToken
         }
         continue
       }
+      if (decision._tag === "Answered") return decision.token
       if (decision._tag === "Pending") {
         yield* Effect.sleep(decision.retryAfter)
         continue

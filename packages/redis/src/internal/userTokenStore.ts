@@ -79,14 +79,25 @@ export const make = (
      * until an operator fixes the ring. It is not deleted, since an instance that holds the key may still read it.
      * The log line says what, never which session.
      */
+    // Said once per stretch of unreadable records, and once when they read again: loud, never a log line per request.
+    let unreadableSince = false
     const unreadable = (what: string) =>
-      Effect.as(
-        Effect.logWarning(
-          `effect-token/redis: a stored ${what} cannot be read with this key ring (is the key that wrote it missing?); ` +
-            "treated as absent"
-        ),
-        Option.none()
-      )
+      Effect.suspend(() => {
+        const already = unreadableSince
+        unreadableSince = true
+        return Effect.as(
+          already ? Effect.void : Effect.logWarning(
+            `effect-token/redis: a stored ${what} cannot be read with this key ring (is the key that wrote it ` +
+              "missing?); treated as absent, and left in place for the instances that can read it"
+          ),
+          Option.none()
+        )
+      })
+    const readable = Effect.suspend(() => {
+      const was = unreadableSince
+      unreadableSince = false
+      return was ? Effect.logInfo("effect-token/redis: stored sessions are readable again") : Effect.void
+    })
 
     const encode = <A>(schema: Schema.Schema<A, string>, value: A) =>
       // The values are the session package's own Schema classes: encoding them cannot fail. The error would carry
@@ -114,6 +125,7 @@ export const make = (
         if (version === null || data === null) return Option.none()
         const json = yield* keyRing.decrypt(data, keys.session).pipe(Effect.option)
         if (Option.isNone(json)) return yield* unreadable("session")
+        yield* readable
         const record = yield* decode(UserTokenStore.SessionRecordJson, json.value, "session")
         return Option.map(record, (record): UserTokenStore.Versioned => ({ record, version: Number(version) }))
       })

@@ -4,7 +4,7 @@
  * holds the spent refresh token gets the rotation's result instead of spending the token again.
  */
 import type { ClientAuth, Discovery } from "@effect-token/core"
-import { AccessToken, DPoP, RefreshToken, RefreshTokenStore, TokenError } from "@effect-token/core"
+import { AccessToken, DPoP, RefreshToken, RefreshTokenStore, TokenEndpoint, TokenError } from "@effect-token/core"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
@@ -116,6 +116,7 @@ export const make = (
     const flights = new Map<string, Flight>()
     const settled = new Map<string, Settled>()
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+    const waitBound = settings.attemptTimeout ?? TokenEndpoint.defaultTimeout
 
     /**
      * Imported DPoP keys by session id, so a request does not import the key again (and the key's nonce memory
@@ -195,6 +196,114 @@ export const make = (
         Effect.fail(fail(new SessionRejected({ description })))
       )
 
+    /**
+     * The session's refresh token as core's `RefreshTokenStore`, fenced by a spend marker in the record itself: the
+     * marker is written (compare-and-set) before the token is sent, so no other request, in any instance, sends it
+     * again while the answer may still arrive; the answer, whenever it comes (its request may have given up), is
+     * written with the new tokens and the marker cleared. `written` receives what `complete` stored.
+     */
+    const spendingStore = (
+      id: Redacted.Redacted<string>,
+      resource: string | undefined,
+      rejected: AccessToken.AccessToken | undefined,
+      written: Ref.Ref<Option.Option<UserTokenStore.Versioned>>
+    ): RefreshTokenStore.RefreshTokenStore => {
+      const storeFailure = (error: SessionError) =>
+        error.reason._tag === "NotSignedIn" || error.reason._tag === "SessionRejected"
+          ? new TokenError.TokenError({
+            operation: RefreshTokenStore.operation,
+            reason: new TokenError.RefreshTokenRejected({ description: "the session has ended" })
+          })
+          : RefreshTokenStore.unavailable(error.reason.message)
+      const readNow = Effect.mapError(read(id, operation), storeFailure)
+      /** Writes `change(record)` over the current record while `stillOurs(record)`; retried over touches. */
+      const update = (
+        stillOurs: (record: UserTokenStore.SessionRecord) => boolean,
+        change: (record: UserTokenStore.SessionRecord) => UserTokenStore.SessionRecord
+      ): Effect.Effect<Option.Option<UserTokenStore.Versioned>, TokenError.TokenError> =>
+        Effect.gen(function*() {
+          for (let attempt = 0; attempt < 5; attempt++) {
+            const current = yield* readNow
+            if (!stillOurs(current.record)) return Option.none()
+            const record = change(current.record)
+            const at = yield* now
+            const version = yield* store.set(id, record, {
+              expectedVersion: current.version,
+              timeToLive: ttlOf(record, at)
+            }).pipe(Effect.mapError(storeFailure))
+            // A request touched the record meanwhile (its idle expiry): merge into the newer one.
+            if (Option.isSome(version)) return Option.some({ record, version: version.value })
+          }
+          return yield* Effect.fail(RefreshTokenStore.unavailable("the session record keeps changing"))
+        })
+      return {
+        get: Effect.map(readNow, (current) => current.record.refreshToken),
+        set: () => Effect.void,
+        clear: Effect.void,
+        withLock: (effect) => effect,
+        spend: (token, spendOptions) =>
+          Effect.gen(function*() {
+            const current = yield* readNow
+            const refreshToken = current.record.refreshToken
+            const at = yield* now
+            // Another refresh was answered meanwhile (perhaps one whose request had given up): its token will do.
+            const latest = tokenOf(current.record, resource)
+            if (
+              Option.isSome(latest) && (rejected === undefined || !sameToken(latest.value, rejected)) &&
+              isUsable(freshnessOf(latest.value, at, settings))
+            ) {
+              yield* Ref.set(written, Option.some(current))
+              return RefreshTokenStore.answered(latest.value)
+            }
+            if (Option.isNone(refreshToken) || Redacted.value(refreshToken.value) !== Redacted.value(token)) {
+              return RefreshTokenStore.stale
+            }
+            const marker = current.record.spend
+            if (Option.isSome(marker) && DateTime.toEpochMillis(marker.value.until) > at) {
+              return RefreshTokenStore.pending(Math.min(1_000, DateTime.toEpochMillis(marker.value.until) - at))
+            }
+            const spendId = randomToken(16)
+            const answerMillis = Duration.toMillis(spendOptions.answerTimeout)
+            const until = DateTime.unsafeMake(at + answerMillis + Math.max(1_000, answerMillis * 0.1))
+            const record = UserTokenStore.SessionRecord.make({
+              ...current.record,
+              spend: Option.some({ id: spendId, until })
+            })
+            const version = yield* store.set(id, record, {
+              expectedVersion: current.version,
+              timeToLive: ttlOf(record, at)
+            }).pipe(Effect.mapError(storeFailure))
+            if (Option.isNone(version)) return RefreshTokenStore.stale
+            const ours = (candidate: UserTokenStore.SessionRecord) =>
+              Option.isSome(candidate.spend) && candidate.spend.value.id === spendId
+            const end = Effect.asVoid(
+              update(ours, (latest) => UserTokenStore.SessionRecord.make({ ...latest, spend: Option.none() }))
+            )
+            return RefreshTokenStore.granted({
+              takeover: Option.isSome(marker),
+              provenance: "the session's refresh token",
+              complete: (answer) =>
+                Effect.flatMap(
+                  update(ours, (latest) =>
+                    UserTokenStore.SessionRecord.make({
+                      ...latest,
+                      accessToken: resource === undefined ? withoutRefreshToken(answer) : latest.accessToken,
+                      resourceTokens: resource === undefined
+                        ? latest.resourceTokens
+                        : { ...latest.resourceTokens, [resource]: withoutRefreshToken(answer) },
+                      // Duende's rule: an answer without a refresh token keeps the old one.
+                      refreshToken: Option.orElse(answer.refreshToken, () => latest.refreshToken),
+                      spend: Option.none()
+                    })),
+                  (result) => Ref.set(written, result)
+                ),
+              withdraw: end,
+              reject: end
+            })
+          })
+      }
+    }
+
     /** One refresh under the store's lock, with a re-read: another instance may have refreshed already. */
     const refreshLocked = (
       id: Redacted.Redacted<string>,
@@ -222,26 +331,22 @@ export const make = (
           if (Option.isNone(refreshToken)) {
             return yield* reject(id, "the access token has expired and the session has no refresh token")
           }
-          const rotated = yield* Ref.make(Option.none<Redacted.Redacted<string>>())
-          // Core's refresh grant, over a store holding this session's refresh token: it maps `invalid_grant` to
-          // `RefreshTokenRejected` and lets a sent request finish even if we are interrupted. The rotated token is
-          // written below, with the access token, in one compare-and-set, before anything is handed out.
-          const refreshStore: RefreshTokenStore.RefreshTokenStore = {
-            get: Effect.succeed(refreshToken),
-            set: (token) => Ref.set(rotated, Option.some(token)),
-            clear: Effect.void,
-            withLock: (effect) => effect
-          }
+          const written = yield* Ref.make(Option.none<UserTokenStore.Versioned>())
           // A DPoP session refreshes with its own key: the new tokens stay bound to it.
           const dpop = yield* dpopKeyOf(id, current.record)
+          // Core's refresh grant over the fenced record: it maps `invalid_grant` to `RefreshTokenRejected`, records the
+          // spend before sending, and writes the answer's tokens whenever it arrives.
           const source = yield* RefreshToken.make({
             tokenUrl: settings.discovery,
             clientAuth: settings.clientAuth,
             resource,
             attemptTimeout: settings.attemptTimeout,
             dpop: Option.getOrUndefined(dpop)
-          }).pipe(Effect.provideService(RefreshTokenStore.RefreshTokenStore, refreshStore), Effect.provide(context))
-          const token = yield* source.fetch.pipe(
+          }).pipe(
+            Effect.provideService(RefreshTokenStore.RefreshTokenStore, spendingStore(id, resource, rejected, written)),
+            Effect.provide(context)
+          )
+          yield* source.fetch.pipe(
             Effect.catchTag("TokenError", (error) =>
               error.reason._tag === "RefreshTokenRejected"
                 ? reject(id, "the refresh token was rejected: the user has to log in again")
@@ -254,25 +359,10 @@ export const make = (
                   })
                 )))
           )
-          // Duende's rule: an answer without a refresh token keeps the old one.
-          const nextRefreshToken = Option.orElse(yield* Ref.get(rotated), () => refreshToken)
-          const record = UserTokenStore.SessionRecord.make({
-            ...current.record,
-            accessToken: resource === undefined ? withoutRefreshToken(token) : current.record.accessToken,
-            resourceTokens: resource === undefined
-              ? current.record.resourceTokens
-              : { ...current.record.resourceTokens, [resource]: withoutRefreshToken(token) },
-            refreshToken: nextRefreshToken
-          })
-          const version = yield* store.set(id, record, {
-            expectedVersion: current.version,
-            timeToLive: ttlOf(record, at)
-          })
-          if (Option.isNone(version)) {
-            // Only a store that lost our lease gets here; what is stored now is what the next request uses.
-            return { result: yield* read(id, operation), spent: Option.some(Redacted.value(refreshToken.value)) }
-          }
-          return { result: { record, version: version.value }, spent: Option.some(Redacted.value(refreshToken.value)) }
+          const result = yield* Ref.get(written)
+          // Another holder took the spend over: what is stored now is what the next request uses.
+          const next = Option.isSome(result) ? result.value : yield* read(id, operation)
+          return { result: next, spent: Option.some(Redacted.value(refreshToken.value)) }
         })
       )
 
@@ -287,7 +377,7 @@ export const make = (
       rejected: AccessToken.AccessToken | undefined
     ): Effect.Effect<UserTokenStore.Versioned, SessionError> =>
       Effect.gen(function*() {
-        const key = `${Redacted.value(id)}\u0000${resource ?? ""}`
+        const key = flightKey(id, resource)
         const at = yield* now
         const observedRefresh = Option.map(observed.record.refreshToken, Redacted.value)
         const recent = settled.get(key)
@@ -306,6 +396,7 @@ export const make = (
           Effect.onExit((exit) =>
             Effect.flatMap(now, (end) => {
               flights.delete(key)
+              rememberOutcome(key, exit, end)
               if (Exit.isSuccess(exit) && Option.isSome(exit.value.spent)) {
                 // Re-inserted at the end: every entry has the same window, so the map stays in expiry order and
                 // the expired ones are pruned from its front, which bounds it by the refreshes of one window.
@@ -333,6 +424,36 @@ export const make = (
         return yield* Deferred.await(deferred)
       })
 
+    /**
+     * Failed refreshes per session and resource: no new attempt before `until` (the server's `Retry-After`, else a
+     * backoff doubling from 1 s to 30 s), so a degraded authorization server gets one refresh per period from a
+     * session, not one per request.
+     */
+    const held = new Map<string, { readonly until: number; readonly failures: number; readonly error: SessionError }>()
+    const rememberOutcome = (
+      key: string,
+      exit: Exit.Exit<{ readonly result: UserTokenStore.Versioned }, SessionError>,
+      at: number
+    ) => {
+      if (Exit.isSuccess(exit)) {
+        held.delete(key)
+        return
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure) || failure.value.reason._tag !== "Unavailable") return
+      const failures = (held.get(key)?.failures ?? 0) + 1
+      const backoff = Math.min(maxBackoffMillis, 1_000 * 2 ** (failures - 1))
+      const asked = failure.value.reason.retryAfter
+      const hold = Math.min(maxHoldMillis, Math.max(backoff, asked === undefined ? 0 : Duration.toMillis(asked)))
+      held.delete(key)
+      held.set(key, { until: at + hold, failures, error: failure.value })
+      // Oldest first: past their hold, or beyond the bound, they go.
+      for (const [heldKey, entry] of held) {
+        if (entry.until > at && held.size <= maxHeld) break
+        held.delete(heldKey)
+      }
+    }
+
     /** The token for `resource`, refreshed when due; a transient failure serves a still-valid token. */
     const ensure = (
       id: Redacted.Redacted<string>,
@@ -354,18 +475,37 @@ export const make = (
             "session"
           )
         }
-        const refreshed = yield* refresh(id, versioned, resource, undefined).pipe(
-          Effect.catchIf(
-            (error) =>
-              error.reason._tag === "Unavailable" && Option.isSome(token) && Option.contains(state, "RefreshDue"),
-            () => Effect.succeed(versioned)
+        const key = flightKey(id, resource)
+        const hold = held.get(key)
+        const stillValid = Option.isSome(token) && Option.contains(state, "RefreshDue")
+        if (hold !== undefined && hold.until > at) {
+          if (stillValid) return (token as Option.Some<AccessToken.AccessToken>).value
+          return yield* fail(
+            new Unavailable({
+              description: `${hold.error.reason.message} (not tried again yet)`,
+              retryAfter: Duration.millis(hold.until - at)
+            })
           )
-        )
+        }
+        if (stillValid) {
+          // In the refresh window the current token is still good: refresh behind it, never in the request's way.
+          yield* Effect.forkIn(Effect.ignore(refresh(id, versioned, resource, undefined)), scope)
+          return (token as Option.Some<AccessToken.AccessToken>).value
+        }
+        const refreshed = yield* waitForRefresh(refresh(id, versioned, resource, undefined))
         const next = tokenOf(refreshed.record, resource)
         if (Option.isNone(next)) {
           return yield* fail(new Unavailable({ description: "the refresh brought no token for this resource" }))
         }
         return next.value
+      })
+
+    /** A request waits for a refresh at most `attemptTimeout`; the refresh goes on without it. */
+    const waitForRefresh = <A>(refreshing: Effect.Effect<A, SessionError>) =>
+      Effect.timeoutFail(refreshing, {
+        duration: waitBound,
+        onTimeout: () =>
+          fail(new Unavailable({ description: "the refresh is taking too long", retryAfter: Duration.seconds(1) }))
       })
 
     const load: Engine["load"] = (id) =>
@@ -391,7 +531,7 @@ export const make = (
         const current = tokenOf(versioned.record, resource)
         // Compare-and-refresh: a 401 for a token already replaced changes nothing.
         if (Option.isNone(current) || !sameToken(current.value, token)) return false
-        yield* refresh(id, versioned, resource, token)
+        yield* waitForRefresh(refresh(id, versioned, resource, token))
         return true
       }).pipe(Effect.orElseSucceed(() => false))
 
@@ -408,6 +548,16 @@ export const make = (
 
     return { create, dpopKey, load, accessTokenOf: ensure, accessToken, invalidate, end }
   })
+
+const flightKey = (id: Redacted.Redacted<string>, resource: string | undefined) =>
+  `${Redacted.value(id)}\u0000${resource ?? ""}`
+
+/** The longest backoff after failed refreshes of one session, and the longest any hold lasts (`Retry-After` too). */
+const maxBackoffMillis = 30_000
+const maxHoldMillis = 5 * 60_000
+
+/** Sessions whose failures are remembered at once, at most (the oldest holds are dropped first). */
+const maxHeld = 10_000
 
 /** Imported DPoP keys kept per process: one per active DPoP session, up to this many. */
 const maxCachedKeys = 10_000

@@ -2,15 +2,14 @@ import { AccessToken, ClientAuth, Discovery } from "@effect-token/core"
 import { UserSession, UserTokenStore } from "@effect-token/session"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import type { Duration } from "effect"
-import { DateTime, Deferred, Effect, Option, Redacted } from "effect"
+import { DateTime, Deferred, Duration, Effect, Option, Redacted } from "effect"
 
 /** How the fake token endpoint answers the next refresh. */
 export type Answer =
   | { readonly _tag: "Rotate"; readonly expiresIn?: number | undefined }
   | { readonly _tag: "NoRefreshToken"; readonly expiresIn?: number | undefined }
   | { readonly _tag: "InvalidGrant" }
-  | { readonly _tag: "Unavailable" }
+  | { readonly _tag: "Unavailable"; readonly retryAfter?: Duration.Duration | undefined }
 
 export const issuer = "https://issuer.test"
 const decoder = new TextDecoder()
@@ -52,7 +51,10 @@ export const make = Effect.suspend(() => {
       if (gate !== undefined) yield* Deferred.await(gate)
       const answer = script.shift() ?? { _tag: "Rotate" }
       if (answer._tag === "Unavailable") {
-        return HttpClientResponse.fromWeb(request, new Response("down", { status: 503 }))
+        const headers: Record<string, string> = answer.retryAfter === undefined
+          ? {}
+          : { "retry-after": String(Duration.toSeconds(answer.retryAfter)) }
+        return HttpClientResponse.fromWeb(request, new Response("down", { status: 503, headers }))
       }
       if (answer._tag === "InvalidGrant" || spent.has(refreshToken)) {
         return HttpClientResponse.fromWeb(request, json({ error: "invalid_grant" }, 400))
