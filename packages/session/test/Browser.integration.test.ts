@@ -114,6 +114,38 @@ describe("in a real browser", () => {
       expect(Option.isNone(yield* sessionCookie)).toBe(true)
     }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
 
+  it.scoped("returnTo shapes that normalize to a scheme-relative path land on /, never on another origin", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const app = yield* App.start()
+      // Another origin the browser can reach, so that a redirect there is seen rather than lost to DNS.
+      const evil = yield* App.otherSite
+      const browser = yield* launch
+      const page = yield* Effect.promise(() => browser.newPage())
+      const host = evil.url.slice("http://".length)
+      const shapes = [`/.//${host}/`, `/..//${host}/`, `/%2e//${host}/`, `/%2E%2E//${host}/`, `/a/..//${host}/`]
+      const landed: Array<string> = []
+      for (const shape of shapes) {
+        yield* Effect.promise(() => page.goto(`${app.appUrl}/login?returnTo=${encodeURIComponent(shape)}`))
+        // The provider's forms, until the browser leaves the provider (wherever it goes).
+        yield* Effect.promise(async () => {
+          for (let form = 0; form < 4 && page.url().startsWith(app.as.issuer); form++) {
+            await page.waitForSelector("button[type=submit]")
+            if (await page.isVisible("input[name=login]")) {
+              await page.fill("input[name=login]", "alice")
+              await page.fill("input[name=password]", "any")
+            }
+            const before = page.url()
+            await Promise.all([page.waitForURL((url) => url.href !== before), page.click("button[type=submit]")])
+            await page.waitForLoadState()
+          }
+        })
+        landed.push(page.url())
+      }
+      expect(landed).toEqual(shapes.map(() => `${app.appUrl}/`))
+      expect(evil.requests()).toBe(0)
+    }))
+
   it.scoped("logout from the page: the session ends and the refresh token no longer works at the provider", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(Date.now())

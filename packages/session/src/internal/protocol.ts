@@ -42,18 +42,26 @@ export const maxReturnToLength = 2048
  * Where to send the user after login: a path on this origin, else `/`. Only a relative path that starts with one
  * `/` passes: never `//host` or `/\host` (browsers read both as another origin), nor a scheme, nor control
  * characters or backslashes anywhere (some browsers turn `\` into `/` and drop tabs and newlines inside URLs).
+ *
+ * The input is normalized as a URL parser (and so the browser) does, and the rules are checked on that result, which
+ * is what is returned: dot segments and their encodings (`/.//host`, `/%2e%2e//host`, `/a/..//host`) normalize to a
+ * scheme-relative `//host`, so checking the input and returning the parser's path would be an open redirect.
  */
 export const safeReturnTo = (input: unknown): string => {
-  if (typeof input !== "string" || input.length === 0 || input.length > maxReturnToLength) return "/"
-  if (input[0] !== "/" || input[1] === "/" || input[1] === "\\") return "/"
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-  if (/[\u0000-\u001f\u007f\\]/.test(input)) return "/"
+  if (typeof input !== "string" || !isLocalPath(input)) return "/"
   const base = "http://return-to.invalid"
   if (!URL.canParse(input, base)) return "/"
   const url = new URL(input, base)
   if (url.origin !== base) return "/"
-  return url.pathname + url.search + url.hash
+  const normalized = url.pathname + url.search + url.hash
+  return isLocalPath(normalized) ? normalized : "/"
 }
+
+/** A path of this origin as written: one leading `/`, no control characters or backslashes, not too long. */
+const isLocalPath = (path: string): boolean =>
+  path.length > 0 && path.length <= maxReturnToLength && path[0] === "/" && path[1] !== "/" && path[1] !== "\\" &&
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  !/[\u0000-\u001f\u007f\\]/.test(path)
 
 /** Session ids, login ids: the base64url of 16 to 96 random bytes. Anything else is not looked up at all. */
 export const isWellFormedId = (value: string): boolean => /^[A-Za-z0-9_-]{22,128}$/.test(value)

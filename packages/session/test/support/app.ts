@@ -46,6 +46,24 @@ const startApi = (as: OidcProvider.OidcProvider) =>
     return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, rejected, seen }
   })
 
+/** A site of another origin on loopback that answers every request with a page, and counts them. */
+export const otherSite = Effect.gen(function*() {
+  let requests = 0
+  const server = Http.createServer((_req, res) => {
+    requests++
+    res.writeHead(200, { "content-type": "text/html" }).end("<p>another site</p>")
+  })
+  yield* Effect.acquireRelease(
+    Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+    () =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        server.closeAllConnections()
+      })
+  )
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests }
+})
+
 /**
  * The provider, the API and a web application on real sockets: the app serves `/me`, `/orders` (the API on the
  * user's behalf) and `/page`, behind the session middleware, with the login routes.
