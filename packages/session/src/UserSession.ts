@@ -36,16 +36,26 @@ import type * as UserTokenStore from "./UserTokenStore.js"
  *
  * // A development server on http://127.0.0.1 only: elsewhere the cookie must stay Secure.
  * const cookie: UserSession.CookieOptions = { name: "dev-session", secure: false }
+ * // Set as "__Host-sid".
+ * const production: UserSession.CookieOptions = { name: "sid" }
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface CookieOptions {
-  /** Default `"__Host-session"` when `secure`, else `"session"` (`__Host-` requires `Secure`). */
+  /**
+   * Default `"session"`. With `secure`, the cookie is `__Host-` followed by this name (`"sid"` is set as
+   * `"__Host-sid"`; a name that starts with `__Host-` is kept): no subdomain can then set or shadow it.
+   */
   readonly name?: string | undefined
   /** Default `true`. Turn it off only for a development server on http loopback. */
   readonly secure?: boolean | undefined
+  /**
+   * Default `true`. `false` opts out of the `__Host-` prefix and sets the cookie under `name` exactly (a name that
+   * other software expects); the cookie can then be set by any subdomain of this site.
+   */
+  readonly hostPrefix?: boolean | undefined
 }
 
 /**
@@ -188,7 +198,14 @@ export const make = (
 ): Effect.Effect<UserSessions, never, UserTokenStore.UserTokenStore | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const secure = options.cookie?.secure ?? true
-    const cookieName = options.cookie?.name ?? (secure ? "__Host-session" : "session")
+    const named = protocol.cookieName(options.cookie?.name ?? "session", {
+      secure,
+      hostPrefix: options.cookie?.hostPrefix ?? true
+    })
+    if ("invalid" in named) {
+      return yield* Effect.dieMessage(`UserSession: the cookie name ${JSON.stringify(options.cookie?.name)}: ${named.invalid}`)
+    }
+    const cookieName = named.name
     const absoluteTimeout = Duration.decode(options.absoluteTimeout ?? Duration.hours(12))
     const engine = yield* internal.make({
       discovery: options.discovery,

@@ -80,6 +80,24 @@ export interface CookieAttributes {
 export const isCookieName = (name: string): boolean => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)
 export const isCookiePath = (path: string): boolean => /^\/[\x21-\x3a\x3c-\x7e]*$/.test(path)
 
+/**
+ * The name a cookie is set under. With `Secure`, the `__Host-` prefix is kept whatever name is configured, unless
+ * `hostPrefix` is `false`: a browser then refuses the cookie from any subdomain and pins it to `Path=/` on this
+ * host, so a sibling site cannot plant a session id (session fixation) or shadow ours. Without `Secure` the prefix is
+ * impossible (browsers drop such a cookie). Returns a reason when the result is not a name to use.
+ */
+export const cookieName = (
+  name: string,
+  options: { readonly secure: boolean; readonly hostPrefix: boolean }
+): { readonly name: string } | { readonly invalid: string } => {
+  const prefixed = name.startsWith(hostPrefix)
+  if (!options.secure && prefixed) return { invalid: `a ${hostPrefix} cookie needs Secure` }
+  const full = options.secure && options.hostPrefix && !prefixed ? `${hostPrefix}${name}` : name
+  return isCookieName(name) && isCookieName(full) ? { name: full } : { invalid: "not an RFC 6265 cookie name" }
+}
+
+const hostPrefix = "__Host-"
+
 /** One `Set-Cookie` value. The value must already be cookie-safe (our ids are base64url, or empty). */
 export const serializeCookie = (name: string, value: string, attributes: CookieAttributes): string => {
   const parts = [`${name}=${value}`, `Path=${attributes.path}`]
