@@ -26,6 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as cookies from "./internal/cookies.js"
 import * as idToken from "./internal/idToken.js"
 import * as protocol from "./internal/protocol.js"
 import {
@@ -482,13 +483,11 @@ export const make = (
         }
         location = url.toString()
       }
-      return HttpServerResponse.redirect(location, {
-        status: 302,
-        headers: {
-          "set-cookie": cookie(sessions.cookieName, "", 0),
-          "cache-control": "no-store"
-        }
-      })
+      return cookies.expire(
+        HttpServerResponse.redirect(location, { status: 302, headers: { "cache-control": "no-store" } }),
+        sessions.cookieName,
+        secure
+      )
     }).pipe(Effect.withSpan("effect-token/OidcLogin.logout"))
 
     const router = HttpRouter.empty.pipe(

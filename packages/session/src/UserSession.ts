@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as cookies from "./internal/cookies.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
 import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
@@ -579,17 +580,6 @@ export const middleware = <E, R>(
         return errorResponse(sessionFailure.value, sessions.loginPath)
       })
     )
-    return expire
-      ? HttpServerResponse.setHeader(
-        response,
-        "set-cookie",
-        protocol.serializeCookie(sessions.cookieName, "", {
-          path: "/",
-          httpOnly: true,
-          secure: sessions.secureCookies,
-          sameSite: "Lax",
-          maxAge: 0
-        })
-      )
-      : response
+    // Added beside the application's cookies; a response that sets a new session cookie keeps it.
+    return expire ? cookies.expire(response, sessions.cookieName, sessions.secureCookies) : response
   }) as any

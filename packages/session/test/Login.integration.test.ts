@@ -10,11 +10,11 @@ import { Browser } from "./support/browser.js"
  * Real sockets, a real oidc-provider, and the Effect `TestClock` set to the wall clock: the login happens in real
  * time, and the test moves the application's clock past the access token's expiry instead of sleeping.
  */
-const setup = Effect.gen(function*() {
+const setupWith = (options: Parameters<typeof App.start>[0] = {}) => Effect.gen(function*() {
   yield* TestClock.setTime(Date.now())
   // The test's own client for the provider, alive for the whole test.
   const http = yield* Layer.build(NodeHttpClient.layerUndici)
-  const app = yield* App.start()
+  const app = yield* App.start(options)
   const browser = new Browser()
   const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
   const signIn = (returnTo = "/me") =>
@@ -28,6 +28,7 @@ const setup = Effect.gen(function*() {
     })
   return { app, browser, promise, signIn, sessionId, record, getJson, http }
 })
+const setup = setupWith()
 
 const refreshCount = (app: App.App) => app.as.tokenRequests()["refresh_token"] ?? 0
 
@@ -132,6 +133,31 @@ describe("login, session and logout against a real oidc-provider", () => {
         endpoint.request({ grant_type: "refresh_token", refresh_token: Option.getOrThrow(stored.refreshToken) })
       )
       expect(refused.reason._tag === "OAuthError" && refused.reason.code).toBe("invalid_grant")
+    }))
+})
+
+describe("cookies the middleware writes never replace the login's", () => {
+  it.scoped("a stale session cookie on /login: the login still completes", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, signIn } = yield* setup
+      browser.cookies(app.appUrl).set("session", "C".repeat(43))
+      const { url } = yield* signIn("/me")
+      expect(url).toBe(`${app.appUrl}/me`)
+      expect((yield* getJson("/me")).status).toBe(200)
+    }))
+
+  it.scoped("a session that expired while idle, then a new sign-in: the new session cookie is kept", () =>
+    Effect.gen(function*() {
+      // A short idle timeout: the provider's clock is the real one, and its ID tokens live 5 minutes.
+      const { app, browser, getJson, record, signIn } = yield* setupWith({ idleTimeout: "1 minute" })
+      yield* signIn("/me")
+      const first = browser.cookies(app.appUrl).get("session")
+      yield* TestClock.adjust(Duration.minutes(2))
+      const { url } = yield* signIn("/me")
+      expect(url).toBe(`${app.appUrl}/me`)
+      expect(browser.cookies(app.appUrl).get("session")).not.toBe(first)
+      expect(Option.isSome(yield* record)).toBe(true)
+      expect((yield* getJson("/me")).status).toBe(200)
     }))
 })
 

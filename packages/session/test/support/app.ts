@@ -6,6 +6,7 @@ import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type { Duration } from "effect"
 import { Effect, Layer, Redacted } from "effect"
 import { createLocalJWKSet, jwtVerify } from "jose"
 import * as Http from "node:http"
@@ -76,6 +77,8 @@ export const start = (
     readonly codeTtl?: number
     /** DPoP logins (`OidcLogin`'s `dpop`), `/orders` served by the testing kit's DPoP-verifying resource server. */
     readonly dpop?: boolean
+    /** The sessions' idle timeout (default 2 hours). */
+    readonly idleTimeout?: Duration.DurationInput
   } = {}
 ) =>
   Effect.gen(function*() {
@@ -116,7 +119,8 @@ export const start = (
       // oidc-provider grants offline_access only with an explicit consent prompt.
       authorizationParams: { prompt: "consent" },
       cookie: { secure: false },
-      dpop: options.dpop === true
+      dpop: options.dpop === true,
+      idleTimeout: options.idleTimeout
     }).pipe(
       Layer.provide(Layer.succeed(UserTokenStore.UserTokenStore, store)),
       Layer.provide(NodeHttpClient.layerUndici)
