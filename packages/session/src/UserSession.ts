@@ -204,7 +204,9 @@ export const make = (
       hostPrefix: options.cookie?.hostPrefix ?? true
     })
     if ("invalid" in named) {
-      return yield* Effect.dieMessage(`UserSession: the cookie name ${JSON.stringify(options.cookie?.name)}: ${named.invalid}`)
+      return yield* Effect.dieMessage(
+        `UserSession: the cookie name ${JSON.stringify(options.cookie?.name)}: ${named.invalid}`
+      )
     }
     const cookieName = named.name
     const absoluteTimeout = Duration.decode(options.absoluteTimeout ?? Duration.hours(12))

@@ -71,39 +71,6 @@ export class SessionRecord extends Schema.Class<SessionRecord>("@effect-token/se
 }) {}
 
 /**
- * A login in progress, between `/login` and `/callback`. Its secrets are `Redacted`.
- *
- * @example
- * ```ts
- * import { UserTokenStore } from "@effect-token/session"
- * import { DateTime, Redacted } from "effect"
- *
- * const pending = UserTokenStore.PendingLogin.make({
- *   state: Redacted.make("s"),
- *   nonce: Redacted.make("n"),
- *   codeVerifier: Redacted.make("v"),
- *   returnTo: "/orders",
- *   createdAt: DateTime.unsafeMake(0)
- * })
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export class PendingLogin extends Schema.Class<PendingLogin>("@effect-token/session/PendingLogin")({
-  state: Schema.Redacted(Schema.String),
-  nonce: Schema.Redacted(Schema.String),
-  codeVerifier: Schema.Redacted(Schema.String),
-  /** A same-origin path, already checked. */
-  returnTo: Schema.String,
-  createdAt: Schema.DateTimeUtc,
-  /** The DPoP private key (a JWK as JSON) the login's `dpop_jkt` names; the session keeps it. */
-  dpopKey: Schema.optionalWith(Schema.OptionFromNullOr(Schema.Redacted(Schema.String)), {
-    default: () => Option.none()
-  })
-}) {}
-
-/**
  * A record and the version a compare-and-set write must name.
  *
  * @example
@@ -192,16 +159,6 @@ export interface UserTokenStore {
     id: Redacted.Redacted<string>,
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | SessionError.SessionError, R>
-  /** Keeps a login in progress for `timeToLive`. */
-  readonly putPendingLogin: (
-    id: Redacted.Redacted<string>,
-    login: PendingLogin,
-    timeToLive: Duration.Duration
-  ) => Effect.Effect<void, SessionError.SessionError>
-  /** Reads and removes a login in progress in one step: a login is used once (a shared store: `GETDEL`). */
-  readonly takePendingLogin: (
-    id: Redacted.Redacted<string>
-  ) => Effect.Effect<Option.Option<PendingLogin>, SessionError.SessionError>
 }
 
 /**
@@ -226,7 +183,7 @@ export const UserTokenStore: Context.Tag<UserTokenStore, UserTokenStore> = Conte
  * ```ts
  * import type { UserTokenStore } from "@effect-token/session"
  *
- * const options: UserTokenStore.MemoryOptions = { capacity: 50_000, pendingCapacity: 5_000 }
+ * const options: UserTokenStore.MemoryOptions = { capacity: 50_000 }
  * ```
  *
  * @since 0.1.0
@@ -235,18 +192,11 @@ export const UserTokenStore: Context.Tag<UserTokenStore, UserTokenStore> = Conte
 export interface MemoryOptions {
   /** Most sessions kept; past it, expired ones go first, then the least recently used. Default 10 000. */
   readonly capacity?: number | undefined
-  /** Most logins in progress kept; past it, the oldest goes. Default 10 000. */
-  readonly pendingCapacity?: number | undefined
 }
 
 interface Entry {
   readonly record: SessionRecord
   readonly version: number
-  readonly expiresAt: number
-}
-
-interface PendingEntry {
-  readonly login: PendingLogin
   readonly expiresAt: number
 }
 
@@ -271,10 +221,8 @@ interface PendingEntry {
 export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserTokenStore> =>
   Effect.sync(() => {
     const capacity = Math.max(1, options.capacity ?? 10_000)
-    const pendingCapacity = Math.max(1, options.pendingCapacity ?? 10_000)
     // Map order is insertion order: re-inserting on use makes the first key the least recently used.
     const sessions = new Map<string, Entry>()
-    const pending = new Map<string, PendingEntry>()
     const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
     let nextVersion = 1
 
@@ -338,30 +286,11 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserToken
       return Effect.acquireUseRelease(acquire, (lock) => lock.semaphore.withPermits(1)(effect), release)
     }
 
-    const putPendingLogin: UserTokenStore["putPendingLogin"] = (id, login, timeToLive) =>
-      Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
-        for (const [key, entry] of pending) {
-          if (entry.expiresAt > now && pending.size < pendingCapacity) break
-          pending.delete(key)
-        }
-        pending.set(Redacted.value(id), { login, expiresAt: now + Duration.toMillis(timeToLive) })
-      })
-
-    const takePendingLogin: UserTokenStore["takePendingLogin"] = (id) =>
-      Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
-        const key = Redacted.value(id)
-        const entry = pending.get(key)
-        pending.delete(key)
-        return entry === undefined || entry.expiresAt <= now ? Option.none() : Option.some(entry.login)
-      })
-
     return {
       get,
       set,
       delete: (id) => Effect.sync(() => void sessions.delete(Redacted.value(id))),
-      withLock,
-      putPendingLogin,
-      takePendingLogin
+      withLock
     } satisfies UserTokenStore
   })
 
@@ -397,23 +326,6 @@ export const layerMemory = (options?: MemoryOptions): Layer.Layer<UserTokenStore
  * @category schemas
  */
 export const SessionRecordJson: Schema.Schema<SessionRecord, string> = Schema.parseJson(SessionRecord)
-
-/**
- * A login in progress as a JSON string and back, for a shared store.
- *
- * @example
- * ```ts
- * import { UserTokenStore } from "@effect-token/session"
- * import { Schema } from "effect"
- *
- * declare const json: string
- * const login = Schema.decodeUnknownEither(UserTokenStore.PendingLoginJson)(json)
- * ```
- *
- * @since 0.1.0
- * @category schemas
- */
-export const PendingLoginJson: Schema.Schema<PendingLogin, string> = Schema.parseJson(PendingLogin)
 
 /**
  * The time a record may still be kept at `now`: until its idle expiry or its absolute expiry, whichever is first.

@@ -1,8 +1,8 @@
 import { ClientAuth, Revocation, TokenEndpoint } from "@effect-token/core"
-import { UserTokenStore } from "@effect-token/session"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import * as LoginCookie from "../src/internal/loginCookie.js"
 import * as App from "./support/app.js"
 import { Browser } from "./support/browser.js"
 
@@ -10,24 +10,25 @@ import { Browser } from "./support/browser.js"
  * Real sockets, a real oidc-provider, and the Effect `TestClock` set to the wall clock: the login happens in real
  * time, and the test moves the application's clock past the access token's expiry instead of sleeping.
  */
-const setupWith = (options: Parameters<typeof App.start>[0] = {}) => Effect.gen(function*() {
-  yield* TestClock.setTime(Date.now())
-  // The test's own client for the provider, alive for the whole test.
-  const http = yield* Layer.build(NodeHttpClient.layerUndici)
-  const app = yield* App.start(options)
-  const browser = new Browser()
-  const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
-  const signIn = (returnTo = "/me") =>
-    promise(() => browser.navigate(`${app.appUrl}/login?returnTo=${encodeURIComponent(returnTo)}`))
-  const sessionId = () => Redacted.make(browser.cookies(app.appUrl).get("session") ?? "")
-  const record = Effect.suspend(() => Effect.map(app.store.get(sessionId()), Option.map((v) => v.record)))
-  const getJson = (path: string) =>
-    promise(async () => {
-      const response = await browser.fetch(`${app.appUrl}${path}`, { headers: { accept: "application/json" } })
-      return { status: response.status, body: await response.json() as Record<string, unknown>, response }
-    })
-  return { app, browser, promise, signIn, sessionId, record, getJson, http }
-})
+const setupWith = (options: Parameters<typeof App.start>[0] = {}) =>
+  Effect.gen(function*() {
+    yield* TestClock.setTime(Date.now())
+    // The test's own client for the provider, alive for the whole test.
+    const http = yield* Layer.build(NodeHttpClient.layerUndici)
+    const app = yield* App.start(options)
+    const browser = new Browser()
+    const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+    const signIn = (returnTo = "/me") =>
+      promise(() => browser.navigate(`${app.appUrl}/login?returnTo=${encodeURIComponent(returnTo)}`))
+    const sessionId = () => Redacted.make(browser.cookies(app.appUrl).get("session") ?? "")
+    const record = Effect.suspend(() => Effect.map(app.store.get(sessionId()), Option.map((v) => v.record)))
+    const getJson = (path: string) =>
+      promise(async () => {
+        const response = await browser.fetch(`${app.appUrl}${path}`, { headers: { accept: "application/json" } })
+        return { status: response.status, body: await response.json() as Record<string, unknown>, response }
+      })
+    return { app, browser, promise, signIn, sessionId, record, getJson, http }
+  })
 const setup = setupWith()
 
 const refreshCount = (app: App.App) => app.as.tokenRequests()["refresh_token"] ?? 0
@@ -188,34 +189,54 @@ describe("bad input at the callback: a typed error, a way back to login, no sess
       expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
     })
 
-  it.scoped("a replayed callback finds no login (single use)", () =>
+  const loginCookieOf = (browser: Browser, appUrl: string) => {
+    const found = [...browser.cookies(appUrl)].filter(([name]) => name.startsWith("login-"))
+    expect(found).toHaveLength(1)
+    return found[0]!
+  }
+
+  it.scoped("a replayed callback finds no login: the callback expired its cookie", () =>
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
-      const loginCookie = browser.cookies(app.appUrl).get("login")!
+      loginCookieOf(browser, app.appUrl)
       expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
-      browser.cookies(app.appUrl).set("login", loginCookie)
+      expect([...browser.cookies(app.appUrl).keys()]).toEqual(["session"])
       browser.cookies(app.appUrl).delete("session")
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
     }))
 
-  it.scoped("a mismatched state is refused, and spends the login", () =>
+  it.scoped("a replay that brings the login cookie back: the provider refuses the spent code (invalid_grant)", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      const [name, value] = loginCookieOf(browser, app.appUrl)
+      expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
+      browser.cookies(app.appUrl).set(name, value)
+      browser.cookies(app.appUrl).delete("session")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "CodeExchangeFailed")
+    }))
+
+  it.scoped("a mismatched state is refused, and does not use up the login in progress", () =>
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
       const tampered = new URL(url)
       tampered.searchParams.set("state", "A".repeat(43))
       yield* expectLoginFailed(yield* promise(() => browser.fetch(tampered.toString())), "LoginStateInvalid")
-      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
+      const done = yield* promise(() => browser.fetch(url))
+      expect(done.status).toBe(302)
+      expect(browser.cookies(app.appUrl).has("session")).toBe(true)
     }))
 
   it.scoped("no login cookie, or a tampered one", () =>
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
-      browser.cookies(app.appUrl).set("login", "not-a-login-id!")
+      const [name, value] = loginCookieOf(browser, app.appUrl)
+      browser.cookies(app.appUrl).set(name, `${value.slice(0, -4)}AAAA`)
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
-      browser.cookies(app.appUrl).delete("login")
+      expect(browser.cookies(app.appUrl).has(name)).toBe(false)
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
     }))
 
@@ -223,29 +244,13 @@ describe("bad input at the callback: a typed error, a way back to login, no sess
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
-      const loginId = Redacted.make(browser.cookies(app.appUrl).get("login")!)
-      const pending = Option.getOrThrow(yield* app.store.takePendingLogin(loginId))
-      yield* app.store.putPendingLogin(
-        loginId,
-        UserTokenStore.PendingLogin.make({ ...pending, nonce: Redacted.make("another-nonce") }),
-        Duration.minutes(5)
-      )
+      // The test knows the app's secret: it re-seals the login with another nonce.
+      const [name, value] = loginCookieOf(browser, app.appUrl)
+      const key = yield* LoginCookie.deriveKey(Redacted.make(new TextEncoder().encode(App.loginSecret)))
+      const pending = Option.getOrThrow(yield* LoginCookie.open(key, name, value))
+      const forged = LoginCookie.PendingLogin.make({ ...pending, nonce: Redacted.make("another-nonce") })
+      browser.cookies(app.appUrl).set(name, yield* LoginCookie.seal(key, name, forged))
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "IdTokenInvalid")
-    }))
-
-  it.scoped("a reused authorization code is refused by the provider (invalid_grant)", () =>
-    Effect.gen(function*() {
-      const { app, browser, promise } = yield* setup
-      const { url } = yield* toCallback(browser, app.appUrl)
-      const loginId = Redacted.make(browser.cookies(app.appUrl).get("login")!)
-      const pending = Option.getOrThrow(yield* app.store.takePendingLogin(loginId))
-      yield* app.store.putPendingLogin(loginId, pending, Duration.minutes(5))
-      expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
-      // The same login once more (as if its state were still pending): the code is spent at the provider.
-      yield* app.store.putPendingLogin(loginId, pending, Duration.minutes(5))
-      browser.cookies(app.appUrl).set("login", Redacted.value(loginId))
-      browser.cookies(app.appUrl).delete("session")
-      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "CodeExchangeFailed")
     }))
 
   it.scoped("the provider's error=access_denied", () =>

@@ -35,8 +35,11 @@ export const constantTimeEqual = (a: string, b: string): boolean => {
   return diff === 0
 }
 
-/** The longest return-to path kept; a longer one is replaced by `/` rather than stored. */
-export const maxReturnToLength = 2048
+/**
+ * The longest return-to path kept; a longer one is replaced by `/`. It travels sealed in the login cookie, and a
+ * browser holds a few of those: 1 KiB keeps them together well under a server's request-header limit (16 KiB in Node).
+ */
+export const maxReturnToLength = 1024
 
 /**
  * Where to send the user after login: a path on this origin, else `/`. Only a relative path that starts with one

@@ -13,6 +13,8 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 
 export const clientSecret = "web-s3cr3t: +/%&="
+/** The app's `secret` (the login cookie's key is derived from it), known to tests that forge a login cookie. */
+export const loginSecret = "login-cookie-secret-of-the-test-app-0123456789"
 
 /**
  * A resource server for the calls made on the user's behalf: verifies the bearer JWT against the provider's keys,
@@ -119,6 +121,7 @@ export const start = (
       // oidc-provider grants offline_access only with an explicit consent prompt.
       authorizationParams: { prompt: "consent" },
       cookie: { secure: false },
+      secret: Redacted.make(loginSecret),
       dpop: options.dpop === true,
       idleTimeout: options.idleTimeout
     }).pipe(
