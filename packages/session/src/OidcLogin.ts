@@ -30,6 +30,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as cookies from "./internal/cookies.js"
 import * as idToken from "./internal/idToken.js"
 import * as loginCookie from "./internal/loginCookie.js"
@@ -166,6 +167,8 @@ const minSecretLength = 32
 /** Logins in progress kept per browser (tabs in parallel), and the most login cookies a request's are read. */
 const maxParallelLogins = 4
 const maxCookiesRead = 16
+/** Logout revocations running in the background at once, at most. */
+const maxBackgroundRevocations = 256
 
 /** The request's URL, parsed with a bound: an overlong callback URL is refused before any parsing. */
 const maxUrlLength = 8192
@@ -200,7 +203,8 @@ const withOpenid = (scope: string) => {
 }
 
 /**
- * The login handlers over the `Discovery`, `UserSessions` and `HttpClient` in context.
+ * The login handlers over the `Discovery`, `UserSessions` and `HttpClient` in context; logout revocations run in
+ * the background in the scope.
  *
  * @example
  * ```ts
@@ -219,7 +223,11 @@ const withOpenid = (scope: string) => {
  */
 export const make = (
   options: Options
-): Effect.Effect<OidcLogin, never, Discovery.Discovery | UserSession.UserSessions | HttpClient.HttpClient> =>
+): Effect.Effect<
+  OidcLogin,
+  never,
+  Discovery.Discovery | UserSession.UserSessions | HttpClient.HttpClient | Scope.Scope
+> =>
   Effect.gen(function*() {
     const discovery = yield* Discovery.Discovery
     const sessions = yield* UserSession.UserSessions
@@ -244,6 +252,8 @@ export const make = (
     const loginTimeout = Duration.decode(options.loginTimeout ?? Duration.minutes(10))
     const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
     const secure = sessions.secureCookies
+    // The application's origin, as the browser names it in `Origin` (the redirect URI is on it).
+    const appOrigin = URL.canParse(options.redirectUri) ? new URL(options.redirectUri).origin : "null"
     const loginPrefix = secure ? "__Host-login" : "login"
     if (options.secret !== undefined && Redacted.value(options.secret).length < minSecretLength) {
       return yield* Effect.dieMessage(`OidcLogin: the secret must be at least ${minSecretLength} characters`)
@@ -524,20 +534,50 @@ export const make = (
       timeout
     })
 
+    const background = yield* Effect.scope
+    let revocationsInFlight = 0
+    /**
+     * Revokes an ended session's refresh token in the background, in the login's scope: the user is not kept
+     * waiting for the issuer. Best effort: bounded in time (`timeout`) and in number (`maxBackgroundRevocations`
+     * at once; past it, a revocation is skipped with a warning), and a failure only logs (the session is gone).
+     */
+    const revokeInBackground = (refreshToken: Redacted.Redacted<string>) =>
+      Effect.suspend(() => {
+        if (revocationsInFlight >= maxBackgroundRevocations) {
+          return Effect.logWarning("refresh token revocation skipped: too many revocations in progress")
+        }
+        revocationsInFlight++
+        return revocation.revokeRefreshToken(refreshToken).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => new Error(`no answer within ${Duration.format(timeout)}`)
+          }),
+          Effect.catchAll((error) => Effect.logWarning(`refresh token revocation failed: ${error.message}`)),
+          Effect.ensuring(Effect.sync(() => revocationsInFlight--)),
+          Effect.withSpan("effect-token/OidcLogin.revoke"),
+          Effect.forkIn(background),
+          Effect.asVoid
+        )
+      })
+
     const logout = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      // A cross-site POST carries no session cookie (SameSite=Lax), but a cookie deletion in its answer would still
+      // sign the user out: a request from another site is refused before anything happens.
+      if (protocol.isCrossSite(request.headers, appOrigin)) {
+        yield* Effect.logInfo("logout refused: a cross-site request")
+        return HttpServerResponse.unsafeJson({ error: "cross_site_request" }, {
+          status: 403,
+          headers: { "cache-control": "no-store" }
+        })
+      }
       const raw = request.cookies[sessions.cookieName]
       const ended = raw !== undefined && protocol.isWellFormedId(raw)
         ? yield* Effect.orElseSucceed(sessions.end(Redacted.make(raw)), () => Option.none())
         : Option.none()
       const m = yield* Effect.option(discovery.metadata)
       if (Option.isSome(ended) && Option.isSome(ended.value.refreshToken) && Option.isSome(m)) {
-        if (m.value.revocation_endpoint !== undefined) {
-          // Best effort: the session is already gone here, and a failed revocation must not keep anyone signed in.
-          yield* revocation.revokeRefreshToken(ended.value.refreshToken.value).pipe(
-            Effect.catchAll((error) => Effect.logWarning(`refresh token revocation failed: ${error.message}`))
-          )
-        }
+        if (m.value.revocation_endpoint !== undefined) yield* revokeInBackground(ended.value.refreshToken.value)
       }
       let location = options.afterLogout ?? "/"
       if (Option.isSome(m) && m.value.end_session_endpoint !== undefined) {
@@ -569,7 +609,8 @@ export const make = (
   })
 
 /**
- * Provides {@link OidcLogin} over the `Discovery`, `UserSessions`, `UserTokenStore` and `HttpClient` in context.
+ * Provides {@link OidcLogin} over the `Discovery`, `UserSessions` and `HttpClient` in context (background logout
+ * revocations end with the layer).
  *
  * @example
  * ```ts
@@ -588,11 +629,8 @@ export const make = (
  */
 export const layer = (
   options: Options
-): Layer.Layer<
-  OidcLogin,
-  never,
-  Discovery.Discovery | UserSession.UserSessions | UserTokenStore.UserTokenStore | HttpClient.HttpClient
-> => Layer.effect(OidcLogin, make(options))
+): Layer.Layer<OidcLogin, never, Discovery.Discovery | UserSession.UserSessions | HttpClient.HttpClient> =>
+  Layer.scoped(OidcLogin, make(options))
 
 /**
  * Everything for a web application's sign-in, in one set of options.

@@ -146,6 +146,34 @@ describe("in a real browser", () => {
       expect(evil.requests()).toBe(0)
     }))
 
+  it.scoped("a page on another site that posts a form to /logout signs nobody out", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const app = yield* App.start()
+      const evil = yield* App.otherSiteWith(
+        `<form method="post" action="${app.appUrl}/logout"></form><script>document.forms[0].submit()</script>`
+      )
+      const browser = yield* launch
+      const page = yield* Effect.promise(() => browser.newPage())
+      const run = <A>(f: () => Promise<A>) => Effect.promise(f)
+      yield* run(() => page.goto(`${app.appUrl}/login?returnTo=/me`))
+      yield* signIn(page, `${app.appUrl}/me`)
+      const id = (yield* run(() => page.context().cookies(app.appUrl))).find((c) => c.name === "session")!.value
+
+      const answer = yield* run(() =>
+        Promise.all([
+          page.waitForResponse((response) => response.url() === `${app.appUrl}/logout`),
+          page.goto(evil.url)
+        ]).then(([response]) => response.status())
+      )
+      expect(answer).toBe(403)
+      const after = yield* run(() => page.context().cookies(app.appUrl))
+      expect(after.find((c) => c.name === "session")?.value).toBe(id)
+      expect(Option.isSome(yield* app.store.get(Redacted.make(id)))).toBe(true)
+      yield* run(() => page.goto(`${app.appUrl}/me`))
+      expect(JSON.parse(yield* run(() => page.innerText("body")))).toEqual({ sub: "alice" })
+    }))
+
   it.scoped("logout from the page: the session ends and the refresh token no longer works at the provider", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(Date.now())
@@ -174,6 +202,8 @@ describe("in a real browser", () => {
       )
       expect((yield* run(() => page.context().cookies(app.appUrl))).some((c) => c.name === "session")).toBe(false)
       expect(Option.isNone(yield* app.store.get(Redacted.make(id)))).toBe(true)
+      // The revocation runs in the background: once the provider has answered it, the refresh token is dead.
+      expect(yield* app.revocationAnswered).toBe(200)
       const endpoint = yield* TokenEndpoint.make({ tokenUrl: app.as.tokenUrl, clientAuth: webClient })
       const refused = yield* Effect.flip(endpoint.request({ grant_type: "refresh_token", refresh_token: refreshToken }))
       expect(refused.reason._tag === "OAuthError" && refused.reason.code).toBe("invalid_grant")

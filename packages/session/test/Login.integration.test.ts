@@ -125,7 +125,8 @@ describe("login, session and logout against a real oidc-provider", () => {
       expect(location.searchParams.get("id_token_hint")).toBe(Redacted.value(Option.getOrThrow(stored.idToken)))
       expect(location.searchParams.get("post_logout_redirect_uri")).toBe(`${app.appUrl}/`)
       expect((yield* getJson("/me")).status).toBe(401)
-      // The refresh token no longer works at the provider.
+      // The revocation runs in the background: once the provider has answered it, the refresh token is dead.
+      expect(yield* app.revocationAnswered).toBe(200)
       const endpoint = yield* TokenEndpoint.make({
         tokenUrl: app.as.tokenUrl,
         clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(App.clientSecret) })

@@ -1,7 +1,7 @@
 import { UserTokenStore } from "@effect-token/session"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Redacted, TestClock } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Redacted, TestClock } from "effect"
 import * as FakeIssuer from "./support/fakeIssuer.js"
 import * as Login from "./support/login.js"
 
@@ -178,5 +178,87 @@ describe("the login cookie", () => {
       const replay = yield* mallory.fetch(callback, { headers: { accept: "application/json" } })
       expect(yield* Effect.promise(() => replay.json())).toMatchObject({ reason: "CodeExchangeFailed" })
       expect(mallory.jar.has("__Host-session")).toBe(false)
+    }))
+})
+
+describe("logout", () => {
+  const signedIn = Effect.gen(function*() {
+    const app = yield* Login.make()
+    const alice = app.browser()
+    yield* alice.navigate(yield* alice.startLogin("/me"))
+    const id = Redacted.make(alice.jar.get("__Host-session")!)
+    return { app, alice, id }
+  })
+
+  it.scoped("a cross-site POST is refused: 403, no cookie deletion, the session stays", () =>
+    Effect.gen(function*() {
+      const { alice, app, id } = yield* signedIn
+      for (
+        const headers of [
+          { origin: "https://evil.example" },
+          { origin: "null" },
+          { "sec-fetch-site": "cross-site" },
+          { "sec-fetch-site": "same-site", origin: "https://sibling.app.test" },
+          { "sec-fetch-site": "cross-site", origin: Login.appUrl }
+        ]
+      ) {
+        const response = yield* alice.fetch("/logout", { method: "POST", headers })
+        expect(response.status).toBe(403)
+        expect(response.headers.getSetCookie()).toEqual([])
+      }
+      expect(Option.isSome(yield* app.store.get(id))).toBe(true)
+      expect((yield* alice.fetch("/me")).status).toBe(200)
+      expect(app.fake.revoked).toEqual([])
+    }))
+
+  it.scoped("from this origin (Origin or Sec-Fetch-Site), or from a client that sends neither: the session ends", () =>
+    Effect.gen(function*() {
+      for (
+        const headers of [
+          { origin: Login.appUrl, "sec-fetch-site": "same-origin" },
+          { "sec-fetch-site": "same-origin" },
+          { origin: Login.appUrl },
+          {}
+        ]
+      ) {
+        const { alice, app, id } = yield* signedIn
+        const response = yield* alice.fetch("/logout", { method: "POST", headers })
+        expect(response.status).toBe(302)
+        expect(response.headers.getSetCookie()).toEqual([
+          "__Host-session=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax"
+        ])
+        expect(Option.isNone(yield* app.store.get(id))).toBe(true)
+      }
+    }))
+
+  it.scoped("the user is not kept waiting for the revocation: it runs in the background, bounded in time", () =>
+    Effect.gen(function*() {
+      const { alice, app } = yield* signedIn
+      const held = yield* app.fake.holdRevocations
+      // Answered while the issuer holds the revocation: the response does not wait for it.
+      const answered = yield* Effect.fork(
+        Effect.timeoutOption(
+          alice.fetch("/logout", { method: "POST", headers: { origin: Login.appUrl } }),
+          "1 second"
+        )
+      )
+      yield* TestClock.adjust(Duration.seconds(1))
+      const response = yield* Fiber.join(answered)
+      expect(Option.map(response, (r) => r.status)).toEqual(Option.some(302))
+      yield* Deferred.await(held.started)
+      yield* held.open
+      yield* Effect.repeat(Effect.yieldNow(), { until: () => app.fake.revoked.length > 0, times: 1000 })
+      expect(app.fake.revoked).toEqual(["rt-1"])
+
+      // A revocation the issuer never answers is given up after its bound (the timeout, 10 s).
+      const bob = app.browser()
+      yield* bob.navigate(yield* bob.startLogin("/me", { subject: "bob" }))
+      const hung = yield* app.fake.holdRevocations
+      yield* bob.fetch("/logout", { method: "POST" })
+      yield* Deferred.await(hung.started)
+      yield* TestClock.adjust(Duration.seconds(11))
+      yield* hung.open
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      expect(app.fake.revoked).toEqual(["rt-1"])
     }))
 })

@@ -66,6 +66,21 @@ const isLocalPath = (path: string): boolean =>
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   !/[\u0000-\u001f\u007f\\]/.test(path)
 
+/**
+ * Whether a state-changing request comes from another site (Fetch Metadata, else `Origin`): `Sec-Fetch-Site` other
+ * than `same-origin` or `none` (a user's own navigation), or an `Origin` that is not `appOrigin` (`null` included).
+ * A request with neither header is not a browser's cross-site one (every browser sends `Origin` on a POST), and passes.
+ */
+export const isCrossSite = (
+  headers: { readonly [name: string]: string | undefined },
+  appOrigin: string
+): boolean => {
+  const site = headers["sec-fetch-site"]
+  if (site !== undefined && site !== "same-origin" && site !== "none") return true
+  const origin = headers["origin"]
+  return origin !== undefined && origin !== appOrigin
+}
+
 /** Session ids, login ids: the base64url of 16 to 96 random bytes. Anything else is not looked up at all. */
 export const isWellFormedId = (value: string): boolean => /^[A-Za-z0-9_-]{22,128}$/.test(value)
 
