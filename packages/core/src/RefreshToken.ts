@@ -191,7 +191,9 @@ const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.Access
     issuedAt: token.issuedAt,
     expiresAt: token.expiresAt,
     scope: token.scope,
-    issuedTokenType: token.issuedTokenType
+    issuedTokenType: token.issuedTokenType,
+    // A refresh answer's ID token (OpenID Connect Core §12.2) reaches the caller: sessions verify and keep it.
+    idToken: token.idToken
   })
 
 /**

@@ -32,7 +32,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as cookies from "./internal/cookies.js"
-import * as idToken from "./internal/idToken.js"
 import * as loginCookie from "./internal/loginCookie.js"
 import * as protocol from "./internal/protocol.js"
 import {
@@ -107,13 +106,7 @@ export interface Options {
    * instance (a login started on one instance then fails on another, and a restart fails the logins in progress).
    */
   readonly secret?: Redacted.Redacted<string> | undefined
-  /** ID token algorithms accepted; `none` and HS* are always refused. Default: RS, PS, ES families and EdDSA. */
-  readonly algorithms?: ReadonlyArray<string> | undefined
-  /** An unknown `kid` fetches the JWKS again at most this often. Default 60 seconds. */
-  readonly jwksRefetchInterval?: Duration.DurationInput | undefined
-  /** Clock tolerance for the ID token's `exp`/`iat`. Default 30 seconds. */
-  readonly clockTolerance?: Duration.DurationInput | undefined
-  /** Time allowed for the code exchange and the JWKS fetch, each. Default 10 seconds. */
+  /** Time allowed for the code exchange and for a logout's revocation, each. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * DPoP (RFC 9449): each login gets its own key pair (`true`: ES256, or an algorithm), named by `dpop_jkt` on the
@@ -274,20 +267,6 @@ export const make = (
       unavailable(operation, `the issuer's metadata: ${error.reason._tag}`)
     const metadata = (operation: string) => Effect.mapError(discovery.metadata, fromDiscovery(operation))
 
-    const verifier = yield* idToken.make(client, {
-      issuer: discovery.issuer,
-      clientId,
-      jwksUri: Effect.flatMap(metadata("login callback"), (m) =>
-        m.jwks_uri === undefined
-          ? Effect.fail(unavailable("login callback", "the issuer publishes no jwks_uri"))
-          : Effect.succeed(m.jwks_uri)),
-      algorithms: options.algorithms,
-      refetchInterval: Duration.decode(options.jwksRefetchInterval ?? Duration.seconds(60)),
-      timeout,
-      maxBytes: 256 * 1024,
-      clockTolerance: Duration.decode(options.clockTolerance ?? Duration.seconds(30))
-    })
-
     /** Any login failure: a page that says so and links back to login, or 503 when trying again may work. */
     const failed = (error: SessionError) =>
       Effect.as(
@@ -441,10 +420,15 @@ export const make = (
         if (!protocol.constantTimeEqual(state, Redacted.value(pending.value.state))) {
           return yield* callbackError(new LoginStateInvalid({ description: "state mismatch" }))
         }
-        // RFC 9207: when the issuer names itself in the answer (errors included), it must be ours (mix-up defence).
+        // RFC 9207: when the issuer names itself in the answer (errors included), it must be ours (mix-up defence);
+        // an issuer that says it always does (`authorization_response_iss_parameter_supported`) must have (§2.4).
         const iss = q.getAll("iss")
         if (iss.length > 1 || (iss.length === 1 && iss[0] !== discovery.issuer)) {
           return yield* callbackError(new LoginStateInvalid({ description: "the answer names another issuer" }))
+        }
+        const m = yield* metadata(callbackOperation)
+        if (iss.length === 0 && m.authorization_response_iss_parameter_supported === true) {
+          return yield* callbackError(new LoginStateInvalid({ description: "the answer does not name its issuer" }))
         }
         // The cookie's Max-Age is the browser's bound; this one holds whatever the browser kept.
         const now = yield* Clock.currentTimeMillis
@@ -462,7 +446,6 @@ export const make = (
         if (Option.isNone(code)) {
           return yield* callbackError(new LoginStateInvalid({ description: "no authorization code" }))
         }
-        const m = yield* metadata(callbackOperation)
         if (m.token_endpoint === undefined) {
           return yield* unavailable(callbackOperation, "the issuer publishes no token_endpoint")
         }
@@ -505,7 +488,7 @@ export const make = (
             new IdTokenInvalid({ check: "id_token", description: "the token response has no ID token" })
           )
         }
-        const claims = yield* verifier.verify(Redacted.value(token.idToken.value), Redacted.value(pending.value.nonce))
+        const claims = yield* sessions.verifyIdToken(token.idToken.value, Redacted.value(pending.value.nonce))
         // A session this browser had before the login ends now: the new one has a new id (session fixation), and
         // the old one must not live on beside it.
         const previous = request.cookies[sessions.cookieName]

@@ -23,6 +23,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as cookies from "./internal/cookies.js"
+import * as idToken from "./internal/idToken.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
 import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
@@ -93,6 +94,32 @@ export interface Options {
   readonly cookie?: CookieOptions | undefined
   /** Where a page request without a session is sent (with `?returnTo=`). Default `/login`. */
   readonly loginPath?: string | undefined
+  /** ID token algorithms accepted; `none` and HS* are always refused. Default: RS, PS, ES families and EdDSA. */
+  readonly algorithms?: ReadonlyArray<string> | undefined
+  /** An unknown `kid` fetches the JWKS again at most this often. Default 60 seconds. */
+  readonly jwksRefetchInterval?: Duration.DurationInput | undefined
+  /** Clock tolerance for the ID token's `exp`/`iat`. Default 30 seconds. */
+  readonly clockTolerance?: Duration.DurationInput | undefined
+}
+
+/**
+ * What a verified ID token says.
+ *
+ * @example
+ * ```ts
+ * import type { UserSession } from "@effect-token/session"
+ *
+ * const who = (claims: UserSession.IdTokenClaims) => claims.subject
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface IdTokenClaims {
+  /** `sub`. */
+  readonly subject: string
+  /** Every claim of the token, as sent. */
+  readonly claims: Readonly<Record<string, unknown>>
 }
 
 /**
@@ -151,6 +178,15 @@ export interface UserSessions {
     token: AccessToken.AccessToken,
     resource?: string | undefined
   ) => Effect.Effect<boolean>
+  /**
+   * Verifies an ID token of the issuer for this client, as the login callback needs it and as refresh answers get
+   * it: signature against the issuer's JWKS (fetched bounded, shared by concurrent callers), `iss`, `aud`, `azp`,
+   * `exp`, `iat` (not in the future), algorithms from the allow-list, and `nonce` when given.
+   */
+  readonly verifyIdToken: (
+    idToken: Redacted.Redacted<string>,
+    nonce: string
+  ) => Effect.Effect<IdTokenClaims, SessionError>
   /** Deletes the session; returns what it held (for revocation and logout). */
   readonly end: (
     id: Redacted.Redacted<string>
@@ -210,6 +246,32 @@ export const make = (
     }
     const cookieName = named.name
     const absoluteTimeout = Duration.decode(options.absoluteTimeout ?? Duration.hours(12))
+    const discovery = options.discovery
+    const verifier = yield* idToken.make(yield* HttpClient.HttpClient, {
+      issuer: discovery.issuer,
+      clientId: options.clientAuth.clientId,
+      jwksUri: Effect.flatMap(
+        Effect.mapError(discovery.metadata, (error) =>
+          new SessionError({
+            operation: "login callback",
+            reason: new Unavailable({ description: `the issuer's metadata: ${error.reason._tag}` })
+          })),
+        (m) =>
+          m.jwks_uri === undefined
+            ? Effect.fail(
+              new SessionError({
+                operation: "login callback",
+                reason: new Unavailable({ description: "the issuer publishes no jwks_uri" })
+              })
+            )
+            : Effect.succeed(m.jwks_uri)
+      ),
+      algorithms: options.algorithms,
+      refetchInterval: Duration.decode(options.jwksRefetchInterval ?? Duration.seconds(60)),
+      timeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(10)),
+      maxBytes: 256 * 1024,
+      clockTolerance: Duration.decode(options.clockTolerance ?? Duration.seconds(30))
+    })
     const engine = yield* internal.make({
       discovery: options.discovery,
       clientAuth: options.clientAuth,
@@ -219,7 +281,8 @@ export const make = (
       idleTimeout: Duration.decode(options.idleTimeout ?? Duration.hours(2)),
       absoluteTimeout,
       touchInterval: Duration.minutes(1),
-      attemptTimeout: options.attemptTimeout === undefined ? undefined : Duration.decode(options.attemptTimeout)
+      attemptTimeout: options.attemptTimeout === undefined ? undefined : Duration.decode(options.attemptTimeout),
+      refreshedIdToken: (record, answer) => idToken.refreshed(verifier, record.idToken, record.subject, answer.idToken)
     })
     return {
       cookieName,
@@ -232,6 +295,11 @@ export const make = (
       accessTokenOf: (id, loaded, resource) => engine.accessTokenOf(id, loaded, resource),
       accessToken: (id, resource) => engine.accessToken(id, resource),
       invalidate: (id, token, resource) => engine.invalidate(id, resource, token),
+      verifyIdToken: (token, nonce) =>
+        Effect.map(
+          verifier.verify(Redacted.value(token), { nonce }),
+          (verified): IdTokenClaims => ({ subject: verified.subject, claims: verified.payload })
+        ),
       end: engine.end
     }
   })

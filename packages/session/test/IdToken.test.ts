@@ -66,7 +66,7 @@ describe("ID token validation", () => {
     Effect.gen(function*() {
       const { jwk1, one } = yield* keys
       const verifier = yield* verifierWith(jwksServer(() => [jwk1]).client)
-      const claims = yield* verifier.verify(yield* sign(one.privateKey, {}), "n-1")
+      const claims = yield* verifier.verify(yield* sign(one.privateKey, {}), { nonce: "n-1" })
       expect(claims.subject).toBe("alice")
     }))
 
@@ -83,11 +83,35 @@ describe("ID token validation", () => {
         ["signature", sign(two.privateKey, {}), "n-1"]
       ]
       for (const [check, token, nonce] of cases) {
-        const reason = yield* checkOf(verifier.verify(yield* token, nonce))
+        const reason = yield* checkOf(verifier.verify(yield* token, { nonce }))
         expect(reason).toMatchObject({ _tag: "IdTokenInvalid", check })
       }
       yield* TestClock.adjust(Duration.seconds(301))
-      expect(yield* checkOf(verifier.verify(yield* sign(one.privateKey, {}), "n-1"))).toMatchObject({ check: "exp" })
+      expect(yield* checkOf(verifier.verify(yield* sign(one.privateKey, {}), { nonce: "n-1" }))).toMatchObject({
+        check: "exp"
+      })
+    }))
+
+  it.effect("an iat in the future (past the clock tolerance) is refused: iat is bounded", () =>
+    Effect.gen(function*() {
+      const { jwk1, one } = yield* keys
+      const verifier = yield* verifierWith(jwksServer(() => [jwk1]).client)
+      const year = 365 * 24 * 3600
+      const future = yield* Effect.promise(() =>
+        new jose.SignJWT({ nonce: "n-1" }).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(issuer)
+          .setAudience(clientId).setSubject("alice").setIssuedAt(year).setExpirationTime(year + 300)
+          .sign(one.privateKey)
+      )
+      expect(yield* checkOf(verifier.verify(future, { nonce: "n-1" }))).toMatchObject({
+        _tag: "IdTokenInvalid",
+        check: "iat"
+      })
+      // Within the tolerance (a provider's clock a little ahead) is fine.
+      const ahead = yield* Effect.promise(() =>
+        new jose.SignJWT({ nonce: "n-1" }).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(issuer)
+          .setAudience(clientId).setSubject("alice").setIssuedAt(0).setExpirationTime(300).sign(one.privateKey)
+      )
+      expect((yield* verifier.verify(ahead, { nonce: "n-1" })).subject).toBe("alice")
     }))
 
   it.effect("alg none and HS256 are refused whatever the key set holds", () =>
@@ -101,10 +125,13 @@ describe("ID token validation", () => {
         new jose.SignJWT({ nonce: "n-1" }).setProtectedHeader({ alg: "HS256", kid: "h1" }).setIssuer(issuer)
           .setAudience(clientId).setSubject("alice").setIssuedAt(0).setExpirationTime(300).sign(secret)
       )
-      expect(yield* checkOf(verifier.verify(hs, "n-1"))).toMatchObject({ _tag: "IdTokenInvalid", check: "alg" })
+      expect(yield* checkOf(verifier.verify(hs, { nonce: "n-1" }))).toMatchObject({
+        _tag: "IdTokenInvalid",
+        check: "alg"
+      })
       const unsecured = new jose.UnsecuredJWT({ nonce: "n-1", sub: "alice" }).setIssuer(issuer).setAudience(clientId)
         .setIssuedAt(0).setExpirationTime(300).encode()
-      expect(yield* checkOf(verifier.verify(unsecured, "n-1"))).toMatchObject({ _tag: "IdTokenInvalid" })
+      expect(yield* checkOf(verifier.verify(unsecured, { nonce: "n-1" }))).toMatchObject({ _tag: "IdTokenInvalid" })
     }))
 
   it.effect("an unknown kid fetches the JWKS again, at most once per interval", () =>
@@ -113,19 +140,19 @@ describe("ID token validation", () => {
       let published: ReadonlyArray<jose.JWK> = [jwk1]
       const server = jwksServer(() => published)
       const verifier = yield* verifierWith(server.client)
-      yield* verifier.verify(yield* sign(one.privateKey, {}), "n-1")
+      yield* verifier.verify(yield* sign(one.privateKey, {}), { nonce: "n-1" })
       expect(server.fetches()).toBe(1)
       // A made-up kid, many times: within the interval, no new fetch.
       const forged = yield* sign(two.privateKey, {}, { alg: "RS256", kid: "k2" })
       for (let i = 0; i < 5; i++) {
-        expect(yield* checkOf(verifier.verify(forged, "n-1"))).toMatchObject({ check: "kid" })
+        expect(yield* checkOf(verifier.verify(forged, { nonce: "n-1" }))).toMatchObject({ check: "kid" })
       }
       expect(server.fetches()).toBe(1)
       // The provider rotates to k2; after the interval one fetch finds it.
       published = [jwk1, jwk2]
       yield* TestClock.adjust(Duration.seconds(61))
       const rotated = yield* sign(two.privateKey, { exp: 400 }, { alg: "RS256", kid: "k2" })
-      expect((yield* verifier.verify(rotated, "n-1")).subject).toBe("alice")
+      expect((yield* verifier.verify(rotated, { nonce: "n-1" })).subject).toBe("alice")
       expect(server.fetches()).toBe(2)
     }))
 
@@ -134,7 +161,7 @@ describe("ID token validation", () => {
       const { one } = yield* keys
       const big = Array.from({ length: 2000 }, (_, i) => ({ kty: "RSA", kid: `k${i}`, n: "x".repeat(64), e: "AQAB" }))
       const verifier = yield* verifierWith(jwksServer(() => big as Array<jose.JWK>).client)
-      expect(yield* checkOf(verifier.verify(yield* sign(one.privateKey, {}), "n-1"))).toMatchObject({
+      expect(yield* checkOf(verifier.verify(yield* sign(one.privateKey, {}), { nonce: "n-1" }))).toMatchObject({
         _tag: "Unavailable"
       })
     }))

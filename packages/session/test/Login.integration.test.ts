@@ -163,6 +163,25 @@ describe("cookies the middleware writes never replace the login's", () => {
     }))
 })
 
+describe("a refresh's ID token", () => {
+  it.scoped("replaces the login's: logout sends the current id_token_hint", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise, record, signIn } = yield* setup
+      yield* signIn()
+      const atLogin = Redacted.value(Option.getOrThrow(Option.getOrThrow(yield* record).idToken))
+      // The provider's clock is the real one: an ID token issued within the login's second (same iat, same claims,
+      // RS256 is deterministic) would be the very same string. One real second apart, they differ.
+      yield* promise(() => new Promise((resolve) => setTimeout(resolve, 1100)))
+      yield* TestClock.adjust(Duration.minutes(10))
+      expect((yield* getJson("/orders")).body).toEqual({ status: 200, body: { sub: "alice" } })
+      expect(refreshCount(app)).toBe(1)
+      const current = Redacted.value(Option.getOrThrow(Option.getOrThrow(yield* record).idToken))
+      expect(current).not.toBe(atLogin)
+      const response = yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      expect(new URL(response.headers.get("location")!).searchParams.get("id_token_hint")).toBe(current)
+    }))
+})
+
 describe("logout when revocation fails", () => {
   it.scoped("the provider is down: logout still ends the session and answers its redirect", () =>
     Effect.gen(function*() {

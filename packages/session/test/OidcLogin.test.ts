@@ -262,3 +262,30 @@ describe("logout", () => {
       expect(app.fake.revoked).toEqual(["rt-1"])
     }))
 })
+
+describe("the callback's iss parameter (RFC 9207)", () => {
+  it.scoped("an issuer that advertises it: a callback without iss is refused", () =>
+    Effect.gen(function*() {
+      const app = yield* Login.make()
+      const alice = app.browser()
+      const withoutIss = yield* alice.startLogin("/me", { iss: null })
+      const refused = yield* alice.fetch(withoutIss, { headers: { accept: "application/json" } })
+      expect(refused.status).toBe(401)
+      expect(yield* Effect.promise(() => refused.json())).toMatchObject({ reason: "LoginStateInvalid" })
+      expect(app.fake.codeRequests).toEqual([])
+      // The same for an error answer.
+      const denied = new URL(yield* alice.startLogin("/me", { iss: null }))
+      denied.searchParams.delete("code")
+      denied.searchParams.set("error", "access_denied")
+      const answer = yield* alice.fetch(denied.toString(), { headers: { accept: "application/json" } })
+      expect(yield* Effect.promise(() => answer.json())).toMatchObject({ reason: "LoginStateInvalid" })
+    }))
+
+  it.scoped("an issuer that does not advertise it: a callback without iss completes", () =>
+    Effect.gen(function*() {
+      const app = yield* Login.make({ fake: yield* FakeIssuer.makeWith({ issParameterSupported: false }) })
+      const alice = app.browser()
+      const done = yield* alice.navigate(yield* alice.startLogin("/me", { iss: null }))
+      expect(done.headers.get("location")).toBe("/me")
+    }))
+})

@@ -5,6 +5,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Option, Redacted, TestClock } from "effect"
+import { decodeJwt } from "jose"
 import * as FakeIssuer from "./support/fakeIssuer.js"
 
 const lifetime = Duration.seconds(300)
@@ -176,6 +177,30 @@ describe("UserSession: refresh", () => {
       expect(yield* failureTag(sessions.accessToken(id))).toBe("SessionRejected")
       expect(Option.isNone(yield* store.get(id))).toBe(true)
       expect(yield* failureTag(sessions.accessToken(id))).toBe("NotSignedIn")
+    }))
+
+  it.scoped("a refresh answer's ID token is verified and replaces the stored one (logout's id_token_hint)", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions, store } = yield* setup()
+      const id = yield* login()
+      fake.answer({ _tag: "Rotate", idToken: { nonce: undefined } })
+      yield* TestClock.adjust(pastExpiry)
+      expect(value(yield* sessions.accessToken(id))).toBe("at-1")
+      const stored = Option.getOrThrow(yield* store.get(id)).record
+      const idToken = Redacted.value(Option.getOrThrow(stored.idToken))
+      expect(decodeJwt(idToken)).toMatchObject({ iss: FakeIssuer.issuer, sub: "alice", aud: FakeIssuer.clientId })
+    }))
+
+  it.scoped("a refresh answer's ID token for another subject, issuer or audience ends the session (OIDC Core 12.2)", () =>
+    Effect.gen(function*() {
+      for (const claims of [{ sub: "mallory" }, { iss: "https://other.test" }, { aud: "another-client" }]) {
+        const { fake, login, sessions, store } = yield* setup()
+        const id = yield* login()
+        fake.answer({ _tag: "Rotate", idToken: claims })
+        yield* TestClock.adjust(pastExpiry)
+        expect(yield* failureTag(sessions.accessToken(id))).toBe("SessionRejected")
+        expect(Option.isNone(yield* store.get(id))).toBe(true)
+      }
     }))
 
   it.scoped("a transient failure in the refresh window serves the still-valid token and keeps the session", () =>

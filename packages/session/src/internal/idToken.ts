@@ -8,6 +8,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as jose from "jose"
@@ -50,8 +51,16 @@ export interface Claims {
   readonly payload: jose.JWTPayload
 }
 
+/** What the token must carry besides the issuer's signature, `iss`, `aud`, `azp`, `exp` and `iat`. */
+export interface Expected {
+  /** The login's nonce (a login's ID token). */
+  readonly nonce?: string | undefined
+  /** The session's subject (a refresh answer's ID token, OpenID Connect Core §12.2). */
+  readonly subject?: string | undefined
+}
+
 export interface Verifier {
-  readonly verify: (idToken: string, nonce: string) => Effect.Effect<Claims, SessionError>
+  readonly verify: (idToken: string, expected: Expected) => Effect.Effect<Claims, SessionError>
 }
 
 const Jwks = Schema.Struct({
@@ -167,7 +176,7 @@ export const make = (client: HttpClient.HttpClient, options: Options): Effect.Ef
         catch: (error) => error
       })
 
-    const verify = (idToken: string, nonce: string) =>
+    const verify = (idToken: string, expected: Expected) =>
       Effect.gen(function*() {
         if (idToken.length > 16_384) return yield* invalid("format", "the ID token is too large")
         const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
@@ -190,14 +199,55 @@ export const make = (client: HttpClient.HttpClient, options: Options): Effect.Ef
         if (payload.azp !== undefined && payload.azp !== options.clientId) {
           return yield* invalid("azp", "the ID token was issued to another client")
         }
-        if (typeof payload.nonce !== "string" || !constantTimeEqual(payload.nonce, nonce)) {
+        // jose checks `iat` only against a maximum age; one from the future is as wrong as an `exp` in the past.
+        if (typeof payload.iat !== "number" || payload.iat * 1000 > now + Duration.toMillis(options.clockTolerance)) {
+          return yield* invalid("iat", "the ID token is issued in the future")
+        }
+        if (
+          expected.nonce !== undefined &&
+          (typeof payload.nonce !== "string" || !constantTimeEqual(payload.nonce, expected.nonce))
+        ) {
           return yield* invalid("nonce", "the ID token's nonce is not this login's")
         }
         if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
           return yield* invalid("sub", "the ID token's subject is missing or too long")
         }
+        if (expected.subject !== undefined && payload.sub !== expected.subject) {
+          return yield* invalid("sub", "the ID token names another subject than the session's")
+        }
         return { subject: payload.sub, payload }
       })
 
     return { verify }
+  })
+
+/**
+ * The ID token a session keeps after a refresh (OpenID Connect Core §12.2): the answer's, once verified as the
+ * login's was (same `iss` and `aud`, checked by the verifier, and the session's `sub`), so that logout sends the
+ * current `id_token_hint`; the stored one when the answer has none. An answer whose ID token fails a check fails
+ * (the caller ends the session: its tokens belong to someone else, or to another issuer); when the keys cannot be
+ * fetched just now, the stored one is kept (the refresh token was spent: its successor must still be stored).
+ */
+export const refreshed = (
+  verifier: Verifier,
+  previous: Option.Option<Redacted.Redacted<string>>,
+  subject: string,
+  answer: Option.Option<Redacted.Redacted<string>>
+): Effect.Effect<Option.Option<Redacted.Redacted<string>>, SessionError> =>
+  Option.match(answer, {
+    onNone: () => Effect.succeed(previous),
+    onSome: (idToken) =>
+      verifier.verify(Redacted.value(idToken), { subject }).pipe(
+        Effect.as(Option.some(idToken)),
+        Effect.catchIf(
+          (error) => error.reason._tag === "Unavailable",
+          (error) =>
+            Effect.as(
+              Effect.logWarning(
+                `a refresh answer's ID token could not be checked, the previous one is kept: ${error.message}`
+              ),
+              previous
+            )
+        )
+      )
   })

@@ -31,6 +31,11 @@ export interface Settings {
   readonly absoluteTimeout: Duration.Duration
   readonly touchInterval: Duration.Duration
   readonly attemptTimeout: Duration.Duration | undefined
+  /** The ID token to keep after a refresh (see `idToken.refreshed`); a failure ends the session. */
+  readonly refreshedIdToken: (
+    record: UserTokenStore.SessionRecord,
+    answer: AccessToken.AccessToken
+  ) => Effect.Effect<Option.Option<Redacted.Redacted<string>>, SessionError>
 }
 
 /** What a refresh leaves for the grace window: the result, and the refresh token it spent. */
@@ -256,8 +261,12 @@ export const make = (
           )
           // Duende's rule: an answer without a refresh token keeps the old one.
           const nextRefreshToken = Option.orElse(yield* Ref.get(rotated), () => refreshToken)
+          const idToken = yield* settings.refreshedIdToken(current.record, token).pipe(
+            Effect.catchAll((error) => reject(id, `the refresh answer's ID token: ${error.reason.message}`))
+          )
           const record = UserTokenStore.SessionRecord.make({
             ...current.record,
+            idToken,
             accessToken: resource === undefined ? withoutRefreshToken(token) : current.record.accessToken,
             resourceTokens: resource === undefined
               ? current.record.resourceTokens

@@ -105,7 +105,9 @@ export const start = (
       devInteractions: true,
       configuration: {
         rotateRefreshToken: true,
-        ...(options.codeTtl === undefined ? {} : { ttl: { AuthorizationCode: options.codeTtl } })
+        // ID tokens outlive the tests' moves of the app's clock (up to 20 minutes past the provider's), since a
+        // refresh answer's ID token is checked as the login's is (OpenID Connect Core §12.2), `exp` included.
+        ttl: { IdToken: 3600, ...(options.codeTtl === undefined ? {} : { AuthorizationCode: options.codeTtl }) }
       },
       dpop: options.dpop === true
     })
