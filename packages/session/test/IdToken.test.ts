@@ -1,7 +1,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, TestClock } from "effect"
+import { Duration, Effect, Exit, Option, TestClock } from "effect"
 import * as jose from "jose"
 import * as IdToken from "../src/internal/idToken.js"
 
@@ -62,7 +62,7 @@ const checkOf = (effect: Effect.Effect<unknown, { readonly reason: { readonly _t
   Effect.map(Effect.flip(effect), (error) => error.reason as unknown as { _tag: string; check?: string })
 
 describe("ID token validation", () => {
-  it.effect("a valid token gives its subject", () =>
+  it.scoped("a valid token gives its subject", () =>
     Effect.gen(function*() {
       const { jwk1, one } = yield* keys
       const verifier = yield* verifierWith(jwksServer(() => [jwk1]).client)
@@ -70,7 +70,7 @@ describe("ID token validation", () => {
       expect(claims.subject).toBe("alice")
     }))
 
-  it.effect("each failed check is IdTokenInvalid naming the check", () =>
+  it.scoped("each failed check is IdTokenInvalid naming the check", () =>
     Effect.gen(function*() {
       const { jwk1, one, two } = yield* keys
       const verifier = yield* verifierWith(jwksServer(() => [jwk1]).client)
@@ -92,7 +92,7 @@ describe("ID token validation", () => {
       })
     }))
 
-  it.effect("an iat in the future (past the clock tolerance) is refused: iat is bounded", () =>
+  it.scoped("an iat in the future (past the clock tolerance) is refused: iat is bounded", () =>
     Effect.gen(function*() {
       const { jwk1, one } = yield* keys
       const verifier = yield* verifierWith(jwksServer(() => [jwk1]).client)
@@ -114,7 +114,7 @@ describe("ID token validation", () => {
       expect((yield* verifier.verify(ahead, { nonce: "n-1" })).subject).toBe("alice")
     }))
 
-  it.effect("alg none and HS256 are refused whatever the key set holds", () =>
+  it.scoped("alg none and HS256 are refused whatever the key set holds", () =>
     Effect.gen(function*() {
       const { jwk1 } = yield* keys
       const secret = new TextEncoder().encode("a-shared-secret-of-at-least-32-bytes!!")
@@ -134,7 +134,7 @@ describe("ID token validation", () => {
       expect(yield* checkOf(verifier.verify(unsecured, { nonce: "n-1" }))).toMatchObject({ _tag: "IdTokenInvalid" })
     }))
 
-  it.effect("an unknown kid fetches the JWKS again, at most once per interval", () =>
+  it.scoped("an unknown kid fetches the JWKS again, at most once per interval", () =>
     Effect.gen(function*() {
       const { jwk1, jwk2, one, two } = yield* keys
       let published: ReadonlyArray<jose.JWK> = [jwk1]
@@ -156,7 +156,46 @@ describe("ID token validation", () => {
       expect(server.fetches()).toBe(2)
     }))
 
-  it.effect("an oversized JWKS is Unavailable, not parsed", () =>
+  it.scoped("a hung JWKS endpoint: concurrent callbacks share one fetch, fail together, and the failure is remembered briefly", () =>
+    Effect.gen(function*() {
+      const { jwk1, one } = yield* keys
+      let fetches = 0
+      let answering = false
+      const client = HttpClient.make((request) =>
+        Effect.suspend(() => {
+          fetches++
+          return answering
+            ? Effect.succeed(HttpClientResponse.fromWeb(request, new Response(JSON.stringify({ keys: [jwk1] }))))
+            : Effect.never
+        })
+      )
+      const verifier = yield* verifierWith(client)
+      const token = yield* sign(one.privateKey, {})
+      const callbacks = yield* Effect.forEach(
+        Array.from({ length: 5 }),
+        () => Effect.fork(Effect.either(verifier.verify(token, { nonce: "n-1" }))),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.repeat(Effect.yieldNow(), { until: () => fetches > 0, times: 1000 })
+      // One timeout (5 s) answers every callback: they did not queue behind each other's fetches.
+      yield* TestClock.adjust(Duration.seconds(5))
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      const results = yield* Effect.forEach(callbacks, (fiber) => fiber.poll)
+      expect(results.map((r) => Option.isSome(r) && Exit.isSuccess(r.value) && r.value.value._tag)).toEqual(
+        Array.from({ length: 5 }, () => "Left")
+      )
+      expect(fetches).toBe(1)
+      // Within the next seconds a callback fails at once, without a fetch; then one fetch is tried again.
+      answering = true
+      const right = yield* checkOf(verifier.verify(token, { nonce: "n-1" }))
+      expect(right).toMatchObject({ _tag: "Unavailable" })
+      expect(fetches).toBe(1)
+      yield* TestClock.adjust(Duration.seconds(5))
+      expect((yield* verifier.verify(token, { nonce: "n-1" })).subject).toBe("alice")
+      expect(fetches).toBe(2)
+    }))
+
+  it.scoped("an oversized JWKS is Unavailable, not parsed", () =>
     Effect.gen(function*() {
       const { one } = yield* keys
       const big = Array.from({ length: 2000 }, (_, i) => ({ kty: "RSA", kid: `k${i}`, n: "x".repeat(64), e: "AQAB" }))

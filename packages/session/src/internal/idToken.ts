@@ -2,14 +2,20 @@
  * ID token validation (OpenID Connect Core §3.1.3.7) with `jose`, against the issuer's JWKS fetched through the
  * application's `HttpClient`: bounded in size and time, kept, and fetched again on an unknown `kid` at most once per
  * `refetchInterval` (a key rotation at the provider), so that tokens with made-up `kid`s cannot make us hammer it.
+ * One fetch at a time: concurrent callers await the one in flight, and a failed fetch is remembered for 5 seconds
+ * (callers fail at once with it), so callbacks do not queue behind a slow or dead endpoint one timeout each.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as jose from "jose"
 import { IdTokenInvalid, SessionError, Unavailable } from "../SessionError.js"
@@ -141,26 +147,61 @@ const fromJose = (error: unknown): SessionError => {
   return invalid("format", "the ID token is not a valid signed JWT")
 }
 
-export const make = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Verifier> =>
+/** How long a failed JWKS fetch answers for itself: callers meanwhile fail at once with it. */
+const failureMemoryMillis = 5_000
+
+export const make = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Verifier, never, Scope.Scope> =>
   Effect.gen(function*() {
     const algorithms = allowedAlgorithms(options.algorithms)
-    const lock = yield* Effect.makeSemaphore(1)
-    let keys: Option.Option<{ readonly keySet: ReturnType<typeof jose.createLocalJWKSet>; readonly at: number }> =
-      Option.none()
+    const scope = yield* Effect.scope
+    type KeySet = ReturnType<typeof jose.createLocalJWKSet>
+    let keys: Option.Option<{ readonly keySet: KeySet; readonly at: number }> = Option.none()
+    /** The fetch in flight, which every caller that needs the keys meanwhile awaits (one fetch, not a queue). */
+    let inFlight: Deferred.Deferred<KeySet, SessionError> | undefined
+    /** The last failed fetch, remembered until `until`: callers fail at once rather than each trying again. */
+    let failed: { readonly error: SessionError; readonly until: number } | undefined
 
     /** The key set, fetched if there is none, or if `stale` and the last fetch is older than the interval. */
-    const keySet = (stale: boolean) =>
-      lock.withPermits(1)(Effect.gen(function*() {
+    const keySet = (stale: boolean): Effect.Effect<readonly [KeySet, boolean], SessionError> =>
+      Effect.gen(function*() {
         const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
         if (
           Option.isSome(keys) &&
           (!stale || now - keys.value.at < Duration.toMillis(options.refetchInterval))
         ) return [keys.value.keySet, false] as const
-        const url = yield* options.jwksUri
-        const keySet = yield* fetchJwks(client, url, options)
-        keys = Option.some({ keySet, at: now })
-        return [keySet, true] as const
-      }))
+        if (failed !== undefined && now < failed.until) {
+          const reason = failed.error.reason
+          return yield* new SessionError({
+            operation,
+            reason: new Unavailable({
+              description: `${reason.message} (a moment ago; not tried again yet)`,
+              retryAfter: Duration.millis(failed.until - now)
+            })
+          })
+        }
+        if (inFlight === undefined) {
+          const deferred = yield* Deferred.make<KeySet, SessionError>()
+          inFlight = deferred
+          // Forked in the verifier's scope: a caller that goes away does not cancel the fetch the others await.
+          yield* Effect.flatMap(options.jwksUri, (url) => fetchJwks(client, url, options)).pipe(
+            Effect.onExit((exit) =>
+              Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (end) => {
+                inFlight = undefined
+                if (Exit.isSuccess(exit)) {
+                  keys = Option.some({ keySet: exit.value, at: end })
+                  failed = undefined
+                } else {
+                  const error = Cause.failureOption(exit.cause)
+                  if (Option.isSome(error)) failed = { error: error.value, until: end + failureMemoryMillis }
+                }
+                return Deferred.done(deferred, exit)
+              })
+            ),
+            Effect.forkIn(scope)
+          )
+        }
+        return [yield* Deferred.await(inFlight), true] as const
+      })
 
     const verifyWith = (idToken: string, keySet: ReturnType<typeof jose.createLocalJWKSet>, now: number) =>
       Effect.tryPromise({
