@@ -23,11 +23,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as cookies from "./internal/cookies.js"
+import * as evictions from "./internal/evictions.js"
 import * as idToken from "./internal/idToken.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
 import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
-import type * as UserTokenStore from "./UserTokenStore.js"
+import * as UserTokenStore from "./UserTokenStore.js"
 
 /**
  * The session cookie. Its value is the session id: 32 random bytes, base64url, and nothing else.
@@ -271,6 +272,12 @@ export const make = (
       timeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(10)),
       maxBytes: 256 * 1024,
       clockTolerance: Duration.decode(options.clockTolerance ?? Duration.seconds(30))
+    })
+    // Sessions the store drops to stay within its bounds get their refresh tokens revoked, in the background.
+    yield* evictions.revokeEvicted(yield* UserTokenStore.UserTokenStore, yield* HttpClient.HttpClient, {
+      discovery,
+      clientAuth: options.clientAuth,
+      timeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(10))
     })
     const engine = yield* internal.make({
       discovery: options.discovery,
