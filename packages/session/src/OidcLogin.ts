@@ -33,6 +33,7 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as cookies from "./internal/cookies.js"
 import * as loginCookie from "./internal/loginCookie.js"
+import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
 import {
   AuthorizationDenied,
@@ -267,15 +268,33 @@ export const make = (
       unavailable(operation, `the issuer's metadata: ${error.reason._tag}`)
     const metadata = (operation: string) => Effect.mapError(discovery.metadata, fromDiscovery(operation))
 
-    /** Any login failure: a page that says so and links back to login, or 503 when trying again may work. */
+    /**
+     * Any login failure: for a browser navigation a page that says so and links back to login (or 503 when trying
+     * again may work), the application's `errorPage` when it has one; for an API call the same as JSON.
+     */
     const failed = (error: SessionError) =>
-      Effect.as(
+      Effect.zipRight(
         Effect.logInfo(error.message).pipe(Effect.annotateLogs("reason", error.reason._tag)),
-        error.reason._tag === "Unavailable"
-          ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, { status: 503 })
-          : HttpServerResponse.unsafeJson({ error: "login_failed", reason: error.reason._tag, login: paths.login }, {
-            status: 401
-          })
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          if (pages.isNavigation(request)) {
+            return sessions.errorPage === undefined
+              ? Effect.succeed(pages.defaultPage(error, paths.login))
+              : sessions.errorPage(error)
+          }
+          return Effect.succeed(
+            error.reason._tag === "Unavailable"
+              ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
+                status: 503,
+                headers: pages.retryAfterHeaders(error)
+              })
+              : HttpServerResponse.unsafeJson(
+                { error: "login_failed", reason: error.reason._tag, login: paths.login },
+                {
+                  status: 401
+                }
+              )
+          )
+        })
       )
 
     const login = Effect.gen(function*() {
@@ -549,10 +568,7 @@ export const make = (
       // sign the user out: a request from another site is refused before anything happens.
       if (protocol.isCrossSite(request.headers, appOrigin)) {
         yield* Effect.logInfo("logout refused: a cross-site request")
-        return HttpServerResponse.unsafeJson({ error: "cross_site_request" }, {
-          status: 403,
-          headers: { "cache-control": "no-store" }
-        })
+        return pages.crossSite(pages.isNavigation(request))
       }
       const raw = request.cookies[sessions.cookieName]
       const ended = raw !== undefined && protocol.isWellFormedId(raw)

@@ -25,6 +25,7 @@ import type * as Scope from "effect/Scope"
 import * as cookies from "./internal/cookies.js"
 import * as evictions from "./internal/evictions.js"
 import * as idToken from "./internal/idToken.js"
+import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
 import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
@@ -101,7 +102,33 @@ export interface Options {
   readonly jwksRefetchInterval?: Duration.DurationInput | undefined
   /** Clock tolerance for the ID token's `exp`/`iat`. Default 30 seconds. */
   readonly clockTolerance?: Duration.DurationInput | undefined
+  /**
+   * The page a browser navigation gets when sign-in fails or its session is unavailable (503), in place of the
+   * package's small HTML page. API calls always get JSON. It must not put anything from the request into the page
+   * unescaped.
+   */
+  readonly errorPage?: ErrorPage | undefined
 }
+
+/**
+ * An application's page for a failed sign-in or an unavailable session, answered to browser navigations.
+ *
+ * @example
+ * ```ts
+ * import { SessionError, type UserSession } from "@effect-token/session"
+ * import { HttpServerResponse } from "@effect/platform"
+ * import { Effect } from "effect"
+ *
+ * const errorPage: UserSession.ErrorPage = (error) =>
+ *   Effect.succeed(HttpServerResponse.html("<p>Please sign in again.</p>", { status: SessionError.status(error) }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ErrorPage = (
+  error: SessionError
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
 
 /**
  * What a verified ID token says.
@@ -143,6 +170,8 @@ export interface UserSessions {
   readonly cookieName: string
   readonly secureCookies: boolean
   readonly loginPath: string
+  /** The application's page for navigations (see {@link Options}), if it has one. */
+  readonly errorPage: ErrorPage | undefined
   readonly absoluteTimeout: Duration.Duration
   /** Starts a session after a login, under a new random id (never one the browser brought). */
   readonly create: (input: {
@@ -295,6 +324,7 @@ export const make = (
       cookieName,
       secureCookies: secure,
       loginPath: options.loginPath ?? "/login",
+      errorPage: options.errorPage,
       absoluteTimeout,
       create: engine.create,
       dpopKey: engine.dpopKey,
@@ -526,18 +556,14 @@ const currentOf = (sessions: UserSessions, id: Redacted.Redacted<string>, subjec
   dpopKey: sessions.dpopKey(id)
 })
 
-/** A browser navigation (sent to log in) rather than an API call (answered 401). */
-const wantsPage = (request: HttpServerRequest.HttpServerRequest): boolean => {
-  if (request.method !== "GET" && request.method !== "HEAD") return false
-  const mode = request.headers["sec-fetch-mode"]
-  if (mode !== undefined) return mode === "navigate"
-  if (request.headers["x-requested-with"] !== undefined) return false
-  return (request.headers["accept"] ?? "").includes("text/html")
-}
+/** A page load that can simply be sent to log in (a GET navigation), rather than answered 401. */
+const wantsLogin = (request: HttpServerRequest.HttpServerRequest): boolean =>
+  (request.method === "GET" || request.method === "HEAD") && pages.isNavigation(request)
 
 /**
- * The answer to a request whose session is missing, rejected or unavailable: 503 (with `Retry-After` when known) for
- * `Unavailable`; else a redirect to the login path (pages) or 401 JSON (API calls).
+ * The answer to a request whose session is missing, rejected or unavailable. `Unavailable`: 503 (with `Retry-After`
+ * when known), a small HTML page for a browser navigation (or `page`, the application's), JSON for an API call.
+ * Otherwise: a redirect to the login path for a page load, 401 JSON for an API call (a page for another navigation).
  *
  * @example
  * ```ts
@@ -553,21 +579,27 @@ const wantsPage = (request: HttpServerRequest.HttpServerRequest): boolean => {
  */
 export const errorResponse = (
   error: SessionError,
-  loginPath: string
+  loginPath: string,
+  page?: ErrorPage | undefined
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =>
-  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
-    if (error.reason._tag === "Unavailable") {
-      const after = error.reason.retryAfter
-      return HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
-        status: 503,
-        headers: after === undefined ? {} : { "retry-after": String(Math.ceil(Duration.toSeconds(after))) }
-      })
-    }
-    if (wantsPage(request)) {
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    if (error.reason._tag !== "Unavailable" && wantsLogin(request)) {
       const returnTo = protocol.safeReturnTo(request.url)
-      return HttpServerResponse.redirect(`${loginPath}?returnTo=${encodeURIComponent(returnTo)}`, { status: 302 })
+      return Effect.succeed(
+        HttpServerResponse.redirect(`${loginPath}?returnTo=${encodeURIComponent(returnTo)}`, { status: 302 })
+      )
     }
-    return HttpServerResponse.unsafeJson({ error: "login_required" }, { status: 401 })
+    if (pages.isNavigation(request)) {
+      return page === undefined ? Effect.succeed(pages.defaultPage(error, loginPath)) : page(error)
+    }
+    return Effect.succeed(
+      error.reason._tag === "Unavailable"
+        ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
+          status: 503,
+          headers: pages.retryAfterHeaders(error)
+        })
+        : HttpServerResponse.unsafeJson({ error: "login_required" }, { status: 401 })
+    )
   })
 
 const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionError> =>
@@ -654,7 +686,7 @@ export const middleware = <E, R>(
           ? fromTokenError(error)
           : Option.none()
         if (Option.isNone(sessionFailure)) return Effect.fail(error)
-        return errorResponse(sessionFailure.value, sessions.loginPath)
+        return errorResponse(sessionFailure.value, sessions.loginPath, sessions.errorPage)
       })
     )
     // Added beside the application's cookies; a response that sets a new session cookie keeps it.

@@ -1,5 +1,6 @@
 import { UserTokenStore } from "@effect-token/session"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Redacted, TestClock } from "effect"
 import * as FakeIssuer from "./support/fakeIssuer.js"
@@ -287,5 +288,72 @@ describe("the callback's iss parameter (RFC 9207)", () => {
       const alice = app.browser()
       const done = yield* alice.navigate(yield* alice.startLogin("/me", { iss: null }))
       expect(done.headers.get("location")).toBe("/me")
+    }))
+})
+
+describe("browser navigations get pages, API calls JSON", () => {
+  const contentType = (response: Response) => response.headers.get("content-type") ?? ""
+
+  it.scoped("a failed sign-in: a small page with a way back to login for a navigation, JSON for an API call", () =>
+    Effect.gen(function*() {
+      const app = yield* Login.make()
+      const alice = app.browser()
+      const callback = new URL(yield* alice.startLogin("/me"))
+      callback.searchParams.set("code", "<script>alert('code')</script>")
+      const page = yield* alice.navigate(callback.toString())
+      expect(page.status).toBe(401)
+      expect(contentType(page)).toContain("text/html")
+      expect(page.headers.get("content-security-policy")).toBe("default-src 'none'")
+      const html = yield* Effect.promise(() => page.text())
+      expect(html).toContain(`href="/login"`)
+      expect(html).not.toContain("<script")
+      expect(html).not.toContain("alert")
+
+      const api = yield* app.send(`${Login.appUrl}/callback?state=x`, { headers: { accept: "application/json" } })
+      expect(api.status).toBe(401)
+      expect(yield* Effect.promise(() => api.json())).toEqual({
+        error: "login_failed",
+        reason: "LoginStateInvalid",
+        login: "/login"
+      })
+    }))
+
+  it.scoped("nothing from the request is reflected: a hostile state, error and path come back as nothing", () =>
+    Effect.gen(function*() {
+      const app = yield* Login.make()
+      const hostile = `${Login.appUrl}/callback?state=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&error=%3Cb%3Ex%3C%2Fb%3E`
+      const page = yield* app.browser().navigate(hostile)
+      const html = yield* Effect.promise(() => page.text())
+      expect(html).not.toMatch(/<img|<b>|onerror|alert/)
+    }))
+
+  it.scoped("the issuer is down: a navigation gets a 503 page, an API call 503 JSON", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeIssuer.make
+      const app = yield* Login.make({ fake })
+      const alice = app.browser()
+      yield* alice.navigate(yield* alice.startLogin("/me"))
+      fake.answer({ _tag: "Unavailable" }, { _tag: "Unavailable" }, { _tag: "Unavailable" }, { _tag: "Unavailable" })
+      yield* TestClock.adjust(Duration.seconds(296))
+      const page = yield* alice.navigate("/token")
+      expect(page.status).toBe(503)
+      expect(contentType(page)).toContain("text/html")
+      const api = yield* alice.fetch("/token", { headers: { accept: "application/json" } })
+      expect(api.status).toBe(503)
+      expect(yield* Effect.promise(() => api.json())).toEqual({ error: "temporarily_unavailable" })
+    }))
+
+  it.scoped("the application's own page, when it gives one, for navigations only", () =>
+    Effect.gen(function*() {
+      const app = yield* Login.make({
+        sessions: {
+          errorPage: (error) => Effect.succeed(HttpServerResponse.text(`ours: ${error.reason._tag}`, { status: 418 }))
+        }
+      })
+      const page = yield* app.browser().navigate(`${Login.appUrl}/callback?state=x`)
+      expect(page.status).toBe(418)
+      expect(yield* Effect.promise(() => page.text())).toBe("ours: LoginStateInvalid")
+      const api = yield* app.send(`${Login.appUrl}/callback?state=x`, { headers: { accept: "application/json" } })
+      expect(api.status).toBe(401)
     }))
 })

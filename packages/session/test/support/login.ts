@@ -50,6 +50,7 @@ export const make = (
           "/me",
           Effect.map(UserSession.current, (user) => HttpServerResponse.unsafeJson({ sub: user.subject }))
         ),
+        HttpRouter.get("/token", Effect.as(UserSession.accessToken(), HttpServerResponse.text("a token"))),
         HttpRouter.concat(login.router)
       )
     ).pipe(
