@@ -1,5 +1,6 @@
 /**
- * Where each signed-in user's tokens live: on the server, keyed by an opaque session id, never in the browser.
+ * Where each signed-in user's tokens live: on the server, keyed by an opaque session id. The access and refresh
+ * tokens never reach the browser (the ID token does once, as logout's `id_token_hint`).
  *
  * The interface is shaped for a store shared by many processes (Redis): reads carry a version, writes are
  * compare-and-set on it, and `withLock` holds a per-session lock (a lease, across processes) while a refresh spends

@@ -182,6 +182,39 @@ describe("a refresh's ID token", () => {
     }))
 })
 
+describe("what reaches the browser", () => {
+  it.scoped("the session id and the sealed login cookie; the ID token only as id_token_hint; never the access or refresh token", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise, record, signIn } = yield* setup
+      yield* signIn("/orders")
+      yield* promise(() => new Promise((resolve) => setTimeout(resolve, 1100)))
+      yield* TestClock.adjust(Duration.minutes(10))
+      expect((yield* getJson("/orders")).status).toBe(200)
+      const stored = Option.getOrThrow(yield* record)
+      const secrets = [
+        Redacted.value(stored.accessToken.value),
+        Redacted.value(Option.getOrThrow(stored.refreshToken))
+      ]
+      const idToken = Redacted.value(Option.getOrThrow(stored.idToken))
+      yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      const everything = [...browser.visited, ...browser.received].join("\n")
+      for (const secret of secrets) expect(everything).not.toContain(secret)
+      // The ID token: once, in the logout redirect to the issuer (OpenID Connect RP-Initiated Logout).
+      const withIdToken = browser.received.filter((answer) => answer.includes(idToken))
+      expect(withIdToken).toHaveLength(1)
+      expect(withIdToken[0]).toMatch(new RegExp(`^302 ${app.appUrl}/logout\n`))
+      expect(withIdToken[0]).toContain(`location: ${app.as.issuer}/session/end?`)
+      // The only cookies the app ever set: the session id and the login cookies.
+      const names = browser.received.filter((answer) => answer.startsWith("3") || answer.startsWith("2"))
+        .filter((answer) => answer.split("\n")[0]!.includes(app.appUrl))
+        .flatMap((answer) => answer.split("\n").filter((line) => line.startsWith("set-cookie: ")))
+        .map((line) => line.slice("set-cookie: ".length).split("=")[0]!)
+      expect(new Set(names.map((name) => name.startsWith("login-") ? "login-*" : name))).toEqual(
+        new Set(["session", "login-*"])
+      )
+    }))
+})
+
 describe("logout when revocation fails", () => {
   it.scoped("the provider is down: logout still ends the session and answers its redirect", () =>
     Effect.gen(function*() {
