@@ -430,11 +430,10 @@ export const make = (
       sealed: string
     ) =>
       Effect.gen(function*() {
-        const opened = yield* loginCookie.open(sealingKey, name, sealed)
-        if (Option.isNone(opened)) {
+        const pending = yield* loginCookie.open(sealingKey, name, sealed)
+        if (Option.isNone(pending)) {
           return yield* callbackError(new LoginStateInvalid({ description: "the login cookie does not open" }))
         }
-        const pending = opened
         // The cookie is named after the state and sealed with its name; the state inside must be this one too.
         if (!protocol.constantTimeEqual(state, Redacted.value(pending.value.state))) {
           return yield* callbackError(new LoginStateInvalid({ description: "state mismatch" }))

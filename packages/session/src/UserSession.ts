@@ -120,7 +120,10 @@ export interface Options {
  * import { Effect } from "effect"
  *
  * const errorPage: UserSession.ErrorPage = (error) =>
- *   Effect.succeed(HttpServerResponse.html("<p>Please sign in again.</p>", { status: SessionError.status(error) }))
+ *   Effect.succeed(HttpServerResponse.text("<p>Please sign in again.</p>", {
+ *     status: SessionError.status(error),
+ *     contentType: "text/html; charset=utf-8"
+ *   }))
  * ```
  *
  * @since 0.1.0
