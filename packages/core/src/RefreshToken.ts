@@ -7,15 +7,14 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import * as AccessToken from "./AccessToken.js"
 import * as grant from "./internal/grant.js"
+import * as internal from "./internal/refreshToken.js"
 import * as RefreshTokenStore from "./RefreshTokenStore.js"
-import { RefreshTokenRejected, Timeout, TokenError, Transport } from "./TokenError.js"
+import * as TokenEndpoint from "./TokenEndpoint.js"
 import * as TokenSource from "./TokenSource.js"
 
 /**
@@ -39,67 +38,36 @@ export interface Options extends TokenSource.EndpointOptions, TokenSource.TokenS
    * caches or shared stores keyed on it never hand one user's access token to another.
    */
   readonly subjectKey?: string | undefined
-}
-
-const operation = "refresh_token grant"
-
-/** RFC 6749 §5.2: `invalid_grant` on a refresh means the refresh token is dead; nothing but a new login helps. */
-const refreshRejected = (error: TokenError): TokenError =>
-  error.reason._tag === "OAuthError" && error.reason.code === "invalid_grant"
-    ? new TokenError({
-      operation: error.operation,
-      reason: new RefreshTokenRejected({
-        status: error.reason.status,
-        description: error.reason.description ??
-          "the authorization server rejected the refresh token (expired, revoked or already used)"
-      })
-    })
-    : error
-
-/** Connection failures that happen before a byte of the request leaves: the refresh token surely was not spent. */
-const beforeSending = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|UND_ERR_CONNECT_TIMEOUT)\b/
-
-/**
- * Marks a failure after which the server may have spent the refresh token (a timeout, a reset once the request was
- * sent) as `sent`, which makes it not transient: sending the same refresh token again would get `invalid_grant`
- * at best and, on a server with reuse detection, revoke the whole token family (RFC 9700 §4.14.2). What is retried
- * is what the server surely did not use: a connection never made, or an answer (429, 5xx) saying it did not.
- */
-const spentOnce = (error: TokenError): TokenError => {
-  const reason = error.reason
-  if (reason._tag === "Timeout" && reason.bound === "attempt") {
-    return new TokenError({
-      operation: error.operation,
-      reason: new Timeout({ bound: reason.bound, after: reason.after, sent: true })
-    })
-  }
-  if (reason._tag === "Transport" && !beforeSending.test(reason.description)) {
-    return new TokenError({
-      operation: error.operation,
-      reason: new Transport({ description: reason.description, sent: true })
-    })
-  }
-  return error
+  /**
+   * How long the answer to a refresh is still read after its caller stopped waiting (`attemptTimeout`, an
+   * interrupt, a paused process), so that a rotated refresh token in it is stored rather than lost. A store shared
+   * by several processes keeps the others from spending the same token for this long. Default 60 seconds.
+   */
+  readonly answerTimeout?: Duration.DurationInput | undefined
 }
 
 /**
  * A refresh-token `TokenSource` over the `RefreshTokenStore` in context.
  *
- * - When the server answers with a new refresh token, it is written to the store before the access token is
- *   returned, so a crash in between never loses the only valid refresh token. When the store cannot write it (its
- *   `set` fails, e.g. reason `Unavailable`), the fetch fails with that error and the access token is not handed out.
- * - Once sent, the request and the store write are not interruptible: interrupting the fetch (a caller giving up,
- *   the application's scope closing) waits for the answer and the write, at most the request's `attemptTimeout`, so an
- *   answer carrying a rotated refresh token is never dropped. The access token handed out carries no refresh token:
- *   the store is the one place it lives.
+ * A refresh token is spent at most once, and its successor is never lost:
  * - Fetches over one store run one at a time (`RefreshTokenStore.withLock`), each with the refresh token the previous
- *   one stored: two concurrent fetches, of one source or of two sources sharing the store, never spend the same
- *   refresh token, with or without a `TokenCache` on top.
+ *   one stored, so two fetches (of one source, of two sources sharing the store) never spend the same token.
+ * - Right before sending, a store shared by several processes records the spend (`RefreshTokenStore.spend`): no
+ *   record, no send. While a spend is unresolved, no other holder spends that token; a store grants a takeover only
+ *   once the spend's deadline (`answerTimeout`) has passed.
+ * - The answer is read even after the caller stopped waiting (its `attemptTimeout`, an interrupt, a paused
+ *   process), for up to `answerTimeout`, and a rotated refresh token in it is stored. Until it is, the next fetch
+ *   in this process waits for it rather than sending the spent token again, and takes that answer's access token
+ *   if nobody did. An interrupted caller still waits for the answer, at most `attemptTimeout`: an application
+ *   shutting down mid-refresh stores the rotation before it goes.
+ * - The rotated token is stored before the access token is handed out; when the store cannot take it, the fetch
+ *   fails with the store's error. The access token handed out carries no refresh token: the store is the one place
+ *   it lives.
  * - A timeout or a connection failure after the request may have been sent fails with `sent: true` on its reason,
- *   which is not transient: the cache does not retry it with a refresh token the server may have spent. Connection
- *   failures before sending, 429 and 5xx answers are retried as usual.
- * - `invalid_grant`, and an empty store, fail with reason `RefreshTokenRejected`: the user has to log in again.
- *   The store is left as it is; clear it at logout.
+ *   which is not transient: the cache never retries it with a token the server may have spent. Connection failures
+ *   before sending, 429 and 5xx answers are retried as usual (and withdraw the spend).
+ * - `invalid_grant`, and an empty store, fail with reason `RefreshTokenRejected`, whose description says where the
+ *   token came from and what to do (from the store's `Spend.provenance`). The store is left as it is.
  *
  * @example
  * ```ts
@@ -128,55 +96,19 @@ export const make = (
   Effect.gen(function*() {
     const request = yield* grant.requester(options)
     const store = yield* RefreshTokenStore.RefreshTokenStore
-    const spend = (refreshToken: Redacted.Redacted<string>) => {
-      const params = grant.grantForm({ grant_type: "refresh_token", refresh_token: refreshToken }, options)
-      const exchange = Effect.flatMap(
-        // Interruptible inside, so that the request's own timeout can still end it (see below).
-        Effect.interruptible(Effect.mapError(request(params), (error) => spentOnce(refreshRejected(error)))),
-        (token) =>
-          Option.match(token.refreshToken, {
-            onNone: () => Effect.succeed(token),
-            onSome: (rotated) => Effect.as(store.set(rotated), withoutRefreshToken(token))
-          })
-      )
-      // Once the request is sent, the server may already have rotated the refresh token, and only its answer carries
-      // the new one. Dropping that answer because the caller was interrupted (the app shutting down, its scope
-      // closing) would leave the spent token in the store and force a new login. So the request and the store write
-      // run to the end in a daemon fiber (a child would be interrupted with its parent), and the caller waits for it
-      // without being interruptible; its interruption takes effect afterwards. The request's timeout bounds that
-      // wait: it still works in the daemon, whereas timing out an uninterruptible request would wait for the request
-      // however long it takes.
-      return Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(exchange), Fiber.join))
-    }
-    const fetch = Effect.gen(function*() {
-      const current = yield* store.get
-      if (Option.isNone(current)) {
-        return yield* new TokenError({
-          operation,
-          reason: new RefreshTokenRejected({
-            description: "there is no refresh token in the store: the user has to log in first"
-          })
-        })
-      }
-      return yield* spend(current.value).pipe(
-        // Another holder of the store (a process whose lock lapsed, a store shared without one) may have rotated the
-        // token while this request was on its way: the store then holds the sibling's newer token, which is still
-        // good. Spending that one, once, is what the sibling's rotation left for this source; failing would log
-        // the user out for nothing.
-        Effect.catchIf(
-          (error) => error.reason._tag === "RefreshTokenRejected",
-          (rejected) =>
-            Effect.flatMap(
-              store.get,
-              (now) =>
-                Option.isSome(now) && Redacted.value(now.value) !== Redacted.value(current.value)
-                  ? spend(now.value)
-                  : Effect.fail(rejected)
-            )
-        )
-      )
-    })
     const subject = options.subjectKey === undefined ? [] : [options.subjectKey]
+    const attemptTimeout = Duration.decode(options.attemptTimeout ?? TokenEndpoint.defaultTimeout)
+    const fetch = internal.fetch({
+      store,
+      send: (refreshToken, attemptTimeout) =>
+        request(
+          grant.grantForm({ grant_type: "refresh_token", refresh_token: refreshToken }, options),
+          { attemptTimeout }
+        ),
+      attemptTimeout,
+      // Never shorter than a caller's wait: the answer is read at least as long as anyone waits for it.
+      answerTimeout: Duration.max(attemptTimeout, Duration.decode(options.answerTimeout ?? defaults.answerTimeout))
+    })
     return TokenSource.make({
       key: grant.keyOf("refresh_token", options, options, ...subject),
       // The lock is the store's: two sources over one store never spend one refresh token concurrently.
@@ -184,17 +116,21 @@ export const make = (
     })
   })
 
-const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.AccessToken =>
-  AccessToken.make({
-    value: token.value,
-    type: token.type,
-    issuedAt: token.issuedAt,
-    expiresAt: token.expiresAt,
-    scope: token.scope,
-    issuedTokenType: token.issuedTokenType,
-    // A refresh answer's ID token (OpenID Connect Core §12.2) reaches the caller: sessions verify and keep it.
-    idToken: token.idToken
-  })
+/**
+ * The defaults of {@link Options}.
+ *
+ * @example
+ * ```ts
+ * import { RefreshToken } from "@effect-token/core"
+ * import { Duration } from "effect"
+ *
+ * Duration.toSeconds(RefreshToken.defaults.answerTimeout) // 60
+ * ```
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults: { readonly answerTimeout: Duration.Duration } = internal.defaults
 
 /**
  * Provides {@link make} as the default `TokenSource`.

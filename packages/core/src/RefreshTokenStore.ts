@@ -11,12 +11,14 @@
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
+import type * as AccessToken from "./AccessToken.js"
 import { TokenError, Unavailable } from "./TokenError.js"
 
 /**
@@ -60,7 +62,159 @@ export interface RefreshTokenStore {
    * still serialize on the store object itself, which protects nothing across processes.
    */
   readonly withLock?: (<A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) | undefined
+  /**
+   * Fencing for a store shared by several processes: called under `withLock` right before the refresh source sends
+   * `token`. In one atomic step the store checks that this holder may spend it (its lock is still held, `token` is
+   * still the current one, no other holder's spend of it is unresolved) and records the spend (by whom, until when:
+   * at least `answerTimeout` from now). No grant, no send. See {@link SpendDecision}.
+   *
+   * A store without `spend` gets in-process fencing from the refresh source only: enough for a store that one
+   * process owns (the memory store), not for one that several processes share.
+   */
+  readonly spend?:
+    | ((token: Redacted.Redacted<string>, options: SpendOptions) => Effect.Effect<SpendDecision, TokenError>)
+    | undefined
 }
+
+/**
+ * What a refresh asks of {@link RefreshTokenStore.spend}.
+ *
+ * @example
+ * ```ts
+ * import type { RefreshTokenStore } from "@effect-token/core"
+ * import { Duration } from "effect"
+ *
+ * const options: RefreshTokenStore.SpendOptions = { answerTimeout: Duration.seconds(60) }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpendOptions {
+  /**
+   * How long the answer is read at most, from now: the recorded spend must keep every other holder from spending
+   * the token at least this long, because the answer (and the rotated token in it) may still arrive until then.
+   */
+  readonly answerTimeout: Duration.Duration
+}
+
+/**
+ * The store's answer to a spend request.
+ *
+ * - `Granted`: send the token now; resolve the spend with what happens (see {@link Spend}).
+ * - `Pending`: another holder's spend of this token is unresolved (its answer may still arrive). Do not send; ask
+ *   again after `retryAfter`. A store grants a takeover once the other spend's deadline has passed.
+ * - `Stale`: the store holds another token than the one read (a sibling rotated it): read again.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ *
+ * const busy = RefreshTokenStore.pending("250 millis")
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SpendDecision =
+  | { readonly _tag: "Granted"; readonly spend: Spend }
+  | { readonly _tag: "Pending"; readonly retryAfter: Duration.DurationInput }
+  | { readonly _tag: "Stale" }
+
+/**
+ * One recorded spend of a refresh token, resolved by the refresh source with what happened to its request. Each
+ * resolution is compare-and-set on the spend: a spend taken over by another holder resolves nothing any more.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Effect, Option } from "effect"
+ *
+ * declare const store: RefreshTokenStore.RefreshTokenStore
+ * const spend: RefreshTokenStore.Spend = {
+ *   takeover: false,
+ *   provenance: "the refresh token rotated by this process",
+ *   complete: (answer) => Option.match(answer.refreshToken, { onNone: () => Effect.void, onSome: store.set }),
+ *   withdraw: Effect.void,
+ *   reject: Effect.void
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Spend {
+  /**
+   * Whether this spend takes over another holder's spend of the same token that stayed unresolved past its
+   * deadline: the token goes to the server a second time (see docs/ARCHITECTURE.md on what closes that window).
+   */
+  readonly takeover: boolean
+  /**
+   * Where the token came from and how to replace it, for the message of a rejection (`RefreshTokenRejected`): an
+   * operator reads it to know what to do. Never the token.
+   */
+  readonly provenance?: string | undefined
+  /**
+   * The server answered: store the answer's rotated refresh token (or keep the spent one current when the answer
+   * has none: no rotation). Durable before it succeeds.
+   */
+  readonly complete: (answer: AccessToken.AccessToken) => Effect.Effect<void, TokenError>
+  /** The request surely never reached the grant (no connection, or an answer saying it failed): others may spend it. */
+  readonly withdraw: Effect.Effect<void, TokenError>
+  /** The server refused the token (`invalid_grant`): nothing was rotated, and the spend is over. */
+  readonly reject: Effect.Effect<void, TokenError>
+}
+
+/**
+ * A {@link SpendDecision} that grants `spend`.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ * import { Effect } from "effect"
+ *
+ * const decision = RefreshTokenStore.granted({
+ *   takeover: false,
+ *   complete: () => Effect.void,
+ *   withdraw: Effect.void,
+ *   reject: Effect.void
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const granted = (spend: Spend): SpendDecision => ({ _tag: "Granted", spend })
+
+/**
+ * A {@link SpendDecision}: another holder's spend is unresolved; ask again after `retryAfter`.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ *
+ * const decision = RefreshTokenStore.pending("100 millis")
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const pending = (retryAfter: Duration.DurationInput): SpendDecision => ({ _tag: "Pending", retryAfter })
+
+/**
+ * A {@link SpendDecision}: the store holds another token now.
+ *
+ * @example
+ * ```ts
+ * import { RefreshTokenStore } from "@effect-token/core"
+ *
+ * const decision = RefreshTokenStore.stale
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const stale: SpendDecision = { _tag: "Stale" }
 
 /**
  * The `operation` of a store's errors.

@@ -354,7 +354,8 @@ describe("no secret in what this issue's fault paths produce", () => {
       const source = yield* RefreshToken.make({
         tokenUrl: "https://as.test/token",
         clientAuth,
-        attemptTimeout: "1 second"
+        attemptTimeout: "1 second",
+        answerTimeout: "2 seconds"
       })
         .pipe(
           Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
@@ -369,6 +370,8 @@ describe("no secret in what this issue's fault paths produce", () => {
       const timing = yield* Effect.fork(Effect.flip(cache.get))
       yield* TestClock.adjust("1 second")
       values.push(yield* Fiber.join(timing))
+      // The hung request is read for its answerTimeout: until then no other refresh spends the token.
+      yield* TestClock.adjust("1 second")
       steps.push("reset")
       values.push(yield* Effect.flip(cache.get))
       const throttled = yield* TokenCache.make(source, { retry: Schedule.stop, name: "throttled" })
