@@ -161,6 +161,15 @@ export interface RedisClient {
     keys: ReadonlyArray<string>,
     args: ReadonlyArray<Arg>
   ) => Effect.Effect<A, RedisError>
+  /**
+   * `WAIT replicas timeout` on the node that holds `key`, after this client's writes to it: how many replicas
+   * acknowledged them within `timeout` (Redis replication is asynchronous; an acknowledged write can be lost on a
+   * failover unless replicas have it). The call's own timeout is the client's plus `timeout`.
+   */
+  readonly waitForReplicas: (key: string, replicas: number, timeout: Duration.DurationInput) => Effect.Effect<
+    number,
+    RedisError
+  >
   /** The number of subscribers that got the message (on the node it was sent to). */
   readonly publish: (channel: string, message: string) => Effect.Effect<number, RedisError>
   /**
@@ -214,6 +223,16 @@ export const RedisClient: Context.Tag<RedisClient, RedisClient> = Context.Generi
 export interface Driver {
   readonly send: (command: string, args: ReadonlyArray<Arg>) => Effect.Effect<unknown, RedisError>
   readonly subscribe: (channel: string, timeout: Duration.Duration) => Stream.Stream<string, RedisError>
+  /**
+   * Sends a command that names no key (`WAIT`) to the node holding `key`, on the connection that wrote to it. A
+   * single-node driver leaves it out: `send` goes there anyway.
+   */
+  readonly sendToNodeOf?:
+    | ((key: string, command: string, args: ReadonlyArray<Arg>) => Effect.Effect<
+      unknown,
+      RedisError
+    >)
+    | undefined
 }
 
 /**
@@ -256,14 +275,15 @@ export const make = (
   options: { readonly timeout?: Duration.DurationInput | undefined } = {}
 ): RedisClient => {
   const timeout = Duration.decode(options.timeout ?? defaultTimeout)
+  const bounded = <A>(effect: Effect.Effect<A, RedisError>, command: string, within: Duration.Duration) =>
+    Effect.timeoutFail(effect, {
+      duration: within,
+      onTimeout: () =>
+        new RedisError({ reason: "Timeout", command, detail: `no answer within ${Duration.format(within)}` })
+    })
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<Arg>): Effect.Effect<A, RedisError> =>
-    (driver.send(command, args) as Effect.Effect<A, RedisError>).pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () =>
-          new RedisError({ reason: "Timeout", command, detail: `no answer within ${Duration.format(timeout)}` })
-      })
-    )
+    bounded(driver.send(command, args) as Effect.Effect<A, RedisError>, command, timeout)
+  const sendToNodeOf = driver.sendToNodeOf
   return {
     send,
     get: (key) => Effect.map(send<string | null>("GET", key), Option.fromNullable),
@@ -282,6 +302,17 @@ export const make = (
             () => send<A>("EVAL", script.lua, keys.length, ...keys, ...args)
           )
         )),
+    waitForReplicas: (key, replicas, waitTimeout) => {
+      const millis = Math.max(0, Math.ceil(Duration.toMillis(Duration.decode(waitTimeout))))
+      const args = [replicas, millis]
+      const reply = sendToNodeOf === undefined ? driver.send("WAIT", args) : sendToNodeOf(key, "WAIT", args)
+      return bounded(reply, "WAIT", Duration.sum(timeout, Duration.millis(millis))).pipe(
+        Effect.filterOrFail(
+          (acknowledged): acknowledged is number => typeof acknowledged === "number",
+          () => new RedisError({ reason: "Command", command: "WAIT", detail: "unexpected reply" })
+        )
+      )
+    },
     publish: (channel, message) => send<number>("PUBLISH", channel, message),
     subscribe: (channel) => driver.subscribe(channel, timeout)
   }

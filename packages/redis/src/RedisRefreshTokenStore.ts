@@ -1,21 +1,29 @@
 /**
- * A `RefreshTokenStore` on Redis: one rotating refresh token shared by every instance of a service, spent once
- * in the whole cluster.
+ * A `RefreshTokenStore` on Redis: one rotating refresh token shared by every instance of a service, spent at most
+ * once in the whole cluster, its successor never lost, whatever pauses, failovers and blips happen.
  *
  * With rotation every refresh spends the stored refresh token and returns the next one, and a server with reuse
- * detection answers a second use of a spent token by revoking the whole family (RFC 9700 §4.14.2): two instances
- * refreshing at once log the user out. This store keeps the token encrypted (AES-GCM, `KeyRing`) under
- * `{prefix:rt:<sha256(subject)>}:refresh`, and its `withLock` holds a lease across processes (`SET NX PX`, renewed while
- * the refresh runs, released by compare-and-delete) so that core's refresh source spends each token once. When a
- * lease lapses anyway (a process stalled longer than `lockTtl`), core's refresh source reads the store again after
- * `invalid_grant` and spends the sibling's newer token instead of failing.
+ * detection answers a second use of a spent token by revoking the whole family (RFC 9700 §4.14.2). This store keeps
+ * the token encrypted (AES-GCM, `KeyRing`) under `{prefix:rt:<sha256(subject)>}:refresh` and fences each spend:
+ * - `withLock` holds a lease across processes (`SET NX PX`, renewed while the refresh runs, compare-and-delete).
+ * - `spend`, right before core's refresh source sends the token, checks in one script that this instance still
+ *   holds the lease, the token is still the stored one and no other spend of it is unresolved, and records the
+ *   spend until its deadline (the source's `answerTimeout` and a margin). No record, no send. The answer resolves it
+ *   by compare-and-set whenever it arrives (core reads it even after its caller stopped waiting); until then, and
+ *   until the deadline, every other instance waits and serves the access tokens it has.
+ * - After each write, `WAIT` for replicas (up to `replicas`, where the node has any, within `replicationTimeout`).
+ * - Every instance remembers the newest token it has seen (its rotations, its reads, and a watch that follows the
+ *   record: pub/sub plus a read every `watchInterval`) and repairs a store that lost it, from a failover to a
+ *   replica that missed the write or an empty restart, instead of sending the older token it finds there.
+ * - `initial` seeds only an empty store, and a seeded token settles for `seedSettle` before anyone spends it, so
+ *   that running instances that know a newer one put it back first.
  *
  * The lock makes instances take turns, not share results: for one refresh per expiry across the cluster, share the
  * access tokens too, with `RedisTokenStore.shared` over the refresh source (see the example on {@link layer}).
  *
- * Redis down: `get` fails with the store's transient `Unavailable` error (the cache retries, no one is logged out),
- * refreshes in one process still take turns, and a rotated token that Redis did not take is kept in this process and
- * written when Redis answers again, so it is never lost.
+ * Redis down: no spend is recorded, so no refresh token is sent (no check, no send); the cache keeps serving the
+ * access tokens it has, and a rotation Redis did not take is kept in this process and written when Redis answers.
+ * What stays impossible (a process that dies after sending) is in docs/ARCHITECTURE.md.
  *
  * @since 0.1.0
  */
@@ -27,6 +35,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as prefixes from "./internal/prefix.js"
 import * as internal from "./internal/refreshStore.js"
 import * as KeyRing from "./KeyRing.js"
@@ -67,6 +76,21 @@ export interface Options {
   readonly pollInterval?: Duration.DurationInput | undefined
   /** After a Redis failure, Redis is not asked again for this long. Default 2 seconds. */
   readonly retryRedisAfter?: Duration.DurationInput | undefined
+  /**
+   * How often this instance reads the record to learn other instances' rotations and repair a store that lost one
+   * (pub/sub wakes it sooner). Default 1 second.
+   */
+  readonly watchInterval?: Duration.DurationInput | undefined
+  /**
+   * How long a token seeded from `initial` waits before anyone spends it, so that running instances that know a
+   * newer token (after an empty restart) put it back first. Keep it above the time an instance takes to notice:
+   * its client's reconnection (up to 2 s with `failFastOptions`), `watchInterval` and a Redis timeout. Default 5 s.
+   */
+  readonly seedSettle?: Duration.DurationInput | undefined
+  /** How many replicas must acknowledge a written token (`WAIT`), at most as many as the node has. Default 1. */
+  readonly replicas?: number | undefined
+  /** How long a write waits for them; a shortfall is logged, and the token kept here for repairs. Default 1 s. */
+  readonly replicationTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -127,7 +151,7 @@ export const storageKeys: (prefix: string, subject: string) => Effect.Effect<Sto
  */
 export const make: (
   options: Options
-) => Effect.Effect<RefreshTokenStore.RefreshTokenStore, never, RedisClient.RedisClient> = internal.make
+) => Effect.Effect<RefreshTokenStore.RefreshTokenStore, never, RedisClient.RedisClient | Scope.Scope> = internal.make
 
 /**
  * Provides core's `RefreshTokenStore` on Redis. Put `RedisTokenStore.layerShared()` between the refresh source and
@@ -160,7 +184,7 @@ export const make: (
 export const layer = (
   options: Options
 ): Layer.Layer<RefreshTokenStore.RefreshTokenStore, never, RedisClient.RedisClient> =>
-  Layer.effect(RefreshTokenStore.RefreshTokenStore, make(options))
+  Layer.scoped(RefreshTokenStore.RefreshTokenStore, make(options))
 
 /**
  * What {@link config} reads.
@@ -182,8 +206,9 @@ export interface ConfigOptions extends Omit<Options, "keyRing"> {
 
 /**
  * Settings from configuration: `REDIS_TOKEN_KEYS` and `REDIS_TOKEN_PREFIX` (as `RedisTokenStore.config`),
- * `REFRESH_TOKEN_SUBJECT` (required), `REFRESH_TOKEN` (optional first token, read as `Redacted`), and optional
- * durations `REFRESH_TOKEN_LOCK_TTL`, `REFRESH_TOKEN_POLL_INTERVAL`.
+ * `REFRESH_TOKEN_SUBJECT` (required), `REFRESH_TOKEN` (optional first token, read as `Redacted`), optional
+ * durations `REFRESH_TOKEN_LOCK_TTL`, `REFRESH_TOKEN_POLL_INTERVAL`, `REFRESH_TOKEN_WATCH_INTERVAL`,
+ * `REFRESH_TOKEN_SEED_SETTLE`, `REFRESH_TOKEN_REPLICATION_TIMEOUT`, and `REFRESH_TOKEN_REPLICAS` (an integer).
  *
  * @example
  * ```ts
@@ -203,14 +228,22 @@ export const config: Config.Config<ConfigOptions> = Config.all({
   subject: Config.nonEmptyString("REFRESH_TOKEN_SUBJECT"),
   initial: Config.option(Config.redacted("REFRESH_TOKEN")),
   lockTtl: Config.option(Config.duration("REFRESH_TOKEN_LOCK_TTL")),
-  pollInterval: Config.option(Config.duration("REFRESH_TOKEN_POLL_INTERVAL"))
+  pollInterval: Config.option(Config.duration("REFRESH_TOKEN_POLL_INTERVAL")),
+  watchInterval: Config.option(Config.duration("REFRESH_TOKEN_WATCH_INTERVAL")),
+  seedSettle: Config.option(Config.duration("REFRESH_TOKEN_SEED_SETTLE")),
+  replicas: Config.option(Config.integer("REFRESH_TOKEN_REPLICAS")),
+  replicationTimeout: Config.option(Config.duration("REFRESH_TOKEN_REPLICATION_TIMEOUT"))
 }).pipe(Config.map((c): ConfigOptions => ({
   keys: c.keys,
   prefix: c.prefix,
   subject: c.subject,
   initial: Option.getOrUndefined(c.initial),
   lockTtl: Option.getOrUndefined(c.lockTtl),
-  pollInterval: Option.getOrUndefined(c.pollInterval)
+  pollInterval: Option.getOrUndefined(c.pollInterval),
+  watchInterval: Option.getOrUndefined(c.watchInterval),
+  seedSettle: Option.getOrUndefined(c.seedSettle),
+  replicas: Option.getOrUndefined(c.replicas),
+  replicationTimeout: Option.getOrUndefined(c.replicationTimeout)
 })))
 
 /**
@@ -230,7 +263,7 @@ export const config: Config.Config<ConfigOptions> = Config.all({
 export const layerConfig = (
   options: Config.Config<ConfigOptions> = config
 ): Layer.Layer<RefreshTokenStore.RefreshTokenStore, ConfigError.ConfigError, RedisClient.RedisClient> =>
-  Layer.effect(
+  Layer.scoped(
     RefreshTokenStore.RefreshTokenStore,
     Effect.gen(function*() {
       const { keys, ...rest } = yield* options
@@ -256,4 +289,8 @@ export const defaults: {
   readonly lockTtl: Duration.Duration
   readonly pollInterval: Duration.Duration
   readonly retryRedisAfter: Duration.Duration
+  readonly watchInterval: Duration.Duration
+  readonly seedSettle: Duration.Duration
+  readonly replicas: number
+  readonly replicationTimeout: Duration.Duration
 } = internal.defaults

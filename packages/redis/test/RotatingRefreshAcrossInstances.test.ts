@@ -43,7 +43,9 @@ const instance = (
       keyRing,
       subject: "alice",
       initial: Redacted.make(initial),
-      pollInterval: "20 millis"
+      pollInterval: "20 millis",
+      // A first deployment: nobody knows a newer token, so the seed need not wait for repairs long.
+      seedSettle: "200 millis"
     }).pipe(Effect.provideService(RedisClient.RedisClient, client))
     const source = yield* RefreshToken.make({ tokenUrl: as.tokenUrl, clientAuth, subjectKey: "alice" }).pipe(
       Effect.provideService(RefreshTokenStore.RefreshTokenStore, store)

@@ -47,6 +47,8 @@ const counting = (client: RedisClient.RedisClient) => {
     set: (key, value, options) => Effect.suspend(() => (commands++, client.set(key, value, options))),
     del: (...keys) => Effect.suspend(() => (commands++, client.del(...keys))),
     eval: (script, keys, args) => Effect.suspend(() => (commands++, client.eval(script, keys, args))),
+    waitForReplicas: (key, replicas, timeout) =>
+      Effect.suspend(() => (commands++, client.waitForReplicas(key, replicas, timeout))),
     publish: (channel, message) => Effect.suspend(() => (commands++, client.publish(channel, message))),
     subscribe: (channel) => client.subscribe(channel)
   }

@@ -10,6 +10,11 @@ import * as RedisClient from "../RedisClient.js"
  */
 export interface Health {
   readonly guard: <A>(effect: Effect.Effect<A, RedisClient.RedisError>) => Effect.Effect<A, RedisClient.RedisError>
+  /**
+   * As `guard`, but never skipped: for a background watcher that asks once per interval anyway, and must notice
+   * Redis coming back as soon as it does.
+   */
+  readonly probe: <A>(effect: Effect.Effect<A, RedisClient.RedisError>) => Effect.Effect<A, RedisClient.RedisError>
 }
 
 /** What an outage means for the store that logs it: said once when Redis fails, once when it answers again. */
@@ -28,10 +33,10 @@ export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): E
       command: "(not sent)",
       detail: "Redis failed moments ago"
     })
-    const guard = <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>
+    const run = (skip: boolean) => <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>
       Effect.flatMap(Ref.get(state), (current) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          if (current.down && now < current.retryAt) return Effect.fail(skipped)
+          if (skip && current.down && now < current.retryAt) return Effect.fail(skipped)
           return effect.pipe(
             Effect.tap(() =>
               current.down
@@ -55,5 +60,5 @@ export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): E
             )
           )
         }))
-    return { guard }
+    return { guard: run(true), probe: run(false) }
   })

@@ -66,7 +66,23 @@ export const awaitReady = (
     })
   )
 
+const isCluster = (client: Client): client is Cluster => "isCluster" in client && client.isCluster === true
+
 export const driver = (client: Client): Driver => ({
+  // A Cluster sends a command without a key to any node; in a pipeline it goes where the pipeline's key lives, on
+  // the connection that wrote to it (which is what `WAIT` counts).
+  sendToNodeOf: isCluster(client)
+    ? (key, command, args) =>
+      Effect.tryPromise({
+        try: () => client.pipeline([["exists", key], [command.toLowerCase(), ...args]]).exec(),
+        catch: (cause) => toError(command.toUpperCase(), cause)
+      }).pipe(
+        Effect.flatMap((results) => {
+          const [error, reply] = results?.[1] ?? [new Error("no reply"), undefined]
+          return error === null ? Effect.succeed(reply) : Effect.fail(toError(command.toUpperCase(), error))
+        })
+      )
+    : undefined,
   send: (command, args) =>
     Effect.tryPromise({
       try: () =>

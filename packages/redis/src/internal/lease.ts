@@ -15,12 +15,13 @@ import * as Scripts from "./scripts.js"
  */
 export interface Lease {
   /**
-   * Runs `effect` while this caller holds the lease on `key`. When Redis fails while taking it, runs
-   * `onUnavailable(error)` instead: the caller decides whether its local lock is enough or the work must fail.
+   * Runs `use(owner)` while this caller holds the lease on `key` (`owner` is its random value, for scripts that check
+   * the lease at the moment of a side effect). When Redis fails while taking it, runs `onUnavailable(error)` instead:
+   * the caller decides whether its local lock is enough or the work must fail.
    */
   readonly withLease: <A, E, R, A2, E2, R2>(
     key: string,
-    effect: Effect.Effect<A, E, R>,
+    use: (owner: string) => Effect.Effect<A, E, R>,
     onUnavailable: (error: RedisClient.RedisError) => Effect.Effect<A2, E2, R2>
   ) => Effect.Effect<A | A2, E | E2, R | R2>
 }
@@ -62,7 +63,7 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
 
   const withLease = <A, E, R, A2, E2, R2>(
     key: string,
-    effect: Effect.Effect<A, E, R>,
+    use: (owner: string) => Effect.Effect<A, E, R>,
     onUnavailable: (error: RedisClient.RedisError) => Effect.Effect<A2, E2, R2>
   ): Effect.Effect<A | A2, E | E2, R | R2> =>
     Effect.uninterruptibleMask((restore) =>
@@ -75,7 +76,7 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
               // Interruptible: a fiber forked in an uninterruptible region inherits it and could never be stopped.
               Effect.fork(Effect.interruptible(renewing(key, lease.right))),
               (renewal) =>
-                restore(effect).pipe(
+                restore(use(lease.right)).pipe(
                   Effect.ensuring(Effect.zipRight(Fiber.interrupt(renewal), release(key, lease.right)))
                 )
             )

@@ -161,7 +161,7 @@ export const make = (
           acquire,
           (local) =>
             local.semaphore.withPermits(1)(
-              lease.withLease(keys.lock, effect, (error) => Effect.fail(unavailable(error)))
+              lease.withLease(keys.lock, () => effect, (error) => Effect.fail(unavailable(error)))
             ),
           release
         )

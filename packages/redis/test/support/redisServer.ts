@@ -75,7 +75,24 @@ export interface RedisServer {
 }
 
 const spawnRedis = (port: number, args: ReadonlyArray<string>, cwd?: string): ChildProcess =>
-  spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...args], {
+  spawn("redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    // A replica's full sync goes over the socket, not through a dump.rdb in the working directory.
+    "--repl-diskless-sync",
+    "yes",
+    "--repl-diskless-sync-delay",
+    "0",
+    "--repl-diskless-load",
+    "on-empty-db",
+    ...args
+  ], {
     stdio: "ignore",
     ...(cwd !== undefined ? { cwd } : {})
   })
@@ -184,3 +201,49 @@ export const cluster: Effect.Effect<RedisCluster, never, Scope.Scope> = Effect.g
 /** Runs redis-cli against a node and returns its raw output (`--no-raw` off: bytes as stored). */
 export const cli = (port: number, ...args: ReadonlyArray<string>): Effect.Effect<string> =>
   exec("redis-cli", ["-p", String(port), "--raw", ...args]).pipe(Effect.orDie)
+
+/**
+ * A replica of `primary` (`--replicaof`), on a free port, synced before it is returned. Stop it with SIGSTOP to
+ * let it fall behind (its link stays up, it just stops acknowledging), SIGCONT to let it catch up.
+ */
+export const replicaOf = (primary: RedisServer): Effect.Effect<RedisServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let child: ChildProcess | undefined
+    let port = 0
+    for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
+      port = yield* freePort
+      child = yield* startOn(port, ["--replicaof", "127.0.0.1", String(primary.port)])
+    }
+    if (child === undefined) return yield* Effect.dieMessage("could not start a replica")
+    const started = child
+    yield* Effect.addFinalizer(() => kill(started))
+    yield* waitFor(
+      `replica on ${port} in sync`,
+      async () => (await infoReplication(port)).includes("master_link_status:up")
+    )
+    return {
+      port,
+      url: `redis://127.0.0.1:${port}`,
+      stop: kill(started),
+      start: Effect.dieMessage("a replica is not restarted"),
+      process: () => started
+    }
+  })
+
+/** `INFO replication` of a node, whole (rawCommand reads only the first line). */
+export const infoReplication = (port: number): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect({ port, host: "127.0.0.1" })
+    let data = ""
+    socket.setTimeout(1_000, () => socket.destroy(new Error("timeout")))
+    socket.on("connect", () => socket.write("INFO replication\r\n"))
+    socket.on("data", (chunk) => {
+      data += chunk.toString("latin1")
+      const header = /^\$(\d+)\r\n/.exec(data)
+      if (header !== null && data.length >= header[0].length + Number(header[1])) {
+        socket.end()
+        resolve(data)
+      }
+    })
+    socket.on("error", reject)
+  })
