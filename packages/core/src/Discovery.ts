@@ -57,7 +57,9 @@ export const Metadata = Schema.Struct({
   token_endpoint_auth_signing_alg_values_supported: Strings,
   revocation_endpoint_auth_methods_supported: Strings,
   code_challenge_methods_supported: Strings,
-  dpop_signing_alg_values_supported: Strings
+  dpop_signing_alg_values_supported: Strings,
+  /** RFC 9207: the authorization response names its issuer (`iss`); a client must then refuse one that does not. */
+  authorization_response_iss_parameter_supported: Schema.optional(Schema.Boolean)
 })
 
 /**

@@ -9,8 +9,6 @@
  *   cannot decrypt (its key was dropped, or a rotation made the new key current before every instance had it) reads
  *   as absent and is left in place: the user signs in again instead of being locked out until the ring is fixed, and
  *   an instance that holds the key still reads it.
- * - A login in progress is `{prefix:login:<sha256(id)>}`, encrypted likewise, with a TTL; `takePendingLogin` is
- *   `GETDEL`, so a `state` is used once across every instance.
  * - `withLock` holds a lease across processes per session (`{…}:lock`, as `RedisRefreshTokenStore`'s): one user's
  *   parallel requests on different instances refresh once.
  * - Redis down: every operation fails with the session's transient `SessionError` (reason `Unavailable`, a 503 with
@@ -49,7 +47,7 @@ import type * as RedisClient from "./RedisClient.js"
  * @category models
  */
 export interface Options {
-  /** Encrypts records and logins in progress. Rotate keys by adding the new one second, then making it first. */
+  /** Encrypts records. Rotate keys by adding the new one second, then making it first. */
   readonly keyRing: KeyRing.KeyRing
   /** The start of every key. No `{` or `}`. Default `"effect-token"`, as the other Redis stores'. */
   readonly prefix?: string | undefined
@@ -105,23 +103,6 @@ export interface SessionKeys {
  */
 export const sessionKeys: (prefix: string, id: Redacted.Redacted<string>) => Effect.Effect<SessionKeys> =
   internal.sessionKeys
-
-/**
- * The key of a login in progress (hashed: the id is not in it).
- *
- * @example
- * ```ts
- * import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
- * import { Redacted } from "effect"
- *
- * const key = RedisUserTokenStore.pendingLoginKey("shop", Redacted.make("login-id"))
- * ```
- *
- * @since 0.1.0
- * @category constructors
- */
-export const pendingLoginKey: (prefix: string, id: Redacted.Redacted<string>) => Effect.Effect<string> =
-  internal.pendingLoginKey
 
 /**
  * A session store on the application's `RedisClient`.

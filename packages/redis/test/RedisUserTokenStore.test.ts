@@ -1,6 +1,6 @@
 /**
  * The session store on a real redis-server: two stores on separate connections stand for two instances of a web
- * application. Storage, encryption at rest, compare-and-set, TTLs, single-use logins, the per-session lease, Redis
+ * application. Storage, encryption at rest, compare-and-set, TTLs, the per-session lease, Redis
  * outages, and the session engine of two instances over it.
  */
 import { AccessToken } from "@effect-token/core"
@@ -42,15 +42,6 @@ const record = (subject = "alice@example.com") =>
       createdAt: now,
       lastSeenAt: now
     }))
-
-const pending = Effect.map(DateTime.now, (now) =>
-  UserTokenStore.PendingLogin.make({
-    state: Redacted.make("plain-state"),
-    nonce: Redacted.make("plain-nonce"),
-    codeVerifier: Redacted.make("plain-verifier"),
-    returnTo: "/orders",
-    createdAt: now
-  }))
 
 const hour = { expectedVersion: undefined, timeToLive: Duration.hours(1) } as const
 const sessionId = "session-id-7f3a9c"
@@ -166,42 +157,6 @@ describe("RedisUserTokenStore", () => {
       expect(Option.isSome(yield* a.get(id))).toBe(true)
     }))
 
-  it.scopedLive("a login in progress is encrypted, expires, and is taken once even when two instances race", () =>
-    Effect.gen(function*() {
-      const redis = yield* RedisServer.single
-      const keyRing = yield* ring("k1")
-      const a = yield* storeAt(redis.url, { keyRing })
-      const b = yield* storeAt(redis.url, { keyRing })
-      const login = yield* pending
-
-      for (let round = 0; round < 20; round++) {
-        const id = Redacted.make(`login-${round}`)
-        yield* a.putPendingLogin(id, login, Duration.minutes(10))
-        const taken = yield* Effect.all(
-          Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? a : b).takePendingLogin(id)),
-          { concurrency: "unbounded" }
-        )
-        const winners = taken.filter(Option.isSome)
-        expect(winners).toHaveLength(1)
-        expect(Redacted.value(Option.getOrThrow(winners[0]!).codeVerifier)).toBe("plain-verifier")
-      }
-
-      const id = Redacted.make("login-with-ttl")
-      yield* a.putPendingLogin(id, login, Duration.millis(300))
-      const key = yield* RedisUserTokenStore.pendingLoginKey("effect-token", id)
-      const value = yield* raw(redis.port, `GET ${key}`)
-      expect(value).toContain("v1.k1.")
-      for (const secret of ["plain-state", "plain-nonce", "plain-verifier", "login-with-ttl"]) {
-        expect(value).not.toContain(secret)
-      }
-      expect(yield* raw(redis.port, "KEYS *")).not.toContain("login-with-ttl")
-      const ttl = Number((yield* raw(redis.port, `PTTL ${key}`)).slice(1))
-      expect(ttl).toBeGreaterThan(0)
-      expect(ttl).toBeLessThanOrEqual(300)
-      yield* Effect.sleep("400 millis")
-      expect(yield* b.takePendingLogin(id)).toEqual(Option.none())
-    }))
-
   it.scopedLive("withLock: two instances never run inside at once for one session; other sessions do not wait", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single
@@ -250,7 +205,6 @@ describe("RedisUserTokenStore", () => {
       const options = { keyRing, retryRedisAfter: "10 millis" } as const
       const a = yield* storeAt(redis.url, options)
       const id = Redacted.make(sessionId)
-      const login = yield* pending
       const version = Option.getOrThrow(yield* a.set(id, yield* record(), hour))
       yield* redis.stop
 
@@ -258,9 +212,7 @@ describe("RedisUserTokenStore", () => {
         yield* Effect.flip(a.get(id)),
         yield* Effect.flip(a.set(id, yield* record(), { expectedVersion: version, timeToLive: Duration.hours(1) })),
         yield* Effect.flip(a.delete(id)),
-        yield* Effect.flip(a.withLock(id, Effect.succeed("ran"))),
-        yield* Effect.flip(a.putPendingLogin(Redacted.make("l"), login, Duration.minutes(1))),
-        yield* Effect.flip(a.takePendingLogin(Redacted.make("l")))
+        yield* Effect.flip(a.withLock(id, Effect.succeed("ran")))
       ]
       for (const error of errors) {
         expect(error._tag).toBe("SessionError")

@@ -2,11 +2,15 @@
  * OpenID Connect login for a web application (authorization code flow with PKCE S256, `state` and `nonce`), its
  * callback and its logout, as `@effect/platform` HTTP handlers and an `HttpRouter`.
  *
- * - `/login` keeps the pending login (state, nonce, code verifier, return path) on the server under a random id
- *   whose only copy in the browser is a short-lived `HttpOnly` cookie, and sends the browser to the issuer.
- * - `/callback` takes that pending login (once: a replay finds nothing), compares `state` in constant time,
- *   exchanges the code through core's `TokenEndpoint`, verifies the ID token with `jose` against the issuer's JWKS,
- *   and starts a session under a new id. Any failure answers with a way back to login, never a half-made session.
+ * - `/login` stores nothing on the server: the pending login (state, nonce, code verifier, return path, start time)
+ *   is sealed (AES-256-GCM, a key derived from {@link Options.secret}) into a short-lived `HttpOnly` cookie named
+ *   after its `state`, and the browser is sent to the issuer. Each login has its own cookie (tabs in parallel), a few
+ *   per browser at most.
+ * - `/callback` opens the cookie of the `state` it carries (a callback with another state, from another site,
+ *   touches no login), compares `state` in constant time, expires that cookie (the login is used once in this
+ *   browser; the code itself is single-use at the issuer), exchanges the code through core's `TokenEndpoint`,
+ *   verifies the ID token with `jose` against the issuer's JWKS, and starts a session under a new id. Any failure
+ *   answers with a way back to login, never a half-made session.
  * - `/logout` ends the session, revokes its refresh token (best effort: a failure never blocks the logout) and, when
  *   the issuer offers it, sends the browser to its `end_session_endpoint` (RP-initiated logout).
  *
@@ -17,16 +21,19 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as idToken from "./internal/idToken.js"
+import type * as Scope from "effect/Scope"
+import * as cookies from "./internal/cookies.js"
+import * as loginCookie from "./internal/loginCookie.js"
+import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
 import {
   AuthorizationDenied,
@@ -37,7 +44,7 @@ import {
   Unavailable
 } from "./SessionError.js"
 import * as UserSession from "./UserSession.js"
-import * as UserTokenStore from "./UserTokenStore.js"
+import type * as UserTokenStore from "./UserTokenStore.js"
 
 /**
  * @example
@@ -94,13 +101,13 @@ export interface Options {
   readonly authorizationParams?: Readonly<Record<string, string>> | undefined
   /** How long a login may take between `/login` and `/callback`. Default 10 minutes. */
   readonly loginTimeout?: Duration.DurationInput | undefined
-  /** ID token algorithms accepted; `none` and HS* are always refused. Default: RS, PS, ES families and EdDSA. */
-  readonly algorithms?: ReadonlyArray<string> | undefined
-  /** An unknown `kid` fetches the JWKS again at most this often. Default 60 seconds. */
-  readonly jwksRefetchInterval?: Duration.DurationInput | undefined
-  /** Clock tolerance for the ID token's `exp`/`iat`. Default 30 seconds. */
-  readonly clockTolerance?: Duration.DurationInput | undefined
-  /** Time allowed for the code exchange and the JWKS fetch, each. Default 10 seconds. */
+  /**
+   * The secret the sign-in cookie's key is derived from (HKDF-SHA-256, for AES-256-GCM): at least 32 characters,
+   * and the same on every instance a callback may reach. Default: a random key per process, which suits a single
+   * instance (a login started on one instance then fails on another, and a restart fails the logins in progress).
+   */
+  readonly secret?: Redacted.Redacted<string> | undefined
+  /** Time allowed for the code exchange and for a logout's revocation, each. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * DPoP (RFC 9449): each login gets its own key pair (`true`: ES256, or an algorithm), named by `dpop_jkt` on the
@@ -149,6 +156,14 @@ export const OidcLogin: Context.Tag<OidcLogin, OidcLogin> = Context.GenericTag<O
   "@effect-token/session/OidcLogin"
 )
 
+/** The shortest `secret` accepted: 32 characters (256 bits of a random base64 or hex string). */
+const minSecretLength = 32
+/** Logins in progress kept per browser (tabs in parallel), and the most login cookies a request's are read. */
+const maxParallelLogins = 4
+const maxCookiesRead = 16
+/** Logout revocations running in the background at once, at most. */
+const maxBackgroundRevocations = 256
+
 /** The request's URL, parsed with a bound: an overlong callback URL is refused before any parsing. */
 const maxUrlLength = 8192
 const queryOf = (request: HttpServerRequest.HttpServerRequest): Option.Option<URLSearchParams> => {
@@ -182,7 +197,8 @@ const withOpenid = (scope: string) => {
 }
 
 /**
- * The login handlers over the `Discovery`, `UserSessions`, `UserTokenStore` and `HttpClient` in context.
+ * The login handlers over the `Discovery`, `UserSessions` and `HttpClient` in context; logout revocations run in
+ * the background in the scope.
  *
  * @example
  * ```ts
@@ -204,12 +220,11 @@ export const make = (
 ): Effect.Effect<
   OidcLogin,
   never,
-  Discovery.Discovery | UserSession.UserSessions | UserTokenStore.UserTokenStore | HttpClient.HttpClient
+  Discovery.Discovery | UserSession.UserSessions | HttpClient.HttpClient | Scope.Scope
 > =>
   Effect.gen(function*() {
     const discovery = yield* Discovery.Discovery
     const sessions = yield* UserSession.UserSessions
-    const store = yield* UserTokenStore.UserTokenStore
     const client = yield* HttpClient.HttpClient
     const clientId = options.clientAuth.clientId
     const redirectPath = URL.canParse(options.redirectUri) ? new URL(options.redirectUri).pathname : "/callback"
@@ -231,7 +246,19 @@ export const make = (
     const loginTimeout = Duration.decode(options.loginTimeout ?? Duration.minutes(10))
     const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
     const secure = sessions.secureCookies
-    const loginCookie = secure ? "__Host-login" : "login"
+    // The application's origin, as the browser names it in `Origin` (the redirect URI is on it).
+    const appOrigin = URL.canParse(options.redirectUri) ? new URL(options.redirectUri).origin : "null"
+    const loginPrefix = secure ? "__Host-login" : "login"
+    if (options.secret !== undefined && Redacted.value(options.secret).length < minSecretLength) {
+      return yield* Effect.dieMessage(`OidcLogin: the secret must be at least ${minSecretLength} characters`)
+    }
+    const sealingKey = yield* loginCookie.deriveKey(
+      Redacted.make(
+        options.secret === undefined
+          ? crypto.getRandomValues(new Uint8Array(32))
+          : new TextEncoder().encode(Redacted.value(options.secret))
+      )
+    )
     const cookie = (name: string, value: string, maxAge: number | undefined) =>
       protocol.serializeCookie(name, value, { path: "/", httpOnly: true, secure, sameSite: "Lax", maxAge })
 
@@ -241,29 +268,33 @@ export const make = (
       unavailable(operation, `the issuer's metadata: ${error.reason._tag}`)
     const metadata = (operation: string) => Effect.mapError(discovery.metadata, fromDiscovery(operation))
 
-    const verifier = yield* idToken.make(client, {
-      issuer: discovery.issuer,
-      clientId,
-      jwksUri: Effect.flatMap(metadata("login callback"), (m) =>
-        m.jwks_uri === undefined
-          ? Effect.fail(unavailable("login callback", "the issuer publishes no jwks_uri"))
-          : Effect.succeed(m.jwks_uri)),
-      algorithms: options.algorithms,
-      refetchInterval: Duration.decode(options.jwksRefetchInterval ?? Duration.seconds(60)),
-      timeout,
-      maxBytes: 256 * 1024,
-      clockTolerance: Duration.decode(options.clockTolerance ?? Duration.seconds(30))
-    })
-
-    /** Any login failure: a page that says so and links back to login, or 503 when trying again may work. */
+    /**
+     * Any login failure: for a browser navigation a page that says so and links back to login (or 503 when trying
+     * again may work), the application's `errorPage` when it has one; for an API call the same as JSON.
+     */
     const failed = (error: SessionError) =>
-      Effect.as(
+      Effect.zipRight(
         Effect.logInfo(error.message).pipe(Effect.annotateLogs("reason", error.reason._tag)),
-        error.reason._tag === "Unavailable"
-          ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, { status: 503 })
-          : HttpServerResponse.unsafeJson({ error: "login_failed", reason: error.reason._tag, login: paths.login }, {
-            status: 401
-          })
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          if (pages.isNavigation(request)) {
+            return sessions.errorPage === undefined
+              ? Effect.succeed(pages.defaultPage(error, paths.login))
+              : sessions.errorPage(error)
+          }
+          return Effect.succeed(
+            error.reason._tag === "Unavailable"
+              ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
+                status: 503,
+                headers: pages.retryAfterHeaders(error)
+              })
+              : HttpServerResponse.unsafeJson(
+                { error: "login_failed", reason: error.reason._tag, login: paths.login },
+                {
+                  status: 401
+                }
+              )
+          )
+        })
       )
 
     const login = Effect.gen(function*() {
@@ -280,7 +311,6 @@ export const make = (
       const nonce = protocol.randomToken(32)
       const codeVerifier = protocol.randomToken(32)
       const challenge = yield* Effect.promise(() => protocol.pkceChallenge(codeVerifier))
-      const loginId = protocol.randomToken(32)
       // A key per login: the session's tokens are bound to it, and only this session holds it.
       const dpopKey = dpopAlgorithm === undefined
         ? undefined
@@ -290,19 +320,22 @@ export const make = (
         : Option.some(
           Redacted.make(JSON.stringify(Redacted.value(yield* Effect.orDie(DPoP.exportPrivateJwk(dpopKey)))))
         )
-      const now = yield* DateTime.now
-      yield* store.putPendingLogin(
-        Redacted.make(loginId),
-        UserTokenStore.PendingLogin.make({
+      const now = yield* Clock.currentTimeMillis
+      const name = yield* loginCookie.cookieName(loginPrefix, state)
+      const pending = (returnTo: string) =>
+        loginCookie.PendingLogin.make({
           state: Redacted.make(state),
           nonce: Redacted.make(nonce),
           codeVerifier: Redacted.make(codeVerifier),
           returnTo,
           createdAt: now,
           dpopKey: dpopJwk
-        }),
-        loginTimeout
-      )
+        })
+      const fits = (sealed: string) => name.length + 1 + sealed.length <= loginCookie.maxCookieBytes
+      let sealed = yield* loginCookie.seal(sealingKey, name, pending(returnTo))
+      // A browser drops a cookie over 4 KiB: a long return path (with a large RSA DPoP key) gives way to `/`.
+      if (!fits(sealed)) sealed = yield* loginCookie.seal(sealingKey, name, pending("/"))
+      if (!fits(sealed)) return yield* Effect.dieMessage("OidcLogin: a login does not fit in a cookie")
       const url = new URL(m.authorization_endpoint)
       for (const [key, value] of Object.entries(options.authorizationParams ?? {})) url.searchParams.set(key, value)
       const protocolParams: Record<string, string | undefined> = {
@@ -321,133 +354,180 @@ export const make = (
       for (const [key, value] of Object.entries(protocolParams)) {
         if (value !== undefined) url.searchParams.set(key, value)
       }
-      // The pending login's id travels in a header rather than platform's `Cookies`, whose printed form shows values.
-      return HttpServerResponse.redirect(url.toString(), {
+      // The sealed login travels in the header rather than platform's `Cookies`, whose printed form shows values.
+      const response = HttpServerResponse.redirect(url.toString(), {
         status: 302,
         headers: {
-          "set-cookie": cookie(loginCookie, loginId, Math.ceil(Duration.toSeconds(loginTimeout))),
+          "set-cookie": cookie(name, sealed, Math.ceil(Duration.toSeconds(loginTimeout))),
           "cache-control": "no-store"
         }
       })
+      // This browser's earlier logins: the newest few stay (tabs in parallel), older or unreadable ones go, so a
+      // site that sends the browser here again and again cannot fill its cookie jar.
+      const earlier = yield* earlierLogins(request.cookies, now)
+      return earlier.reduce((r, stale) => cookies.expire(r, stale, secure), response)
     }).pipe(Effect.catchAll(failed), Effect.withSpan("effect-token/OidcLogin.login"))
 
     const callbackOperation = "login callback"
     const callbackError = (reason: SessionError["reason"]) => new SessionError({ operation: callbackOperation, reason })
 
+    /**
+     * This browser's login cookies that `/login` expires: past the login timeout, unreadable, or beyond the newest
+     * `maxParallelLogins - 1` (the new login makes it `maxParallelLogins`).
+     */
+    const earlierLogins = (requestCookies: Readonly<Record<string, string>>, now: number) =>
+      Effect.gen(function*() {
+        const found: Array<{ readonly name: string; readonly createdAt: number }> = []
+        const stale: Array<string> = []
+        for (const [name, value] of Object.entries(requestCookies)) {
+          if (!loginCookie.isLoginCookie(loginPrefix, name)) continue
+          // A browser holds a handful at most (this bound); more can only be forged, and are dropped unread.
+          if (found.length + stale.length >= maxCookiesRead) {
+            stale.push(name)
+            continue
+          }
+          const opened = yield* loginCookie.open(sealingKey, name, value)
+          if (Option.isSome(opened) && now - opened.value.createdAt <= Duration.toMillis(loginTimeout)) {
+            found.push({ name, createdAt: opened.value.createdAt })
+          } else {
+            stale.push(name)
+          }
+        }
+        found.sort((a, b) => b.createdAt - a.createdAt)
+        return [...stale, ...found.slice(maxParallelLogins - 1).map((login) => login.name)]
+      })
+
     const callback = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
-      const rawLoginId = request.cookies[loginCookie]
-      if (rawLoginId === undefined || !protocol.isWellFormedId(rawLoginId)) {
-        return yield* callbackError(new LoginStateInvalid({ description: "no login in progress in this browser" }))
-      }
-      // Taken, not read: whatever happens next, this login cannot be completed twice.
-      const pending = yield* store.takePendingLogin(Redacted.make(rawLoginId))
-      if (Option.isNone(pending)) {
-        return yield* callbackError(new LoginStateInvalid({ description: "unknown, expired or already used login" }))
-      }
       const query = queryOf(request)
       if (Option.isNone(query)) {
         return yield* callbackError(new LoginStateInvalid({ description: "the callback URL is too long" }))
       }
       const q = query.value
       const state = param(q, "state", 512)
-      if (Option.isNone(state) || !protocol.constantTimeEqual(state.value, Redacted.value(pending.value.state))) {
-        return yield* callbackError(new LoginStateInvalid({ description: "state mismatch" }))
+      if (Option.isNone(state)) {
+        return yield* callbackError(new LoginStateInvalid({ description: "the callback has no state" }))
       }
-      // RFC 9207: when the issuer names itself in the answer (errors included), it must be ours (mix-up defence).
-      const iss = q.getAll("iss")
-      if (iss.length > 1 || (iss.length === 1 && iss[0] !== discovery.issuer)) {
-        return yield* callbackError(new LoginStateInvalid({ description: "the answer names another issuer" }))
+      // Only the login this state names is looked at: a callback with another state (a link from another site)
+      // finds nothing here, and leaves this browser's logins in progress as they are.
+      const name = yield* loginCookie.cookieName(loginPrefix, state.value)
+      const sealed = request.cookies[name]
+      if (sealed === undefined) {
+        return yield* callbackError(new LoginStateInvalid({ description: "no login in progress in this browser" }))
       }
-      // The store's expiry is the first bound; this one holds whatever a shared store's clock says.
-      const now = yield* DateTime.now
-      if (
-        DateTime.toEpochMillis(now) - DateTime.toEpochMillis(pending.value.createdAt) > Duration.toMillis(loginTimeout)
-      ) {
-        return yield* callbackError(new LoginStateInvalid({ description: "the login took too long" }))
-      }
-      if (q.has("error")) {
-        const code = Option.getOrElse(
-          Option.filter(param(q, "error", 64), (c) => /^[a-z_]+$/.test(c)),
-          () => "invalid_error"
-        )
-        return yield* callbackError(new AuthorizationDenied({ code }))
-      }
-      const code = param(q, "code", 2048)
-      if (Option.isNone(code)) {
-        return yield* callbackError(new LoginStateInvalid({ description: "no authorization code" }))
-      }
-      const m = yield* metadata(callbackOperation)
-      if (m.token_endpoint === undefined) {
-        return yield* unavailable(callbackOperation, "the issuer publishes no token_endpoint")
-      }
-      const dpop = yield* Option.match(pending.value.dpopKey, {
-        onNone: () => Effect.succeed(undefined),
-        onSome: (jwk) =>
-          Effect.try(() => JSON.parse(Redacted.value(jwk)) as Record<string, unknown>).pipe(
-            Effect.flatMap((parsed) => DPoP.fromPrivateJwk(Redacted.make(parsed))),
-            Effect.mapError(() =>
-              callbackError(new LoginStateInvalid({ description: "the login's DPoP key is unreadable" }))
-            )
-          )
-      })
-      if (dpopAlgorithm !== undefined && dpop === undefined) {
-        return yield* callbackError(new LoginStateInvalid({ description: "the login has no DPoP key" }))
-      }
-      const endpoint = TokenEndpoint.makeWith(client, {
-        tokenUrl: m.token_endpoint,
-        clientAuth: options.clientAuth,
-        attemptTimeout: timeout,
-        dpop
-      })
-      const token = yield* endpoint.request({
-        grant_type: "authorization_code",
-        code: Redacted.make(code.value),
-        redirect_uri: options.redirectUri,
-        code_verifier: pending.value.codeVerifier,
-        resource: options.resource
-      }).pipe(
-        Effect.mapError((error) =>
-          TokenError.isTransient(error)
-            ? unavailable(callbackOperation, `the code exchange: ${error.reason._tag}`)
-            : callbackError(
-              new CodeExchangeFailed({ code: TokenError.oauthCode(error), detail: error.reason._tag })
-            )
-        )
+      // From here the login is over, whatever happens: its cookie is expired in the answer, success or failure.
+      return yield* complete(request, q, state.value, name, sealed).pipe(
+        Effect.catchAll(failed),
+        Effect.map((response) => cookies.expire(response, name, secure))
       )
-      if (Option.isNone(token.idToken)) {
-        return yield* callbackError(
-          new IdTokenInvalid({ check: "id_token", description: "the token response has no ID token" })
-        )
-      }
-      const claims = yield* verifier.verify(Redacted.value(token.idToken.value), Redacted.value(pending.value.nonce))
-      // A session this browser had before the login ends now: the new one has a new id (session fixation), and
-      // the old one must not live on beside it.
-      const previous = request.cookies[sessions.cookieName]
-      if (previous !== undefined && protocol.isWellFormedId(previous)) {
-        yield* Effect.ignore(sessions.end(Redacted.make(previous)))
-      }
-      const id = yield* sessions.create({
-        subject: claims.subject,
-        token,
-        idToken: token.idToken,
-        dpopKey: pending.value.dpopKey
-      })
-      const response = HttpServerResponse.redirect(pending.value.returnTo, {
-        status: 302,
-        headers: {
-          "set-cookie": cookie(sessions.cookieName, Redacted.value(id), undefined),
-          "cache-control": "no-store"
-        }
-      })
-      // The login cookie's value is empty here, so platform's `Cookies` may carry it.
-      return HttpServerResponse.expireCookie(response, loginCookie, {
-        path: "/",
-        httpOnly: true,
-        secure,
-        sameSite: "lax"
-      })
     }).pipe(Effect.catchAll(failed), Effect.withSpan("effect-token/OidcLogin.callback"))
+
+    const complete = (
+      request: HttpServerRequest.HttpServerRequest,
+      q: URLSearchParams,
+      state: string,
+      name: string,
+      sealed: string
+    ) =>
+      Effect.gen(function*() {
+        const pending = yield* loginCookie.open(sealingKey, name, sealed)
+        if (Option.isNone(pending)) {
+          return yield* callbackError(new LoginStateInvalid({ description: "the login cookie does not open" }))
+        }
+        // The cookie is named after the state and sealed with its name; the state inside must be this one too.
+        if (!protocol.constantTimeEqual(state, Redacted.value(pending.value.state))) {
+          return yield* callbackError(new LoginStateInvalid({ description: "state mismatch" }))
+        }
+        // RFC 9207: when the issuer names itself in the answer (errors included), it must be ours (mix-up defence);
+        // an issuer that says it always does (`authorization_response_iss_parameter_supported`) must have (§2.4).
+        const iss = q.getAll("iss")
+        if (iss.length > 1 || (iss.length === 1 && iss[0] !== discovery.issuer)) {
+          return yield* callbackError(new LoginStateInvalid({ description: "the answer names another issuer" }))
+        }
+        const m = yield* metadata(callbackOperation)
+        if (iss.length === 0 && m.authorization_response_iss_parameter_supported === true) {
+          return yield* callbackError(new LoginStateInvalid({ description: "the answer does not name its issuer" }))
+        }
+        // The cookie's Max-Age is the browser's bound; this one holds whatever the browser kept.
+        const now = yield* Clock.currentTimeMillis
+        if (now - pending.value.createdAt > Duration.toMillis(loginTimeout)) {
+          return yield* callbackError(new LoginStateInvalid({ description: "the login took too long" }))
+        }
+        if (q.has("error")) {
+          const code = Option.getOrElse(
+            Option.filter(param(q, "error", 64), (c) => /^[a-z_]+$/.test(c)),
+            () => "invalid_error"
+          )
+          return yield* callbackError(new AuthorizationDenied({ code }))
+        }
+        const code = param(q, "code", 2048)
+        if (Option.isNone(code)) {
+          return yield* callbackError(new LoginStateInvalid({ description: "no authorization code" }))
+        }
+        if (m.token_endpoint === undefined) {
+          return yield* unavailable(callbackOperation, "the issuer publishes no token_endpoint")
+        }
+        const dpop = yield* Option.match(pending.value.dpopKey, {
+          onNone: () => Effect.succeed(undefined),
+          onSome: (jwk) =>
+            Effect.try(() => JSON.parse(Redacted.value(jwk)) as Record<string, unknown>).pipe(
+              Effect.flatMap((parsed) => DPoP.fromPrivateJwk(Redacted.make(parsed))),
+              Effect.mapError(() =>
+                callbackError(new LoginStateInvalid({ description: "the login's DPoP key is unreadable" }))
+              )
+            )
+        })
+        if (dpopAlgorithm !== undefined && dpop === undefined) {
+          return yield* callbackError(new LoginStateInvalid({ description: "the login has no DPoP key" }))
+        }
+        const endpoint = TokenEndpoint.makeWith(client, {
+          tokenUrl: m.token_endpoint,
+          clientAuth: options.clientAuth,
+          attemptTimeout: timeout,
+          dpop
+        })
+        const token = yield* endpoint.request({
+          grant_type: "authorization_code",
+          code: Redacted.make(code.value),
+          redirect_uri: options.redirectUri,
+          code_verifier: pending.value.codeVerifier,
+          resource: options.resource
+        }).pipe(
+          Effect.mapError((error) =>
+            TokenError.isTransient(error)
+              ? unavailable(callbackOperation, `the code exchange: ${error.reason._tag}`)
+              : callbackError(
+                new CodeExchangeFailed({ code: TokenError.oauthCode(error), detail: error.reason._tag })
+              )
+          )
+        )
+        if (Option.isNone(token.idToken)) {
+          return yield* callbackError(
+            new IdTokenInvalid({ check: "id_token", description: "the token response has no ID token" })
+          )
+        }
+        const claims = yield* sessions.verifyIdToken(token.idToken.value, Redacted.value(pending.value.nonce))
+        // A session this browser had before the login ends now: the new one has a new id (session fixation), and
+        // the old one must not live on beside it.
+        const previous = request.cookies[sessions.cookieName]
+        if (previous !== undefined && protocol.isWellFormedId(previous)) {
+          yield* Effect.ignore(sessions.end(Redacted.make(previous)))
+        }
+        const id = yield* sessions.create({
+          subject: claims.subject,
+          token,
+          idToken: token.idToken,
+          dpopKey: pending.value.dpopKey
+        })
+        // Sealed by us, so checked already; checked again so that no path but a safe one is ever a Location.
+        return HttpServerResponse.redirect(protocol.safeReturnTo(pending.value.returnTo), {
+          status: 302,
+          headers: {
+            "set-cookie": cookie(sessions.cookieName, Redacted.value(id), undefined),
+            "cache-control": "no-store"
+          }
+        })
+      })
 
     const revocation = Revocation.makeWith(client, {
       revocationUrl: discovery,
@@ -455,20 +535,47 @@ export const make = (
       timeout
     })
 
+    const background = yield* Effect.scope
+    let revocationsInFlight = 0
+    /**
+     * Revokes an ended session's refresh token in the background, in the login's scope: the user is not kept
+     * waiting for the issuer. Best effort: bounded in time (`timeout`) and in number (`maxBackgroundRevocations`
+     * at once; past it, a revocation is skipped with a warning), and a failure only logs (the session is gone).
+     */
+    const revokeInBackground = (refreshToken: Redacted.Redacted<string>) =>
+      Effect.suspend(() => {
+        if (revocationsInFlight >= maxBackgroundRevocations) {
+          return Effect.logWarning("refresh token revocation skipped: too many revocations in progress")
+        }
+        revocationsInFlight++
+        return revocation.revokeRefreshToken(refreshToken).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => new Error(`no answer within ${Duration.format(timeout)}`)
+          }),
+          Effect.catchAll((error) => Effect.logWarning(`refresh token revocation failed: ${error.message}`)),
+          Effect.ensuring(Effect.sync(() => revocationsInFlight--)),
+          Effect.withSpan("effect-token/OidcLogin.revoke"),
+          Effect.forkIn(background),
+          Effect.asVoid
+        )
+      })
+
     const logout = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      // A cross-site POST carries no session cookie (SameSite=Lax), but a cookie deletion in its answer would still
+      // sign the user out: a request from another site is refused before anything happens.
+      if (protocol.isCrossSite(request.headers, appOrigin)) {
+        yield* Effect.logInfo("logout refused: a cross-site request")
+        return pages.crossSite(pages.isNavigation(request))
+      }
       const raw = request.cookies[sessions.cookieName]
       const ended = raw !== undefined && protocol.isWellFormedId(raw)
         ? yield* Effect.orElseSucceed(sessions.end(Redacted.make(raw)), () => Option.none())
         : Option.none()
       const m = yield* Effect.option(discovery.metadata)
       if (Option.isSome(ended) && Option.isSome(ended.value.refreshToken) && Option.isSome(m)) {
-        if (m.value.revocation_endpoint !== undefined) {
-          // Best effort: the session is already gone here, and a failed revocation must not keep anyone signed in.
-          yield* revocation.revokeRefreshToken(ended.value.refreshToken.value).pipe(
-            Effect.catchAll((error) => Effect.logWarning(`refresh token revocation failed: ${error.message}`))
-          )
-        }
+        if (m.value.revocation_endpoint !== undefined) yield* revokeInBackground(ended.value.refreshToken.value)
       }
       let location = options.afterLogout ?? "/"
       if (Option.isSome(m) && m.value.end_session_endpoint !== undefined) {
@@ -482,13 +589,11 @@ export const make = (
         }
         location = url.toString()
       }
-      return HttpServerResponse.redirect(location, {
-        status: 302,
-        headers: {
-          "set-cookie": cookie(sessions.cookieName, "", 0),
-          "cache-control": "no-store"
-        }
-      })
+      return cookies.expire(
+        HttpServerResponse.redirect(location, { status: 302, headers: { "cache-control": "no-store" } }),
+        sessions.cookieName,
+        secure
+      )
     }).pipe(Effect.withSpan("effect-token/OidcLogin.logout"))
 
     const router = HttpRouter.empty.pipe(
@@ -502,7 +607,8 @@ export const make = (
   })
 
 /**
- * Provides {@link OidcLogin} over the `Discovery`, `UserSessions`, `UserTokenStore` and `HttpClient` in context.
+ * Provides {@link OidcLogin} over the `Discovery`, `UserSessions` and `HttpClient` in context (background logout
+ * revocations end with the layer).
  *
  * @example
  * ```ts
@@ -521,11 +627,8 @@ export const make = (
  */
 export const layer = (
   options: Options
-): Layer.Layer<
-  OidcLogin,
-  never,
-  Discovery.Discovery | UserSession.UserSessions | UserTokenStore.UserTokenStore | HttpClient.HttpClient
-> => Layer.effect(OidcLogin, make(options))
+): Layer.Layer<OidcLogin, never, Discovery.Discovery | UserSession.UserSessions | HttpClient.HttpClient> =>
+  Layer.scoped(OidcLogin, make(options))
 
 /**
  * Everything for a web application's sign-in, in one set of options.
@@ -592,7 +695,8 @@ export const layerAll = (
 
 /**
  * Settings read from configuration: `ISSUER`, `CLIENT_ID`, `CLIENT_SECRET` (redacted), `REDIRECT_URI`, and optional
- * `SCOPE`, `RESOURCE`, `POST_LOGOUT_REDIRECT_URI`, `COOKIE_SECURE` (default true), `IDLE_TIMEOUT`,
+ * `SESSION_SECRET` (redacted, at least 32 characters: the sign-in cookie's key is derived from it; the same on every
+ * instance), `SCOPE`, `RESOURCE`, `POST_LOGOUT_REDIRECT_URI`, `COOKIE_SECURE` (default true), `IDLE_TIMEOUT`,
  * `ABSOLUTE_TIMEOUT`, `DPOP` (default false: `true` binds each session's tokens to a key of its own). Use
  * `Config.nested` for a prefix.
  *
@@ -613,6 +717,14 @@ export const config: Config.Config<AllOptions> = Config.all({
   clientId: Config.nonEmptyString("CLIENT_ID"),
   clientSecret: Config.redacted("CLIENT_SECRET"),
   redirectUri: Config.url("REDIRECT_URI"),
+  secret: Config.option(
+    Config.redacted("SESSION_SECRET").pipe(
+      Config.validate({
+        message: `SESSION_SECRET must be at least ${minSecretLength} characters`,
+        validation: (secret) => Redacted.value(secret).length >= minSecretLength
+      })
+    )
+  ),
   scope: Config.option(Config.nonEmptyString("SCOPE")),
   resource: Config.option(Config.nonEmptyString("RESOURCE")),
   postLogoutRedirectUri: Config.option(Config.url("POST_LOGOUT_REDIRECT_URI")),
@@ -629,6 +741,7 @@ export const config: Config.Config<AllOptions> = Config.all({
     issuer: c.issuer,
     clientAuth: ClientAuth.clientSecretBasic({ clientId: c.clientId, clientSecret: c.clientSecret }),
     redirectUri: c.redirectUri.toString(),
+    secret: Option.getOrUndefined(c.secret),
     scope: Option.getOrUndefined(c.scope),
     resource: Option.getOrUndefined(c.resource),
     postLogoutRedirectUri: Option.getOrUndefined(Option.map(c.postLogoutRedirectUri, String)),

@@ -22,10 +22,14 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as cookies from "./internal/cookies.js"
+import * as evictions from "./internal/evictions.js"
+import * as idToken from "./internal/idToken.js"
+import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
 import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
-import type * as UserTokenStore from "./UserTokenStore.js"
+import * as UserTokenStore from "./UserTokenStore.js"
 
 /**
  * The session cookie. Its value is the session id: 32 random bytes, base64url, and nothing else.
@@ -36,16 +40,26 @@ import type * as UserTokenStore from "./UserTokenStore.js"
  *
  * // A development server on http://127.0.0.1 only: elsewhere the cookie must stay Secure.
  * const cookie: UserSession.CookieOptions = { name: "dev-session", secure: false }
+ * // Set as "__Host-sid".
+ * const production: UserSession.CookieOptions = { name: "sid" }
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface CookieOptions {
-  /** Default `"__Host-session"` when `secure`, else `"session"` (`__Host-` requires `Secure`). */
+  /**
+   * Default `"session"`. With `secure`, the cookie is `__Host-` followed by this name (`"sid"` is set as
+   * `"__Host-sid"`; a name that starts with `__Host-` is kept): no subdomain can then set or shadow it.
+   */
   readonly name?: string | undefined
   /** Default `true`. Turn it off only for a development server on http loopback. */
   readonly secure?: boolean | undefined
+  /**
+   * Default `true`. `false` opts out of the `__Host-` prefix and sets the cookie under `name` exactly (a name that
+   * other software expects); the cookie can then be set by any subdomain of this site.
+   */
+  readonly hostPrefix?: boolean | undefined
 }
 
 /**
@@ -82,6 +96,61 @@ export interface Options {
   readonly cookie?: CookieOptions | undefined
   /** Where a page request without a session is sent (with `?returnTo=`). Default `/login`. */
   readonly loginPath?: string | undefined
+  /** ID token algorithms accepted; `none` and HS* are always refused. Default: RS, PS, ES families and EdDSA. */
+  readonly algorithms?: ReadonlyArray<string> | undefined
+  /** An unknown `kid` fetches the JWKS again at most this often. Default 60 seconds. */
+  readonly jwksRefetchInterval?: Duration.DurationInput | undefined
+  /** Clock tolerance for the ID token's `exp`/`iat`. Default 30 seconds. */
+  readonly clockTolerance?: Duration.DurationInput | undefined
+  /**
+   * The page a browser navigation gets when sign-in fails or its session is unavailable (503), in place of the
+   * package's small HTML page. API calls always get JSON. It must not put anything from the request into the page
+   * unescaped.
+   */
+  readonly errorPage?: ErrorPage | undefined
+}
+
+/**
+ * An application's page for a failed sign-in or an unavailable session, answered to browser navigations.
+ *
+ * @example
+ * ```ts
+ * import { SessionError, type UserSession } from "@effect-token/session"
+ * import { HttpServerResponse } from "@effect/platform"
+ * import { Effect } from "effect"
+ *
+ * const errorPage: UserSession.ErrorPage = (error) =>
+ *   Effect.succeed(HttpServerResponse.text("<p>Please sign in again.</p>", {
+ *     status: SessionError.status(error),
+ *     contentType: "text/html; charset=utf-8"
+ *   }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ErrorPage = (
+  error: SessionError
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+
+/**
+ * What a verified ID token says.
+ *
+ * @example
+ * ```ts
+ * import type { UserSession } from "@effect-token/session"
+ *
+ * const who = (claims: UserSession.IdTokenClaims) => claims.subject
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface IdTokenClaims {
+  /** `sub`. */
+  readonly subject: string
+  /** Every claim of the token, as sent. */
+  readonly claims: Readonly<Record<string, unknown>>
 }
 
 /**
@@ -104,6 +173,8 @@ export interface UserSessions {
   readonly cookieName: string
   readonly secureCookies: boolean
   readonly loginPath: string
+  /** The application's page for navigations (see {@link Options}), if it has one. */
+  readonly errorPage: ErrorPage | undefined
   readonly absoluteTimeout: Duration.Duration
   /** Starts a session after a login, under a new random id (never one the browser brought). */
   readonly create: (input: {
@@ -140,6 +211,15 @@ export interface UserSessions {
     token: AccessToken.AccessToken,
     resource?: string | undefined
   ) => Effect.Effect<boolean>
+  /**
+   * Verifies an ID token of the issuer for this client, as the login callback needs it and as refresh answers get
+   * it: signature against the issuer's JWKS (fetched bounded, shared by concurrent callers), `iss`, `aud`, `azp`,
+   * `exp`, `iat` (not in the future), algorithms from the allow-list, and `nonce` when given.
+   */
+  readonly verifyIdToken: (
+    idToken: Redacted.Redacted<string>,
+    nonce: string
+  ) => Effect.Effect<IdTokenClaims, SessionError>
   /** Deletes the session; returns what it held (for revocation and logout). */
   readonly end: (
     id: Redacted.Redacted<string>
@@ -188,8 +268,49 @@ export const make = (
 ): Effect.Effect<UserSessions, never, UserTokenStore.UserTokenStore | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const secure = options.cookie?.secure ?? true
-    const cookieName = options.cookie?.name ?? (secure ? "__Host-session" : "session")
+    const named = protocol.cookieName(options.cookie?.name ?? "session", {
+      secure,
+      hostPrefix: options.cookie?.hostPrefix ?? true
+    })
+    if ("invalid" in named) {
+      return yield* Effect.dieMessage(
+        `UserSession: the cookie name ${JSON.stringify(options.cookie?.name)}: ${named.invalid}`
+      )
+    }
+    const cookieName = named.name
     const absoluteTimeout = Duration.decode(options.absoluteTimeout ?? Duration.hours(12))
+    const discovery = options.discovery
+    const verifier = yield* idToken.make(yield* HttpClient.HttpClient, {
+      issuer: discovery.issuer,
+      clientId: options.clientAuth.clientId,
+      jwksUri: Effect.flatMap(
+        Effect.mapError(discovery.metadata, (error) =>
+          new SessionError({
+            operation: "login callback",
+            reason: new Unavailable({ description: `the issuer's metadata: ${error.reason._tag}` })
+          })),
+        (m) =>
+          m.jwks_uri === undefined
+            ? Effect.fail(
+              new SessionError({
+                operation: "login callback",
+                reason: new Unavailable({ description: "the issuer publishes no jwks_uri" })
+              })
+            )
+            : Effect.succeed(m.jwks_uri)
+      ),
+      algorithms: options.algorithms,
+      refetchInterval: Duration.decode(options.jwksRefetchInterval ?? Duration.seconds(60)),
+      timeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(10)),
+      maxBytes: 256 * 1024,
+      clockTolerance: Duration.decode(options.clockTolerance ?? Duration.seconds(30))
+    })
+    // Sessions the store drops to stay within its bounds get their refresh tokens revoked, in the background.
+    yield* evictions.revokeEvicted(yield* UserTokenStore.UserTokenStore, yield* HttpClient.HttpClient, {
+      discovery,
+      clientAuth: options.clientAuth,
+      timeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(10))
+    })
     const engine = yield* internal.make({
       discovery: options.discovery,
       clientAuth: options.clientAuth,
@@ -199,12 +320,14 @@ export const make = (
       idleTimeout: Duration.decode(options.idleTimeout ?? Duration.hours(2)),
       absoluteTimeout,
       touchInterval: Duration.minutes(1),
-      attemptTimeout: options.attemptTimeout === undefined ? undefined : Duration.decode(options.attemptTimeout)
+      attemptTimeout: options.attemptTimeout === undefined ? undefined : Duration.decode(options.attemptTimeout),
+      refreshedIdToken: (record, answer) => idToken.refreshed(verifier, record.idToken, record.subject, answer.idToken)
     })
     return {
       cookieName,
       secureCookies: secure,
       loginPath: options.loginPath ?? "/login",
+      errorPage: options.errorPage,
       absoluteTimeout,
       create: engine.create,
       dpopKey: engine.dpopKey,
@@ -212,6 +335,11 @@ export const make = (
       accessTokenOf: (id, loaded, resource) => engine.accessTokenOf(id, loaded, resource),
       accessToken: (id, resource) => engine.accessToken(id, resource),
       invalidate: (id, token, resource) => engine.invalidate(id, resource, token),
+      verifyIdToken: (token, nonce) =>
+        Effect.map(
+          verifier.verify(Redacted.value(token), { nonce }),
+          (verified): IdTokenClaims => ({ subject: verified.subject, claims: verified.payload })
+        ),
       end: engine.end
     }
   })
@@ -431,18 +559,14 @@ const currentOf = (sessions: UserSessions, id: Redacted.Redacted<string>, subjec
   dpopKey: sessions.dpopKey(id)
 })
 
-/** A browser navigation (sent to log in) rather than an API call (answered 401). */
-const wantsPage = (request: HttpServerRequest.HttpServerRequest): boolean => {
-  if (request.method !== "GET" && request.method !== "HEAD") return false
-  const mode = request.headers["sec-fetch-mode"]
-  if (mode !== undefined) return mode === "navigate"
-  if (request.headers["x-requested-with"] !== undefined) return false
-  return (request.headers["accept"] ?? "").includes("text/html")
-}
+/** A page load that can simply be sent to log in (a GET navigation), rather than answered 401. */
+const wantsLogin = (request: HttpServerRequest.HttpServerRequest): boolean =>
+  (request.method === "GET" || request.method === "HEAD") && pages.isNavigation(request)
 
 /**
- * The answer to a request whose session is missing, rejected or unavailable: 503 (with `Retry-After` when known) for
- * `Unavailable`; else a redirect to the login path (pages) or 401 JSON (API calls).
+ * The answer to a request whose session is missing, rejected or unavailable. `Unavailable`: 503 (with `Retry-After`
+ * when known), a small HTML page for a browser navigation (or `page`, the application's), JSON for an API call.
+ * Otherwise: a redirect to the login path for a page load, 401 JSON for an API call (a page for another navigation).
  *
  * @example
  * ```ts
@@ -458,21 +582,27 @@ const wantsPage = (request: HttpServerRequest.HttpServerRequest): boolean => {
  */
 export const errorResponse = (
   error: SessionError,
-  loginPath: string
+  loginPath: string,
+  page?: ErrorPage | undefined
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =>
-  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
-    if (error.reason._tag === "Unavailable") {
-      const after = error.reason.retryAfter
-      return HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
-        status: 503,
-        headers: after === undefined ? {} : { "retry-after": String(Math.ceil(Duration.toSeconds(after))) }
-      })
-    }
-    if (wantsPage(request)) {
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    if (error.reason._tag !== "Unavailable" && wantsLogin(request)) {
       const returnTo = protocol.safeReturnTo(request.url)
-      return HttpServerResponse.redirect(`${loginPath}?returnTo=${encodeURIComponent(returnTo)}`, { status: 302 })
+      return Effect.succeed(
+        HttpServerResponse.redirect(`${loginPath}?returnTo=${encodeURIComponent(returnTo)}`, { status: 302 })
+      )
     }
-    return HttpServerResponse.unsafeJson({ error: "login_required" }, { status: 401 })
+    if (pages.isNavigation(request)) {
+      return page === undefined ? Effect.succeed(pages.defaultPage(error, loginPath)) : page(error)
+    }
+    return Effect.succeed(
+      error.reason._tag === "Unavailable"
+        ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
+          status: 503,
+          headers: pages.retryAfterHeaders(error)
+        })
+        : HttpServerResponse.unsafeJson({ error: "login_required" }, { status: 401 })
+    )
   })
 
 const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionError> =>
@@ -559,20 +689,9 @@ export const middleware = <E, R>(
           ? fromTokenError(error)
           : Option.none()
         if (Option.isNone(sessionFailure)) return Effect.fail(error)
-        return errorResponse(sessionFailure.value, sessions.loginPath)
+        return errorResponse(sessionFailure.value, sessions.loginPath, sessions.errorPage)
       })
     )
-    return expire
-      ? HttpServerResponse.setHeader(
-        response,
-        "set-cookie",
-        protocol.serializeCookie(sessions.cookieName, "", {
-          path: "/",
-          httpOnly: true,
-          secure: sessions.secureCookies,
-          sameSite: "Lax",
-          maxAge: 0
-        })
-      )
-      : response
+    // Added beside the application's cookies; a response that sets a new session cookie keeps it.
+    return expire ? cookies.expire(response, sessions.cookieName, sessions.secureCookies) : response
   }) as any

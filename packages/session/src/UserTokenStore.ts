@@ -1,5 +1,6 @@
 /**
- * Where each signed-in user's tokens live: on the server, keyed by an opaque session id, never in the browser.
+ * Where each signed-in user's tokens live: on the server, keyed by an opaque session id. The access and refresh
+ * tokens never reach the browser (the ID token does once, as logout's `id_token_hint`).
  *
  * The interface is shaped for a store shared by many processes (Redis): reads carry a version, writes are
  * compare-and-set on it, and `withLock` holds a per-session lock (a lease, across processes) while a refresh spends
@@ -15,6 +16,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as SessionError from "./SessionError.js"
@@ -77,39 +79,6 @@ export class SessionRecord extends Schema.Class<SessionRecord>("@effect-token/se
     Schema.OptionFromNullOr(Schema.Struct({ id: Schema.String, until: Schema.DateTimeUtc })),
     { default: () => Option.none() }
   )
-}) {}
-
-/**
- * A login in progress, between `/login` and `/callback`. Its secrets are `Redacted`.
- *
- * @example
- * ```ts
- * import { UserTokenStore } from "@effect-token/session"
- * import { DateTime, Redacted } from "effect"
- *
- * const pending = UserTokenStore.PendingLogin.make({
- *   state: Redacted.make("s"),
- *   nonce: Redacted.make("n"),
- *   codeVerifier: Redacted.make("v"),
- *   returnTo: "/orders",
- *   createdAt: DateTime.unsafeMake(0)
- * })
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export class PendingLogin extends Schema.Class<PendingLogin>("@effect-token/session/PendingLogin")({
-  state: Schema.Redacted(Schema.String),
-  nonce: Schema.Redacted(Schema.String),
-  codeVerifier: Schema.Redacted(Schema.String),
-  /** A same-origin path, already checked. */
-  returnTo: Schema.String,
-  createdAt: Schema.DateTimeUtc,
-  /** The DPoP private key (a JWK as JSON) the login's `dpop_jkt` names; the session keeps it. */
-  dpopKey: Schema.optionalWith(Schema.OptionFromNullOr(Schema.Redacted(Schema.String)), {
-    default: () => Option.none()
-  })
 }) {}
 
 /**
@@ -201,16 +170,12 @@ export interface UserTokenStore {
     id: Redacted.Redacted<string>,
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | SessionError.SessionError, R>
-  /** Keeps a login in progress for `timeToLive`. */
-  readonly putPendingLogin: (
-    id: Redacted.Redacted<string>,
-    login: PendingLogin,
-    timeToLive: Duration.Duration
-  ) => Effect.Effect<void, SessionError.SessionError>
-  /** Reads and removes a login in progress in one step: a login is used once (a shared store: `GETDEL`). */
-  readonly takePendingLogin: (
-    id: Redacted.Redacted<string>
-  ) => Effect.Effect<Option.Option<PendingLogin>, SessionError.SessionError>
+  /**
+   * Sessions the store dropped while they were still live (to stay within its bounds), for their refresh tokens to
+   * be revoked: `UserSessions` takes them and does so, best effort. A store whose sessions only end by expiry or
+   * deletion (Redis) leaves it out.
+   */
+  readonly evictions?: Queue.Dequeue<SessionRecord> | undefined
 }
 
 /**
@@ -235,7 +200,7 @@ export const UserTokenStore: Context.Tag<UserTokenStore, UserTokenStore> = Conte
  * ```ts
  * import type { UserTokenStore } from "@effect-token/session"
  *
- * const options: UserTokenStore.MemoryOptions = { capacity: 50_000, pendingCapacity: 5_000 }
+ * const options: UserTokenStore.MemoryOptions = { capacity: 50_000, maxSessionsPerSubject: 8 }
  * ```
  *
  * @since 0.1.0
@@ -244,8 +209,11 @@ export const UserTokenStore: Context.Tag<UserTokenStore, UserTokenStore> = Conte
 export interface MemoryOptions {
   /** Most sessions kept; past it, expired ones go first, then the least recently used. Default 10 000. */
   readonly capacity?: number | undefined
-  /** Most logins in progress kept; past it, the oldest goes. Default 10 000. */
-  readonly pendingCapacity?: number | undefined
+  /**
+   * Most sessions kept per subject (the ID token's `sub`); a new one past it drops that subject's least recently used
+   * session. Default 16.
+   */
+  readonly maxSessionsPerSubject?: number | undefined
 }
 
 interface Entry {
@@ -254,14 +222,14 @@ interface Entry {
   readonly expiresAt: number
 }
 
-interface PendingEntry {
-  readonly login: PendingLogin
-  readonly expiresAt: number
-}
-
 /**
  * The in-process store: bounded, least recently used sessions dropped first, expiry on the `Clock`. For one
  * process; several instances behind a load balancer need a shared store.
+ *
+ * Two bounds: `capacity` sessions in all, and `maxSessionsPerSubject` per user, so that one account signing in again
+ * and again drops only its own oldest sessions, never other users'. A live session dropped for either bound is
+ * offered on `evictions`, and `UserSessions` revokes its refresh token (best effort: in the background, bounded in
+ * time; at most 1024 waiting, more are dropped unrevoked). Sessions that expire are not revoked.
  *
  * @example
  * ```ts
@@ -278,23 +246,60 @@ interface PendingEntry {
  * @category constructors
  */
 export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserTokenStore> =>
-  Effect.sync(() => {
+  Effect.gen(function*() {
     const capacity = Math.max(1, options.capacity ?? 10_000)
-    const pendingCapacity = Math.max(1, options.pendingCapacity ?? 10_000)
+    const perSubject = Math.max(1, options.maxSessionsPerSubject ?? 16)
     // Map order is insertion order: re-inserting on use makes the first key the least recently used.
     const sessions = new Map<string, Entry>()
-    const pending = new Map<string, PendingEntry>()
+    // Each subject's session ids, in the same order, so one account's sessions are bounded on their own.
+    const bySubject = new Map<string, Set<string>>()
     const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+    // Bounded: when nobody revokes them (no `UserSessions` over this store), the excess is dropped, not kept.
+    const evictions = yield* Queue.dropping<SessionRecord>(1024)
     let nextVersion = 1
+
+    const remove = (key: string, entry: Entry) => {
+      sessions.delete(key)
+      const keys = bySubject.get(entry.record.subject)
+      keys?.delete(key)
+      if (keys?.size === 0) bySubject.delete(entry.record.subject)
+    }
+    const insert = (key: string, entry: Entry) => {
+      sessions.set(key, entry)
+      let keys = bySubject.get(entry.record.subject)
+      if (keys === undefined) {
+        keys = new Set()
+        bySubject.set(entry.record.subject, keys)
+      }
+      keys.delete(key)
+      keys.add(key)
+    }
+    /** A live session dropped to stay within the bounds: handed on, so that its refresh token gets revoked. */
+    const drop = (key: string, entry: Entry) => {
+      remove(key, entry)
+      Queue.unsafeOffer(evictions, entry.record)
+    }
 
     const evict = (now: number) => {
       for (const [key, entry] of sessions) {
-        if (entry.expiresAt <= now) sessions.delete(key)
+        if (entry.expiresAt <= now) remove(key, entry)
       }
       while (sessions.size >= capacity) {
-        const oldest = sessions.keys().next()
+        const oldest = sessions.entries().next()
         if (oldest.done === true) break
-        sessions.delete(oldest.value)
+        drop(oldest.value[0], oldest.value[1])
+      }
+    }
+
+    /** Makes room for one more session of `subject`: its least recently used ones past the bound go. */
+    const evictSubject = (subject: string, now: number) => {
+      const keys = bySubject.get(subject)
+      if (keys === undefined) return
+      for (const key of keys) {
+        if (keys.size < perSubject) break
+        const entry = sessions.get(key)!
+        if (entry.expiresAt <= now) remove(key, entry)
+        else drop(key, entry)
       }
     }
 
@@ -303,9 +308,9 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserToken
         const key = Redacted.value(id)
         const entry = sessions.get(key)
         if (entry === undefined) return Option.none()
-        sessions.delete(key)
+        remove(key, entry)
         if (entry.expiresAt <= now) return Option.none()
-        sessions.set(key, entry)
+        insert(key, entry)
         return Option.some({ record: entry.record, version: entry.version })
       })
 
@@ -315,14 +320,13 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserToken
         const current = sessions.get(key)
         const live = current !== undefined && current.expiresAt > now ? current : undefined
         if (live?.version !== setOptions.expectedVersion) return Option.none()
+        if (current !== undefined) remove(key, current)
         if (live === undefined) {
-          sessions.delete(key)
+          evictSubject(record.subject, now)
           if (sessions.size >= capacity) evict(now)
-        } else {
-          sessions.delete(key)
         }
         const version = nextVersion++
-        sessions.set(key, { record, version, expiresAt: now + Duration.toMillis(setOptions.timeToLive) })
+        insert(key, { record, version, expiresAt: now + Duration.toMillis(setOptions.timeToLive) })
         return Option.some(version)
       })
 
@@ -347,30 +351,17 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserToken
       return Effect.acquireUseRelease(acquire, (lock) => lock.semaphore.withPermits(1)(effect), release)
     }
 
-    const putPendingLogin: UserTokenStore["putPendingLogin"] = (id, login, timeToLive) =>
-      Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
-        for (const [key, entry] of pending) {
-          if (entry.expiresAt > now && pending.size < pendingCapacity) break
-          pending.delete(key)
-        }
-        pending.set(Redacted.value(id), { login, expiresAt: now + Duration.toMillis(timeToLive) })
-      })
-
-    const takePendingLogin: UserTokenStore["takePendingLogin"] = (id) =>
-      Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
-        const key = Redacted.value(id)
-        const entry = pending.get(key)
-        pending.delete(key)
-        return entry === undefined || entry.expiresAt <= now ? Option.none() : Option.some(entry.login)
-      })
-
     return {
       get,
       set,
-      delete: (id) => Effect.sync(() => void sessions.delete(Redacted.value(id))),
+      delete: (id) =>
+        Effect.sync(() => {
+          const key = Redacted.value(id)
+          const entry = sessions.get(key)
+          if (entry !== undefined) remove(key, entry)
+        }),
       withLock,
-      putPendingLogin,
-      takePendingLogin
+      evictions
     } satisfies UserTokenStore
   })
 
@@ -406,23 +397,6 @@ export const layerMemory = (options?: MemoryOptions): Layer.Layer<UserTokenStore
  * @category schemas
  */
 export const SessionRecordJson: Schema.Schema<SessionRecord, string> = Schema.parseJson(SessionRecord)
-
-/**
- * A login in progress as a JSON string and back, for a shared store.
- *
- * @example
- * ```ts
- * import { UserTokenStore } from "@effect-token/session"
- * import { Schema } from "effect"
- *
- * declare const json: string
- * const login = Schema.decodeUnknownEither(UserTokenStore.PendingLoginJson)(json)
- * ```
- *
- * @since 0.1.0
- * @category schemas
- */
-export const PendingLoginJson: Schema.Schema<PendingLogin, string> = Schema.parseJson(PendingLogin)
 
 /**
  * The time a record may still be kept at `now`: until its idle expiry or its absolute expiry, whichever is first.

@@ -114,6 +114,66 @@ describe("in a real browser", () => {
       expect(Option.isNone(yield* sessionCookie)).toBe(true)
     }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
 
+  it.scoped("returnTo shapes that normalize to a scheme-relative path land on /, never on another origin", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const app = yield* App.start()
+      // Another origin the browser can reach, so that a redirect there is seen rather than lost to DNS.
+      const evil = yield* App.otherSite
+      const browser = yield* launch
+      const page = yield* Effect.promise(() => browser.newPage())
+      const host = evil.url.slice("http://".length)
+      const shapes = [`/.//${host}/`, `/..//${host}/`, `/%2e//${host}/`, `/%2E%2E//${host}/`, `/a/..//${host}/`]
+      const landed: Array<string> = []
+      for (const shape of shapes) {
+        yield* Effect.promise(() => page.goto(`${app.appUrl}/login?returnTo=${encodeURIComponent(shape)}`))
+        // The provider's forms, until the browser leaves the provider (wherever it goes).
+        yield* Effect.promise(async () => {
+          for (let form = 0; form < 4 && page.url().startsWith(app.as.issuer); form++) {
+            await page.waitForSelector("button[type=submit]")
+            if (await page.isVisible("input[name=login]")) {
+              await page.fill("input[name=login]", "alice")
+              await page.fill("input[name=password]", "any")
+            }
+            const before = page.url()
+            await Promise.all([page.waitForURL((url) => url.href !== before), page.click("button[type=submit]")])
+            await page.waitForLoadState()
+          }
+        })
+        landed.push(page.url())
+      }
+      expect(landed).toEqual(shapes.map(() => `${app.appUrl}/`))
+      expect(evil.requests()).toBe(0)
+    }))
+
+  it.scoped("a page on another site that posts a form to /logout signs nobody out", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const app = yield* App.start()
+      const evil = yield* App.otherSiteWith(
+        `<form method="post" action="${app.appUrl}/logout"></form><script>document.forms[0].submit()</script>`
+      )
+      const browser = yield* launch
+      const page = yield* Effect.promise(() => browser.newPage())
+      const run = <A>(f: () => Promise<A>) => Effect.promise(f)
+      yield* run(() => page.goto(`${app.appUrl}/login?returnTo=/me`))
+      yield* signIn(page, `${app.appUrl}/me`)
+      const id = (yield* run(() => page.context().cookies(app.appUrl))).find((c) => c.name === "session")!.value
+
+      const answer = yield* run(() =>
+        Promise.all([
+          page.waitForResponse((response) => response.url() === `${app.appUrl}/logout`),
+          page.goto(evil.url)
+        ]).then(([response]) => response.status())
+      )
+      expect(answer).toBe(403)
+      const after = yield* run(() => page.context().cookies(app.appUrl))
+      expect(after.find((c) => c.name === "session")?.value).toBe(id)
+      expect(Option.isSome(yield* app.store.get(Redacted.make(id)))).toBe(true)
+      yield* run(() => page.goto(`${app.appUrl}/me`))
+      expect(JSON.parse(yield* run(() => page.innerText("body")))).toEqual({ sub: "alice" })
+    }))
+
   it.scoped("logout from the page: the session ends and the refresh token no longer works at the provider", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(Date.now())
@@ -142,6 +202,8 @@ describe("in a real browser", () => {
       )
       expect((yield* run(() => page.context().cookies(app.appUrl))).some((c) => c.name === "session")).toBe(false)
       expect(Option.isNone(yield* app.store.get(Redacted.make(id)))).toBe(true)
+      // The revocation runs in the background: once the provider has answered it, the refresh token is dead.
+      expect(yield* app.revocationAnswered).toBe(200)
       const endpoint = yield* TokenEndpoint.make({ tokenUrl: app.as.tokenUrl, clientAuth: webClient })
       const refused = yield* Effect.flip(endpoint.request({ grant_type: "refresh_token", refresh_token: refreshToken }))
       expect(refused.reason._tag === "OAuthError" && refused.reason.code).toBe("invalid_grant")

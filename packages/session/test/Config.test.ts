@@ -34,6 +34,16 @@ describe("OidcLogin.config", () => {
       expect(Either.getOrThrow(local).cookie).toEqual({ secure: false })
     }))
 
+  it.effect("SESSION_SECRET: redacted, at least 32 characters, optional", () =>
+    Effect.gen(function*() {
+      expect(Either.getOrThrow(yield* read(base)).secret).toBeUndefined()
+      const secret = "s".repeat(32)
+      const options = Either.getOrThrow(yield* read({ ...base, SESSION_SECRET: secret }))
+      expect(Redacted.value(options.secret!)).toBe(secret)
+      expect(JSON.stringify(options)).not.toContain(secret)
+      expect(Either.isLeft(yield* read({ ...base, SESSION_SECRET: "short" }))).toBe(true)
+    }))
+
   it.effect("DPOP turns on DPoP logins (default off)", () =>
     Effect.gen(function*() {
       expect(Either.getOrThrow(yield* read(base)).dpop).toBe(false)

@@ -1,8 +1,8 @@
 import { ClientAuth, Revocation, TokenEndpoint } from "@effect-token/core"
-import { UserTokenStore } from "@effect-token/session"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import * as LoginCookie from "../src/internal/loginCookie.js"
 import * as App from "./support/app.js"
 import { Browser } from "./support/browser.js"
 
@@ -10,24 +10,26 @@ import { Browser } from "./support/browser.js"
  * Real sockets, a real oidc-provider, and the Effect `TestClock` set to the wall clock: the login happens in real
  * time, and the test moves the application's clock past the access token's expiry instead of sleeping.
  */
-const setup = Effect.gen(function*() {
-  yield* TestClock.setTime(Date.now())
-  // The test's own client for the provider, alive for the whole test.
-  const http = yield* Layer.build(NodeHttpClient.layerUndici)
-  const app = yield* App.start()
-  const browser = new Browser()
-  const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
-  const signIn = (returnTo = "/me") =>
-    promise(() => browser.navigate(`${app.appUrl}/login?returnTo=${encodeURIComponent(returnTo)}`))
-  const sessionId = () => Redacted.make(browser.cookies(app.appUrl).get("session") ?? "")
-  const record = Effect.suspend(() => Effect.map(app.store.get(sessionId()), Option.map((v) => v.record)))
-  const getJson = (path: string) =>
-    promise(async () => {
-      const response = await browser.fetch(`${app.appUrl}${path}`, { headers: { accept: "application/json" } })
-      return { status: response.status, body: await response.json() as Record<string, unknown>, response }
-    })
-  return { app, browser, promise, signIn, sessionId, record, getJson, http }
-})
+const setupWith = (options: Parameters<typeof App.start>[0] = {}) =>
+  Effect.gen(function*() {
+    yield* TestClock.setTime(Date.now())
+    // The test's own client for the provider, alive for the whole test.
+    const http = yield* Layer.build(NodeHttpClient.layerUndici)
+    const app = yield* App.start(options)
+    const browser = new Browser()
+    const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+    const signIn = (returnTo = "/me") =>
+      promise(() => browser.navigate(`${app.appUrl}/login?returnTo=${encodeURIComponent(returnTo)}`))
+    const sessionId = () => Redacted.make(browser.cookies(app.appUrl).get("session") ?? "")
+    const record = Effect.suspend(() => Effect.map(app.store.get(sessionId()), Option.map((v) => v.record)))
+    const getJson = (path: string) =>
+      promise(async () => {
+        const response = await browser.fetch(`${app.appUrl}${path}`, { headers: { accept: "application/json" } })
+        return { status: response.status, body: await response.json() as Record<string, unknown>, response }
+      })
+    return { app, browser, promise, signIn, sessionId, record, getJson, http }
+  })
+const setup = setupWith()
 
 const refreshCount = (app: App.App) => app.as.tokenRequests()["refresh_token"] ?? 0
 
@@ -123,7 +125,8 @@ describe("login, session and logout against a real oidc-provider", () => {
       expect(location.searchParams.get("id_token_hint")).toBe(Redacted.value(Option.getOrThrow(stored.idToken)))
       expect(location.searchParams.get("post_logout_redirect_uri")).toBe(`${app.appUrl}/`)
       expect((yield* getJson("/me")).status).toBe(401)
-      // The refresh token no longer works at the provider.
+      // The revocation runs in the background: once the provider has answered it, the refresh token is dead.
+      expect(yield* app.revocationAnswered).toBe(200)
       const endpoint = yield* TokenEndpoint.make({
         tokenUrl: app.as.tokenUrl,
         clientAuth: ClientAuth.clientSecretBasic({ clientId: "web", clientSecret: Redacted.make(App.clientSecret) })
@@ -132,6 +135,83 @@ describe("login, session and logout against a real oidc-provider", () => {
         endpoint.request({ grant_type: "refresh_token", refresh_token: Option.getOrThrow(stored.refreshToken) })
       )
       expect(refused.reason._tag === "OAuthError" && refused.reason.code).toBe("invalid_grant")
+    }))
+})
+
+describe("cookies the middleware writes never replace the login's", () => {
+  it.scoped("a stale session cookie on /login: the login still completes", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, signIn } = yield* setup
+      browser.cookies(app.appUrl).set("session", "C".repeat(43))
+      const { url } = yield* signIn("/me")
+      expect(url).toBe(`${app.appUrl}/me`)
+      expect((yield* getJson("/me")).status).toBe(200)
+    }))
+
+  it.scoped("a session that expired while idle, then a new sign-in: the new session cookie is kept", () =>
+    Effect.gen(function*() {
+      // A short idle timeout: the provider's clock is the real one, and its ID tokens live 5 minutes.
+      const { app, browser, getJson, record, signIn } = yield* setupWith({ idleTimeout: "1 minute" })
+      yield* signIn("/me")
+      const first = browser.cookies(app.appUrl).get("session")
+      yield* TestClock.adjust(Duration.minutes(2))
+      const { url } = yield* signIn("/me")
+      expect(url).toBe(`${app.appUrl}/me`)
+      expect(browser.cookies(app.appUrl).get("session")).not.toBe(first)
+      expect(Option.isSome(yield* record)).toBe(true)
+      expect((yield* getJson("/me")).status).toBe(200)
+    }))
+})
+
+describe("a refresh's ID token", () => {
+  it.scoped("replaces the login's: logout sends the current id_token_hint", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise, record, signIn } = yield* setup
+      yield* signIn()
+      const atLogin = Redacted.value(Option.getOrThrow(Option.getOrThrow(yield* record).idToken))
+      // The provider's clock is the real one: an ID token issued within the login's second (same iat, same claims,
+      // RS256 is deterministic) would be the very same string. One real second apart, they differ.
+      yield* promise(() => new Promise((resolve) => setTimeout(resolve, 1100)))
+      yield* TestClock.adjust(Duration.minutes(10))
+      expect((yield* getJson("/orders")).body).toEqual({ status: 200, body: { sub: "alice" } })
+      expect(refreshCount(app)).toBe(1)
+      const current = Redacted.value(Option.getOrThrow(Option.getOrThrow(yield* record).idToken))
+      expect(current).not.toBe(atLogin)
+      const response = yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      expect(new URL(response.headers.get("location")!).searchParams.get("id_token_hint")).toBe(current)
+    }))
+})
+
+describe("what reaches the browser", () => {
+  it.scoped("the session id and the sealed login cookie; the ID token only as id_token_hint; never the access or refresh token", () =>
+    Effect.gen(function*() {
+      const { app, browser, getJson, promise, record, signIn } = yield* setup
+      yield* signIn("/orders")
+      yield* promise(() => new Promise((resolve) => setTimeout(resolve, 1100)))
+      yield* TestClock.adjust(Duration.minutes(10))
+      expect((yield* getJson("/orders")).status).toBe(200)
+      const stored = Option.getOrThrow(yield* record)
+      const secrets = [
+        Redacted.value(stored.accessToken.value),
+        Redacted.value(Option.getOrThrow(stored.refreshToken))
+      ]
+      const idToken = Redacted.value(Option.getOrThrow(stored.idToken))
+      yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
+      const everything = [...browser.visited, ...browser.received].join("\n")
+      for (const secret of secrets) expect(everything).not.toContain(secret)
+      // The ID token: once, in the logout redirect to the issuer (OpenID Connect RP-Initiated Logout).
+      const withIdToken = browser.received.filter((answer) => answer.includes(idToken))
+      expect(withIdToken).toHaveLength(1)
+      expect(withIdToken[0]).toMatch(new RegExp(`^302 ${app.appUrl}/logout\n`))
+      expect(withIdToken[0]).toContain(`location: ${app.as.issuer}/session/end?`)
+      // The only cookies the app ever set: the session id and the login cookies.
+      const names = browser.received.filter((answer) => answer.startsWith("3") || answer.startsWith("2"))
+        .filter((answer) => answer.split("\n")[0]!.includes(app.appUrl))
+        .flatMap((answer) => answer.split("\n").filter((line) => line.startsWith("set-cookie: ")))
+        .map((line) => line.slice("set-cookie: ".length).split("=")[0]!)
+      expect(new Set(names.map((name) => name.startsWith("login-") ? "login-*" : name))).toEqual(
+        new Set(["session", "login-*"])
+      )
     }))
 })
 
@@ -162,34 +242,54 @@ describe("bad input at the callback: a typed error, a way back to login, no sess
       expect(response.headers.getSetCookie().some((c) => c.startsWith("session="))).toBe(false)
     })
 
-  it.scoped("a replayed callback finds no login (single use)", () =>
+  const loginCookieOf = (browser: Browser, appUrl: string) => {
+    const found = [...browser.cookies(appUrl)].filter(([name]) => name.startsWith("login-"))
+    expect(found).toHaveLength(1)
+    return found[0]!
+  }
+
+  it.scoped("a replayed callback finds no login: the callback expired its cookie", () =>
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
-      const loginCookie = browser.cookies(app.appUrl).get("login")!
+      loginCookieOf(browser, app.appUrl)
       expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
-      browser.cookies(app.appUrl).set("login", loginCookie)
+      expect([...browser.cookies(app.appUrl).keys()]).toEqual(["session"])
       browser.cookies(app.appUrl).delete("session")
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
     }))
 
-  it.scoped("a mismatched state is refused, and spends the login", () =>
+  it.scoped("a replay that brings the login cookie back: the provider refuses the spent code (invalid_grant)", () =>
+    Effect.gen(function*() {
+      const { app, browser, promise } = yield* setup
+      const { url } = yield* toCallback(browser, app.appUrl)
+      const [name, value] = loginCookieOf(browser, app.appUrl)
+      expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
+      browser.cookies(app.appUrl).set(name, value)
+      browser.cookies(app.appUrl).delete("session")
+      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "CodeExchangeFailed")
+    }))
+
+  it.scoped("a mismatched state is refused, and does not use up the login in progress", () =>
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
       const tampered = new URL(url)
       tampered.searchParams.set("state", "A".repeat(43))
       yield* expectLoginFailed(yield* promise(() => browser.fetch(tampered.toString())), "LoginStateInvalid")
-      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
+      const done = yield* promise(() => browser.fetch(url))
+      expect(done.status).toBe(302)
+      expect(browser.cookies(app.appUrl).has("session")).toBe(true)
     }))
 
   it.scoped("no login cookie, or a tampered one", () =>
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
-      browser.cookies(app.appUrl).set("login", "not-a-login-id!")
+      const [name, value] = loginCookieOf(browser, app.appUrl)
+      browser.cookies(app.appUrl).set(name, `${value.slice(0, -4)}AAAA`)
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
-      browser.cookies(app.appUrl).delete("login")
+      expect(browser.cookies(app.appUrl).has(name)).toBe(false)
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "LoginStateInvalid")
     }))
 
@@ -197,29 +297,13 @@ describe("bad input at the callback: a typed error, a way back to login, no sess
     Effect.gen(function*() {
       const { app, browser, promise } = yield* setup
       const { url } = yield* toCallback(browser, app.appUrl)
-      const loginId = Redacted.make(browser.cookies(app.appUrl).get("login")!)
-      const pending = Option.getOrThrow(yield* app.store.takePendingLogin(loginId))
-      yield* app.store.putPendingLogin(
-        loginId,
-        UserTokenStore.PendingLogin.make({ ...pending, nonce: Redacted.make("another-nonce") }),
-        Duration.minutes(5)
-      )
+      // The test knows the app's secret: it re-seals the login with another nonce.
+      const [name, value] = loginCookieOf(browser, app.appUrl)
+      const key = yield* LoginCookie.deriveKey(Redacted.make(new TextEncoder().encode(App.loginSecret)))
+      const pending = Option.getOrThrow(yield* LoginCookie.open(key, name, value))
+      const forged = LoginCookie.PendingLogin.make({ ...pending, nonce: Redacted.make("another-nonce") })
+      browser.cookies(app.appUrl).set(name, yield* LoginCookie.seal(key, name, forged))
       yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "IdTokenInvalid")
-    }))
-
-  it.scoped("a reused authorization code is refused by the provider (invalid_grant)", () =>
-    Effect.gen(function*() {
-      const { app, browser, promise } = yield* setup
-      const { url } = yield* toCallback(browser, app.appUrl)
-      const loginId = Redacted.make(browser.cookies(app.appUrl).get("login")!)
-      const pending = Option.getOrThrow(yield* app.store.takePendingLogin(loginId))
-      yield* app.store.putPendingLogin(loginId, pending, Duration.minutes(5))
-      expect((yield* promise(() => browser.fetch(url))).status).toBe(302)
-      // The same login once more (as if its state were still pending): the code is spent at the provider.
-      yield* app.store.putPendingLogin(loginId, pending, Duration.minutes(5))
-      browser.cookies(app.appUrl).set("login", Redacted.value(loginId))
-      browser.cookies(app.appUrl).delete("session")
-      yield* expectLoginFailed(yield* promise(() => browser.fetch(url)), "CodeExchangeFailed")
     }))
 
   it.scoped("the provider's error=access_denied", () =>

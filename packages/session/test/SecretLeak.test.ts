@@ -3,8 +3,17 @@ import { SessionError, UserTokenStore } from "@effect-token/session"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, DateTime, Effect, Exit, Inspectable, Option, Redacted, Schema } from "effect"
 import { inspect } from "node:util"
+import * as LoginCookie from "../src/internal/loginCookie.js"
 
-const secrets = ["at-SECRET", "rt-SECRET", "id-SECRET", "state-SECRET", "nonce-SECRET", "verifier-SECRET"]
+const secrets = [
+  "at-SECRET",
+  "rt-SECRET",
+  "id-SECRET",
+  "state-SECRET",
+  "nonce-SECRET",
+  "verifier-SECRET",
+  "dpop-SECRET"
+]
 
 const printed = (value: unknown) =>
   [
@@ -28,12 +37,13 @@ const record = UserTokenStore.SessionRecord.make({
   createdAt: now,
   lastSeenAt: now
 })
-const pending = UserTokenStore.PendingLogin.make({
+const pending = LoginCookie.PendingLogin.make({
   state: Redacted.make("state-SECRET"),
   nonce: Redacted.make("nonce-SECRET"),
   codeVerifier: Redacted.make("verifier-SECRET"),
   returnTo: "/",
-  createdAt: now
+  createdAt: 0,
+  dpopKey: Option.some(Redacted.make("dpop-SECRET"))
 })
 
 describe("secrets never print", () => {
@@ -71,9 +81,16 @@ describe("secrets never print", () => {
     const back = Schema.decodeSync(UserTokenStore.SessionRecordJson)(json)
     expect(Redacted.value(Option.getOrThrow(back.refreshToken))).toBe("rt-SECRET")
     expect(Redacted.value(back.resourceTokens["urn:api"]!.value)).toBe("at-SECRET")
-    const login = Schema.decodeSync(UserTokenStore.PendingLoginJson)(
-      Schema.encodeSync(UserTokenStore.PendingLoginJson)(pending)
-    )
-    expect(Redacted.value(login.codeVerifier)).toBe("verifier-SECRET")
   })
+
+  it.effect("a sealed login shows none of its secrets, and opens to them with the key and its name", () =>
+    Effect.gen(function*() {
+      const key = yield* LoginCookie.deriveKey(Redacted.make(new TextEncoder().encode("k".repeat(32))))
+      const sealed = yield* LoginCookie.seal(key, "__Host-login-x", pending)
+      expectNoSecret(sealed)
+      const opened = Option.getOrThrow(yield* LoginCookie.open(key, "__Host-login-x", sealed))
+      expect(Redacted.value(opened.codeVerifier)).toBe("verifier-SECRET")
+      expect(Redacted.value(Option.getOrThrow(opened.dpopKey))).toBe("dpop-SECRET")
+      expect(Option.isNone(yield* LoginCookie.open(key, "__Host-login-y", sealed))).toBe(true)
+    }))
 })

@@ -5,6 +5,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Option, Redacted, TestClock } from "effect"
+import { decodeJwt } from "jose"
 import * as FakeIssuer from "./support/fakeIssuer.js"
 
 const lifetime = Duration.seconds(300)
@@ -178,6 +179,30 @@ describe("UserSession: refresh", () => {
       expect(yield* failureTag(sessions.accessToken(id))).toBe("SessionRejected")
       expect(Option.isNone(yield* store.get(id))).toBe(true)
       expect(yield* failureTag(sessions.accessToken(id))).toBe("NotSignedIn")
+    }))
+
+  it.scoped("a refresh answer's ID token is verified and replaces the stored one (logout's id_token_hint)", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions, store } = yield* setup()
+      const id = yield* login()
+      fake.answer({ _tag: "Rotate", idToken: { nonce: undefined } })
+      yield* TestClock.adjust(pastExpiry)
+      expect(value(yield* sessions.accessToken(id))).toBe("at-1")
+      const stored = Option.getOrThrow(yield* store.get(id)).record
+      const idToken = Redacted.value(Option.getOrThrow(stored.idToken))
+      expect(decodeJwt(idToken)).toMatchObject({ iss: FakeIssuer.issuer, sub: "alice", aud: FakeIssuer.clientId })
+    }))
+
+  it.scoped("a refresh answer's ID token for another subject, issuer or audience ends the session (OIDC Core 12.2)", () =>
+    Effect.gen(function*() {
+      for (const claims of [{ sub: "mallory" }, { iss: "https://other.test" }, { aud: "another-client" }]) {
+        const { fake, login, sessions, store } = yield* setup()
+        const id = yield* login()
+        fake.answer({ _tag: "Rotate", idToken: claims })
+        yield* TestClock.adjust(pastExpiry)
+        expect(yield* failureTag(sessions.accessToken(id))).toBe("SessionRejected")
+        expect(Option.isNone(yield* store.get(id))).toBe(true)
+      }
     }))
 
   it.scoped("a transient failure in the refresh window serves the still-valid token and keeps the session", () =>
@@ -470,7 +495,9 @@ describe("UserSession: middleware", () => {
       for (const cookie of ["session=not a valid id!", `session=${"B".repeat(43)}`]) {
         const response = yield* run(sessions, { cookie, accept: "application/json" })
         expect(response.status).toBe(401)
-        expect(response.headers["set-cookie"]).toBe("session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
+        expect(HttpServerResponse.toWeb(response).headers.getSetCookie()).toEqual([
+          "session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
+        ])
       }
     }))
 
@@ -504,7 +531,7 @@ describe("UserSession: middleware", () => {
         Effect.provideService(UserSession.UserSessions, sessions)
       )
       expect(response.status).toBe(503)
-      expect(response.headers["set-cookie"]).toBeUndefined()
+      expect(HttpServerResponse.toWeb(response).headers.getSetCookie()).toEqual([])
       expect(fake.refreshRequests).toHaveLength(1)
       yield* TestClock.adjust("1 second")
       expect(value(yield* sessions.accessToken(id))).toBe("at-1")

@@ -48,6 +48,36 @@ describe("returnTo", () => {
     expect(isSameOriginPath(protocol.safeReturnTo(input))).toBe(true)
   })
 
+  /** Path segments a browser or a URL parser normalizes away, and the hosts an attacker wants to reach. */
+  const segment = fc.oneof(
+    fc.constantFrom(".", "..", "%2e", "%2E", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "", "", "a", "%5c", "%2f", "%09"),
+    fc.constantFrom("evil.example", "evil.example:443", "127.0.0.1:9")
+  )
+  const dotted = fc.array(segment, { minLength: 1, maxLength: 8 }).map((segments) => `/${segments.join("/")}`)
+
+  it.prop(
+    "the path returned is the path checked: what the URL parser (and the browser) makes of it is itself, on this origin",
+    [fc.oneof(dotted, dotted.map((p) => `${p}?q=1#f`), dotted.map((p) => `${p}/`))],
+    ([input]) => {
+      const out = protocol.safeReturnTo(input)
+      expect(isSameOriginPath(out)).toBe(true)
+      const resolved = new URL(out, base)
+      // A browser resolves the Location against the callback's URL: nothing left to normalize, so it lands here.
+      expect(resolved.pathname + resolved.search + resolved.hash).toBe(out)
+      expect(protocol.safeReturnTo(out)).toBe(out)
+    },
+    { fastCheck: { numRuns: 2000 } }
+  )
+
+  it("shapes that normalize to a scheme-relative path are refused", () => {
+    for (const shape of ["/.//evil.example/", "/..//evil.example/", "/%2e//evil.example/", "/%2E%2E//evil.example/"]) {
+      expect(protocol.safeReturnTo(shape)).toBe("/")
+    }
+    expect(protocol.safeReturnTo("/a/..//evil.example/")).toBe("/")
+    // Dot segments that leave a same-origin path are fine, and come back normalized.
+    expect(protocol.safeReturnTo("/a/./b/../c")).toBe("/a/c")
+  })
+
   it("keeps same-origin paths and refuses the rest", () => {
     expect(protocol.safeReturnTo("/orders?page=2#top")).toBe("/orders?page=2#top")
     for (

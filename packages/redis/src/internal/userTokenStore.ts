@@ -20,7 +20,7 @@ export const defaults = {
 
 const utf8 = new TextEncoder()
 
-/** SHA-256 of a session or login id, base64url: the id never appears in Redis, and a key cannot be turned back into it. */
+/** SHA-256 of a session id, base64url: the id never appears in Redis, and a key cannot be turned back into it. */
 const hashId = (id: Redacted.Redacted<string>): Effect.Effect<string> =>
   Effect.map(
     Effect.promise(() => globalThis.crypto.subtle.digest("SHA-256", utf8.encode(Redacted.value(id)))),
@@ -29,9 +29,6 @@ const hashId = (id: Redacted.Redacted<string>): Effect.Effect<string> =>
 
 export const sessionKeys = (prefix: string, id: Redacted.Redacted<string>): Effect.Effect<SessionKeys> =>
   Effect.map(hashId(id), (hash) => ({ session: `{${prefix}:s:${hash}}:session`, lock: `{${prefix}:s:${hash}}:lock` }))
-
-export const pendingLoginKey = (prefix: string, id: Redacted.Redacted<string>): Effect.Effect<string> =>
-  Effect.map(hashId(id), (hash) => `{${prefix}:login:${hash}}`)
 
 const outageMessages = {
   down: "effect-token/redis: Redis is unavailable; user sessions cannot be read or written until it answers again " +
@@ -182,38 +179,10 @@ export const make = (
         )
       })
 
-    const putPendingLogin: UserTokenStore.UserTokenStore["putPendingLogin"] = (id, login, timeToLive) =>
-      Effect.gen(function*() {
-        const key = yield* pendingLoginKey(prefix, id)
-        const data = yield* keyRing.encrypt(yield* encode(UserTokenStore.PendingLoginJson, login), key)
-        const ttl = Math.max(1, Math.ceil(Duration.toMillis(timeToLive)))
-        yield* guard(client.set(key, data, { px: ttl })).pipe(Effect.mapError(unavailable))
-      })
-
-    // GETDEL (Redis 6.2+, Valkey): one atomic step, so a `state` is taken once across every instance.
-    const takePendingLogin: UserTokenStore.UserTokenStore["takePendingLogin"] = (id) =>
-      Effect.gen(function*() {
-        const key = yield* pendingLoginKey(prefix, id)
-        const data = yield* guard(
-          client.send<unknown>("GETDEL", key).pipe(
-            Effect.filterOrFail(
-              (reply): reply is string | null => reply === null || typeof reply === "string",
-              () => new RedisClient.RedisError({ reason: "Command", command: "GETDEL", detail: "unexpected reply" })
-            )
-          )
-        ).pipe(Effect.mapError(unavailable))
-        if (data === null) return Option.none()
-        const json = yield* keyRing.decrypt(data, key).pipe(Effect.option)
-        if (Option.isNone(json)) return yield* unreadable("login in progress")
-        return yield* decode(UserTokenStore.PendingLoginJson, json.value, "login in progress")
-      })
-
     return {
       get,
       set,
       delete: del,
-      withLock,
-      putPendingLogin,
-      takePendingLogin
+      withLock
     } satisfies UserTokenStore.UserTokenStore
   })

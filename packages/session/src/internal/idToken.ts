@@ -2,13 +2,20 @@
  * ID token validation (OpenID Connect Core §3.1.3.7) with `jose`, against the issuer's JWKS fetched through the
  * application's `HttpClient`: bounded in size and time, kept, and fetched again on an unknown `kid` at most once per
  * `refetchInterval` (a key rotation at the provider), so that tokens with made-up `kid`s cannot make us hammer it.
+ * One fetch at a time: concurrent callers await the one in flight, and a failed fetch is remembered for 5 seconds
+ * (callers fail at once with it), so callbacks do not queue behind a slow or dead endpoint one timeout each.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as jose from "jose"
 import { IdTokenInvalid, SessionError, Unavailable } from "../SessionError.js"
@@ -50,8 +57,16 @@ export interface Claims {
   readonly payload: jose.JWTPayload
 }
 
+/** What the token must carry besides the issuer's signature, `iss`, `aud`, `azp`, `exp` and `iat`. */
+export interface Expected {
+  /** The login's nonce (a login's ID token). */
+  readonly nonce?: string | undefined
+  /** The session's subject (a refresh answer's ID token, OpenID Connect Core §12.2). */
+  readonly subject?: string | undefined
+}
+
 export interface Verifier {
-  readonly verify: (idToken: string, nonce: string) => Effect.Effect<Claims, SessionError>
+  readonly verify: (idToken: string, expected: Expected) => Effect.Effect<Claims, SessionError>
 }
 
 const Jwks = Schema.Struct({
@@ -132,26 +147,61 @@ const fromJose = (error: unknown): SessionError => {
   return invalid("format", "the ID token is not a valid signed JWT")
 }
 
-export const make = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Verifier> =>
+/** How long a failed JWKS fetch answers for itself: callers meanwhile fail at once with it. */
+const failureMemoryMillis = 5_000
+
+export const make = (client: HttpClient.HttpClient, options: Options): Effect.Effect<Verifier, never, Scope.Scope> =>
   Effect.gen(function*() {
     const algorithms = allowedAlgorithms(options.algorithms)
-    const lock = yield* Effect.makeSemaphore(1)
-    let keys: Option.Option<{ readonly keySet: ReturnType<typeof jose.createLocalJWKSet>; readonly at: number }> =
-      Option.none()
+    const scope = yield* Effect.scope
+    type KeySet = ReturnType<typeof jose.createLocalJWKSet>
+    let keys: Option.Option<{ readonly keySet: KeySet; readonly at: number }> = Option.none()
+    /** The fetch in flight, which every caller that needs the keys meanwhile awaits (one fetch, not a queue). */
+    let inFlight: Deferred.Deferred<KeySet, SessionError> | undefined
+    /** The last failed fetch, remembered until `until`: callers fail at once rather than each trying again. */
+    let failed: { readonly error: SessionError; readonly until: number } | undefined
 
     /** The key set, fetched if there is none, or if `stale` and the last fetch is older than the interval. */
-    const keySet = (stale: boolean) =>
-      lock.withPermits(1)(Effect.gen(function*() {
+    const keySet = (stale: boolean): Effect.Effect<readonly [KeySet, boolean], SessionError> =>
+      Effect.gen(function*() {
         const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
         if (
           Option.isSome(keys) &&
           (!stale || now - keys.value.at < Duration.toMillis(options.refetchInterval))
         ) return [keys.value.keySet, false] as const
-        const url = yield* options.jwksUri
-        const keySet = yield* fetchJwks(client, url, options)
-        keys = Option.some({ keySet, at: now })
-        return [keySet, true] as const
-      }))
+        if (failed !== undefined && now < failed.until) {
+          const reason = failed.error.reason
+          return yield* new SessionError({
+            operation,
+            reason: new Unavailable({
+              description: `${reason.message} (a moment ago; not tried again yet)`,
+              retryAfter: Duration.millis(failed.until - now)
+            })
+          })
+        }
+        if (inFlight === undefined) {
+          const deferred = yield* Deferred.make<KeySet, SessionError>()
+          inFlight = deferred
+          // Forked in the verifier's scope: a caller that goes away does not cancel the fetch the others await.
+          yield* Effect.flatMap(options.jwksUri, (url) => fetchJwks(client, url, options)).pipe(
+            Effect.onExit((exit) =>
+              Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (end) => {
+                inFlight = undefined
+                if (Exit.isSuccess(exit)) {
+                  keys = Option.some({ keySet: exit.value, at: end })
+                  failed = undefined
+                } else {
+                  const error = Cause.failureOption(exit.cause)
+                  if (Option.isSome(error)) failed = { error: error.value, until: end + failureMemoryMillis }
+                }
+                return Deferred.done(deferred, exit)
+              })
+            ),
+            Effect.forkIn(scope)
+          )
+        }
+        return [yield* Deferred.await(inFlight), true] as const
+      })
 
     const verifyWith = (idToken: string, keySet: ReturnType<typeof jose.createLocalJWKSet>, now: number) =>
       Effect.tryPromise({
@@ -167,7 +217,7 @@ export const make = (client: HttpClient.HttpClient, options: Options): Effect.Ef
         catch: (error) => error
       })
 
-    const verify = (idToken: string, nonce: string) =>
+    const verify = (idToken: string, expected: Expected) =>
       Effect.gen(function*() {
         if (idToken.length > 16_384) return yield* invalid("format", "the ID token is too large")
         const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
@@ -190,14 +240,55 @@ export const make = (client: HttpClient.HttpClient, options: Options): Effect.Ef
         if (payload.azp !== undefined && payload.azp !== options.clientId) {
           return yield* invalid("azp", "the ID token was issued to another client")
         }
-        if (typeof payload.nonce !== "string" || !constantTimeEqual(payload.nonce, nonce)) {
+        // jose checks `iat` only against a maximum age; one from the future is as wrong as an `exp` in the past.
+        if (typeof payload.iat !== "number" || payload.iat * 1000 > now + Duration.toMillis(options.clockTolerance)) {
+          return yield* invalid("iat", "the ID token is issued in the future")
+        }
+        if (
+          expected.nonce !== undefined &&
+          (typeof payload.nonce !== "string" || !constantTimeEqual(payload.nonce, expected.nonce))
+        ) {
           return yield* invalid("nonce", "the ID token's nonce is not this login's")
         }
         if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
           return yield* invalid("sub", "the ID token's subject is missing or too long")
         }
+        if (expected.subject !== undefined && payload.sub !== expected.subject) {
+          return yield* invalid("sub", "the ID token names another subject than the session's")
+        }
         return { subject: payload.sub, payload }
       })
 
     return { verify }
+  })
+
+/**
+ * The ID token a session keeps after a refresh (OpenID Connect Core §12.2): the answer's, once verified as the
+ * login's was (same `iss` and `aud`, checked by the verifier, and the session's `sub`), so that logout sends the
+ * current `id_token_hint`; the stored one when the answer has none. An answer whose ID token fails a check fails
+ * (the caller ends the session: its tokens belong to someone else, or to another issuer); when the keys cannot be
+ * fetched just now, the stored one is kept (the refresh token was spent: its successor must still be stored).
+ */
+export const refreshed = (
+  verifier: Verifier,
+  previous: Option.Option<Redacted.Redacted<string>>,
+  subject: string,
+  answer: Option.Option<Redacted.Redacted<string>>
+): Effect.Effect<Option.Option<Redacted.Redacted<string>>, SessionError> =>
+  Option.match(answer, {
+    onNone: () => Effect.succeed(previous),
+    onSome: (idToken) =>
+      verifier.verify(Redacted.value(idToken), { subject }).pipe(
+        Effect.as(Option.some(idToken)),
+        Effect.catchIf(
+          (error) => error.reason._tag === "Unavailable",
+          (error) =>
+            Effect.as(
+              Effect.logWarning(
+                `a refresh answer's ID token could not be checked, the previous one is kept: ${error.message}`
+              ),
+              previous
+            )
+        )
+      )
   })

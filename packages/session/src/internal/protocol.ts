@@ -35,24 +35,50 @@ export const constantTimeEqual = (a: string, b: string): boolean => {
   return diff === 0
 }
 
-/** The longest return-to path kept; a longer one is replaced by `/` rather than stored. */
-export const maxReturnToLength = 2048
+/**
+ * The longest return-to path kept; a longer one is replaced by `/`. It travels sealed in the login cookie, and a
+ * browser holds a few of those: 1 KiB keeps them together well under a server's request-header limit (16 KiB in Node).
+ */
+export const maxReturnToLength = 1024
 
 /**
  * Where to send the user after login: a path on this origin, else `/`. Only a relative path that starts with one
  * `/` passes: never `//host` or `/\host` (browsers read both as another origin), nor a scheme, nor control
  * characters or backslashes anywhere (some browsers turn `\` into `/` and drop tabs and newlines inside URLs).
+ *
+ * The input is normalized as a URL parser (and so the browser) does, and the rules are checked on that result, which
+ * is what is returned: dot segments and their encodings (`/.//host`, `/%2e%2e//host`, `/a/..//host`) normalize to a
+ * scheme-relative `//host`, so checking the input and returning the parser's path would be an open redirect.
  */
 export const safeReturnTo = (input: unknown): string => {
-  if (typeof input !== "string" || input.length === 0 || input.length > maxReturnToLength) return "/"
-  if (input[0] !== "/" || input[1] === "/" || input[1] === "\\") return "/"
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-  if (/[\u0000-\u001f\u007f\\]/.test(input)) return "/"
+  if (typeof input !== "string" || !isLocalPath(input)) return "/"
   const base = "http://return-to.invalid"
   if (!URL.canParse(input, base)) return "/"
   const url = new URL(input, base)
   if (url.origin !== base) return "/"
-  return url.pathname + url.search + url.hash
+  const normalized = url.pathname + url.search + url.hash
+  return isLocalPath(normalized) ? normalized : "/"
+}
+
+/** A path of this origin as written: one leading `/`, no control characters or backslashes, not too long. */
+const isLocalPath = (path: string): boolean =>
+  path.length > 0 && path.length <= maxReturnToLength && path[0] === "/" && path[1] !== "/" && path[1] !== "\\" &&
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  !/[\u0000-\u001f\u007f\\]/.test(path)
+
+/**
+ * Whether a state-changing request comes from another site (Fetch Metadata, else `Origin`): `Sec-Fetch-Site` other
+ * than `same-origin` or `none` (a user's own navigation), or an `Origin` that is not `appOrigin` (`null` included).
+ * A request with neither header is not a browser's cross-site one (every browser sends `Origin` on a POST), and passes.
+ */
+export const isCrossSite = (
+  headers: { readonly [name: string]: string | undefined },
+  appOrigin: string
+): boolean => {
+  const site = headers["sec-fetch-site"]
+  if (site !== undefined && site !== "same-origin" && site !== "none") return true
+  const origin = headers["origin"]
+  return origin !== undefined && origin !== appOrigin
 }
 
 /** Session ids, login ids: the base64url of 16 to 96 random bytes. Anything else is not looked up at all. */
@@ -71,6 +97,24 @@ export interface CookieAttributes {
 /** A cookie name or path RFC 6265 accepts; checked once, at start-up, on the configured values. */
 export const isCookieName = (name: string): boolean => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)
 export const isCookiePath = (path: string): boolean => /^\/[\x21-\x3a\x3c-\x7e]*$/.test(path)
+
+/**
+ * The name a cookie is set under. With `Secure`, the `__Host-` prefix is kept whatever name is configured, unless
+ * `hostPrefix` is `false`: a browser then refuses the cookie from any subdomain and pins it to `Path=/` on this
+ * host, so a sibling site cannot plant a session id (session fixation) or shadow ours. Without `Secure` the prefix is
+ * impossible (browsers drop such a cookie). Returns a reason when the result is not a name to use.
+ */
+export const cookieName = (
+  name: string,
+  options: { readonly secure: boolean; readonly hostPrefix: boolean }
+): { readonly name: string } | { readonly invalid: string } => {
+  const prefixed = name.startsWith(hostPrefix)
+  if (!options.secure && prefixed) return { invalid: `a ${hostPrefix} cookie needs Secure` }
+  const full = options.secure && options.hostPrefix && !prefixed ? `${hostPrefix}${name}` : name
+  return isCookieName(name) && isCookieName(full) ? { name: full } : { invalid: "not an RFC 6265 cookie name" }
+}
+
+const hostPrefix = "__Host-"
 
 /** One `Set-Cookie` value. The value must already be cookie-safe (our ids are base64url, or empty). */
 export const serializeCookie = (name: string, value: string, attributes: CookieAttributes): string => {

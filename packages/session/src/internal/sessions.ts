@@ -31,6 +31,11 @@ export interface Settings {
   readonly absoluteTimeout: Duration.Duration
   readonly touchInterval: Duration.Duration
   readonly attemptTimeout: Duration.Duration | undefined
+  /** The ID token to keep after a refresh (see `idToken.refreshed`); a failure ends the session. */
+  readonly refreshedIdToken: (
+    record: UserTokenStore.SessionRecord,
+    answer: AccessToken.AccessToken
+  ) => Effect.Effect<Option.Option<Redacted.Redacted<string>>, SessionError>
 }
 
 /** What a refresh leaves for the grace window: the result, and the refresh token it spent. */
@@ -206,7 +211,8 @@ export const make = (
       id: Redacted.Redacted<string>,
       resource: string | undefined,
       rejected: AccessToken.AccessToken | undefined,
-      written: Ref.Ref<Option.Option<UserTokenStore.Versioned>>
+      written: Ref.Ref<Option.Option<UserTokenStore.Versioned>>,
+      ended: Ref.Ref<Option.Option<string>>
     ): RefreshTokenStore.RefreshTokenStore => {
       const storeFailure = (error: SessionError) =>
         error.reason._tag === "NotSignedIn" || error.reason._tag === "SessionRejected"
@@ -284,18 +290,30 @@ export const make = (
               provenance: "the session's refresh token",
               complete: (answer) =>
                 Effect.flatMap(
-                  update(ours, (latest) =>
-                    UserTokenStore.SessionRecord.make({
-                      ...latest,
-                      accessToken: resource === undefined ? withoutRefreshToken(answer) : latest.accessToken,
-                      resourceTokens: resource === undefined
-                        ? latest.resourceTokens
-                        : { ...latest.resourceTokens, [resource]: withoutRefreshToken(answer) },
-                      // Duende's rule: an answer without a refresh token keeps the old one.
-                      refreshToken: Option.orElse(answer.refreshToken, () => latest.refreshToken),
-                      spend: Option.none()
-                    })),
-                  (result) => Ref.set(written, result)
+                  // A refreshed ID token must name the same user, issuer and client as the login's; when it does
+                  // not, the session ends (the refresh's caller, if still there, is told why).
+                  Effect.either(settings.refreshedIdToken(current.record, answer)),
+                  (idToken) =>
+                    idToken._tag === "Left"
+                      ? Effect.zipRight(
+                        Ref.set(ended, Option.some(idToken.left.reason.message)),
+                        Effect.ignore(store.delete(id))
+                      )
+                      : Effect.flatMap(
+                        update(ours, (latest) =>
+                          UserTokenStore.SessionRecord.make({
+                            ...latest,
+                            idToken: idToken.right,
+                            accessToken: resource === undefined ? withoutRefreshToken(answer) : latest.accessToken,
+                            resourceTokens: resource === undefined
+                              ? latest.resourceTokens
+                              : { ...latest.resourceTokens, [resource]: withoutRefreshToken(answer) },
+                            // Duende's rule: an answer without a refresh token keeps the old one.
+                            refreshToken: Option.orElse(answer.refreshToken, () => latest.refreshToken),
+                            spend: Option.none()
+                          })),
+                        (result) => Ref.set(written, result)
+                      )
                 ),
               withdraw: end,
               reject: end
@@ -332,6 +350,7 @@ export const make = (
             return yield* reject(id, "the access token has expired and the session has no refresh token")
           }
           const written = yield* Ref.make(Option.none<UserTokenStore.Versioned>())
+          const ended = yield* Ref.make(Option.none<string>())
           // A DPoP session refreshes with its own key: the new tokens stay bound to it.
           const dpop = yield* dpopKeyOf(id, current.record)
           // Core's refresh grant over the fenced record: it maps `invalid_grant` to `RefreshTokenRejected`, records the
@@ -343,7 +362,10 @@ export const make = (
             attemptTimeout: settings.attemptTimeout,
             dpop: Option.getOrUndefined(dpop)
           }).pipe(
-            Effect.provideService(RefreshTokenStore.RefreshTokenStore, spendingStore(id, resource, rejected, written)),
+            Effect.provideService(
+              RefreshTokenStore.RefreshTokenStore,
+              spendingStore(id, resource, rejected, written, ended)
+            ),
             Effect.provide(context)
           )
           yield* source.fetch.pipe(
@@ -359,6 +381,10 @@ export const make = (
                   })
                 )))
           )
+          const idTokenRefused = yield* Ref.get(ended)
+          if (Option.isSome(idTokenRefused)) {
+            return yield* reject(id, `the refresh answer's ID token: ${idTokenRefused.value}`)
+          }
           const result = yield* Ref.get(written)
           // Another holder took the spend over: what is stored now is what the next request uses.
           const next = Option.isSome(result) ? result.value : yield* read(id, operation)

@@ -37,6 +37,8 @@ export class Browser {
   readonly jars = new Map<string, Map<string, string>>()
   /** Every URL visited, in order. */
   readonly visited: Array<string> = []
+  /** Everything every answer brought: status line, headers (cookies and locations included) and body, as text. */
+  readonly received: Array<string> = []
 
   cookies(origin: string): Map<string, string> {
     let jar = this.jars.get(origin)
@@ -54,6 +56,8 @@ export class Browser {
     if (jar.size > 0) headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "))
     this.visited.push(url)
     const response = await send(url, { ...init, headers })
+    const headerLines = [...response.headers].map(([key, value]) => `${key}: ${value}`)
+    this.received.push([`${response.status} ${url}`, ...headerLines, await response.clone().text()].join("\n"))
     for (const line of response.headers.getSetCookie()) {
       const [pair, ...attributes] = line.split(";")
       const eq = pair!.indexOf("=")
