@@ -168,14 +168,16 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
         })
       }
       const proof = yield* dpopProof(key, { method: "POST", url })
-      const exchange = yield* endpoint.execute(client, HttpClientRequest.setHeader(form, "dpop", proof), {
-        // A proof is not a secret, but it is a signed credential for a minute: never echoed into a message.
-        secrets: [...secretsOf(params, credentials), proof],
-        operation,
-        timeout,
-        endpoint: "token endpoint",
-        maxResponseBytes
-      })
+      const exchange = yield* dpop.redactingProof(
+        endpoint.execute(client, HttpClientRequest.setHeader(form, "dpop", proof), {
+          // A proof is not a secret, but it is a signed credential for a minute: never echoed into a message.
+          secrets: [...secretsOf(params, credentials), proof],
+          operation,
+          timeout,
+          endpoint: "token endpoint",
+          maxResponseBytes
+        })
+      )
       dpop.rememberNonce(key, url, exchange.response.headers)
       return exchange
     })

@@ -359,7 +359,9 @@ export const authenticate = <E, R>(
       ),
       (proof) =>
         Effect.mapBoth(
-          exchange(HttpClientRequest.setHeaders(current, { authorization: `DPoP ${value}`, dpop: proof })),
+          dpop.redactingProof(
+            exchange(HttpClientRequest.setHeaders(current, { authorization: `DPoP ${value}`, dpop: proof }))
+          ),
           {
             onFailure: (error) => tokenlessError(error, current),
             onSuccess: (response) => {
