@@ -144,6 +144,33 @@ describe("DPoP proofs", () => {
       expect((error.reason as any).fields).toEqual(["token_type"])
     }))
 
+  it.effect("a DPoP answer to a bearer token request is MalformedResponse naming token_type, never cached", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      // A year-long DPoP-bound token, to a client that holds no key: every API call would fail for a year.
+      const transport = HttpClient.make((request) =>
+        Effect.sync(() => {
+          requests++
+          return HttpClientResponse.fromWeb(
+            request,
+            new Response(JSON.stringify({ access_token: "bound", token_type: "DPoP", expires_in: 31_536_000 }))
+          )
+        })
+      )
+      const source = yield* ClientCredentials.make({
+        tokenUrl: "https://as.example/token",
+        clientAuth: ClientAuth.none({ clientId: "svc" })
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      const tokens = yield* TokenCache.make(source)
+      for (let i = 1; i <= 2; i++) {
+        const error = yield* Effect.flip(tokens.get)
+        expect(error.reason._tag).toBe("MalformedResponse")
+        expect((error.reason as any).fields).toEqual(["token_type"])
+        expect(requests).toBe(i)
+      }
+      expect((yield* tokens.state)._tag).toBe("Empty")
+    }).pipe(Effect.scoped))
+
   it.effect("a DPoP token without a key in the client is Misconfigured, not sent without proof", () =>
     Effect.gen(function*() {
       let sent = 0
