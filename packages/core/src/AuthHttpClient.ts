@@ -79,9 +79,16 @@ export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-to
   {
     /** The request as the caller built it, without the token. */
     request: RequestSchema,
-    /** The 401 answer, body read into memory, detached from the request that carried the token. */
+    /**
+     * The 401 answer, body read into memory (64 KB at most), detached from the request that carried the token; the
+     * token and the DPoP proofs that request carried are redacted from its headers and body.
+     */
     response: ResponseSchema,
-    /** Parsed `WWW-Authenticate` challenges. */
+    /**
+     * The parsed `WWW-Authenticate` challenges, as server text: the token and proofs sent redacted, control
+     * characters removed, each part at most 256 characters. The message quotes them, so an API that echoes the
+     * `Authorization` header puts no token into it.
+     */
     challenges: Schema.Array(ChallengeSchema),
     /** Whether the request was sent again with a fresh token before this error. */
     retried: Schema.Boolean

@@ -260,7 +260,11 @@ describe("request encoding (property tests against a capturing in-process client
       expect(yield* requests).toEqual([])
       // An ordinary extra parameter still goes out.
       const [ordinary] = grants({ tenant: "eu" })
-      yield* (yield* Effect.provideService(ordinary!, HttpClient.HttpClient, client)).fetch
+      const source = yield* ordinary!.pipe(
+        Effect.provideService(RefreshTokenStore.RefreshTokenStore, store),
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      yield* source.fetch
       expect((yield* requests).map((r) => r.form.get("tenant"))).toEqual(["eu"])
     }))
 })

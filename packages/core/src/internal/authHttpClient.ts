@@ -34,6 +34,7 @@ import * as BoundedBody from "./boundedBody.js"
 import * as dpop from "./dpop.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
+import { redact, serverText } from "./serverText.js"
 import { isTransientStatus } from "./transient.js"
 
 export const currentTokenParams = globalValue(
@@ -96,20 +97,54 @@ const boundedBody = (
 /**
  * Reads the body (bounded in size and time) and rebuilds the response around `request`: the result no longer
  * references the request that carried the token (platform redacts headers only inside a fiber, and errors get
- * serialized outside one), and the connection is released before a retry.
+ * serialized outside one), and the connection is released before a retry. `secrets` (what the request carried: the
+ * token, the proofs) are redacted from the headers and the body kept, in case the server echoed them.
  */
 const detach = (
   response: HttpClientResponse.HttpClientResponse,
   request: HttpClientRequest.HttpClientRequest,
-  timeout: Duration.Duration
+  timeout: Duration.Duration,
+  secrets: ReadonlyArray<string> = []
 ): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
-  Effect.map(boundedBody(response, timeout), (bytes) => {
+  Effect.map(boundedBody(response, timeout), (read) => {
     // The length of what was kept, not of what the server announced.
-    const { "content-length": _, ...headers } = response.headers
+    const { "content-length": _, ...kept } = response.headers
+    let headers: Record<string, string> = kept
+    let bytes = read
+    if (secrets.length > 0) {
+      headers = {}
+      for (const [name, value] of Object.entries(kept)) headers[name] = redact(value, secrets)
+      const text = decoder.decode(bytes)
+      const redacted = redact(text, secrets)
+      if (redacted !== text) bytes = encoder.encode(redacted)
+    }
     return HttpClientResponse.fromWeb(
       request,
       new Response(bytes.length === 0 ? null : (bytes as Uint8Array<ArrayBuffer>), { status: response.status, headers })
     )
+  })
+
+const decoder = new TextDecoder()
+const encoder = new TextEncoder()
+
+/**
+ * The challenges of a 401 as a `TokenRejected` keeps them: every part is server text (`serverText`: the token and
+ * proofs the request carried redacted, control characters removed, 256 characters at most), so neither the error's
+ * message nor any printing of it repeats what the API echoed.
+ */
+const cleanChallenges = (
+  header: string | undefined,
+  secrets: ReadonlyArray<string>
+): Array<WwwAuthenticate.Challenge> =>
+  WwwAuthenticate.parse(header ?? "").map((challenge) => {
+    // Without a prototype, as the parser makes them: a parameter named `__proto__` is a parameter like any other.
+    const params: Record<string, string> = Object.create(null)
+    for (const [name, value] of Object.entries(challenge.params)) {
+      params[serverText(name, secrets)] = serverText(value, secrets)
+    }
+    return challenge.token68 === undefined
+      ? { scheme: serverText(challenge.scheme, secrets), params }
+      : { scheme: serverText(challenge.scheme, secrets), params, token68: serverText(challenge.token68, secrets) }
   })
 
 /**
@@ -309,13 +344,20 @@ export const authenticate = <E, R>(
       })
     )
 
-  /** One exchange (redirects followed), with `token` attached wherever the client is bound. */
-  const send = (request: HttpClientRequest.HttpClientRequest, token: AccessToken.AccessToken) =>
+  /**
+   * One exchange (redirects followed), with `token` attached wherever the client is bound. The proofs signed for a
+   * DPoP token are added to `proofs`: a rejection redacts them.
+   */
+  const send = (
+    request: HttpClientRequest.HttpClientRequest,
+    token: AccessToken.AccessToken,
+    proofs: Array<string> | undefined
+  ) =>
     redirects.follow<E | HttpClientError.RequestError | AuthError, R>(request, maxRedirects, {
       send: (current) => {
         const tokenSent = isBound(current.url)
         if (!tokenSent) return Effect.map(exchange(current), (response) => ({ response, tokenSent }))
-        if (token.type === "DPoP") return sendDPoP(current, token)
+        if (token.type === "DPoP") return sendDPoP(current, token, proofs ?? [])
         const sent = HttpClientRequest.setHeader(
           current,
           "authorization",
@@ -336,7 +378,8 @@ export const authenticate = <E, R>(
   const tokenHash = dpop.athMemo()
   const sendDPoP = (
     current: HttpClientRequest.HttpClientRequest,
-    token: AccessToken.AccessToken
+    token: AccessToken.AccessToken,
+    proofs: Array<string>
   ): Effect.Effect<
     { readonly response: HttpClientResponse.HttpClientResponse; readonly tokenSent: boolean },
     E | HttpClientError.RequestError | AuthError,
@@ -357,8 +400,9 @@ export const authenticate = <E, R>(
           (ath, now) => dpop.signed(key, { method: current.method, url: current.url }, ath, now)
         )
       ),
-      (proof) =>
-        Effect.mapBoth(
+      (proof) => {
+        proofs.push(proof)
+        return Effect.mapBoth(
           dpop.redactingProof(
             exchange(HttpClientRequest.setHeaders(current, { authorization: `DPoP ${value}`, dpop: proof }))
           ),
@@ -370,6 +414,7 @@ export const authenticate = <E, R>(
             }
           }
         )
+      }
     )
   }
 
@@ -404,20 +449,25 @@ export const authenticate = <E, R>(
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.flatMap(
         getToken(params),
-        (token) =>
-          Effect.flatMap(send(request, token), ({ response, tokenSent }) =>
+        (token) => {
+          const proofs = token.type === "DPoP" ? [] : undefined
+          return Effect.flatMap(send(request, token, proofs), ({ response, tokenSent }) =>
             response.status === 401 && tokenSent
-              ? rejectedBy(token, response, retried, nonceRetried)
+              ? rejectedBy(token, proofs, response, retried, nonceRetried)
               : checkTransient(response, request))
+        }
       )
     const rejectedBy = (
       token: AccessToken.AccessToken,
+      proofs: ReadonlyArray<string> | undefined,
       response: HttpClientResponse.HttpClientResponse,
       retried: boolean,
       nonceRetried: boolean
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
-        const rejected = yield* detach(response, request, bodyTimeout)
+        // What the request carried, in case the API echoes it (an `error_description` quoting the header).
+        const secrets = proofs === undefined ? [Redacted.value(token.value)] : [Redacted.value(token.value), ...proofs]
+        const rejected = yield* detach(response, request, bodyTimeout, secrets)
         // RFC 9449 §9: the server wants a nonce, not another token. One retry with the nonce and the same token; the
         // token stays cached. Only with a nonce to use: without one the retry would fail the same way.
         const nonceChallenge = token.type === "DPoP" && dpop.isResourceNonceChallenge(rejected.headers)
@@ -437,7 +487,7 @@ export const authenticate = <E, R>(
             return yield* once(true, nonceRetried)
           }
         }
-        const challenges = WwwAuthenticate.parse(rejected.headers["www-authenticate"] ?? "")
+        const challenges = cleanChallenges(rejected.headers["www-authenticate"], secrets)
         return yield* new TokenRejected({ request, response: rejected, challenges, retried })
       })
     return once(false, false)
