@@ -140,21 +140,38 @@ describe("AuthHttpClient", () => {
       expect(yield* api.seen).toHaveLength(2)
     }))
 
-  it.scoped("an endpoint that refuses every token costs one token request per call, not two", () =>
+  it.scoped("one endpoint that rejects every token cannot starve the others: one token request per rejectionHold", () =>
     Effect.gen(function*() {
-      const api = yield* fakeApi(Arr.replicate(status(401), 4))
+      // Two endpoints of one API over one cache: /bad rejects every token, /good accepts any.
+      const api = yield* fakeApi(Arr.replicate((request) => request.url.endsWith("/bad") ? status(401) : new Response("{}"), 1_000))
       const { cache, fetches } = yield* countingCache()
       const client = auth(api.client, cache)
-      expect((yield* Effect.flip(get(client)))._tag).toBe("TokenRejected")
+      // The first call: the rejected token is thrown away, and the fresh one is rejected too.
+      const first = yield* Effect.flip(get(client, "https://api.test/bad"))
+      expect(first._tag === "TokenRejected" && first.retried).toBe(true)
       expect(yield* fetches).toBe(2)
-      expect((yield* Effect.flip(get(client)))._tag).toBe("TokenRejected")
+      // 100 calls to /bad over 20 s: the fresh token is kept (no invalidation, no retry); /good is served with it.
+      for (let i = 0; i < 100; i++) {
+        const error = yield* Effect.flip(get(client, "https://api.test/bad"))
+        expect(error._tag === "TokenRejected" && error.retried).toBe(false)
+        expect((yield* get(client, "https://api.test/good")).status).toBe(200)
+        yield* TestClock.adjust("200 millis")
+      }
+      expect(yield* fetches).toBe(2)
+      // Past the hold (30 s by default) a rejection throws the token away again, once.
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.flip(get(client, "https://api.test/bad"))
+      yield* Effect.flip(get(client, "https://api.test/bad"))
       expect(yield* fetches).toBe(3)
-      expect((yield* api.seen).map((s) => s.authorization)).toEqual([
-        "Bearer token-1",
-        "Bearer token-2",
-        "Bearer token-2",
-        "Bearer token-3"
-      ])
+      const seen = (yield* api.seen).filter((s) => s.url.endsWith("/bad")).map((s) => s.authorization)
+      expect(seen.slice(0, 3)).toEqual(["Bearer token-1", "Bearer token-2", "Bearer token-2"])
+      expect(seen.slice(-3)).toEqual(["Bearer token-2", "Bearer token-3", "Bearer token-3"])
+
+      // rejectionHold: 0 brings back one token request per call.
+      const off = yield* countingCache()
+      const unheld = auth(api.client, off.cache, { rejectionHold: 0 })
+      for (let i = 0; i < 5; i++) yield* Effect.flip(get(unheld, "https://api.test/bad"))
+      expect(yield* off.fetches).toBe(6)
     }))
 
   it.scoped("a raw body that is a stream is not replayed either", () =>

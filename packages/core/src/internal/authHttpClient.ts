@@ -42,6 +42,19 @@ export const currentTokenParams = globalValue(
   () => FiberRef.unsafeMake<TokenSource.TokenShape | undefined>(undefined)
 )
 
+/**
+ * Each token a client got to replace one a 401 threw away, with the time of that 401 (epoch milliseconds). Keyed by
+ * the token object, which a cache hands out for as long as it holds the token, so an entry goes when the token does.
+ * One map for every client in the process: the bound is per token, whichever endpoint or client rejects it.
+ */
+const replacements = globalValue(
+  "@effect-token/core/AuthHttpClient/replacements",
+  () => new WeakMap<AccessToken.AccessToken, number>()
+)
+
+/** How long a replacement is kept whatever 401s it gets, by default. */
+export const defaultRejectionHold = Duration.seconds(30)
+
 const unauthorizedRetries = Metric.counter("effect_token_http_unauthorized_retries", {
   description: "Requests sent again with a fresh token after a 401",
   incremental: true
@@ -327,6 +340,7 @@ export const authenticate = <E, R>(
       retryAfter: (error) =>
         Predicate.isTagged(error, "TransientStatus") ? (error as TransientStatus).retryAfter : Option.none()
     })
+  const rejectionHold = Duration.toMillis(Duration.decode(options.rejectionHold ?? defaultRejectionHold))
   const maxRedirects = options.followRedirects ?? 0
   const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
   const bodyTimeout = timeout ?? defaultBodyTimeout
@@ -436,7 +450,11 @@ export const authenticate = <E, R>(
   /**
    * One authenticated attempt with the 401 rule: the first 401 for the token invalidates exactly that token and,
    * when the request can be replayed, tries once more with a fresh one. The retry's own 401 does not invalidate the
-   * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call.
+   * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call. Nor does a
+   * later call's 401 within `rejectionHold` of that first one: the fresh token is kept, and the caller gets
+   * `TokenRejected` at once. A token the server has just issued again is rejected for a reason a new token will not
+   * fix (the endpoint's, not the token's), and throwing each one away would let one such endpoint drive the
+   * authorization server into rate-limiting every other endpoint on the same cache.
    */
   const attempt = (
     request: HttpClientRequest.HttpClientRequest,
@@ -445,11 +463,15 @@ export const authenticate = <E, R>(
     // Plain flatMaps rather than a generator: this runs on every request.
     const once = (
       retried: boolean,
-      nonceRetried: boolean
+      nonceRetried: boolean,
+      replacing?: { readonly rejected: AccessToken.AccessToken; readonly at: number }
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.flatMap(
         getToken(params),
         (token) => {
+          if (replacing !== undefined && token !== replacing.rejected && !replacements.has(token)) {
+            replacements.set(token, replacing.at)
+          }
           const proofs = token.type === "DPoP" ? [] : undefined
           return Effect.flatMap(send(request, token, proofs), ({ response, tokenSent }) =>
             response.status === 401 && tokenSent
@@ -480,11 +502,17 @@ export const authenticate = <E, R>(
         // A nonce challenge is never the token's fault: it is not invalidated, and a server that asks again after
         // its nonce was sent is not asked a third time.
         if (!retried && !nonceChallenge) {
-          yield* invalidate(params, token)
-          if (redirects.isReplayable(request)) {
-            unauthorizedRetries.unsafeUpdate(1, [])
-            yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
-            return yield* once(true, nonceRetried)
+          const now = yield* Clock.currentTimeMillis
+          const replacedAt = replacements.get(token)
+          if (replacedAt !== undefined && now < replacedAt + rejectionHold) {
+            yield* Effect.annotateCurrentSpan("effect_token.rejection_held", true)
+          } else {
+            yield* invalidate(params, token)
+            if (redirects.isReplayable(request)) {
+              unauthorizedRetries.unsafeUpdate(1, [])
+              yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
+              return yield* once(true, nonceRetried, rejectionHold > 0 ? { rejected: token, at: now } : undefined)
+            }
           }
         }
         const challenges = cleanChallenges(rejected.headers["www-authenticate"], secrets)
