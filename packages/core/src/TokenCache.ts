@@ -97,9 +97,16 @@ export interface Options {
   /**
    * After a failure no retry can fix (`invalid_client`, `unauthorized_client`, `Misconfigured`), calls within this
    * time fail at once with the same error instead of each asking the authorization server. Default 5 seconds; 0
-   * turns it off. (A `Retry-After` on a 429 or 503 holds calls back the same way, for the time the server asked.)
+   * turns it off. (A `Retry-After` on a failure that says "later", such as a 429 or 503, holds calls back the same
+   * way, for the time the server asked, up to {@link Options.maxHold}.) Held calls' errors say when the hold ends
+   * (`TokenError.heldUntil`).
    */
   readonly permanentFailureHold?: Duration.DurationInput | undefined
+  /**
+   * The longest any hold lasts, whatever a server's `Retry-After` asks for: past it the next call asks the
+   * authorization server again. Default 60 seconds, the longest `Retry-After` the default retries wait.
+   */
+  readonly maxHold?: Duration.DurationInput | undefined
 }
 
 /**

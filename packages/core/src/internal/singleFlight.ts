@@ -103,6 +103,11 @@ export interface Policy<A, E> {
    * after a failure no retry can fix. 0 or undefined: the next caller fetches again.
    */
   readonly holdFailure?: ((error: E) => number) | undefined
+  /**
+   * The failure as callers see it while it holds fetches back until `until` (epoch milliseconds): the fetch's
+   * waiters and every held caller get it, so each can tell when the hold ends. Default: the failure as it is.
+   */
+  readonly held?: ((error: E, until: number) => E) | undefined
 }
 
 /**
@@ -172,7 +177,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
           // Rises at once with a slow fetch and forgets it gradually, so one fast answer does not shrink the window.
           fetchMillis = Math.max(took, fetchMillis * 0.75 + took * 0.25)
         }
-        const outcome: Exit.Exit<Validity & { readonly value: A }, E> = Exit.isFailure(exit) ?
+        const result: Exit.Exit<Validity & { readonly value: A }, E> = Exit.isFailure(exit) ?
           Exit.failCause(exit.cause) :
           Either.match(
             policy.validity(exit.value, now, random, fetchMillis),
@@ -182,12 +187,17 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
             }
           )
         const current = cell.pending === pending && (cell.state === FETCHING || cell.state === REFRESHING)
-        if (current && Exit.isFailure(outcome) && policy.holdFailure !== undefined) {
-          const failure = Cause.failureOption(outcome.cause)
+        let outcome = result
+        if (current && Exit.isFailure(result) && policy.holdFailure !== undefined) {
+          const failure = Cause.failureOption(result.cause)
           const hold = Option.isSome(failure) ? policy.holdFailure(failure.value) : 0
           if (hold > 0) {
             cell.notBefore = now + hold
-            cell.failure = (failure as Option.Some<E>).value
+            const seen = policy.held === undefined
+              ? (failure as Option.Some<E>).value
+              : policy.held((failure as Option.Some<E>).value, cell.notBefore)
+            cell.failure = seen
+            outcome = Exit.fail(seen)
           }
         }
         if (current) {

@@ -1,3 +1,4 @@
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -173,18 +174,29 @@ export const validity = (options: Options) => {
 
 const permanentCodes: ReadonlySet<string> = new Set(["invalid_client", "unauthorized_client"])
 
+/** The longest any hold lasts by default: the longest `Retry-After` the retries wait (`Backoff`'s `maxRetryAfter`). */
+export const defaultMaxHold = Duration.seconds(60)
+
 /**
- * How long after `error` no new token request may start: the server's `Retry-After` (it asked for quiet; sending
- * anyway is what gets a client blocked), or `permanentHold` after a failure that only a human can fix.
+ * How long after `error` no new token request may start, never more than `maxHold`: the server's `Retry-After` on a
+ * failure that says "later" (`TokenError.isTransient`: it asked for quiet, and sending anyway is what gets a client
+ * blocked), or `permanentHold` after a failure that only a human can fix. A `Retry-After` on any other answer (a
+ * 400 `invalid_scope`) holds nothing, and no server, nor a gateway in front of it, can stop token requests for
+ * longer than `maxHold`: one `Retry-After: 1000000000` stopped them until the process restarted.
  */
-export const holdFailure = (permanentHold: number) => (error: TokenError.TokenError): number => {
+export const holdFailure = (permanentHold: number, maxHold: number) => (error: TokenError.TokenError): number => {
+  const transient = TokenError.isTransient(error)
   const after = TokenError.retryAfter(error)
-  if (Option.isSome(after)) return Duration.toMillis(after.value)
+  if (transient && Option.isSome(after)) return Math.min(Duration.toMillis(after.value), maxHold)
   const reason = error.reason
   const permanent = reason._tag === "Misconfigured" ||
-    (reason._tag === "OAuthError" && permanentCodes.has(reason.code) && !TokenError.isTransient(error))
-  return permanent ? permanentHold : 0
+    (reason._tag === "OAuthError" && permanentCodes.has(reason.code) && !transient)
+  return permanent ? Math.min(permanentHold, maxHold) : 0
 }
+
+/** The failure as held callers see it: the same, saying when the hold ends. */
+const heldUntil = (error: TokenError.TokenError, until: number): TokenError.TokenError =>
+  new TokenError.TokenError({ operation: error.operation, reason: error.reason, heldUntil: DateTime.unsafeMake(until) })
 
 /** The engine every token cell of one cache or manager shares: timing, retries, metrics, logs, spans. */
 export const makeEngine = (
@@ -200,6 +212,7 @@ export const makeEngine = (
     const cacheHits = hitCounter(name)
     const acquireTimeout = options.acquireTimeout === undefined ? undefined : Duration.decode(options.acquireTimeout)
     const permanentHold = Duration.toMillis(options.permanentFailureHold ?? Duration.seconds(5))
+    const maxHold = Duration.toMillis(options.maxHold ?? defaultMaxHold)
     return singleFlight.makeEngine<AccessToken.AccessToken, TokenError.TokenError>({
       clock,
       random,
@@ -209,7 +222,8 @@ export const makeEngine = (
       acquireTimeout,
       onAcquireTimeout: acquireTimedOut,
       same: AccessToken.sameValue,
-      holdFailure: holdFailure(permanentHold),
+      holdFailure: holdFailure(permanentHold, maxHold),
+      held: heldUntil,
       onHit: () => cacheHits.unsafeUpdate(1, []),
       onFetch: (trigger) => fetches.unsafeUpdate(1, [...cacheLabel, MetricLabel.make("trigger", trigger)]),
       onFailure: (error, trigger) => {
