@@ -108,6 +108,13 @@ export interface Policy<A, E> {
    * waiters and every held caller get it, so each can tell when the hold ends. Default: the failure as it is.
    */
   readonly held?: ((error: E, until: number) => E) | undefined
+  /**
+   * The most fetches in flight at once across the engine's cells. At the bound, a caller that would start a fetch
+   * fails at once with `busy()` (a refresh-ahead is simply not started: the current value is served), so a hung
+   * server cannot make fibers, waiters and memory pile up per key. Default: no bound.
+   */
+  readonly maxInFlight?: number | undefined
+  readonly busy?: (() => E) | undefined
 }
 
 /**
@@ -138,6 +145,10 @@ export interface Engine<A, E> {
   readonly isIdle: (cell: Cell<A, E>) => boolean
   /** How long recent fetches took (a quickly rising, slowly falling average), in milliseconds. */
   readonly fetchMillis: () => number
+  /** How many fetches are in flight across the engine's cells. */
+  readonly inFlight: () => number
+  /** Whether a new fetch would be refused now (`maxInFlight` reached). */
+  readonly isBusy: () => boolean
 }
 
 export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
@@ -145,6 +156,10 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
   const onHit = policy.onHit
   const same = policy.same ?? ((a: A, b: A) => a === b)
   let fetchMillis = 0
+  let inFlight = 0
+  const maxInFlight = policy.maxInFlight ?? Number.POSITIVE_INFINITY
+  const busy = policy.busy
+  const isBusy = () => inFlight >= maxInFlight && busy !== undefined
 
   const hit = (value: A): Effect.Effect<A, E> => {
     if (onHit !== undefined) onHit()
@@ -171,6 +186,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
   ): Effect.Effect<void> =>
     Effect.flatMap(policy.random.next, (random) =>
       Effect.suspend(() => {
+        inFlight--
         const now = clock.unsafeCurrentTimeMillis()
         if (Exit.isSuccess(exit)) {
           const took = Math.max(0, now - startedAt)
@@ -241,6 +257,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     fetch: Fetch<A, E, C>
   ): Effect.Effect<Deferred.Deferred<A, E>> => {
     const pending = Deferred.unsafeMake<A, E>(FiberId.none)
+    inFlight++
     cell.state = state
     cell.pending = pending
     if (policy.onFetch !== undefined) policy.onFetch(trigger)
@@ -275,9 +292,16 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     fetch: Fetch<A, E, C>
   ): Effect.Effect<Effect.Effect<A, E>> => Effect.map(start(cell, FETCHING, trigger, fetch), wait)
 
-  /** While a failure holds fetches back, callers that would start one get that failure at once. */
+  /**
+   * While a failure holds fetches back, callers that would start one get that failure at once; while `maxInFlight`
+   * fetches are running, they get `busy()`.
+   */
   const held = (cell: Cell<A, E>, now: number): Effect.Effect<Effect.Effect<A, E>> | undefined =>
-    now < cell.notBefore && cell.failure !== undefined ? Effect.succeed(Effect.fail(cell.failure)) : undefined
+    now < cell.notBefore && cell.failure !== undefined
+      ? Effect.succeed(Effect.fail(cell.failure))
+      : isBusy()
+      ? Effect.succeed(Effect.fail(busy!()))
+      : undefined
 
   /** The slow path: decides in one synchronous step, forks at most one fetch, then waits (if it must). */
   const decide = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
@@ -288,7 +312,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
           if (now < cell.refreshAt) return Effect.succeed(hit(cell.value as A))
           if (now < cell.validUntil) {
             const value = cell.value as A
-            if (now < cell.notBefore) return Effect.succeed(hit(value))
+            if (now < cell.notBefore || isBusy()) return Effect.succeed(hit(value))
             return Effect.as(start(cell, REFRESHING, "refresh_ahead", fetch), hit(value))
           }
           return held(cell, now) ?? startAndWait(cell, "expired", fetch)
@@ -357,7 +381,9 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     refresh,
     invalidate,
     isIdle: (cell) => cell.state === EMPTY || cell.state === READY,
-    fetchMillis: () => fetchMillis
+    fetchMillis: () => fetchMillis,
+    inFlight: () => inFlight,
+    isBusy
   }
 }
 

@@ -198,10 +198,35 @@ export const holdFailure = (permanentHold: number, maxHold: number) => (error: T
 const heldUntil = (error: TokenError.TokenError, until: number): TokenError.TokenError =>
   new TokenError.TokenError({ operation: error.operation, reason: error.reason, heldUntil: DateTime.unsafeMake(until) })
 
-/** The engine every token cell of one cache or manager shares: timing, retries, metrics, logs, spans. */
+/** Token requests refused because `maxInFlight` keys already had one in flight. */
+const refused = Metric.counter("effect_token_fetches_refused", {
+  description: "Token fetches not started because the manager's maxInFlight keys already had one in flight",
+  incremental: true
+})
+
+/** The failure of a call that would start a fetch while `maxInFlight` fetches are in flight. */
+export const busy = (name: string, maxInFlight: number): () => TokenError.TokenError => {
+  const labels = [MetricLabel.make("cache", name)]
+  const error = new TokenError.TokenError({
+    operation: "token manager",
+    reason: new TokenError.Unavailable({
+      description: `${maxInFlight} keys already have a token request in flight (maxInFlight); try again later`
+    })
+  })
+  return () => {
+    refused.unsafeUpdate(1, labels)
+    return error
+  }
+}
+
+/**
+ * The engine every token cell of one cache or manager shares: timing, retries, metrics, logs, spans; for a manager,
+ * the bound on keys with a fetch in flight.
+ */
 export const makeEngine = (
   options: Options,
-  name: string
+  name: string,
+  bound?: { readonly maxInFlight: number; readonly busy: () => TokenError.TokenError }
 ): Effect.Effect<singleFlight.Engine<AccessToken.AccessToken, TokenError.TokenError>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
@@ -224,6 +249,8 @@ export const makeEngine = (
       same: AccessToken.sameValue,
       holdFailure: holdFailure(permanentHold, maxHold),
       held: heldUntil,
+      maxInFlight: bound?.maxInFlight,
+      busy: bound?.busy,
       onHit: () => cacheHits.unsafeUpdate(1, []),
       onFetch: (trigger) => fetches.unsafeUpdate(1, [...cacheLabel, MetricLabel.make("trigger", trigger)]),
       onFailure: (error, trigger) => {
