@@ -237,14 +237,17 @@ describe("TokenManager", () => {
     it.scoped("a key longer than maxKeyLength (a 64 KiB scope) is Misconfigured: nothing held, nothing sent", () =>
       Effect.gen(function*() {
         let fetches = 0
-        const tokens = yield* TokenManager.fromShapes({}, (shape: { readonly scope?: string | undefined }) =>
-          Effect.succeed(TokenSource.make({
-            key: shape.scope ?? "",
-            fetch: Effect.flatMap(DateTime.now, (now) => {
-              fetches++
-              return Effect.succeed(tokenAt("t", now, "1 hour"))
-            })
-          })))
+        const tokens = yield* TokenManager.fromShapes(
+          {},
+          (shape: { readonly scope?: string | undefined }) =>
+            Effect.succeed(TokenSource.make({
+              key: shape.scope ?? "",
+              fetch: Effect.flatMap(DateTime.now, (now) => {
+                fetches++
+                return Effect.succeed(tokenAt("t", now, "1 hour"))
+              })
+            }))
+        )
         const error = yield* Effect.flip(tokens.get({ scope: "s".repeat(64 * 1024) }))
         expect(error.reason._tag).toBe("Misconfigured")
         expect(error.message).toContain("maxKeyLength")
