@@ -197,7 +197,10 @@ export interface Options {
   readonly transientRetry?: Omit<Backoff.Options<unknown>, "isTransient" | "retryAfter"> | false | undefined
   /** Also retry POST and PATCH on transient faults. Default false. */
   readonly retryNonIdempotent?: boolean | undefined
-  /** Time allowed for each attempt, after which it fails as a transient `Transport` error. Default: none. */
+  /**
+   * Time allowed for each attempt (until the answer's headers), after which it fails as a transient `Transport`
+   * error. Default 30 seconds ({@link defaultTimeout}); `Duration.infinity` turns it off.
+   */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * After a 401 threw a token away, the token fetched to replace it is not thrown away by another 401 for this long:
@@ -216,6 +219,22 @@ export interface Options {
    */
   readonly dpop?: DPoP.DPoPKey | undefined
 }
+
+/**
+ * The time allowed for each attempt by default (`timeout`): 30 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTimeout: Duration.Duration = internal.defaultTimeout
+
+/**
+ * How long a token fetched after a 401 is kept whatever 401s it gets, by default (`rejectionHold`): 30 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultRejectionHold: Duration.Duration = internal.defaultRejectionHold
 
 /**
  * Where tokens come from: one `TokenCache`, or a `TokenManager` keyed by token shape (which also serves requests
@@ -428,9 +447,10 @@ export const layerClientCredentials = <I = AuthHttpClient>(
 /**
  * The one-layer set-up read from configuration: `API_URL` (the API's base URL), `TOKEN_URL` or `ISSUER`, the client
  * (`CLIENT_ID`, `CLIENT_SECRET`, and the other settings of `ClientAuth.config`), and optional `SCOPE`, `AUDIENCE`,
- * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint), `ACQUIRE_TIMEOUT` (a caller's whole wait for
- * a token, retries included) and `DPOP` (`true`: DPoP-bound tokens with a generated key; default false). Use
- * `Config.nested` for a prefix.
+ * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint, default 10 s), `ACQUIRE_TIMEOUT` (a caller's
+ * whole wait for a token, retries included, default 30 s), `REQUEST_TIMEOUT` (each attempt of a request to the API,
+ * default 30 s) and `DPOP` (`true`: DPoP-bound tokens with a generated key; default false). Use `Config.nested` for
+ * a prefix.
  *
  * @example
  * ```ts
@@ -454,6 +474,7 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
   resource: Config.option(Config.string("RESOURCE")),
   attemptTimeout: Config.option(Config.duration("ATTEMPT_TIMEOUT")),
   acquireTimeout: Config.option(Config.duration("ACQUIRE_TIMEOUT")),
+  timeout: Config.option(Config.duration("REQUEST_TIMEOUT")),
   dpop: DPoP.enabledConfig
 }).pipe(
   Config.validate({
@@ -471,6 +492,7 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
     resource: Option.getOrUndefined(c.resource),
     attemptTimeout: Option.getOrUndefined(c.attemptTimeout),
     acquireTimeout: Option.getOrUndefined(c.acquireTimeout),
+    timeout: Option.getOrUndefined(c.timeout),
     dpop: c.dpop
   }))
 )

@@ -91,7 +91,7 @@ export interface Options {
   /**
    * The longest a caller waits for a token, retries included; then it fails with reason `Timeout` (bound
    * `acquire`) while the fetch goes on for later callers. Each request to the token endpoint has its own bound, the
-   * source's `attemptTimeout`. Default: none (the retries' own limits apply).
+   * source's `attemptTimeout`. Default 30 seconds ({@link defaultAcquireTimeout}); `Duration.infinity` turns it off.
    */
   readonly acquireTimeout?: Duration.DurationInput | undefined
   /**
@@ -118,6 +118,22 @@ export interface Options {
 export const TokenCache: Context.Tag<TokenCache, TokenCache> = Context.GenericTag<TokenCache>(
   "@effect-token/core/TokenCache"
 )
+
+/**
+ * The longest a caller waits for a token by default (`acquireTimeout`): 30 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultAcquireTimeout: Duration.Duration = internal.defaultAcquireTimeout
+
+/**
+ * The longest any hold lasts by default (`maxHold`): 60 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxHold: Duration.Duration = internal.defaultMaxHold
 
 /**
  * The default fetch retry: transient failures only (`TokenError.isTransient`), 3 retries with jittered exponential

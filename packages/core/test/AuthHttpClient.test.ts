@@ -5,6 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   Array as Arr,
   Cause,
+  ConfigProvider,
   DateTime,
   Duration,
   Effect,
@@ -143,7 +144,9 @@ describe("AuthHttpClient", () => {
   it.scoped("one endpoint that rejects every token cannot starve the others: one token request per rejectionHold", () =>
     Effect.gen(function*() {
       // Two endpoints of one API over one cache: /bad rejects every token, /good accepts any.
-      const api = yield* fakeApi(Arr.replicate((request) => request.url.endsWith("/bad") ? status(401) : new Response("{}"), 1_000))
+      const api = yield* fakeApi(
+        Arr.replicate((request) => request.url.endsWith("/bad") ? status(401) : new Response("{}"), 1_000)
+      )
       const { cache, fetches } = yield* countingCache()
       const client = auth(api.client, cache)
       // The first call: the rejected token is thrown away, and the fresh one is rejected too.
@@ -280,6 +283,72 @@ describe("AuthHttpClient", () => {
         "Bearer token-2"
       ])
     }))
+
+  describe("defaults that bound every call", () => {
+    it.scoped("an API that never answers: each attempt fails after 30 s by default; longer or off when set", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi(["hang", "hang", "hang"])
+        const { cache } = yield* countingCache()
+        const bounded = yield* Effect.fork(Effect.flip(get(auth(api.client, cache, { transientRetry: false }))))
+        yield* TestClock.adjust(Duration.millis(29_999))
+        expect(bounded.unsafePoll()).toBeNull()
+        yield* TestClock.adjust(Duration.millis(1))
+        const error = yield* Fiber.join(bounded)
+        expect(error._tag === "RequestError" && error.reason).toBe("Transport")
+        expect(error.message).toContain("30s")
+
+        const longer = yield* Effect.fork(get(auth(api.client, cache, { transientRetry: false, timeout: "2 minutes" })))
+        yield* TestClock.adjust("1 minute")
+        expect(longer.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 minute")
+        expect(Exit.isFailure(yield* Fiber.await(longer))).toBe(true)
+
+        const unbounded = yield* Effect.fork(
+          get(auth(api.client, cache, { transientRetry: false, timeout: Duration.infinity }))
+        )
+        yield* TestClock.adjust("1 hour")
+        expect(unbounded.unsafePoll()).toBeNull()
+        yield* Fiber.interrupt(unbounded)
+      }))
+
+    it.effect("the one-layer configuration reads both bounds: REQUEST_TIMEOUT and ACQUIRE_TIMEOUT", () =>
+      Effect.gen(function*() {
+        const env = {
+          API_URL: "https://api.example",
+          TOKEN_URL: "https://as.example/token",
+          CLIENT_ID: "svc",
+          CLIENT_SECRET: "s3cr3t"
+        }
+        const read = (more: Record<string, string>) =>
+          Effect.withConfigProvider(
+            AuthHttpClient.config,
+            ConfigProvider.fromMap(new Map(Object.entries({ ...env, ...more })))
+          )
+        const defaults = yield* read({})
+        expect([defaults.timeout, defaults.acquireTimeout]).toEqual([undefined, undefined])
+        const set = yield* read({ REQUEST_TIMEOUT: "5 seconds", ACQUIRE_TIMEOUT: "2 seconds" })
+        expect(Duration.toMillis(set.timeout!)).toBe(5_000)
+        expect(Duration.toMillis(set.acquireTimeout!)).toBe(2_000)
+      }))
+
+    it.scoped("a token source that never answers: callers fail after 30 s (acquireTimeout) by default", () =>
+      Effect.gen(function*() {
+        const test = yield* TestTokenSource.make({ delay: "1 hour" })
+        const cache = yield* TokenCache.make(test.source)
+        const waiting = yield* Effect.fork(Effect.flip(cache.get))
+        yield* TestClock.adjust(Duration.millis(29_999))
+        expect(waiting.unsafePoll()).toBeNull()
+        yield* TestClock.adjust(Duration.millis(1))
+        const error = yield* Fiber.join(waiting)
+        expect(error.reason).toMatchObject({ _tag: "Timeout", bound: "acquire" })
+
+        const patient = yield* TokenCache.make(test.source, { acquireTimeout: Duration.infinity })
+        const still = yield* Effect.fork(patient.get)
+        yield* TestClock.adjust("30 minutes")
+        expect(still.unsafePoll()).toBeNull()
+        yield* Fiber.interrupt(still)
+      }))
+  })
 
   it.scoped("a per-attempt timeout is a transient fault", () =>
     Effect.gen(function*() {

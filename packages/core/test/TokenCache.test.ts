@@ -165,7 +165,8 @@ describe("TokenCache", () => {
   it.scoped("a source whose every token arrives late fails after a few fetches, each a miss", () =>
     Effect.gen(function*() {
       const test = yield* testSource({ lifetime: "10 seconds", delay: "12 seconds" })
-      const cache = yield* TokenCache.make(test.source, { skew: "1 second" })
+      // Three 12 s fetches outlast the default acquireTimeout (30 s): this caller waits for all of them.
+      const cache = yield* TokenCache.make(test.source, { skew: "1 second", acquireTimeout: "1 minute" })
       const getting = yield* Effect.fork(Effect.flip(cache.get))
       for (let i = 0; i < 3; i++) yield* TestClock.adjust("12 seconds")
       const error = yield* Fiber.join(getting)

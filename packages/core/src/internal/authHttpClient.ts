@@ -31,6 +31,7 @@ import * as TokenManager from "../TokenManager.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as WwwAuthenticate from "../WwwAuthenticate.js"
 import * as BoundedBody from "./boundedBody.js"
+import { within } from "./deadline.js"
 import * as dpop from "./dpop.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
@@ -89,8 +90,14 @@ const countFault = (error: unknown): void => {
 /** The most of a 401 or transient answer's body the middleware keeps: enough for any error document. */
 const maxDetachedBodyBytes = 64 * 1024
 
-/** The time allowed to read such a body when the client has no `timeout` of its own. */
+/** The time allowed to read such a body when the client's `timeout` is turned off. */
 const defaultBodyTimeout = Duration.seconds(10)
+
+/**
+ * The time allowed for each attempt by default: a client whose API never answers must not hang its caller until
+ * the transport gives up (undici: 300 s).
+ */
+export const defaultTimeout = Duration.seconds(30)
 
 /**
  * At most `maxDetachedBodyBytes` of the body, read within `timeout`: reading stops there and the stream is closed,
@@ -342,21 +349,20 @@ export const authenticate = <E, R>(
     })
   const rejectionHold = Duration.toMillis(Duration.decode(options.rejectionHold ?? defaultRejectionHold))
   const maxRedirects = options.followRedirects ?? 0
-  const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+  const requested = Duration.decode(options.timeout ?? defaultTimeout)
+  // `Duration.infinity` turns the bound off.
+  const timeout = Duration.isFinite(requested) ? requested : undefined
   const bodyTimeout = timeout ?? defaultBodyTimeout
 
   const exchange = (request: HttpClientRequest.HttpClientRequest) =>
-    timeout === undefined ? client.execute(request) : client.execute(request).pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () =>
-          new HttpClientError.RequestError({
-            request,
-            reason: "Transport",
-            description: `no response within ${Duration.format(timeout)}`
-          })
-      })
-    )
+    timeout === undefined ?
+      client.execute(request) :
+      within(client.execute(request), timeout, () =>
+        new HttpClientError.RequestError({
+          request,
+          reason: "Transport",
+          description: `no response within ${Duration.format(timeout)}`
+        }))
 
   /**
    * One exchange (redirects followed), with `token` attached wherever the client is bound. The proofs signed for a

@@ -174,6 +174,12 @@ export const validity = (options: Options) => {
 
 const permanentCodes: ReadonlySet<string> = new Set(["invalid_client", "unauthorized_client"])
 
+/**
+ * The longest a caller waits for a token by default, retries included: the default retries of 10 s attempts take
+ * about 41 s at worst, a custom source or a `Retry-After` longer still.
+ */
+export const defaultAcquireTimeout = Duration.seconds(30)
+
 /** The longest any hold lasts by default: the longest `Retry-After` the retries wait (`Backoff`'s `maxRetryAfter`). */
 export const defaultMaxHold = Duration.seconds(60)
 
@@ -235,7 +241,9 @@ export const makeEngine = (
     const random = yield* Effect.random
     const cacheLabel = [MetricLabel.make("cache", name)]
     const cacheHits = hitCounter(name)
-    const acquireTimeout = options.acquireTimeout === undefined ? undefined : Duration.decode(options.acquireTimeout)
+    const acquire = Duration.decode(options.acquireTimeout ?? defaultAcquireTimeout)
+    // `Duration.infinity` turns the bound off.
+    const acquireTimeout = Duration.isFinite(acquire) ? acquire : undefined
     const permanentHold = Duration.toMillis(options.permanentFailureHold ?? Duration.seconds(5))
     const maxHold = Duration.toMillis(options.maxHold ?? defaultMaxHold)
     return singleFlight.makeEngine<AccessToken.AccessToken, TokenError.TokenError>({
