@@ -95,7 +95,7 @@ const defaultBodyTimeout = Duration.seconds(10)
 
 /**
  * The time allowed for each attempt by default: a client whose API never answers must not hang its caller until
- * the transport gives up (undici: 300 s).
+ * the transport gives up (platform-node's undici client waits an hour for headers, leaving timeouts to Effect).
  */
 export const defaultTimeout = Duration.seconds(30)
 
