@@ -6,8 +6,8 @@
  *   carry the API's bearer token. Token endpoint, discovery and revocation requests go through the plain client.
  * - A request that already carries an `Authorization` header is sent as it is: the caller chose its credentials.
  * - A 401 to a request that carried the token invalidates exactly that token and sends the request once more with a
- *   fresh one; a second 401 reaches the caller as the typed {@link TokenRejected}. The fresh token is not thrown away
- *   by another 401 within `rejectionHold` (30 s). 403 is never retried.
+ *   fresh one; a second 401 reaches the caller as the typed {@link TokenRejected}, and that fresh token is not
+ *   thrown away by another 401 within `rejectionHold` (30 s). 403 is never retried.
  * - Transient faults (transport errors, timeouts, and the statuses of `TokenError.isTransientStatus`) are retried
  *   with jittered exponential backoff that honours `Retry-After`. Stream bodies are never replayed; POST and PATCH
  *   are retried only with `retryNonIdempotent`.
@@ -203,10 +203,11 @@ export interface Options {
    */
   readonly timeout?: Duration.DurationInput | undefined
   /**
-   * After a 401 threw a token away, the token fetched to replace it is not thrown away by another 401 for this long:
-   * such a call fails with `TokenRejected` at once (`retried: false`), without a token request. One endpoint that
-   * rejects every token then costs the authorization server one token request per this time, not one per call, and
-   * cannot get the other endpoints on the same cache rate-limited. Default 30 seconds; 0 turns it off.
+   * After a 401 threw a token away and the retry's fresh token was rejected too, that fresh token is not thrown away
+   * by another 401 for this long: such a call fails with `TokenRejected` at once (`retried: false`), without a token
+   * request. One endpoint that rejects every token then costs the authorization server one token request per this
+   * time, not one per call, and cannot get the other endpoints on the same cache rate-limited. A fresh token whose
+   * retry succeeded is not held (a revocation of it is recovered as usual). Default 30 seconds; 0 turns it off.
    */
   readonly rejectionHold?: Duration.DurationInput | undefined
   /** Follow up to this many redirects (see the module's rules). Default 0: a 3xx is returned as it is. */

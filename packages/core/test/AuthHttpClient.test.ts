@@ -170,6 +170,20 @@ describe("AuthHttpClient", () => {
       expect(seen.slice(0, 3)).toEqual(["Bearer token-1", "Bearer token-2", "Bearer token-2"])
       expect(seen.slice(-3)).toEqual(["Bearer token-2", "Bearer token-3", "Bearer token-3"])
 
+      // A token revoked right after it replaced a revoked one (its retry succeeded) is replaced as usual.
+      const revoked = yield* fakeApi([status(401), new Response("{}"), status(401), new Response("{}")])
+      const twice = yield* countingCache()
+      const recovering = auth(revoked.client, twice.cache)
+      expect((yield* get(recovering)).status).toBe(200)
+      yield* TestClock.adjust("1 second")
+      expect((yield* get(recovering)).status).toBe(200)
+      expect((yield* revoked.seen).map((s) => s.authorization)).toEqual([
+        "Bearer token-1",
+        "Bearer token-2",
+        "Bearer token-2",
+        "Bearer token-3"
+      ])
+
       // rejectionHold: 0 brings back one token request per call.
       const off = yield* countingCache()
       const unheld = auth(api.client, off.cache, { rejectionHold: 0 })

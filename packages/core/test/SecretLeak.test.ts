@@ -89,8 +89,7 @@ describe("no secret in logs, spans or errors", () => {
           })
         )
         const cache = yield* TokenCache.make(source, { name: method })
-        // rejectionHold 0: the 401 that persists right after a recovery goes through invalidation and retry too.
-        const client = AuthHttpClient.authenticate(api.client, { baseUrl: api.url, tokens: cache, rejectionHold: 0 })
+        const client = AuthHttpClient.authenticate(api.client, { baseUrl: api.url, tokens: cache })
         const call = observed(Advance.untilDone(client.get(`${api.url}/orders`)))
 
         expect((yield* call).status).toBe(200)

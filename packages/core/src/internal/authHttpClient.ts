@@ -44,16 +44,17 @@ export const currentTokenParams = globalValue(
 )
 
 /**
- * Each token a client got to replace one a 401 threw away, with the time of that 401 (epoch milliseconds). Keyed by
- * the token object, which a cache hands out for as long as it holds the token, so an entry goes when the token does.
- * One map for every client in the process: the bound is per token, whichever endpoint or client rejects it.
+ * Each token that was rejected again: sent in place of a token a 401 threw away, and answered 401 itself. The time of
+ * that second 401 (epoch milliseconds). Keyed by the token object, which a cache hands out for as long as it holds
+ * the token, so an entry goes when the token does. One map for every client in the process: the bound is per token,
+ * whichever endpoint or client rejects it.
  */
 const replacements = globalValue(
   "@effect-token/core/AuthHttpClient/replacements",
   () => new WeakMap<AccessToken.AccessToken, number>()
 )
 
-/** How long a replacement is kept whatever 401s it gets, by default. */
+/** How long a token rejected again is kept whatever 401s it gets, by default. */
 export const defaultRejectionHold = Duration.seconds(30)
 
 const unauthorizedRetries = Metric.counter("effect_token_http_unauthorized_retries", {
@@ -457,10 +458,11 @@ export const authenticate = <E, R>(
    * One authenticated attempt with the 401 rule: the first 401 for the token invalidates exactly that token and,
    * when the request can be replayed, tries once more with a fresh one. The retry's own 401 does not invalidate the
    * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call. Nor does a
-   * later call's 401 within `rejectionHold` of that first one: the fresh token is kept, and the caller gets
-   * `TokenRejected` at once. A token the server has just issued again is rejected for a reason a new token will not
-   * fix (the endpoint's, not the token's), and throwing each one away would let one such endpoint drive the
-   * authorization server into rate-limiting every other endpoint on the same cache.
+   * later call's 401 for that fresh token within `rejectionHold` of the retry's: the token is kept, and the caller
+   * gets `TokenRejected` at once. A token rejected again right after it replaced a rejected one is refused for a
+   * reason a new token will not fix (the endpoint's, not the token's), and throwing each one away would let one such
+   * endpoint drive the authorization server into rate-limiting every other endpoint on the same cache. A fresh token
+   * whose retry succeeded is not held: if it is revoked later, its next 401 replaces it as usual.
    */
   const attempt = (
     request: HttpClientRequest.HttpClientRequest,
@@ -469,15 +471,11 @@ export const authenticate = <E, R>(
     // Plain flatMaps rather than a generator: this runs on every request.
     const once = (
       retried: boolean,
-      nonceRetried: boolean,
-      replacing?: { readonly rejected: AccessToken.AccessToken; readonly at: number }
+      nonceRetried: boolean
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.flatMap(
         getToken(params),
         (token) => {
-          if (replacing !== undefined && token !== replacing.rejected && !replacements.has(token)) {
-            replacements.set(token, replacing.at)
-          }
           const proofs = token.type === "DPoP" ? [] : undefined
           return Effect.flatMap(send(request, token, proofs), ({ response, tokenSent }) =>
             response.status === 401 && tokenSent
@@ -507,17 +505,22 @@ export const authenticate = <E, R>(
         }
         // A nonce challenge is never the token's fault: it is not invalidated, and a server that asks again after
         // its nonce was sent is not asked a third time.
-        if (!retried && !nonceChallenge) {
+        if (!nonceChallenge) {
           const now = yield* Clock.currentTimeMillis
-          const replacedAt = replacements.get(token)
-          if (replacedAt !== undefined && now < replacedAt + rejectionHold) {
-            yield* Effect.annotateCurrentSpan("effect_token.rejection_held", true)
+          if (retried) {
+            // The token sent in place of a rejected one is rejected too: keep it, and hold further 401s for it.
+            if (rejectionHold > 0 && !replacements.has(token)) replacements.set(token, now)
           } else {
-            yield* invalidate(params, token)
-            if (redirects.isReplayable(request)) {
-              unauthorizedRetries.unsafeUpdate(1, [])
-              yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
-              return yield* once(true, nonceRetried, rejectionHold > 0 ? { rejected: token, at: now } : undefined)
+            const rejectedAgainAt = replacements.get(token)
+            if (rejectedAgainAt !== undefined && now < rejectedAgainAt + rejectionHold) {
+              yield* Effect.annotateCurrentSpan("effect_token.rejection_held", true)
+            } else {
+              yield* invalidate(params, token)
+              if (redirects.isReplayable(request)) {
+                unauthorizedRetries.unsafeUpdate(1, [])
+                yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
+                return yield* once(true, nonceRetried)
+              }
             }
           }
         }

@@ -145,8 +145,6 @@ export interface Engine<A, E> {
   readonly isIdle: (cell: Cell<A, E>) => boolean
   /** How long recent fetches took (a quickly rising, slowly falling average), in milliseconds. */
   readonly fetchMillis: () => number
-  /** How many fetches are in flight across the engine's cells. */
-  readonly inFlight: () => number
   /** Whether a new fetch would be refused now (`maxInFlight` reached). */
   readonly isBusy: () => boolean
 }
@@ -382,7 +380,6 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     invalidate,
     isIdle: (cell) => cell.state === EMPTY || cell.state === READY,
     fetchMillis: () => fetchMillis,
-    inFlight: () => inFlight,
     isBusy
   }
 }
