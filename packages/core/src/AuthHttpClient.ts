@@ -6,7 +6,8 @@
  *   carry the API's bearer token. Token endpoint, discovery and revocation requests go through the plain client.
  * - A request that already carries an `Authorization` header is sent as it is: the caller chose its credentials.
  * - A 401 to a request that carried the token invalidates exactly that token and sends the request once more with a
- *   fresh one; a second 401 reaches the caller as the typed {@link TokenRejected}. 403 is never retried.
+ *   fresh one; a second 401 reaches the caller as the typed {@link TokenRejected}, and that fresh token is not
+ *   thrown away by another 401 within `rejectionHold` (30 s). 403 is never retried.
  * - Transient faults (transport errors, timeouts, and the statuses of `TokenError.isTransientStatus`) are retried
  *   with jittered exponential backoff that honours `Retry-After`. Stream bodies are never replayed; POST and PATCH
  *   are retried only with `retryNonIdempotent`.
@@ -79,9 +80,16 @@ export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-to
   {
     /** The request as the caller built it, without the token. */
     request: RequestSchema,
-    /** The 401 answer, body read into memory, detached from the request that carried the token. */
+    /**
+     * The 401 answer, body read into memory (64 KB at most), detached from the request that carried the token; the
+     * token and the DPoP proofs that request carried are redacted from its headers and body.
+     */
     response: ResponseSchema,
-    /** Parsed `WWW-Authenticate` challenges. */
+    /**
+     * The parsed `WWW-Authenticate` challenges, as server text: the token and proofs sent redacted, control
+     * characters removed, each part at most 256 characters. The message quotes them, so an API that echoes the
+     * `Authorization` header puts no token into it.
+     */
     challenges: Schema.Array(ChallengeSchema),
     /** Whether the request was sent again with a fresh token before this error. */
     retried: Schema.Boolean
@@ -189,8 +197,19 @@ export interface Options {
   readonly transientRetry?: Omit<Backoff.Options<unknown>, "isTransient" | "retryAfter"> | false | undefined
   /** Also retry POST and PATCH on transient faults. Default false. */
   readonly retryNonIdempotent?: boolean | undefined
-  /** Time allowed for each attempt, after which it fails as a transient `Transport` error. Default: none. */
+  /**
+   * Time allowed for each attempt (until the answer's headers), after which it fails as a transient `Transport`
+   * error. Default 30 seconds ({@link defaultTimeout}); `Duration.infinity` turns it off.
+   */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * After a 401 threw a token away and the retry's fresh token was rejected too, that fresh token is not thrown away
+   * by another 401 for this long: such a call fails with `TokenRejected` at once (`retried: false`), without a token
+   * request. One endpoint that rejects every token then costs the authorization server one token request per this
+   * time, not one per call, and cannot get the other endpoints on the same cache rate-limited. A fresh token whose
+   * retry succeeded is not held (a revocation of it is recovered as usual). Default 30 seconds; 0 turns it off.
+   */
+  readonly rejectionHold?: Duration.DurationInput | undefined
   /** Follow up to this many redirects (see the module's rules). Default 0: a 3xx is returned as it is. */
   readonly followRedirects?: number | undefined
   /**
@@ -201,6 +220,22 @@ export interface Options {
    */
   readonly dpop?: DPoP.DPoPKey | undefined
 }
+
+/**
+ * The time allowed for each attempt by default (`timeout`): 30 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTimeout: Duration.Duration = internal.defaultTimeout
+
+/**
+ * How long a token fetched after a 401 is kept whatever 401s it gets, by default (`rejectionHold`): 30 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultRejectionHold: Duration.Duration = internal.defaultRejectionHold
 
 /**
  * Where tokens come from: one `TokenCache`, or a `TokenManager` keyed by token shape (which also serves requests
@@ -413,9 +448,10 @@ export const layerClientCredentials = <I = AuthHttpClient>(
 /**
  * The one-layer set-up read from configuration: `API_URL` (the API's base URL), `TOKEN_URL` or `ISSUER`, the client
  * (`CLIENT_ID`, `CLIENT_SECRET`, and the other settings of `ClientAuth.config`), and optional `SCOPE`, `AUDIENCE`,
- * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint), `ACQUIRE_TIMEOUT` (a caller's whole wait for
- * a token, retries included) and `DPOP` (`true`: DPoP-bound tokens with a generated key; default false). Use
- * `Config.nested` for a prefix.
+ * `RESOURCE`, `ATTEMPT_TIMEOUT` (each request to the token endpoint, default 10 s), `ACQUIRE_TIMEOUT` (a caller's
+ * whole wait for a token, retries included, default 30 s), `REQUEST_TIMEOUT` (each attempt of a request to the API,
+ * default 30 s) and `DPOP` (`true`: DPoP-bound tokens with a generated key; default false). Use `Config.nested` for
+ * a prefix.
  *
  * @example
  * ```ts
@@ -439,6 +475,7 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
   resource: Config.option(Config.string("RESOURCE")),
   attemptTimeout: Config.option(Config.duration("ATTEMPT_TIMEOUT")),
   acquireTimeout: Config.option(Config.duration("ACQUIRE_TIMEOUT")),
+  timeout: Config.option(Config.duration("REQUEST_TIMEOUT")),
   dpop: DPoP.enabledConfig
 }).pipe(
   Config.validate({
@@ -456,6 +493,7 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
     resource: Option.getOrUndefined(c.resource),
     attemptTimeout: Option.getOrUndefined(c.attemptTimeout),
     acquireTimeout: Option.getOrUndefined(c.acquireTimeout),
+    timeout: Option.getOrUndefined(c.timeout),
     dpop: c.dpop
   }))
 )

@@ -91,15 +91,22 @@ export interface Options {
   /**
    * The longest a caller waits for a token, retries included; then it fails with reason `Timeout` (bound
    * `acquire`) while the fetch goes on for later callers. Each request to the token endpoint has its own bound, the
-   * source's `attemptTimeout`. Default: none (the retries' own limits apply).
+   * source's `attemptTimeout`. Default 30 seconds ({@link defaultAcquireTimeout}); `Duration.infinity` turns it off.
    */
   readonly acquireTimeout?: Duration.DurationInput | undefined
   /**
    * After a failure no retry can fix (`invalid_client`, `unauthorized_client`, `Misconfigured`), calls within this
    * time fail at once with the same error instead of each asking the authorization server. Default 5 seconds; 0
-   * turns it off. (A `Retry-After` on a 429 or 503 holds calls back the same way, for the time the server asked.)
+   * turns it off. (A `Retry-After` on a failure that says "later", such as a 429 or 503, holds calls back the same
+   * way, for the time the server asked, up to {@link Options.maxHold}.) Held calls' errors say when the hold ends
+   * (`TokenError.heldUntil`).
    */
   readonly permanentFailureHold?: Duration.DurationInput | undefined
+  /**
+   * The longest any hold lasts, whatever a server's `Retry-After` asks for: past it the next call asks the
+   * authorization server again. Default 60 seconds, the longest `Retry-After` the default retries wait.
+   */
+  readonly maxHold?: Duration.DurationInput | undefined
 }
 
 /**
@@ -111,6 +118,22 @@ export interface Options {
 export const TokenCache: Context.Tag<TokenCache, TokenCache> = Context.GenericTag<TokenCache>(
   "@effect-token/core/TokenCache"
 )
+
+/**
+ * The longest a caller waits for a token by default (`acquireTimeout`): 30 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultAcquireTimeout: Duration.Duration = internal.defaultAcquireTimeout
+
+/**
+ * The longest any hold lasts by default (`maxHold`): 60 seconds.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxHold: Duration.Duration = internal.defaultMaxHold
 
 /**
  * The default fetch retry: transient failures only (`TokenError.isTransient`), 3 retries with jittered exponential

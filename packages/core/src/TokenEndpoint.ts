@@ -168,14 +168,16 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
         })
       }
       const proof = yield* dpopProof(key, { method: "POST", url })
-      const exchange = yield* endpoint.execute(client, HttpClientRequest.setHeader(form, "dpop", proof), {
-        // A proof is not a secret, but it is a signed credential for a minute: never echoed into a message.
-        secrets: [...secretsOf(params, credentials), proof],
-        operation,
-        timeout,
-        endpoint: "token endpoint",
-        maxResponseBytes
-      })
+      const exchange = yield* dpop.redactingProof(
+        endpoint.execute(client, HttpClientRequest.setHeader(form, "dpop", proof), {
+          // A proof is not a secret, but it is a signed credential for a minute: never echoed into a message.
+          secrets: [...secretsOf(params, credentials), proof],
+          operation,
+          timeout,
+          endpoint: "token endpoint",
+          maxResponseBytes
+        })
+      )
       dpop.rememberNonce(key, url, exchange.response.headers)
       return exchange
     })
@@ -187,14 +189,19 @@ export const makeWith = (client: HttpClient.HttpClient, options: Options): Token
       if (key !== undefined && isNonceChallenge(exchange)) [sentAt, exchange] = yield* send
       const tokenExchange = grantType === tokenExchangeGrant
       const token = yield* decodeResponse(exchange, { operation, now: sentAt, defaultLifetime, tokenExchange })
-      if (key !== undefined && token.type !== "DPoP") {
-        // A Bearer token would be sent without proof, and the server did not bind it to the key: refuse it.
+      // The token type must be the one asked for. A Bearer answer to a proof would be sent without one, unbound; a
+      // DPoP answer to a bearer request cannot be sent at all (no key), and cached it would fail every call for its
+      // whole lifetime.
+      const asked = key === undefined ? "Bearer" : "DPoP"
+      if (token.type !== asked) {
         return yield* new TokenError({
           operation,
           reason: new MalformedResponse({
             status: exchange.response.status,
             fields: ["token_type"],
-            description: `a DPoP proof was sent but the token_type is ${token.type}, not DPoP`
+            description: key === undefined
+              ? `the token_type is ${token.type} but no DPoP proof was sent (a bearer token was asked for)`
+              : `a DPoP proof was sent but the token_type is ${token.type}, not DPoP`
           })
         })
       }

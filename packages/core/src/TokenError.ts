@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -269,13 +270,22 @@ export type TokenErrorReason = typeof TokenErrorReason.Type
 export class TokenError extends Schema.TaggedError<TokenError>("@effect-token/core/TokenError")("TokenError", {
   /** What was being done, e.g. `client_credentials grant`. */
   operation: Schema.String,
-  reason: TokenErrorReason
+  reason: TokenErrorReason,
+  /**
+   * Set when a cache holds new token requests back after this failure (a server's `Retry-After`, a failure only a
+   * human can fix): no token request starts before this instant, and calls that would start one fail at once with
+   * this error until then. See {@link heldUntil}.
+   */
+  heldUntil: Schema.optional(Schema.DateTimeUtcFromSelf)
 }) {
   /**
    * @since 0.1.0
    */
   override get message(): string {
-    return `${this.operation} failed (${this.reason._tag}): ${this.reason.message}`
+    const held = this.heldUntil === undefined
+      ? ""
+      : `; no new token request before ${DateTime.formatIso(this.heldUntil)}`
+    return `${this.operation} failed (${this.reason._tag}): ${this.reason.message}${held}`
   }
 }
 
@@ -346,6 +356,24 @@ export const retryAfter = (error: TokenError): Option.Option<Duration.Duration> 
   error.reason._tag === "Unavailable" || error.reason._tag === "OAuthError"
     ? Option.fromNullable(error.reason.retryAfter)
     : Option.none()
+
+/**
+ * When the hold this failure started ends: until then a cache starts no token request and fails the calls that would
+ * with this error. Every hold is capped (`TokenCache`'s `maxHold`, 60 s by default), whatever the server asked for.
+ *
+ * @example
+ * ```ts
+ * import { TokenError } from "@effect-token/core"
+ * import { DateTime, Option } from "effect"
+ *
+ * declare const error: TokenError.TokenError
+ * const until = Option.map(TokenError.heldUntil(error), DateTime.formatIso) // e.g. Some("2025-01-01T00:01:00.000Z")
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const heldUntil = (error: TokenError): Option.Option<DateTime.Utc> => Option.fromNullable(error.heldUntil)
 
 /**
  * The RFC 6749 `error` code of an `OAuthError`, if that is the reason.

@@ -3,9 +3,10 @@
  * audience, a resource), fetched on demand.
  *
  * Each key follows every `TokenCache` rule: single flight, refresh ahead, compare-and-clear invalidation, failures
- * never kept, transient failures retried. Keys live in one map with a capacity: past it, the least recently used
- * idle keys are dropped (a key with a fetch in flight never is). An idle key costs its token and a few hundred bytes,
- * not a whole cache.
+ * never kept, transient failures retried. Keys live in one map that never holds more than its capacity: a new key
+ * drops the least recently used idle key (a key with a fetch in flight never is). At most `maxInFlight` keys fetch
+ * at once, and a key is at most `maxKeyLength` characters, so memory is bounded whatever keys callers ask for (keys
+ * often come from requests). An idle key costs its token and a few hundred bytes, not a whole cache.
  *
  * @since 0.1.0
  */
@@ -54,8 +55,23 @@ export interface TokenManager<P> {
  * @category models
  */
 export interface Options extends TokenCache.Options {
-  /** The most keys held; past it the least recently used idle keys are dropped. Default 10,000. */
+  /**
+   * The most keys held, never exceeded: a new key first drops the least recently used idle key. Default 10,000.
+   */
   readonly capacity?: number | undefined
+  /**
+   * The most keys with a token request in flight at once (at most `capacity`). At the bound a call that would start
+   * another fails at once with reason `Unavailable` (a key already fetching is joined as usual, and a refresh-ahead
+   * waits for a later call), so a hung authorization server costs at most this many requests, fibers and waiting
+   * keys, whatever the keys callers ask for. Default 100.
+   */
+  readonly maxInFlight?: number | undefined
+  /**
+   * The longest key held, in characters; a longer one fails with `Misconfigured` and is neither held nor fetched.
+   * For `fromShapes` the key is the token parameters themselves, so this bounds what one key costs (a 64 KiB scope
+   * cost 130 KB per idle key). Default 4,096.
+   */
+  readonly maxKeyLength?: number | undefined
 }
 
 /**

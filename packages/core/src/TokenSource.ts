@@ -166,8 +166,12 @@ export interface TokenShape {
   /** The `audience` parameter(s) many servers (Auth0, Okta, Keycloak, RFC 8693 token exchange) use. */
   readonly audience?: string | ReadonlyArray<string> | undefined
   /**
-   * Any other parameter the server wants; part of the cache key. It cannot replace a parameter the grant sets
-   * itself (`grant_type`, `refresh_token`, `client_id`, ...) nor `scope`/`resource`/`audience` given above.
+   * Any other parameter the server wants; part of the cache key. It cannot set a parameter of the protocol
+   * (`grant_type`, `client_id`, `client_secret`, `client_assertion`, `client_assertion_type`, `refresh_token`,
+   * `code`, `code_verifier`, `redirect_uri`, `username`, `password`, `assertion`, `device_code`, the token exchange's
+   * `subject_token`, `actor_token` and their types, `requested_token_type`; in any case): a source given one fails
+   * every fetch with `Misconfigured` and sends nothing. A `scope`, `resource` or `audience` given above wins over an
+   * entry of the same name.
    */
   readonly extraParams?: Readonly<Record<string, string>> | undefined
 }

@@ -5,6 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   Array as Arr,
   Cause,
+  ConfigProvider,
   DateTime,
   Duration,
   Effect,
@@ -140,21 +141,54 @@ describe("AuthHttpClient", () => {
       expect(yield* api.seen).toHaveLength(2)
     }))
 
-  it.scoped("an endpoint that refuses every token costs one token request per call, not two", () =>
+  it.scoped("one endpoint that rejects every token cannot starve the others: one token request per rejectionHold", () =>
     Effect.gen(function*() {
-      const api = yield* fakeApi(Arr.replicate(status(401), 4))
+      // Two endpoints of one API over one cache: /bad rejects every token, /good accepts any.
+      const api = yield* fakeApi(
+        Arr.replicate((request) => request.url.endsWith("/bad") ? status(401) : new Response("{}"), 1_000)
+      )
       const { cache, fetches } = yield* countingCache()
       const client = auth(api.client, cache)
-      expect((yield* Effect.flip(get(client)))._tag).toBe("TokenRejected")
+      // The first call: the rejected token is thrown away, and the fresh one is rejected too.
+      const first = yield* Effect.flip(get(client, "https://api.test/bad"))
+      expect(first._tag === "TokenRejected" && first.retried).toBe(true)
       expect(yield* fetches).toBe(2)
-      expect((yield* Effect.flip(get(client)))._tag).toBe("TokenRejected")
+      // 100 calls to /bad over 20 s: the fresh token is kept (no invalidation, no retry); /good is served with it.
+      for (let i = 0; i < 100; i++) {
+        const error = yield* Effect.flip(get(client, "https://api.test/bad"))
+        expect(error._tag === "TokenRejected" && error.retried).toBe(false)
+        expect((yield* get(client, "https://api.test/good")).status).toBe(200)
+        yield* TestClock.adjust("200 millis")
+      }
+      expect(yield* fetches).toBe(2)
+      // Past the hold (30 s by default) a rejection throws the token away again, once.
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.flip(get(client, "https://api.test/bad"))
+      yield* Effect.flip(get(client, "https://api.test/bad"))
       expect(yield* fetches).toBe(3)
-      expect((yield* api.seen).map((s) => s.authorization)).toEqual([
+      const seen = (yield* api.seen).filter((s) => s.url.endsWith("/bad")).map((s) => s.authorization)
+      expect(seen.slice(0, 3)).toEqual(["Bearer token-1", "Bearer token-2", "Bearer token-2"])
+      expect(seen.slice(-3)).toEqual(["Bearer token-2", "Bearer token-3", "Bearer token-3"])
+
+      // A token revoked right after it replaced a revoked one (its retry succeeded) is replaced as usual.
+      const revoked = yield* fakeApi([status(401), new Response("{}"), status(401), new Response("{}")])
+      const twice = yield* countingCache()
+      const recovering = auth(revoked.client, twice.cache)
+      expect((yield* get(recovering)).status).toBe(200)
+      yield* TestClock.adjust("1 second")
+      expect((yield* get(recovering)).status).toBe(200)
+      expect((yield* revoked.seen).map((s) => s.authorization)).toEqual([
         "Bearer token-1",
         "Bearer token-2",
         "Bearer token-2",
         "Bearer token-3"
       ])
+
+      // rejectionHold: 0 brings back one token request per call.
+      const off = yield* countingCache()
+      const unheld = auth(api.client, off.cache, { rejectionHold: 0 })
+      for (let i = 0; i < 5; i++) yield* Effect.flip(get(unheld, "https://api.test/bad"))
+      expect(yield* off.fetches).toBe(6)
     }))
 
   it.scoped("a raw body that is a stream is not replayed either", () =>
@@ -263,6 +297,72 @@ describe("AuthHttpClient", () => {
         "Bearer token-2"
       ])
     }))
+
+  describe("defaults that bound every call", () => {
+    it.scoped("an API that never answers: each attempt fails after 30 s by default; longer or off when set", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi(["hang", "hang", "hang"])
+        const { cache } = yield* countingCache()
+        const bounded = yield* Effect.fork(Effect.flip(get(auth(api.client, cache, { transientRetry: false }))))
+        yield* TestClock.adjust(Duration.millis(29_999))
+        expect(bounded.unsafePoll()).toBeNull()
+        yield* TestClock.adjust(Duration.millis(1))
+        const error = yield* Fiber.join(bounded)
+        expect(error._tag === "RequestError" && error.reason).toBe("Transport")
+        expect(error.message).toContain("30s")
+
+        const longer = yield* Effect.fork(get(auth(api.client, cache, { transientRetry: false, timeout: "2 minutes" })))
+        yield* TestClock.adjust("1 minute")
+        expect(longer.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 minute")
+        expect(Exit.isFailure(yield* Fiber.await(longer))).toBe(true)
+
+        const unbounded = yield* Effect.fork(
+          get(auth(api.client, cache, { transientRetry: false, timeout: Duration.infinity }))
+        )
+        yield* TestClock.adjust("1 hour")
+        expect(unbounded.unsafePoll()).toBeNull()
+        yield* Fiber.interrupt(unbounded)
+      }))
+
+    it.effect("the one-layer configuration reads both bounds: REQUEST_TIMEOUT and ACQUIRE_TIMEOUT", () =>
+      Effect.gen(function*() {
+        const env = {
+          API_URL: "https://api.example",
+          TOKEN_URL: "https://as.example/token",
+          CLIENT_ID: "svc",
+          CLIENT_SECRET: "s3cr3t"
+        }
+        const read = (more: Record<string, string>) =>
+          Effect.withConfigProvider(
+            AuthHttpClient.config,
+            ConfigProvider.fromMap(new Map(Object.entries({ ...env, ...more })))
+          )
+        const defaults = yield* read({})
+        expect([defaults.timeout, defaults.acquireTimeout]).toEqual([undefined, undefined])
+        const set = yield* read({ REQUEST_TIMEOUT: "5 seconds", ACQUIRE_TIMEOUT: "2 seconds" })
+        expect(Duration.toMillis(set.timeout!)).toBe(5_000)
+        expect(Duration.toMillis(set.acquireTimeout!)).toBe(2_000)
+      }))
+
+    it.scoped("a token source that never answers: callers fail after 30 s (acquireTimeout) by default", () =>
+      Effect.gen(function*() {
+        const test = yield* TestTokenSource.make({ delay: "1 hour" })
+        const cache = yield* TokenCache.make(test.source)
+        const waiting = yield* Effect.fork(Effect.flip(cache.get))
+        yield* TestClock.adjust(Duration.millis(29_999))
+        expect(waiting.unsafePoll()).toBeNull()
+        yield* TestClock.adjust(Duration.millis(1))
+        const error = yield* Fiber.join(waiting)
+        expect(error.reason).toMatchObject({ _tag: "Timeout", bound: "acquire" })
+
+        const patient = yield* TokenCache.make(test.source, { acquireTimeout: Duration.infinity })
+        const still = yield* Effect.fork(patient.get)
+        yield* TestClock.adjust("30 minutes")
+        expect(still.unsafePoll()).toBeNull()
+        yield* Fiber.interrupt(still)
+      }))
+  })
 
   it.scoped("a per-attempt timeout is a transient fault", () =>
     Effect.gen(function*() {

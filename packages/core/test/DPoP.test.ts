@@ -18,6 +18,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, DateTime, Effect, FastCheck, Inspectable, Redacted, TestClock } from "effect"
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify } from "jose"
 import * as util from "node:util"
+import { capturingTracer } from "./support/tracer.js"
 
 const verifyProof = (proof: string) =>
   Effect.promise(() => jwtVerify(proof, EmbeddedJWK, { typ: "dpop+jwt", currentDate: new Date(0) }))
@@ -143,6 +144,33 @@ describe("DPoP proofs", () => {
       expect((error.reason as any).fields).toEqual(["token_type"])
     }))
 
+  it.effect("a DPoP answer to a bearer token request is MalformedResponse naming token_type, never cached", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      // A year-long DPoP-bound token, to a client that holds no key: every API call would fail for a year.
+      const transport = HttpClient.make((request) =>
+        Effect.sync(() => {
+          requests++
+          return HttpClientResponse.fromWeb(
+            request,
+            new Response(JSON.stringify({ access_token: "bound", token_type: "DPoP", expires_in: 31_536_000 }))
+          )
+        })
+      )
+      const source = yield* ClientCredentials.make({
+        tokenUrl: "https://as.example/token",
+        clientAuth: ClientAuth.none({ clientId: "svc" })
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      const tokens = yield* TokenCache.make(source)
+      for (let i = 1; i <= 2; i++) {
+        const error = yield* Effect.flip(tokens.get)
+        expect(error.reason._tag).toBe("MalformedResponse")
+        expect((error.reason as any).fields).toEqual(["token_type"])
+        expect(requests).toBe(i)
+      }
+      expect((yield* tokens.state)._tag).toBe("Empty")
+    }).pipe(Effect.scoped))
+
   it.effect("a DPoP token without a key in the client is Misconfigured, not sent without proof", () =>
     Effect.gen(function*() {
       let sent = 0
@@ -160,6 +188,41 @@ describe("DPoP proofs", () => {
       expect(error._tag).toBe("TokenError")
       expect((error as any).reason._tag).toBe("Misconfigured")
       expect(sent).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("the DPoP header is redacted in the http.client spans of the token endpoint and of the API", () =>
+    Effect.gen(function*() {
+      const key = yield* DPoP.generate()
+      const proofs: Array<string> = []
+      // HttpClient.make opens platform's http.client span around each request, with its headers as attributes.
+      const transport = HttpClient.make((request) =>
+        Effect.sync(() => {
+          proofs.push(request.headers["dpop"]!)
+          const body = request.url.endsWith("/token")
+            ? { access_token: "bound-token-value", token_type: "DPoP", expires_in: 60 }
+            : { ok: true }
+          return HttpClientResponse.fromWeb(request, new Response(JSON.stringify(body), { status: 200 }))
+        })
+      )
+      const source = yield* ClientCredentials.make({
+        tokenUrl: "https://as.example/token",
+        clientAuth: ClientAuth.none({ clientId: "svc" }),
+        dpop: key
+      }).pipe(Effect.provideService(HttpClient.HttpClient, transport))
+      const tokens = yield* TokenCache.make(source)
+      const api = AuthHttpClient.authenticate(transport, { baseUrl: "https://api.example", tokens, dpop: key })
+      const { spans, tracer } = capturingTracer()
+      yield* api.get("/orders").pipe(Effect.withTracer(tracer))
+      expect(proofs).toHaveLength(2)
+      const httpSpans = spans.filter((span) => span.attributes.has("http.request.method"))
+      expect(httpSpans).toHaveLength(2)
+      for (const span of httpSpans) {
+        expect(span.attributes.get("http.request.header.dpop")).toBe("<redacted>")
+        expect(span.attributes.get("http.request.header.authorization") ?? "<redacted>").toBe("<redacted>")
+        const attributes = JSON.stringify([...span.attributes])
+        for (const proof of proofs) expect(attributes).not.toContain(proof)
+        expect(attributes).not.toContain("bound-token-value")
+      }
     }).pipe(Effect.scoped))
 
   it.effect("AuthHttpClient.config reads DPOP (default false)", () =>

@@ -3,7 +3,7 @@ import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import type { HttpClientResponse } from "@effect/platform"
 import { NodeFileSystem, NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Either, Layer, Redacted } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Redacted } from "effect"
 import type * as jose from "jose"
 import { exportJWK, generateKeyPair, SignJWT } from "jose"
 import * as fs from "node:fs"
@@ -90,6 +90,61 @@ describe("one layer to start", () => {
       const ok = yield* read([...base, ["ISSUER", "https://as.example"], ["ACQUIRE_TIMEOUT", "2 seconds"]])
       expect(Either.isRight(ok) && ok.right.authorizationServer).toEqual({ issuer: "https://as.example" })
       expect(String(Either.isRight(ok) && ok.right.clientAuth._tag)).toBe("ClientSecretBasic")
+    }))
+
+  it.scopedLive("REQUEST_TIMEOUT bounds each attempt at an API that never answers (the live clock's timer)", () =>
+    Effect.gen(function*() {
+      const as = yield* OidcProvider.make({ clients: [secretClient] })
+      // Accepts each request and never answers it; counts the requests and the connections the client gave up.
+      let requests = 0
+      let abandoned = 0
+      const allAbandoned = yield* Deferred.make<void>()
+      const fifthRequest = yield* Deferred.make<void>()
+      const fifthAbandoned = yield* Deferred.make<void>()
+      const silent = http.createServer((request) => {
+        if (++requests === 5) Deferred.unsafeDone(fifthRequest, Exit.void)
+        request.socket.on("close", () => {
+          if (++abandoned === 4) Deferred.unsafeDone(allAbandoned, Exit.void)
+          if (abandoned === 5) Deferred.unsafeDone(fifthAbandoned, Exit.void)
+        })
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void silent.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () =>
+          Effect.async<void>((resume) => {
+            silent.closeAllConnections()
+            silent.close(() => resume(Effect.void))
+          })
+      )
+      const environment = (timeout: string) =>
+        ConfigProvider.fromMap(
+          new Map([
+            ["API_URL", `http://127.0.0.1:${(silent.address() as { port: number }).port}`],
+            ["TOKEN_URL", as.tokenUrl],
+            ["CLIENT_ID", "one-layer"],
+            ["CLIENT_SECRET", secret],
+            ["REQUEST_TIMEOUT", timeout]
+          ])
+        )
+      const layer = AuthHttpClient.layerConfig().pipe(Layer.provide(NodeHttpClient.layerUndici))
+      const error = yield* Effect.flip(callApi).pipe(
+        Effect.provide(layer),
+        Effect.withConfigProvider(environment("300 millis"))
+      )
+      expect(error._tag === "RequestError" && error.reason).toBe("Transport")
+      expect(error.message).toContain("no response within 300ms")
+      // A GET: the first attempt and 3 retries, each given up (its connection closed) after 300 ms.
+      expect(requests).toBe(4)
+      yield* Deferred.await(allAbandoned).pipe(Effect.timeout("5 seconds"))
+      expect(abandoned).toBe(4)
+      // A caller interrupted while its attempt waits: the attempt is interrupted too, and its connection closed.
+      const waiting = yield* Effect.fork(
+        callApi.pipe(Effect.provide(layer), Effect.withConfigProvider(environment("1 minute")))
+      )
+      yield* Deferred.await(fifthRequest).pipe(Effect.timeout("5 seconds"))
+      yield* Fiber.interrupt(waiting)
+      yield* Deferred.await(fifthAbandoned).pipe(Effect.timeout("5 seconds"))
+      expect(abandoned).toBe(5)
     }))
 
   it.scopedLive("layerClientCredentials under an application's own Tag, from options", () =>

@@ -8,6 +8,7 @@ import {
   AuthHttpClient,
   ClientAuth,
   ClientCredentials,
+  DPoP,
   RefreshToken,
   RefreshTokenStore,
   Revocation,
@@ -311,6 +312,111 @@ describe("no token in what the authenticated client hands back", () => {
       expect(leaks).toEqual([])
       // The tokens were sent, and the printing did print the requests (URL, method): the check is not vacuous.
       expect(printed.some((text) => text.includes("https://api.test/a"))).toBe(true)
+    }))
+})
+
+describe("TokenRejected never prints what the API sent back verbatim", () => {
+  const printAll = (value: unknown): Array<string> => {
+    const out = [
+      util.inspect(value, { depth: 20 }),
+      util.format(value),
+      String(value),
+      Cause.pretty(Cause.fail(value)),
+      Cause.pretty(Cause.die(value)),
+      Inspectable.format(value),
+      (value as { message?: string }).message ?? ""
+    ]
+    try {
+      out.push(JSON.stringify(value) ?? "")
+    } catch {
+      // circular: covered by inspect
+    }
+    return out
+  }
+  const logged: Array<string> = []
+  const everyLogger = Logger.make((options) => {
+    logged.push(
+      Logger.stringLogger.log(options),
+      Logger.logfmtLogger.log(options),
+      Logger.jsonLogger.log(options),
+      util.inspect(Logger.structuredLogger.log(options), { depth: 20 })
+    )
+  })
+
+  it.scoped("an API echoing the Authorization header (bearer) and the DPoP proof: no token, no proof, capped", () =>
+    Effect.gen(function*() {
+      const key = yield* DPoP.generate()
+      const sent: Array<Readonly<Record<string, string>>> = []
+      // The API puts what it got into WWW-Authenticate (raw, form- and URL-encoded, JSON-escaped), with an ANSI
+      // escape and a long tail, and into the body.
+      const echo = HttpClient.make((request) =>
+        Effect.sync(() => {
+          sent.push(request.headers)
+          const got = `${request.headers["authorization"]} ${request.headers["dpop"] ?? ""}`
+          const description = `got ${got} \x1b[31m ${encodeURIComponent(got)} ${"x".repeat(2_000)}`
+          return HttpClientResponse.fromWeb(
+            request,
+            new Response(JSON.stringify({ error: "invalid_token", got }), {
+              status: 401,
+              headers: {
+                "www-authenticate": `${request.headers["dpop"] === undefined ? "Bearer" : "DPoP"} ` +
+                  `error="invalid_token", error_description="${description.replace(/"/g, "")}", ` +
+                  `echo=${request.headers["authorization"]!.split(" ")[1]}`
+              }
+            })
+          )
+        })
+      )
+      const rejections: Array<AuthHttpClient.TokenRejected> = []
+      for (const type of ["Bearer", "DPoP"] as const) {
+        let n = 0
+        const tokens = yield* TokenCache.make(TokenSource.make({
+          key: `echo-${type}`,
+          fetch: Effect.map(DateTime.now, (now) =>
+            AccessToken.make({
+              value: Redacted.make(`SECRET-${type}-token-${++n}`),
+              type,
+              issuedAt: now,
+              expiresAt: Option.some(DateTime.addDuration(now, Duration.minutes(10)))
+            }))
+        }))
+        const api = AuthHttpClient.authenticate(echo, {
+          baseUrl: "https://api.test",
+          tokens,
+          ...(type === "DPoP" ? { dpop: key } : {})
+        })
+        const error = yield* Effect.flip(api.get("/orders"))
+        expect(error._tag).toBe("TokenRejected")
+        rejections.push(error as AuthHttpClient.TokenRejected)
+      }
+      const secrets = sent.flatMap((headers) => [
+        headers["authorization"]!.split(" ")[1]!,
+        ...(headers["dpop"] === undefined ? [] : [headers["dpop"]])
+      ])
+      expect(secrets).toHaveLength(6)
+      const printed: Array<string> = []
+      for (const error of rejections) {
+        printed.push(...printAll(error), ...printAll(error.response), ...printAll(error.challenges))
+        printed.push(yield* error.response.text, JSON.stringify(error.response.headers))
+        yield* Effect.logError("rejected", error).pipe(
+          Effect.zipRight(Effect.logError(Cause.fail(error))),
+          Effect.provide(Logger.replace(Logger.defaultLogger, everyLogger))
+        )
+        printed.push(
+          ...(yield* Effect.promise(() =>
+            new Promise<Array<string>>((resolve) => setTimeout(() => resolve(printAll(error)), 0))
+          ))
+        )
+        // What the server meant is still there: its error code, and its description cleaned and capped.
+        expect(error.error).toBe("invalid_token")
+        expect(error.errorDescription).toMatch(/^got (Bearer|DPoP) <redacted>/)
+        expect(error.errorDescription!.length).toBeLessThanOrEqual(257)
+        expect(error.message).not.toContain("\x1b")
+      }
+      printed.push(...logged)
+      for (const secret of secrets) {
+        expect(printed.filter((text) => text.includes(secret)), secret.slice(0, 20)).toEqual([])
+      }
     }))
 })
 

@@ -165,7 +165,8 @@ describe("TokenCache", () => {
   it.scoped("a source whose every token arrives late fails after a few fetches, each a miss", () =>
     Effect.gen(function*() {
       const test = yield* testSource({ lifetime: "10 seconds", delay: "12 seconds" })
-      const cache = yield* TokenCache.make(test.source, { skew: "1 second" })
+      // Three 12 s fetches outlast the default acquireTimeout (30 s): this caller waits for all of them.
+      const cache = yield* TokenCache.make(test.source, { skew: "1 second", acquireTimeout: "1 minute" })
       const getting = yield* Effect.fork(Effect.flip(cache.get))
       for (let i = 0; i < 3; i++) yield* TestClock.adjust("12 seconds")
       const error = yield* Fiber.join(getting)
@@ -430,6 +431,66 @@ describe("TokenCache", () => {
       yield* test.awaitFinished(3)
       expect(yield* test.fetches).toBe(3)
     }))
+
+  describe("every hold is capped", () => {
+    const forever = "1000000000 seconds"
+
+    it.scoped("a 429 with Retry-After: 1000000000 holds token requests back for maxHold (60 s), and says until when", () =>
+      Effect.gen(function*() {
+        const throttled = fail("OAuthError", { code: "rate_limited", status: 429, retryAfter: forever })
+        const test = yield* testSource({ script: [throttled] })
+        const cache = yield* TokenCache.make(test.source)
+        const first = yield* Effect.flip(cache.get)
+        expect(TokenError.oauthCode(first)).toBe("rate_limited")
+        // The caller sees when the hold ends: the default cap, 60 s, not the server's 31 years.
+        expect(Option.map(TokenError.heldUntil(first), DateTime.toEpochMillis)).toEqual(Option.some(60_000))
+        expect(first.message).toContain("1970-01-01T00:01:00.000Z")
+        yield* TestClock.adjust(Duration.millis(59_999))
+        const held = yield* Effect.flip(cache.get)
+        expect(Option.map(TokenError.heldUntil(held), DateTime.toEpochMillis)).toEqual(Option.some(60_000))
+        expect(yield* test.fetches).toBe(1)
+        yield* TestClock.adjust(Duration.millis(1))
+        expect(valueOf(yield* cache.get)).toBe("token-1")
+        expect(yield* test.fetches).toBe(2)
+
+        // maxHold is configurable.
+        const short = yield* testSource({ script: [throttled] })
+        const shortCache = yield* TokenCache.make(short.source, { maxHold: "5 seconds" })
+        yield* Effect.flip(shortCache.get)
+        yield* TestClock.adjust("5 seconds")
+        expect(valueOf(yield* shortCache.get)).toBe("token-1")
+      }))
+
+    it.scoped("a Retry-After on an answer that is not a 'later' (400 invalid_scope) holds nothing", () =>
+      Effect.gen(function*() {
+        const refused = fail("OAuthError", { code: "invalid_scope", status: 400, retryAfter: forever })
+        const test = yield* testSource({ script: [refused] })
+        const cache = yield* TokenCache.make(test.source)
+        const error = yield* Effect.flip(cache.get)
+        expect(Option.isNone(TokenError.heldUntil(error))).toBe(true)
+        expect(valueOf(yield* cache.get)).toBe("token-1")
+        expect(yield* test.fetches).toBe(2)
+      }))
+
+    it.scoped("a refresh-ahead answered 503 Retry-After: 1000000000: the token is served, then held until maxHold", () =>
+      Effect.gen(function*() {
+        const test = yield* testSource({ lifetime: "100 seconds" })
+        const cache = yield* TokenCache.make(test.source, { skew: 0, refreshAheadJitter: 0 })
+        yield* cache.get
+        yield* test.script(fail("Unavailable", { status: 503, retryAfter: forever }))
+        yield* TestClock.adjust("91 seconds")
+        expect(valueOf(yield* cache.get)).toBe("token-1")
+        yield* test.awaitFinished(2)
+        // Past the token's end (100 s) the hold goes on until 91 s + 60 s, then a request is made.
+        yield* TestClock.adjust("10 seconds")
+        const held = yield* Effect.flip(cache.get)
+        expect(Option.map(TokenError.heldUntil(held), DateTime.toEpochMillis)).toEqual(Option.some(151_000))
+        expect(yield* test.fetches).toBe(2)
+        yield* TestClock.adjust("50 seconds")
+        expect(valueOf(yield* cache.get)).toBe("token-2")
+        expect(yield* test.fetches).toBe(3)
+      }))
+  })
 
   it.scoped("after invalid_client, 20 calls within the hold make one token request; after it, one more", () =>
     Effect.gen(function*() {

@@ -1,7 +1,19 @@
-import { TokenError, TokenManager } from "@effect-token/core"
+import { AccessToken, TokenError, TokenManager, TokenSource } from "@effect-token/core"
 import { TestTokenSource } from "@effect-token/testing"
 import { describe, expect, it } from "@effect/vitest"
-import { Array as Arr, Deferred, Effect, FastCheck as fc, Fiber, Redacted, TestClock } from "effect"
+import {
+  Array as Arr,
+  DateTime,
+  Deferred,
+  type Duration,
+  Effect,
+  FastCheck as fc,
+  Fiber,
+  Option,
+  Redacted,
+  TestClock
+} from "effect"
+import { forkStarted } from "./support/fibers.js"
 
 /** One scripted source per key, made on first use, so each key's fetches can be counted and scripted. */
 const perKey = (options: TestTokenSource.Options = {}) =>
@@ -22,6 +34,13 @@ const perKey = (options: TestTokenSource.Options = {}) =>
   })
 
 const value = (token: { readonly value: Redacted.Redacted<string> }) => Redacted.value(token.value)
+
+const tokenAt = (token: string, now: DateTime.Utc, lifetime: Duration.DurationInput) =>
+  AccessToken.make({
+    value: Redacted.make(token),
+    issuedAt: now,
+    expiresAt: Option.some(DateTime.addDuration(now, lifetime))
+  })
 
 describe("TokenManager", () => {
   it.scoped("each key has its own token and its own single flight", () =>
@@ -126,6 +145,120 @@ describe("TokenManager", () => {
       expect(value(yield* Fiber.join(late))).toBe("e-1")
       expect(yield* Effect.flatMap(testFor("e"), (test) => test.fetches)).toBe(1)
     }))
+
+  describe("memory bounded whatever the keys", () => {
+    /** A manager whose keys' fetches never end (a hung authorization server), counting fetches started and running. */
+    const hung = (options: TokenManager.Options) =>
+      Effect.gen(function*() {
+        const counts = { started: 0, running: 0, maxRunning: 0 }
+        const manager = yield* TokenManager.make({
+          ...options,
+          key: (scope: string) => scope,
+          source: (scope: string) =>
+            Effect.succeed(TokenSource.make({
+              key: scope,
+              fetch: Effect.suspend(() => {
+                counts.started++
+                counts.maxRunning = Math.max(counts.maxRunning, ++counts.running)
+                return Effect.never
+              }).pipe(Effect.onInterrupt(() => Effect.sync(() => counts.running--)))
+            }))
+        })
+        return { manager, counts }
+      })
+
+    it.scoped("a hung server and 2,000 distinct keys: capacity 100 holds 100, excess callers fail fast with Unavailable", () =>
+      Effect.gen(function*() {
+        const { counts, manager } = yield* hung({ capacity: 100 })
+        const callers: Array<Fiber.RuntimeFiber<unknown, TokenError.TokenError>> = []
+        const refused: Array<TokenError.TokenError> = []
+        for (let i = 0; i < 2_000; i++) {
+          // Once started, a caller runs until it waits for its key's fetch or is refused.
+          const caller = yield* forkStarted(manager.get(`scope-${i}`))
+          const done = caller.unsafePoll()
+          if (done === null) callers.push(caller)
+          else if (done._tag === "Failure") refused.push(yield* Effect.flip(Fiber.join(caller)))
+          expect(yield* manager.size).toBeLessThanOrEqual(100)
+        }
+        expect(counts.maxRunning).toBeLessThanOrEqual(100)
+        expect(counts.started).toBe(100)
+        expect(callers).toHaveLength(100)
+        expect(refused).toHaveLength(1_900)
+        expect(refused[0]!.reason._tag).toBe("Unavailable")
+        expect(refused[0]!.message).toContain("maxInFlight")
+        // A key already held is joined, not refused: its callers wait for its one fetch.
+        const joining = yield* forkStarted(manager.get("scope-0"))
+        expect(joining.unsafePoll()).toBeNull()
+      }))
+
+    it.scoped("maxInFlight is configurable: with 5 keys fetching, a sixth key fails at once", () =>
+      Effect.gen(function*() {
+        const { counts, manager } = yield* hung({ capacity: 100, maxInFlight: 5 })
+        for (let i = 0; i < 5; i++) yield* forkStarted(manager.get(`hung-${i}`))
+        expect((yield* Effect.flip(manager.get("one-more"))).reason._tag).toBe("Unavailable")
+        // The refused key is not held, and started nothing.
+        expect(yield* manager.size).toBe(5)
+        expect(counts.started).toBeLessThanOrEqual(5)
+      }))
+
+    it.scoped.prop(
+      "property: whatever the keys and which of them hang, at most capacity keys and maxInFlight fetches",
+      [fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.boolean()), { minLength: 1, maxLength: 150 })],
+      ([steps]) =>
+        Effect.gen(function*() {
+          const running = { now: 0, max: 0 }
+          const manager = yield* TokenManager.make({
+            capacity: 8,
+            maxInFlight: 4,
+            key: (k: number) => `k${k}`,
+            source: (k: number) =>
+              Effect.succeed(TokenSource.make({
+                key: `k${k}`,
+                fetch: Effect.suspend(() => {
+                  running.max = Math.max(running.max, ++running.now)
+                  // Odd keys hang for a minute, even keys answer at once; each token lives 10 s.
+                  return Effect.flatMap(
+                    Effect.sleep(k % 2 === 1 ? "1 minute" : 0),
+                    () => Effect.map(DateTime.now, (now) => tokenAt(`t${k}`, now, "10 seconds"))
+                  ).pipe(Effect.ensuring(Effect.sync(() => running.now--)))
+                })
+              }))
+          })
+          for (const [k, advance] of steps) {
+            yield* Effect.fork(Effect.either(manager.get(k)))
+            if (advance) yield* TestClock.adjust("7 seconds")
+            expect(yield* manager.size).toBeLessThanOrEqual(8)
+            expect(running.now).toBeLessThanOrEqual(4)
+          }
+          expect(running.max).toBeLessThanOrEqual(4)
+        })
+    )
+
+    it.scoped("a key longer than maxKeyLength (a 64 KiB scope) is Misconfigured: nothing held, nothing sent", () =>
+      Effect.gen(function*() {
+        let fetches = 0
+        const tokens = yield* TokenManager.fromShapes(
+          {},
+          (shape: { readonly scope?: string | undefined }) =>
+            Effect.succeed(TokenSource.make({
+              key: shape.scope ?? "",
+              fetch: Effect.flatMap(DateTime.now, (now) => {
+                fetches++
+                return Effect.succeed(tokenAt("t", now, "1 hour"))
+              })
+            }))
+        )
+        const error = yield* Effect.flip(tokens.get({ scope: "s".repeat(64 * 1024) }))
+        expect(error.reason._tag).toBe("Misconfigured")
+        expect(error.message).toContain("maxKeyLength")
+        expect((yield* Effect.flip(tokens.at({ scope: "s".repeat(64 * 1024) }).get)).reason._tag).toBe("Misconfigured")
+        expect(yield* tokens.size).toBe(0)
+        expect(fetches).toBe(0)
+        // Up to the bound (4,096 characters of key by default) a key is held as any other.
+        yield* tokens.get({ scope: "s".repeat(4_000) })
+        expect(yield* tokens.size).toBe(1)
+      }))
+  })
 
   it.scoped("at(key) is a TokenCache over one key", () =>
     Effect.gen(function*() {

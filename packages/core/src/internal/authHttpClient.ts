@@ -31,15 +31,31 @@ import * as TokenManager from "../TokenManager.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as WwwAuthenticate from "../WwwAuthenticate.js"
 import * as BoundedBody from "./boundedBody.js"
+import { within } from "./deadline.js"
 import * as dpop from "./dpop.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
+import { redact, serverText } from "./serverText.js"
 import { isTransientStatus } from "./transient.js"
 
 export const currentTokenParams = globalValue(
   "@effect-token/core/AuthHttpClient/currentTokenParams",
   () => FiberRef.unsafeMake<TokenSource.TokenShape | undefined>(undefined)
 )
+
+/**
+ * Each token that was rejected again: sent in place of a token a 401 threw away, and answered 401 itself. The time of
+ * that second 401 (epoch milliseconds). Keyed by the token object, which a cache hands out for as long as it holds
+ * the token, so an entry goes when the token does. One map for every client in the process: the bound is per token,
+ * whichever endpoint or client rejects it.
+ */
+const replacements = globalValue(
+  "@effect-token/core/AuthHttpClient/replacements",
+  () => new WeakMap<AccessToken.AccessToken, number>()
+)
+
+/** How long a token rejected again is kept whatever 401s it gets, by default. */
+export const defaultRejectionHold = Duration.seconds(30)
 
 const unauthorizedRetries = Metric.counter("effect_token_http_unauthorized_retries", {
   description: "Requests sent again with a fresh token after a 401",
@@ -75,8 +91,14 @@ const countFault = (error: unknown): void => {
 /** The most of a 401 or transient answer's body the middleware keeps: enough for any error document. */
 const maxDetachedBodyBytes = 64 * 1024
 
-/** The time allowed to read such a body when the client has no `timeout` of its own. */
+/** The time allowed to read such a body when the client's `timeout` is turned off. */
 const defaultBodyTimeout = Duration.seconds(10)
+
+/**
+ * The time allowed for each attempt by default: a client whose API never answers must not hang its caller until
+ * the transport gives up (platform-node's undici client waits an hour for headers, leaving timeouts to Effect).
+ */
+export const defaultTimeout = Duration.seconds(30)
 
 /**
  * At most `maxDetachedBodyBytes` of the body, read within `timeout`: reading stops there and the stream is closed,
@@ -96,20 +118,54 @@ const boundedBody = (
 /**
  * Reads the body (bounded in size and time) and rebuilds the response around `request`: the result no longer
  * references the request that carried the token (platform redacts headers only inside a fiber, and errors get
- * serialized outside one), and the connection is released before a retry.
+ * serialized outside one), and the connection is released before a retry. `secrets` (what the request carried: the
+ * token, the proofs) are redacted from the headers and the body kept, in case the server echoed them.
  */
 const detach = (
   response: HttpClientResponse.HttpClientResponse,
   request: HttpClientRequest.HttpClientRequest,
-  timeout: Duration.Duration
+  timeout: Duration.Duration,
+  secrets: ReadonlyArray<string> = []
 ): Effect.Effect<HttpClientResponse.HttpClientResponse> =>
-  Effect.map(boundedBody(response, timeout), (bytes) => {
+  Effect.map(boundedBody(response, timeout), (read) => {
     // The length of what was kept, not of what the server announced.
-    const { "content-length": _, ...headers } = response.headers
+    const { "content-length": _, ...kept } = response.headers
+    let headers: Record<string, string> = kept
+    let bytes = read
+    if (secrets.length > 0) {
+      headers = {}
+      for (const [name, value] of Object.entries(kept)) headers[name] = redact(value, secrets)
+      const text = decoder.decode(bytes)
+      const redacted = redact(text, secrets)
+      if (redacted !== text) bytes = encoder.encode(redacted)
+    }
     return HttpClientResponse.fromWeb(
       request,
       new Response(bytes.length === 0 ? null : (bytes as Uint8Array<ArrayBuffer>), { status: response.status, headers })
     )
+  })
+
+const decoder = new TextDecoder()
+const encoder = new TextEncoder()
+
+/**
+ * The challenges of a 401 as a `TokenRejected` keeps them: every part is server text (`serverText`: the token and
+ * proofs the request carried redacted, control characters removed, 256 characters at most), so neither the error's
+ * message nor any printing of it repeats what the API echoed.
+ */
+const cleanChallenges = (
+  header: string | undefined,
+  secrets: ReadonlyArray<string>
+): Array<WwwAuthenticate.Challenge> =>
+  WwwAuthenticate.parse(header ?? "").map((challenge) => {
+    // Without a prototype, as the parser makes them: a parameter named `__proto__` is a parameter like any other.
+    const params: Record<string, string> = Object.create(null)
+    for (const [name, value] of Object.entries(challenge.params)) {
+      params[serverText(name, secrets)] = serverText(value, secrets)
+    }
+    return challenge.token68 === undefined
+      ? { scheme: serverText(challenge.scheme, secrets), params }
+      : { scheme: serverText(challenge.scheme, secrets), params, token68: serverText(challenge.token68, secrets) }
   })
 
 /**
@@ -292,30 +348,37 @@ export const authenticate = <E, R>(
       retryAfter: (error) =>
         Predicate.isTagged(error, "TransientStatus") ? (error as TransientStatus).retryAfter : Option.none()
     })
+  const rejectionHold = Duration.toMillis(Duration.decode(options.rejectionHold ?? defaultRejectionHold))
   const maxRedirects = options.followRedirects ?? 0
-  const timeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+  const requested = Duration.decode(options.timeout ?? defaultTimeout)
+  // `Duration.infinity` turns the bound off.
+  const timeout = Duration.isFinite(requested) ? requested : undefined
   const bodyTimeout = timeout ?? defaultBodyTimeout
 
   const exchange = (request: HttpClientRequest.HttpClientRequest) =>
-    timeout === undefined ? client.execute(request) : client.execute(request).pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () =>
-          new HttpClientError.RequestError({
-            request,
-            reason: "Transport",
-            description: `no response within ${Duration.format(timeout)}`
-          })
-      })
-    )
+    timeout === undefined ?
+      client.execute(request) :
+      within(client.execute(request), timeout, () =>
+        new HttpClientError.RequestError({
+          request,
+          reason: "Transport",
+          description: `no response within ${Duration.format(timeout)}`
+        }))
 
-  /** One exchange (redirects followed), with `token` attached wherever the client is bound. */
-  const send = (request: HttpClientRequest.HttpClientRequest, token: AccessToken.AccessToken) =>
+  /**
+   * One exchange (redirects followed), with `token` attached wherever the client is bound. The proofs signed for a
+   * DPoP token are added to `proofs`: a rejection redacts them.
+   */
+  const send = (
+    request: HttpClientRequest.HttpClientRequest,
+    token: AccessToken.AccessToken,
+    proofs: Array<string> | undefined
+  ) =>
     redirects.follow<E | HttpClientError.RequestError | AuthError, R>(request, maxRedirects, {
       send: (current) => {
         const tokenSent = isBound(current.url)
         if (!tokenSent) return Effect.map(exchange(current), (response) => ({ response, tokenSent }))
-        if (token.type === "DPoP") return sendDPoP(current, token)
+        if (token.type === "DPoP") return sendDPoP(current, token, proofs ?? [])
         const sent = HttpClientRequest.setHeader(
           current,
           "authorization",
@@ -336,7 +399,8 @@ export const authenticate = <E, R>(
   const tokenHash = dpop.athMemo()
   const sendDPoP = (
     current: HttpClientRequest.HttpClientRequest,
-    token: AccessToken.AccessToken
+    token: AccessToken.AccessToken,
+    proofs: Array<string>
   ): Effect.Effect<
     { readonly response: HttpClientResponse.HttpClientResponse; readonly tokenSent: boolean },
     E | HttpClientError.RequestError | AuthError,
@@ -357,9 +421,12 @@ export const authenticate = <E, R>(
           (ath, now) => dpop.signed(key, { method: current.method, url: current.url }, ath, now)
         )
       ),
-      (proof) =>
-        Effect.mapBoth(
-          exchange(HttpClientRequest.setHeaders(current, { authorization: `DPoP ${value}`, dpop: proof })),
+      (proof) => {
+        proofs.push(proof)
+        return Effect.mapBoth(
+          dpop.redactingProof(
+            exchange(HttpClientRequest.setHeaders(current, { authorization: `DPoP ${value}`, dpop: proof }))
+          ),
           {
             onFailure: (error) => tokenlessError(error, current),
             onSuccess: (response) => {
@@ -368,6 +435,7 @@ export const authenticate = <E, R>(
             }
           }
         )
+      }
     )
   }
 
@@ -389,7 +457,12 @@ export const authenticate = <E, R>(
   /**
    * One authenticated attempt with the 401 rule: the first 401 for the token invalidates exactly that token and,
    * when the request can be replayed, tries once more with a fresh one. The retry's own 401 does not invalidate the
-   * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call.
+   * fresh token: an endpoint that refuses every token would otherwise cost two token requests per call. Nor does a
+   * later call's 401 for that fresh token within `rejectionHold` of the retry's: the token is kept, and the caller
+   * gets `TokenRejected` at once. A token rejected again right after it replaced a rejected one is refused for a
+   * reason a new token will not fix (the endpoint's, not the token's), and throwing each one away would let one such
+   * endpoint drive the authorization server into rate-limiting every other endpoint on the same cache. A fresh token
+   * whose retry succeeded is not held: if it is revoked later, its next 401 replaces it as usual.
    */
   const attempt = (
     request: HttpClientRequest.HttpClientRequest,
@@ -402,20 +475,25 @@ export const authenticate = <E, R>(
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.flatMap(
         getToken(params),
-        (token) =>
-          Effect.flatMap(send(request, token), ({ response, tokenSent }) =>
+        (token) => {
+          const proofs = token.type === "DPoP" ? [] : undefined
+          return Effect.flatMap(send(request, token, proofs), ({ response, tokenSent }) =>
             response.status === 401 && tokenSent
-              ? rejectedBy(token, response, retried, nonceRetried)
+              ? rejectedBy(token, proofs, response, retried, nonceRetried)
               : checkTransient(response, request))
+        }
       )
     const rejectedBy = (
       token: AccessToken.AccessToken,
+      proofs: ReadonlyArray<string> | undefined,
       response: HttpClientResponse.HttpClientResponse,
       retried: boolean,
       nonceRetried: boolean
     ): Effect.Effect<HttpClientResponse.HttpClientResponse, E | AttemptError, R> =>
       Effect.gen(function*() {
-        const rejected = yield* detach(response, request, bodyTimeout)
+        // What the request carried, in case the API echoes it (an `error_description` quoting the header).
+        const secrets = proofs === undefined ? [Redacted.value(token.value)] : [Redacted.value(token.value), ...proofs]
+        const rejected = yield* detach(response, request, bodyTimeout, secrets)
         // RFC 9449 §9: the server wants a nonce, not another token. One retry with the nonce and the same token; the
         // token stays cached. Only with a nonce to use: without one the retry would fail the same way.
         const nonceChallenge = token.type === "DPoP" && dpop.isResourceNonceChallenge(rejected.headers)
@@ -427,15 +505,26 @@ export const authenticate = <E, R>(
         }
         // A nonce challenge is never the token's fault: it is not invalidated, and a server that asks again after
         // its nonce was sent is not asked a third time.
-        if (!retried && !nonceChallenge) {
-          yield* invalidate(params, token)
-          if (redirects.isReplayable(request)) {
-            unauthorizedRetries.unsafeUpdate(1, [])
-            yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
-            return yield* once(true, nonceRetried)
+        if (!nonceChallenge) {
+          const now = yield* Clock.currentTimeMillis
+          if (retried) {
+            // The token sent in place of a rejected one is rejected too: keep it, and hold further 401s for it.
+            if (rejectionHold > 0 && !replacements.has(token)) replacements.set(token, now)
+          } else {
+            const rejectedAgainAt = replacements.get(token)
+            if (rejectedAgainAt !== undefined && now < rejectedAgainAt + rejectionHold) {
+              yield* Effect.annotateCurrentSpan("effect_token.rejection_held", true)
+            } else {
+              yield* invalidate(params, token)
+              if (redirects.isReplayable(request)) {
+                unauthorizedRetries.unsafeUpdate(1, [])
+                yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
+                return yield* once(true, nonceRetried)
+              }
+            }
           }
         }
-        const challenges = WwwAuthenticate.parse(rejected.headers["www-authenticate"] ?? "")
+        const challenges = cleanChallenges(rejected.headers["www-authenticate"], secrets)
         return yield* new TokenRejected({ request, response: rejected, challenges, retried })
       })
     return once(false, false)

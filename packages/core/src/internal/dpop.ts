@@ -3,6 +3,7 @@
  * closure so no printing or serialization reaches it), the per-origin nonce memory, and the challenge tests the
  * token endpoint and the authenticated client share.
  */
+import * as Headers from "@effect/platform/Headers"
 import * as Effect from "effect/Effect"
 import * as Inspectable from "effect/Inspectable"
 import * as Redacted from "effect/Redacted"
@@ -280,6 +281,17 @@ export const athMemo = (): (accessToken: string) => Effect.Effect<string> => {
         return value
       })
 }
+
+const withProofName = (names: ReadonlyArray<string | RegExp>): ReadonlyArray<string | RegExp> =>
+  names.includes("dpop") ? names : [...names, "dpop"]
+
+/**
+ * Runs `effect`, a request that carries a proof, with `dpop` among the header names platform redacts
+ * (`Headers.currentRedactedNames`): its `http.client` span records every request header, and a proof is a signed
+ * credential for a minute, as the `Authorization` header next to it is. Only proof-carrying requests pay for it.
+ */
+export const redactingProof = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locallyWith(effect, Headers.currentRedactedNames, withProofName)
 
 /** Whether `u` is a DPoP key. */
 export const isKey = (u: unknown): u is DPoPKey => typeof u === "object" && u !== null && TypeId in u

@@ -12,7 +12,7 @@ import type * as AccessToken from "../AccessToken.js"
 import * as ClientAuth from "../ClientAuth.js"
 import * as Discovery from "../Discovery.js"
 import * as TokenEndpoint from "../TokenEndpoint.js"
-import type { TokenError } from "../TokenError.js"
+import { Misconfigured, TokenError } from "../TokenError.js"
 import type { EndpointOptions, TokenShape } from "../TokenSource.js"
 
 /** One value or several, as a list. */
@@ -49,9 +49,49 @@ export const keyOf = (grant: string, endpoint: EndpointOptions, shape: TokenShap
 const endpointKey = (tokenUrl: EndpointOptions["tokenUrl"]): string | readonly [string, string] =>
   Discovery.isDiscovery(tokenUrl) ? ["discovery", tokenUrl.issuer] : tokenUrl.toString()
 
-/** Sends one grant to the configured endpoint, looking it up through discovery first when it is one. */
+/**
+ * Parameters of the protocol itself, which only the grant and the client authentication set: the client's
+ * authentication (RFC 6749 §2.3.1, RFC 7521 §4.2), each grant's credentials and their types (RFC 6749 §4, RFC 7636,
+ * RFC 7523, RFC 8628, RFC 8693). From `extraParams` they would be a second client authentication beside the Basic
+ * header, or another grant's credentials in this one. Compared without case: some servers read form names so.
+ */
+const protocolParams: ReadonlySet<string> = new Set([
+  "grant_type",
+  "client_id",
+  "client_secret",
+  "client_assertion",
+  "client_assertion_type",
+  "refresh_token",
+  "code",
+  "code_verifier",
+  "redirect_uri",
+  "username",
+  "password",
+  "assertion",
+  "device_code",
+  "subject_token",
+  "subject_token_type",
+  "actor_token",
+  "actor_token_type",
+  "requested_token_type"
+])
+
+/** The protocol parameters `extraParams` tries to set, by their protocol names (never anything else it holds). */
+const protocolParamsIn = (extraParams: TokenShape["extraParams"]): ReadonlyArray<string> => {
+  const found = new Set<string>()
+  for (const name of Object.keys(extraParams ?? {})) {
+    const lower = name.toLowerCase()
+    if (protocolParams.has(lower)) found.add(lower)
+  }
+  return [...found]
+}
+
+/**
+ * Sends one grant to the configured endpoint, looking it up through discovery first when it is one. A shape whose
+ * `extraParams` names a protocol parameter sends nothing: every request fails with `Misconfigured`.
+ */
 export const requester = (
-  options: EndpointOptions
+  options: EndpointOptions & TokenShape
 ): Effect.Effect<
   (
     params: TokenEndpoint.Params,
@@ -61,6 +101,20 @@ export const requester = (
   HttpClient.HttpClient
 > =>
   Effect.map(HttpClient.HttpClient, (client) => {
+    const refused = protocolParamsIn(options.extraParams)
+    if (refused.length > 0) {
+      const reason = new Misconfigured({
+        description: `extraParams cannot set ${refused.join(", ")}: the grant and the client authentication set ` +
+          `the protocol's parameters`
+      })
+      return (params) =>
+        Effect.fail(
+          new TokenError({
+            operation: `${typeof params.grant_type === "string" ? params.grant_type : "token"} grant`,
+            reason
+          })
+        )
+    }
     const { tokenUrl } = options
     const endpointOptions = {
       clientAuth: options.clientAuth,
@@ -83,8 +137,9 @@ export const requester = (
 const multiValued = new Set(["resource", "audience"])
 
 /**
- * A grant's form: its own parameters, then the shape's. The grant's own always win: an `extraParams` entry can
- * never turn a `refresh_token` grant into another grant or replace the refresh token.
+ * A grant's form: its own parameters, then the shape's. The grant's own always win, and a named shape parameter wins
+ * over an `extraParams` entry of the same name (protocol parameters never get here from `extraParams`: the requester
+ * refuses them).
  */
 export const grantForm = (
   grant: Readonly<Record<string, string | Redacted.Redacted<string> | undefined>>,

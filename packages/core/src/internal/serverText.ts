@@ -29,8 +29,12 @@ export const minRedactedLength = 6
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
-/** One pass with every variant of every secret, longest first, so the mark itself is never redacted again. */
-const redact = (text: string, secrets: ReadonlyArray<string>): string => {
+/**
+ * `text` with every variant of every secret replaced by a mark, in one pass, longest first, so the mark itself is
+ * never redacted again. Nothing else changes: for text kept whole (a header, a body), where {@link serverText} is
+ * for text shown in a message.
+ */
+export const redact = (text: string, secrets: ReadonlyArray<string>): string => {
   const all = [...new Set(secrets.filter((s) => s.length >= minRedactedLength).flatMap(variants))]
     .sort((a, b) => b.length - a.length)
   if (all.length === 0) return text

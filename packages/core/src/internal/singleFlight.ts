@@ -103,6 +103,18 @@ export interface Policy<A, E> {
    * after a failure no retry can fix. 0 or undefined: the next caller fetches again.
    */
   readonly holdFailure?: ((error: E) => number) | undefined
+  /**
+   * The failure as callers see it while it holds fetches back until `until` (epoch milliseconds): the fetch's
+   * waiters and every held caller get it, so each can tell when the hold ends. Default: the failure as it is.
+   */
+  readonly held?: ((error: E, until: number) => E) | undefined
+  /**
+   * The most fetches in flight at once across the engine's cells. At the bound, a caller that would start a fetch
+   * fails at once with `busy()` (a refresh-ahead is simply not started: the current value is served), so a hung
+   * server cannot make fibers, waiters and memory pile up per key. Default: no bound.
+   */
+  readonly maxInFlight?: number | undefined
+  readonly busy?: (() => E) | undefined
 }
 
 /**
@@ -133,6 +145,8 @@ export interface Engine<A, E> {
   readonly isIdle: (cell: Cell<A, E>) => boolean
   /** How long recent fetches took (a quickly rising, slowly falling average), in milliseconds. */
   readonly fetchMillis: () => number
+  /** Whether a new fetch would be refused now (`maxInFlight` reached). */
+  readonly isBusy: () => boolean
 }
 
 export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
@@ -140,6 +154,10 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
   const onHit = policy.onHit
   const same = policy.same ?? ((a: A, b: A) => a === b)
   let fetchMillis = 0
+  let inFlight = 0
+  const maxInFlight = policy.maxInFlight ?? Number.POSITIVE_INFINITY
+  const busy = policy.busy
+  const isBusy = () => inFlight >= maxInFlight && busy !== undefined
 
   const hit = (value: A): Effect.Effect<A, E> => {
     if (onHit !== undefined) onHit()
@@ -166,13 +184,14 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
   ): Effect.Effect<void> =>
     Effect.flatMap(policy.random.next, (random) =>
       Effect.suspend(() => {
+        inFlight--
         const now = clock.unsafeCurrentTimeMillis()
         if (Exit.isSuccess(exit)) {
           const took = Math.max(0, now - startedAt)
           // Rises at once with a slow fetch and forgets it gradually, so one fast answer does not shrink the window.
           fetchMillis = Math.max(took, fetchMillis * 0.75 + took * 0.25)
         }
-        const outcome: Exit.Exit<Validity & { readonly value: A }, E> = Exit.isFailure(exit) ?
+        const result: Exit.Exit<Validity & { readonly value: A }, E> = Exit.isFailure(exit) ?
           Exit.failCause(exit.cause) :
           Either.match(
             policy.validity(exit.value, now, random, fetchMillis),
@@ -182,12 +201,17 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
             }
           )
         const current = cell.pending === pending && (cell.state === FETCHING || cell.state === REFRESHING)
-        if (current && Exit.isFailure(outcome) && policy.holdFailure !== undefined) {
-          const failure = Cause.failureOption(outcome.cause)
+        let outcome = result
+        if (current && Exit.isFailure(result) && policy.holdFailure !== undefined) {
+          const failure = Cause.failureOption(result.cause)
           const hold = Option.isSome(failure) ? policy.holdFailure(failure.value) : 0
           if (hold > 0) {
             cell.notBefore = now + hold
-            cell.failure = (failure as Option.Some<E>).value
+            const seen = policy.held === undefined
+              ? (failure as Option.Some<E>).value
+              : policy.held((failure as Option.Some<E>).value, cell.notBefore)
+            cell.failure = seen
+            outcome = Exit.fail(seen)
           }
         }
         if (current) {
@@ -231,6 +255,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     fetch: Fetch<A, E, C>
   ): Effect.Effect<Deferred.Deferred<A, E>> => {
     const pending = Deferred.unsafeMake<A, E>(FiberId.none)
+    inFlight++
     cell.state = state
     cell.pending = pending
     if (policy.onFetch !== undefined) policy.onFetch(trigger)
@@ -265,9 +290,16 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     fetch: Fetch<A, E, C>
   ): Effect.Effect<Effect.Effect<A, E>> => Effect.map(start(cell, FETCHING, trigger, fetch), wait)
 
-  /** While a failure holds fetches back, callers that would start one get that failure at once. */
+  /**
+   * While a failure holds fetches back, callers that would start one get that failure at once; while `maxInFlight`
+   * fetches are running, they get `busy()`.
+   */
   const held = (cell: Cell<A, E>, now: number): Effect.Effect<Effect.Effect<A, E>> | undefined =>
-    now < cell.notBefore && cell.failure !== undefined ? Effect.succeed(Effect.fail(cell.failure)) : undefined
+    now < cell.notBefore && cell.failure !== undefined
+      ? Effect.succeed(Effect.fail(cell.failure))
+      : isBusy()
+      ? Effect.succeed(Effect.fail(busy!()))
+      : undefined
 
   /** The slow path: decides in one synchronous step, forks at most one fetch, then waits (if it must). */
   const decide = <C extends Cell<A, E>>(cell: C, fetch: Fetch<A, E, C>): Effect.Effect<A, E> =>
@@ -278,7 +310,7 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
           if (now < cell.refreshAt) return Effect.succeed(hit(cell.value as A))
           if (now < cell.validUntil) {
             const value = cell.value as A
-            if (now < cell.notBefore) return Effect.succeed(hit(value))
+            if (now < cell.notBefore || isBusy()) return Effect.succeed(hit(value))
             return Effect.as(start(cell, REFRESHING, "refresh_ahead", fetch), hit(value))
           }
           return held(cell, now) ?? startAndWait(cell, "expired", fetch)
@@ -347,7 +379,8 @@ export const makeEngine = <A, E>(policy: Policy<A, E>): Engine<A, E> => {
     refresh,
     invalidate,
     isIdle: (cell) => cell.state === EMPTY || cell.state === READY,
-    fetchMillis: () => fetchMillis
+    fetchMillis: () => fetchMillis,
+    isBusy
   }
 }
 

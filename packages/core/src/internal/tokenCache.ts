@@ -1,3 +1,4 @@
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -174,22 +175,64 @@ export const validity = (options: Options) => {
 const permanentCodes: ReadonlySet<string> = new Set(["invalid_client", "unauthorized_client"])
 
 /**
- * How long after `error` no new token request may start: the server's `Retry-After` (it asked for quiet; sending
- * anyway is what gets a client blocked), or `permanentHold` after a failure that only a human can fix.
+ * The longest a caller waits for a token by default, retries included: the default retries of 10 s attempts take
+ * about 41 s at worst, a custom source or a `Retry-After` longer still.
  */
-export const holdFailure = (permanentHold: number) => (error: TokenError.TokenError): number => {
+export const defaultAcquireTimeout = Duration.seconds(30)
+
+/** The longest any hold lasts by default: the longest `Retry-After` the retries wait (`Backoff`'s `maxRetryAfter`). */
+export const defaultMaxHold = Duration.seconds(60)
+
+/**
+ * How long after `error` no new token request may start, never more than `maxHold`: the server's `Retry-After` on a
+ * failure that says "later" (`TokenError.isTransient`: it asked for quiet, and sending anyway is what gets a client
+ * blocked), or `permanentHold` after a failure that only a human can fix. A `Retry-After` on any other answer (a
+ * 400 `invalid_scope`) holds nothing, and no server, nor a gateway in front of it, can stop token requests for
+ * longer than `maxHold`: one `Retry-After: 1000000000` stopped them until the process restarted.
+ */
+export const holdFailure = (permanentHold: number, maxHold: number) => (error: TokenError.TokenError): number => {
+  const transient = TokenError.isTransient(error)
   const after = TokenError.retryAfter(error)
-  if (Option.isSome(after)) return Duration.toMillis(after.value)
+  if (transient && Option.isSome(after)) return Math.min(Duration.toMillis(after.value), maxHold)
   const reason = error.reason
   const permanent = reason._tag === "Misconfigured" ||
-    (reason._tag === "OAuthError" && permanentCodes.has(reason.code) && !TokenError.isTransient(error))
-  return permanent ? permanentHold : 0
+    (reason._tag === "OAuthError" && permanentCodes.has(reason.code) && !transient)
+  return permanent ? Math.min(permanentHold, maxHold) : 0
 }
 
-/** The engine every token cell of one cache or manager shares: timing, retries, metrics, logs, spans. */
+/** The failure as held callers see it: the same, saying when the hold ends. */
+const heldUntil = (error: TokenError.TokenError, until: number): TokenError.TokenError =>
+  new TokenError.TokenError({ operation: error.operation, reason: error.reason, heldUntil: DateTime.unsafeMake(until) })
+
+/** Token requests refused because `maxInFlight` keys already had one in flight. */
+const refused = Metric.counter("effect_token_fetches_refused", {
+  description: "Token fetches not started because the manager's maxInFlight keys already had one in flight",
+  incremental: true
+})
+
+/** The failure of a call that would start a fetch while `maxInFlight` fetches are in flight. */
+export const busy = (name: string, maxInFlight: number): () => TokenError.TokenError => {
+  const labels = [MetricLabel.make("cache", name)]
+  const error = new TokenError.TokenError({
+    operation: "token manager",
+    reason: new TokenError.Unavailable({
+      description: `${maxInFlight} keys already have a token request in flight (maxInFlight); try again later`
+    })
+  })
+  return () => {
+    refused.unsafeUpdate(1, labels)
+    return error
+  }
+}
+
+/**
+ * The engine every token cell of one cache or manager shares: timing, retries, metrics, logs, spans; for a manager,
+ * the bound on keys with a fetch in flight.
+ */
 export const makeEngine = (
   options: Options,
-  name: string
+  name: string,
+  bound?: { readonly maxInFlight: number; readonly busy: () => TokenError.TokenError }
 ): Effect.Effect<singleFlight.Engine<AccessToken.AccessToken, TokenError.TokenError>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
@@ -198,8 +241,11 @@ export const makeEngine = (
     const random = yield* Effect.random
     const cacheLabel = [MetricLabel.make("cache", name)]
     const cacheHits = hitCounter(name)
-    const acquireTimeout = options.acquireTimeout === undefined ? undefined : Duration.decode(options.acquireTimeout)
+    const acquire = Duration.decode(options.acquireTimeout ?? defaultAcquireTimeout)
+    // `Duration.infinity` turns the bound off.
+    const acquireTimeout = Duration.isFinite(acquire) ? acquire : undefined
     const permanentHold = Duration.toMillis(options.permanentFailureHold ?? Duration.seconds(5))
+    const maxHold = Duration.toMillis(options.maxHold ?? defaultMaxHold)
     return singleFlight.makeEngine<AccessToken.AccessToken, TokenError.TokenError>({
       clock,
       random,
@@ -209,7 +255,10 @@ export const makeEngine = (
       acquireTimeout,
       onAcquireTimeout: acquireTimedOut,
       same: AccessToken.sameValue,
-      holdFailure: holdFailure(permanentHold),
+      holdFailure: holdFailure(permanentHold, maxHold),
+      held: heldUntil,
+      maxInFlight: bound?.maxInFlight,
+      busy: bound?.busy,
       onHit: () => cacheHits.unsafeUpdate(1, []),
       onFetch: (trigger) => fetches.unsafeUpdate(1, [...cacheLabel, MetricLabel.make("trigger", trigger)]),
       onFailure: (error, trigger) => {

@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as AccessToken from "../AccessToken.js"
 import type * as TokenCache from "../TokenCache.js"
-import type * as TokenError from "../TokenError.js"
+import * as TokenError from "../TokenError.js"
 import type { Options, TokenManager, TypeId as TypeIdType } from "../TokenManager.js"
 import type * as TokenSource from "../TokenSource.js"
 import * as singleFlight from "./singleFlight.js"
@@ -37,10 +37,11 @@ class KeyedCell<P> implements singleFlight.Cell<AccessToken.AccessToken, TokenEr
 /** An entry is moved to the young end of the LRU order at most this often: a Map re-insert on every hit would cost. */
 const touchEveryMillis = 1_000
 
-/** How far eviction looks past entries with a fetch in flight before it gives up (and lets the map grow). */
-const maxEvictionScan = 64
-
 export const defaultCapacity = 10_000
+
+export const defaultMaxInFlight = 100
+
+export const defaultMaxKeyLength = 4_096
 
 export const make = <P, R>(
   options: Options & {
@@ -50,12 +51,23 @@ export const make = <P, R>(
 ): Effect.Effect<TokenManager<P>, never, Scope.Scope | R> =>
   Effect.gen(function*() {
     const name = options.name ?? "default"
-    const engine = yield* tokenCache.makeEngine(options, name)
+    const capacity = Math.max(1, options.capacity ?? defaultCapacity)
+    // Never more keys fetching than the map may hold: eviction then always finds an idle key to drop.
+    const maxInFlight = Math.max(1, Math.min(capacity, options.maxInFlight ?? defaultMaxInFlight))
+    const maxKeyLength = Math.max(1, options.maxKeyLength ?? defaultMaxKeyLength)
+    const busy = tokenCache.busy(name, maxInFlight)
+    const engine = yield* tokenCache.makeEngine(options, name, { maxInFlight, busy })
     const context = yield* Effect.context<R>()
     const clock = yield* Effect.clock
-    const capacity = Math.max(1, options.capacity ?? defaultCapacity)
     const cells = new Map<string, KeyedCell<P>>()
     const keyOf = options.key
+    const tooLong = (key: string) =>
+      new TokenError.TokenError({
+        operation: "token manager",
+        reason: new TokenError.Misconfigured({
+          description: `the token parameters' key is ${key.length} characters, over maxKeyLength (${maxKeyLength})`
+        })
+      })
 
     const sourceOf = (params: P) => Effect.provide(options.source(params), context)
 
@@ -63,21 +75,30 @@ export const make = <P, R>(
     const fetch: singleFlight.Fetch<AccessToken.AccessToken, TokenError.TokenError, KeyedCell<P>> = (trigger, cell) =>
       Effect.flatMap(sourceOf(cell.params), (source) => tokenCache.fetcher(source, options, name)(trigger, cell))
 
-    const evict = () => {
-      let scanned = 0
+    /**
+     * Drops least recently used idle keys until one more fits. A key with a fetch in flight has waiters (dropping it
+     * would start a second fetch for the same key) and is skipped; there are fewer of those than `capacity`, so an
+     * idle key is always found, after at most `maxInFlight` skips.
+     */
+    const makeRoom = () => {
       for (const [key, cell] of cells) {
-        if (cells.size <= capacity || scanned++ >= maxEvictionScan) return
-        // A key with a fetch in flight has waiters: dropping it would start a second fetch for the same key.
+        if (cells.size < capacity) return
         if (engine.isIdle(cell)) cells.delete(key)
       }
     }
 
-    const cellFor = (params: P, key: string, now: number): KeyedCell<P> => {
+    /**
+     * The key's cell, made if need be, or the failure that keeps it out: a key over `maxKeyLength`, or a new key
+     * while `maxInFlight` keys are fetching (its first call would start one more).
+     */
+    const cellFor = (params: P, key: string, now: number): KeyedCell<P> | TokenError.TokenError => {
       let cell = cells.get(key)
       if (cell === undefined) {
+        if (key.length > maxKeyLength) return tooLong(key)
+        if (engine.isBusy()) return busy()
+        if (cells.size >= capacity) makeRoom()
         cell = new KeyedCell(key, params, now)
         cells.set(key, cell)
-        if (cells.size > capacity) evict()
       } else if (now - cell.touched >= touchEveryMillis) {
         cells.delete(key)
         cells.set(key, cell)
@@ -86,10 +107,15 @@ export const make = <P, R>(
       return cell
     }
 
+    const getAt = (params: P, key: string, now: number) => {
+      const cell = cellFor(params, key, now)
+      return cell instanceof KeyedCell ? engine.getAt(cell, fetch, now) : Effect.fail(cell)
+    }
+
     const get = (params: P) =>
       Effect.suspend(() => {
         const now = clock.unsafeCurrentTimeMillis()
-        return engine.getAt(cellFor(params, keyOf(params), now), fetch, now)
+        return getAt(params, keyOf(params), now)
       })
 
     const invalidate = (params: P, token: AccessToken.AccessToken) =>
@@ -106,19 +132,21 @@ export const make = <P, R>(
         )
       })
 
-    const refresh = (params: P) =>
-      Effect.suspend(() => engine.refresh(cellFor(params, keyOf(params), clock.unsafeCurrentTimeMillis()), fetch))
+    const refreshAt = (params: P, key: string) =>
+      Effect.suspend(() => {
+        const cell = cellFor(params, key, clock.unsafeCurrentTimeMillis())
+        return cell instanceof KeyedCell ? engine.refresh(cell, fetch) : Effect.fail(cell)
+      })
+
+    const refresh = (params: P) => Effect.suspend(() => refreshAt(params, keyOf(params)))
 
     const at = (params: P): TokenCache.TokenCache => {
       const key = keyOf(params)
       return {
         key,
-        get: Effect.suspend(() => {
-          const now = clock.unsafeCurrentTimeMillis()
-          return engine.getAt(cellFor(params, key, now), fetch, now)
-        }),
+        get: Effect.suspend(() => getAt(params, key, clock.unsafeCurrentTimeMillis())),
         invalidate: (token) => invalidate(params, token),
-        refresh: Effect.suspend(() => engine.refresh(cellFor(params, key, clock.unsafeCurrentTimeMillis()), fetch)),
+        refresh: refreshAt(params, key),
         state: Effect.sync(() => {
           const cell = cells.get(key)
           return cell === undefined ? { _tag: "Empty" } : tokenCache.stateOf(cell)
