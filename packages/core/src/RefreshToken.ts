@@ -156,7 +156,8 @@ export const layer = (
 
 /**
  * Refresh-token settings read from configuration: `TOKEN_URL`, the client (see `ClientAuth.config`; public clients
- * use `CLIENT_AUTH_METHOD=none`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `ATTEMPT_TIMEOUT`, `SUBJECT_KEY`.
+ * use `CLIENT_AUTH_METHOD=none`), and optional `SCOPE`, `AUDIENCE`, `RESOURCE`, `ATTEMPT_TIMEOUT`, `ANSWER_TIMEOUT`,
+ * `SUBJECT_KEY`.
  * The refresh token itself belongs to the `RefreshTokenStore` (see `RefreshTokenStore.layerMemoryConfig`).
  *
  * @example
@@ -173,8 +174,13 @@ export const layer = (
  */
 export const config: Config.Config<Options> = Config.all({
   grant: grant.grantConfig,
+  answerTimeout: Config.option(Config.duration("ANSWER_TIMEOUT")),
   subjectKey: Config.option(Config.nonEmptyString("SUBJECT_KEY"))
-}).pipe(Config.map((c): Options => ({ ...c.grant, subjectKey: Option.getOrUndefined(c.subjectKey) })))
+}).pipe(Config.map((c): Options => ({
+  ...c.grant,
+  answerTimeout: Option.getOrUndefined(c.answerTimeout),
+  subjectKey: Option.getOrUndefined(c.subjectKey)
+})))
 
 /**
  * Provides a refresh-token `TokenSource` from configuration (see {@link config}).

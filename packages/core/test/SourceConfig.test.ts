@@ -11,7 +11,7 @@ import {
 } from "@effect-token/core"
 import { HttpClient } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Option, Redacted } from "effect"
+import { ConfigProvider, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { fake, tokenResponse } from "./support/http.js"
 
 const withEnv = (env: Record<string, string>) =>
@@ -88,6 +88,17 @@ describe("source configuration", () => {
       const [request] = yield* requests
       expect(request!.form.get("refresh_token")).toBe("first")
       expect(request!.form.get("scope")).toBe("repo")
+    }))
+
+  it.effect("RefreshToken.config reads ATTEMPT_TIMEOUT and ANSWER_TIMEOUT (how long a late answer is still read)", () =>
+    Effect.gen(function*() {
+      const options = yield* RefreshToken.config.pipe(
+        withEnv({ ...base, ATTEMPT_TIMEOUT: "5 seconds", ANSWER_TIMEOUT: "2 minutes" })
+      )
+      expect(Duration.toSeconds(Duration.decode(options.attemptTimeout!))).toBe(5)
+      expect(Duration.toSeconds(Duration.decode(options.answerTimeout!))).toBe(120)
+      const unset = yield* RefreshToken.config.pipe(withEnv(base))
+      expect(unset.answerTimeout).toBeUndefined()
     }))
 
   it.effect("ClientCredentials.config reads every ClientAuth method, as the other grants do", () =>
