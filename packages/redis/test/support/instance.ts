@@ -4,13 +4,13 @@
  * with esbuild); it reads commands (JSON lines) on stdin and answers on stdout.
  *
  * - `{ "cmd": "round", "id": n, "callers": c }`: c concurrent `cache.get`, answered with
- *   `{ "event": "round", "id": n, "ok", "failed", "tokens": [token hashes], "ms" }`.
+ *   `{ "event": "round", "id": n, "ok", "failed", "tokens": [token hashes], "ms", "minRemainingMs" }`.
  * - Events: `ready`, `fetch-start` (this instance asks the token server), `log` (warnings and above).
  */
 import { ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"
 import { RedisClient, RedisTokenStore } from "@effect-token/redis"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Config, Effect, Either, Layer, Logger, LogLevel, Redacted, Runtime } from "effect"
+import { Config, DateTime, Effect, Either, Layer, Logger, LogLevel, Option, Redacted, Runtime } from "effect"
 import { createHash } from "node:crypto"
 import * as Readline from "node:readline"
 
@@ -65,7 +65,16 @@ const program = Effect.gen(function*() {
                   failed: results.filter(Either.isLeft).length,
                   errors: [...new Set(results.filter(Either.isLeft).map((r) => r.left.message))],
                   tokens: [...new Set(results.filter(Either.isRight).map((r) => hash(Redacted.value(r.right.value))))],
-                  ms: Date.now() - started
+                  ms: Date.now() - started,
+                  // The least lifetime left on a token served in this round, at the moment the round ended.
+                  minRemainingMs: Math.min(
+                    ...results.filter(Either.isRight).map((r) =>
+                      Option.match(r.right.expiresAt, {
+                        onNone: () => Number.POSITIVE_INFINITY,
+                        onSome: (at) => DateTime.toEpochMillis(at) - Date.now()
+                      })
+                    )
+                  )
                 })
               )
             )
