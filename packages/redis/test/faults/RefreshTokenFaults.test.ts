@@ -55,7 +55,11 @@ const provider = Effect.gen(function*() {
     configuration: { rotateRefreshToken: true },
     setup: (provider) => {
       provider.use(async (ctx, next) => {
-        if (ctx.path === "/token") { for (const f of arrived.splice(0)) f() }
+        if (ctx.path === "/token" && arrived.length > 0) {
+          for (const f of arrived.splice(0)) f()
+          // Held a moment, so that its sender is stopped before the answer (and the rotation) happens.
+          await new Promise((resolve) => setTimeout(resolve, 300))
+        }
         await next()
       })
       const refreshTokenOf = (ctx: KoaContextWithOIDC) =>
@@ -80,7 +84,7 @@ const provider = Effect.gen(function*() {
     presented,
     revoked,
     errors,
-    /** Resolves at the next token request's arrival (before the provider handles it). */
+    /** Resolves at the next token request's arrival; the provider handles that request 300 ms later. */
     nextArrival: Effect.async<void>((resume) => {
       arrived.push(() => resume(Effect.void))
     }),
@@ -165,7 +169,8 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           yield* Effect.addFinalizer(() => Effect.sync(() => holder.process.kill("SIGCONT")))
           yield* Effect.sleep(`${pauseMillis} millis`)
           process.kill(pid, "SIGCONT")
-          yield* Effect.sleep(`${2 * accessTokenTtlSeconds * 1000} millis`)
+          // Through the next refresh.
+          yield* Effect.sleep(`${accessTokenTtlSeconds * 1000 + 1_000} millis`)
           return holder
         })
       )
