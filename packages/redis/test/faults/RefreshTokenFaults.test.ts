@@ -148,6 +148,8 @@ const check = (
     yield* Load.log(
       `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms`
     )
+    const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
+    if (failing.length > 0) yield* Load.log(`${name}: failed calls on instances ${failing} (paused: ${paused})`)
     expect(recorder.revoked).toEqual([])
     expect(recorder.errors).toEqual([])
     expect(distinct).toBe(recorder.presented.length)

@@ -64,10 +64,25 @@ const program = Effect.gen(function*() {
       }
       if (command.cmd === "round") {
         const started = Date.now()
+        let leastLeft = Number.POSITIVE_INFINITY
         runFork(
           Effect.forEach(
             Array.from({ length: command.callers }),
-            () => Effect.either(cache.get),
+            // Life left on the token at the moment it was served (not when the round ends).
+            () =>
+              Effect.either(cache.get).pipe(Effect.tap((result) =>
+                Effect.sync(() => {
+                  if (Either.isRight(result)) {
+                    leastLeft = Math.min(
+                      leastLeft,
+                      Option.match(result.right.expiresAt, {
+                        onNone: () => Number.POSITIVE_INFINITY,
+                        onSome: (at) => DateTime.toEpochMillis(at) - Date.now()
+                      })
+                    )
+                  }
+                })
+              )),
             { concurrency: "unbounded" }
           ).pipe(
             Effect.tap((results) =>
@@ -80,15 +95,8 @@ const program = Effect.gen(function*() {
                   errors: [...new Set(results.filter(Either.isLeft).map((r) => r.left.message))],
                   tokens: [...new Set(results.filter(Either.isRight).map((r) => hash(Redacted.value(r.right.value))))],
                   ms: Date.now() - started,
-                  // The least lifetime left on a token served in this round, at the moment the round ended.
-                  minRemainingMs: Math.min(
-                    ...results.filter(Either.isRight).map((r) =>
-                      Option.match(r.right.expiresAt, {
-                        onNone: () => Number.POSITIVE_INFINITY,
-                        onSome: (at) => DateTime.toEpochMillis(at) - Date.now()
-                      })
-                    )
-                  )
+                  // The least lifetime left on a token served in this round, when it was served.
+                  minRemainingMs: leastLeft
                 })
               )
             )
