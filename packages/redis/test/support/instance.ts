@@ -1,16 +1,17 @@
 /**
- * One service instance, as its own OS process: a client-credentials source shared through Redis, a TokenCache in
- * front, everything configured from the environment as an application would be. Started by `instances.ts` (bundled
+ * One service instance, as its own OS process: a client-credentials source (or, with
+ * `INSTANCE_KIND=refresh-token`, a rotating refresh token spent through `RedisRefreshTokenStore`) shared through
+ * Redis, a TokenCache in front, everything configured from the environment as an application would be. Started by `instances.ts` (bundled
  * with esbuild); it reads commands (JSON lines) on stdin and answers on stdout.
  *
  * - `{ "cmd": "round", "id": n, "callers": c }`: c concurrent `cache.get`, answered with
- *   `{ "event": "round", "id": n, "ok", "failed", "tokens": [token hashes], "ms" }`.
+ *   `{ "event": "round", "id": n, "ok", "failed", "tokens": [token hashes], "ms", "minRemainingMs" }`.
  * - Events: `ready`, `fetch-start` (this instance asks the token server), `log` (warnings and above).
  */
-import { ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"
-import { RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { ClientCredentials, RefreshToken, RefreshTokenStore, TokenCache, TokenSource } from "@effect-token/core"
+import { RedisClient, RedisRefreshTokenStore, RedisTokenStore } from "@effect-token/redis"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Config, Effect, Either, Layer, Logger, LogLevel, Redacted, Runtime } from "effect"
+import { Config, Context, DateTime, Effect, Either, Layer, Logger, LogLevel, Option, Redacted, Runtime } from "effect"
 import { createHash } from "node:crypto"
 import * as Readline from "node:readline"
 
@@ -26,9 +27,22 @@ const reportingLogger = Logger.make(({ logLevel, message }) => {
 })
 
 const program = Effect.gen(function*() {
-  const settings = yield* ClientCredentials.config
+  const kind = yield* Config.literal("client-credentials", "refresh-token")("INSTANCE_KIND").pipe(
+    Config.withDefault("client-credentials")
+  )
   const skew = yield* Config.duration("CACHE_SKEW").pipe(Config.withDefault("100 millis"))
-  const inner = yield* ClientCredentials.make(settings)
+  const inner = kind === "client-credentials"
+    ? yield* ClientCredentials.make(yield* ClientCredentials.config)
+    : yield* Effect.gen(function*() {
+      // One user's rotating refresh token, spent through Redis (RedisRefreshTokenStore, from env).
+      const stores = yield* Layer.build(RedisRefreshTokenStore.layerConfig())
+      return yield* RefreshToken.make(yield* RefreshToken.config).pipe(
+        Effect.provideService(
+          RefreshTokenStore.RefreshTokenStore,
+          Context.get(stores, RefreshTokenStore.RefreshTokenStore)
+        )
+      )
+    })
   // What the token server sees: only fetches that reach the inner source are token requests.
   const observed = TokenSource.make({
     key: inner.key,
@@ -50,10 +64,25 @@ const program = Effect.gen(function*() {
       }
       if (command.cmd === "round") {
         const started = Date.now()
+        let leastLeft = Number.POSITIVE_INFINITY
         runFork(
           Effect.forEach(
             Array.from({ length: command.callers }),
-            () => Effect.either(cache.get),
+            // Life left on the token at the moment it was served (not when the round ends).
+            () =>
+              Effect.either(cache.get).pipe(Effect.tap((result) =>
+                Effect.sync(() => {
+                  if (Either.isRight(result)) {
+                    leastLeft = Math.min(
+                      leastLeft,
+                      Option.match(result.right.expiresAt, {
+                        onNone: () => Number.POSITIVE_INFINITY,
+                        onSome: (at) => DateTime.toEpochMillis(at) - Date.now()
+                      })
+                    )
+                  }
+                })
+              )),
             { concurrency: "unbounded" }
           ).pipe(
             Effect.tap((results) =>
@@ -65,7 +94,9 @@ const program = Effect.gen(function*() {
                   failed: results.filter(Either.isLeft).length,
                   errors: [...new Set(results.filter(Either.isLeft).map((r) => r.left.message))],
                   tokens: [...new Set(results.filter(Either.isRight).map((r) => hash(Redacted.value(r.right.value))))],
-                  ms: Date.now() - started
+                  ms: Date.now() - started,
+                  // The least lifetime left on a token served in this round, when it was served.
+                  minRemainingMs: leastLeft
                 })
               )
             )
@@ -78,7 +109,7 @@ const program = Effect.gen(function*() {
 })
 
 const RedisLive = RedisClient.layerIoredisConfig()
-const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provide(RedisLive))
+const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provideMerge(RedisLive))
 
 program.pipe(
   Effect.scoped,

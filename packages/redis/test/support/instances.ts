@@ -23,6 +23,8 @@ export interface RoundResult {
   readonly errors: ReadonlyArray<string>
   readonly tokens: ReadonlyArray<string>
   readonly ms: number
+  /** The least lifetime left on a token served in the round (JSON turns Infinity into null: no expiry). */
+  readonly minRemainingMs: number | null
 }
 
 export interface Instance {

@@ -114,34 +114,38 @@ const startOn = (port: number, args: ReadonlyArray<string> = [], cwd?: string) =
     return child
   })
 
+/** A single redis-server, on a free port, with extra `args` (e.g. `--enable-debug-command yes`). */
+export const singleWith = (args: ReadonlyArray<string>): Effect.Effect<RedisServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let current: ChildProcess | undefined
+    let port = 0
+    // A port can be taken between `freePort` and the bind: try a few.
+    for (let attempt = 0; attempt < 5 && current === undefined; attempt++) {
+      port = yield* freePort
+      current = yield* startOn(port, args)
+    }
+    if (current === undefined) return yield* Effect.dieMessage("could not start redis-server")
+    yield* Effect.addFinalizer(() => current === undefined ? Effect.void : kill(current))
+    const server: RedisServer = {
+      port,
+      url: `redis://127.0.0.1:${port}`,
+      stop: Effect.suspend(() => current === undefined ? Effect.void : kill(current)).pipe(
+        Effect.tap(() => {
+          current = undefined
+        })
+      ),
+      start: Effect.gen(function*() {
+        if (current !== undefined) return
+        current = yield* startOn(port, args)
+        if (current === undefined) return yield* Effect.dieMessage(`could not restart redis-server on ${port}`)
+      }),
+      process: () => current
+    }
+    return server
+  })
+
 /** A single redis-server, on a free port. */
-export const single: Effect.Effect<RedisServer, never, Scope.Scope> = Effect.gen(function*() {
-  let current: ChildProcess | undefined
-  let port = 0
-  // A port can be taken between `freePort` and the bind: try a few.
-  for (let attempt = 0; attempt < 5 && current === undefined; attempt++) {
-    port = yield* freePort
-    current = yield* startOn(port)
-  }
-  if (current === undefined) return yield* Effect.dieMessage("could not start redis-server")
-  yield* Effect.addFinalizer(() => current === undefined ? Effect.void : kill(current))
-  const server: RedisServer = {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    stop: Effect.suspend(() => current === undefined ? Effect.void : kill(current)).pipe(
-      Effect.tap(() => {
-        current = undefined
-      })
-    ),
-    start: Effect.gen(function*() {
-      if (current !== undefined) return
-      current = yield* startOn(port)
-      if (current === undefined) return yield* Effect.dieMessage(`could not restart redis-server on ${port}`)
-    }),
-    process: () => current
-  }
-  return server
-})
+export const single: Effect.Effect<RedisServer, never, Scope.Scope> = singleWith([])
 
 export interface RedisCluster {
   readonly ports: ReadonlyArray<number>
