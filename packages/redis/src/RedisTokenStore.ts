@@ -243,7 +243,7 @@ export interface SharedOptions {
   readonly waitTimeout?: Duration.DurationInput | undefined
   /** How often a waiter reads the store when no notification comes. Default 500 ms. */
   readonly pollInterval?: Duration.DurationInput | undefined
-  /** As `TokenCache`'s `skew`: a stored token within this of its expiry (the same cap as `TokenCache`: see `TokenCache.validUntil`) is expired. Default 30 s. */
+  /** As `TokenCache`'s `skew` (the rule is `TokenTiming.validity`): a stored token within this of its expiry is expired. Default 30 s. */
   readonly skew?: Duration.DurationInput | undefined
   /**
    * The fraction of a stored token's usable lifetime, at its end, in which one instance refreshes it while the
@@ -489,7 +489,8 @@ export const layerShared = (
   )
 
 /**
- * The defaults of {@link Options}; the refresh-ahead fraction, skew and default lifetime match `TokenCache`'s.
+ * The defaults of {@link Options}; the refresh-ahead fraction, skew and default lifetime are `TokenTiming.defaults`, as
+ * for `TokenCache`.
  *
  * @example
  * ```ts

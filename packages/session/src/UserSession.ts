@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import type { AccessToken, ClientAuth, Discovery, DPoP, TokenCache } from "@effect-token/core"
-import { AuthHttpClient, TokenError } from "@effect-token/core"
+import { AuthHttpClient, TokenError, TokenTiming } from "@effect-token/core"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
@@ -81,9 +81,13 @@ export interface Options {
   readonly discovery: Discovery.Discovery
   /** How this client authenticates at the token endpoint. */
   readonly clientAuth: ClientAuth.ClientAuth
-  /** The refresh window opens this long before expiry (capped at half the lifetime). Default 60 seconds. */
+  /**
+   * The refresh window opens this long before expiry (capped at half the lifetime). Default 60 seconds
+   * (`TokenTiming.onRequest`). A token without a known expiry is assumed to live `TokenTiming.defaults.defaultLifetime`
+   * (5 minutes): then it is refreshed, or, without a refresh token, still served (nothing can replace it).
+   */
   readonly refreshBefore?: Duration.DurationInput | undefined
-  /** A token is treated as expired this early (capped at 10 % of its lifetime). Default 5 seconds. */
+  /** A token is treated as expired this early (capped at 10 % of its lifetime; `TokenTiming`). Default 5 seconds. */
   readonly skew?: Duration.DurationInput | undefined
   /** How long a refresh's result answers requests that still hold the spent refresh token. Default 30 seconds. */
   readonly graceWindow?: Duration.DurationInput | undefined
@@ -314,8 +318,11 @@ export const make = (
     const engine = yield* internal.make({
       discovery: options.discovery,
       clientAuth: options.clientAuth,
-      refreshBefore: Duration.decode(options.refreshBefore ?? Duration.seconds(60)),
-      skew: Duration.decode(options.skew ?? Duration.seconds(5)),
+      timing: TokenTiming.resolve({
+        ...TokenTiming.onRequest,
+        ...(options.refreshBefore === undefined ? {} : { refreshBefore: options.refreshBefore }),
+        ...(options.skew === undefined ? {} : { skew: options.skew })
+      }),
       graceWindow: Duration.decode(options.graceWindow ?? Duration.seconds(30)),
       idleTimeout: Duration.decode(options.idleTimeout ?? Duration.hours(2)),
       absoluteTimeout,

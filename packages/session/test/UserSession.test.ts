@@ -293,13 +293,28 @@ describe("UserSession: refresh", () => {
       expect(Option.isSome(yield* store.get(id))).toBe(true)
     }))
 
-  it.scoped("a login without a known lifetime is never refreshed", () =>
+  it.scoped("a login without a known lifetime is assumed to live 5 minutes (TokenTiming), then refreshed", () =>
     Effect.gen(function*() {
       const { fake, login, sessions } = yield* setup({
         idleTimeout: Duration.days(400),
         absoluteTimeout: Duration.days(400)
       })
       const id = yield* login({})
+      yield* TestClock.adjust(Duration.minutes(3))
+      expect(value(yield* sessions.accessToken(id))).toBe("at-0")
+      expect(fake.refreshRequests).toHaveLength(0)
+      yield* TestClock.adjust(Duration.minutes(2))
+      expect(value(yield* sessions.accessToken(id))).toBe("at-1")
+      expect(fake.refreshRequests).toHaveLength(1)
+    }))
+
+  it.scoped("a login without a known lifetime and without a refresh token is served past its assumed expiry", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions } = yield* setup({
+        idleTimeout: Duration.days(400),
+        absoluteTimeout: Duration.days(400)
+      })
+      const id = yield* login({ refreshToken: false })
       yield* TestClock.adjust(Duration.days(365))
       expect(value(yield* sessions.accessToken(id))).toBe("at-0")
       expect(fake.refreshRequests).toHaveLength(0)
