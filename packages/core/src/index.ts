@@ -64,6 +64,16 @@ export * as TokenManager from "./TokenManager.js"
 export * as TokenTiming from "./TokenTiming.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as KeyedLock from "./KeyedLock.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as ServerRequest from "./ServerRequest.js"
+
+/**
  * @since 0.1.0
  */
 export * as Discovery from "./Discovery.js"

@@ -98,17 +98,6 @@ const outcomeOf = (error: TokenError): "unspent" | "rejected" | "unknown" => {
   }
 }
 
-const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.AccessToken =>
-  AccessToken.make({
-    value: token.value,
-    type: token.type,
-    issuedAt: token.issuedAt,
-    expiresAt: token.expiresAt,
-    scope: token.scope,
-    issuedTokenType: token.issuedTokenType,
-    idToken: token.idToken
-  })
-
 /**
  * This process's spend of a store still in flight after its caller stopped waiting: `settled` is done when the
  * request has ended and the spend is resolved, with the answer's access token if its caller never took it.
@@ -202,7 +191,7 @@ export const fetch = (settings: Settings): Effect.Effect<AccessToken.AccessToken
             }
           }
         }),
-        Effect.map(withoutRefreshToken),
+        Effect.map((token) => AccessToken.without(token, "refreshToken")),
         Effect.exit,
         Effect.flatMap((exit) =>
           Effect.flatMap(Deferred.done(answered, exit), (caught) =>

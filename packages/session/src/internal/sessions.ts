@@ -84,9 +84,6 @@ export const freshnessOf = (
   settings: Settings
 ): TokenTiming.Validity => TokenTiming.validity(token, settings.timing, now)
 
-const sameToken = (a: AccessToken.AccessToken, b: AccessToken.AccessToken) =>
-  Redacted.value(a.value) === Redacted.value(b.value)
-
 export interface Engine {
   readonly create: (input: {
     readonly subject: string
@@ -260,7 +257,7 @@ export const make = (
             // Another refresh was answered meanwhile (perhaps one whose request had given up): its token will do.
             const latest = tokenOf(current.record, resource)
             if (
-              Option.isSome(latest) && (rejected === undefined || !sameToken(latest.value, rejected)) &&
+              Option.isSome(latest) && (rejected === undefined || !AccessToken.sameValue(latest.value, rejected)) &&
               isUsable(freshnessOf(latest.value, at, settings))
             ) {
               yield* Ref.set(written, Option.some(current))
@@ -346,7 +343,7 @@ export const make = (
             const token = tokenOf(current.record, resource)
             if (
               Option.isSome(token) &&
-              (rejected === undefined || !sameToken(token.value, rejected)) &&
+              (rejected === undefined || !AccessToken.sameValue(token.value, rejected)) &&
               isUsable(freshnessOf(token.value, at, settings))
             ) return { result: current, spent: Option.none() }
           }
@@ -565,7 +562,7 @@ export const make = (
         const versioned = yield* read(id, "session")
         const current = tokenOf(versioned.record, resource)
         // Compare-and-refresh: a 401 for a token already replaced changes nothing.
-        if (Option.isNone(current) || !sameToken(current.value, token)) return false
+        if (Option.isNone(current) || !AccessToken.sameValue(current.value, token)) return false
         yield* waitForRefresh(refresh(id, versioned, resource, token))
         return true
       }).pipe(Effect.orElseSucceed(() => false))
@@ -601,11 +598,4 @@ const isUsable = (validity: TokenTiming.Validity) => validity._tag === "Fresh"
 
 /** The record keeps the refresh token and the ID token in fields of their own, once. */
 const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.AccessToken =>
-  AccessToken.make({
-    value: token.value,
-    type: token.type,
-    issuedAt: token.issuedAt,
-    expiresAt: token.expiresAt,
-    scope: token.scope,
-    issuedTokenType: token.issuedTokenType
-  })
+  AccessToken.without(token, "refreshToken", "idToken")
