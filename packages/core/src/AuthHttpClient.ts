@@ -33,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type * as Backoff from "./Backoff.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as ClientCredentials from "./ClientCredentials.js"
@@ -363,13 +364,21 @@ export const make = (options: AuthenticateOptions): Effect.Effect<AuthHttpClient
  * @since 0.1.0
  * @category layers
  */
-export const layer = <I = AuthHttpClient>(
+export function layer(
+  options: Binding & Options & { readonly tag?: undefined }
+): Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient | TokenCache.TokenCache>
+export function layer<I>(
+  options: Binding & Options & { readonly tag: Context.Tag<I, AuthHttpClient> }
+): Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache>
+export function layer<I>(
   options: Binding & Options & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined }
-): Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache> =>
-  Layer.effect(
-    options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
-    Effect.flatMap(TokenCache.TokenCache, (tokens) => make({ ...options, tokens } as AuthenticateOptions))
-  )
+):
+  | Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache>
+  | Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient | TokenCache.TokenCache>
+{
+  const client = Effect.flatMap(TokenCache.TokenCache, (tokens) => make({ ...options, tokens } as AuthenticateOptions))
+  return options.tag === undefined ? Layer.effect(AuthHttpClient, client) : Layer.effect(options.tag, client)
+}
 
 /**
  * Everything the one-layer set-up needs: the API, the authorization server, the client and the token it asks for.
@@ -416,34 +425,45 @@ export type ClientCredentialsOptions =
  * @since 0.1.0
  * @category layers
  */
-export const layerClientCredentials = <I = AuthHttpClient>(
+export function layerClientCredentials(
+  options: ClientCredentialsOptions & { readonly tag?: undefined }
+): Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient>
+export function layerClientCredentials<I>(
+  options: ClientCredentialsOptions & { readonly tag: Context.Tag<I, AuthHttpClient> }
+): Layer.Layer<I, never, HttpClient.HttpClient>
+export function layerClientCredentials<I>(
   options: ClientCredentialsOptions & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined }
-): Layer.Layer<I, never, HttpClient.HttpClient> =>
-  Layer.scoped(
-    options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
-    Effect.gen(function*() {
-      const key = options.dpop === true
-        ? yield* Effect.orDie(DPoP.generate())
-        : options.dpop === false
-        ? undefined
-        : options.dpop
-      const server = options.authorizationServer
-      const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
-      const source = yield* ClientCredentials.make({
-        tokenUrl,
-        clientAuth: options.clientAuth,
-        scope: options.scope,
-        resource: options.resource,
-        audience: options.audience,
-        extraParams: options.extraParams,
-        attemptTimeout: options.attemptTimeout,
-        defaultLifetime: options.defaultLifetime,
-        dpop: key
-      })
-      const tokens = yield* TokenCache.make(source, options)
-      return yield* make({ ...options, dpop: key, tokens } as AuthenticateOptions)
+): Layer.Layer<I, never, HttpClient.HttpClient> | Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient> {
+  const client = oneLayerClient(options)
+  return options.tag === undefined ? Layer.scoped(AuthHttpClient, client) : Layer.scoped(options.tag, client)
+}
+
+/** The one-layer set-up's client: its source, cache and DPoP key, in the layer's scope. */
+const oneLayerClient = (
+  options: ClientCredentialsOptions
+): Effect.Effect<AuthHttpClient, never, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const key = options.dpop === true
+      ? yield* Effect.orDie(DPoP.generate())
+      : options.dpop === false
+      ? undefined
+      : options.dpop
+    const server = options.authorizationServer
+    const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
+    const source = yield* ClientCredentials.make({
+      tokenUrl,
+      clientAuth: options.clientAuth,
+      scope: options.scope,
+      resource: options.resource,
+      audience: options.audience,
+      extraParams: options.extraParams,
+      attemptTimeout: options.attemptTimeout,
+      defaultLifetime: options.defaultLifetime,
+      dpop: key
     })
-  )
+    const tokens = yield* TokenCache.make(source, options)
+    return yield* make({ ...options, dpop: key, tokens } as AuthenticateOptions)
+  })
 
 /**
  * The one-layer set-up read from configuration: `API_URL` (the API's base URL), `TOKEN_URL` or `ISSUER`, the client
@@ -514,12 +534,27 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = <I = AuthHttpClient>(
+export function layerConfig(
+  options?: { readonly config?: Config.Config<ClientCredentialsOptions> | undefined; readonly tag?: undefined }
+): Layer.Layer<AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient>
+export function layerConfig<I>(
+  options: {
+    readonly config?: Config.Config<ClientCredentialsOptions> | undefined
+    readonly tag: Context.Tag<I, AuthHttpClient>
+  }
+): Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient>
+export function layerConfig<I>(
   options: {
     readonly config?: Config.Config<ClientCredentialsOptions> | undefined
     readonly tag?: Context.Tag<I, AuthHttpClient> | undefined
   } = {}
-): Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient> =>
-  Layer.unwrapEffect(
-    Effect.map(options.config ?? config, (settings) => layerClientCredentials({ ...settings, tag: options.tag }))
-  )
+):
+  | Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient>
+  | Layer.Layer<AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient>
+{
+  const settings = options.config ?? config
+  const tag = options.tag
+  return tag === undefined
+    ? Layer.unwrapEffect(Effect.map(settings, (s) => layerClientCredentials({ ...s, tag: undefined })))
+    : Layer.unwrapEffect(Effect.map(settings, (s) => layerClientCredentials({ ...s, tag })))
+}
