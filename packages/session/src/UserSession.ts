@@ -28,7 +28,7 @@ import * as idToken from "./internal/idToken.js"
 import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
-import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
+import { isSessionError, NotSignedIn, SessionError, Unavailable } from "./SessionError.js"
 import * as UserTokenStore from "./UserTokenStore.js"
 
 /**
@@ -525,13 +525,18 @@ export const client = (
     } as AuthHttpClient.AuthenticateOptions)
   })
 
-/** The session's failures, as the `TokenError` a `TokenCache` fails with (the middleware maps them back). */
+/**
+ * The session's failures, as the `TokenError` a `TokenCache` fails with: the reason core acts on (retry when
+ * `Unavailable`, never when rejected), and the `SessionError` itself as the cause, which the middleware takes back
+ * out unchanged (`NotSignedIn` stays `NotSignedIn`).
+ */
 const toTokenError = (error: SessionError): TokenError.TokenError =>
   new TokenError.TokenError({
     operation: tokenOperation,
     reason: error.reason._tag === "Unavailable"
       ? new TokenError.Unavailable({ description: error.reason.description, retryAfter: error.reason.retryAfter })
-      : new TokenError.RefreshTokenRejected({ description: error.reason.message })
+      : new TokenError.RefreshTokenRejected({ description: error.reason.message }),
+    cause: error
   })
 
 const tokenOperation = "user session"
@@ -612,20 +617,9 @@ export const errorResponse = (
     )
   })
 
+/** The `SessionError` a session's token cache failed with (see `toTokenError`), if `error` is one. */
 const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionError> =>
-  error.operation !== tokenOperation
-    ? Option.none()
-    : Option.some(
-      new SessionError({
-        operation: "session",
-        reason: error.reason._tag === "Unavailable"
-          ? new Unavailable({
-            description: error.reason.description ?? "unavailable",
-            retryAfter: error.reason.retryAfter
-          })
-          : new SessionRejected({ description: error.reason.message })
-      })
-    )
+  error.operation === tokenOperation && isSessionError(error.cause) ? Option.some(error.cause) : Option.none()
 
 /**
  * The session middleware: reads the session cookie, loads the session and its access token (refreshing it once
@@ -687,7 +681,7 @@ export const middleware = <E, R>(
         session = Effect.fail(loaded.left)
       }
     }
-    const response = yield* (app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, any>).pipe(
+    const response = yield* app.pipe(
       Effect.provideService(RequestSession, { current: session }),
       Effect.catchAll((error) => {
         const sessionFailure = isSessionError(error)
@@ -695,10 +689,11 @@ export const middleware = <E, R>(
           : TokenError.isTokenError(error)
           ? fromTokenError(error)
           : Option.none()
-        if (Option.isNone(sessionFailure)) return Effect.fail(error)
+        // Not a session's failure: the application's own error, which is not a `SessionError`.
+        if (Option.isNone(sessionFailure)) return Effect.fail(error as Exclude<E, SessionError>)
         return errorResponse(sessionFailure.value, sessions.loginPath, sessions.errorPage)
       })
     )
     // Added beside the application's cookies; a response that sets a new session cookie keeps it.
     return expire ? cookies.expire(response, sessions.cookieName, sessions.secureCookies) : response
-  }) as any
+  })

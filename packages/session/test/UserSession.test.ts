@@ -431,6 +431,34 @@ describe("UserSession: calls on the user's behalf", () => {
       expect(fake.refreshRequests).toHaveLength(1)
       expect(seen.filter((s) => s === "Bearer at-1").length).toBe(20)
     }))
+  it.scoped("a session's failure crosses core as the TokenError's cause, unchanged (NotSignedIn stays NotSignedIn)", () =>
+    Effect.gen(function*() {
+      const { login, sessions } = yield* setup({ cookie: { secure: false } })
+      const id = yield* login()
+      const api = HttpClient.make((request) => Effect.succeed(HttpClientResponse.fromWeb(request, new Response("ok"))))
+      const seen: Array<unknown> = []
+      const program = Effect.gen(function*() {
+        const client = yield* UserSession.client({ baseUrl: "https://api.test" })
+        yield* sessions.end(id)
+        const error = yield* Effect.flip(client.get("/orders"))
+        seen.push(error._tag === "TokenError" ? error.cause : error)
+        return yield* error
+      })
+      const request = HttpServerRequest.fromWeb(
+        new Request("https://app.test/orders", { headers: { cookie: `session=${Redacted.value(id)}` } })
+      )
+      const response = yield* UserSession.middleware(
+        Effect.map(Effect.scoped(program), () => HttpServerResponse.text("unreachable"))
+      ).pipe(
+        Effect.provideService(HttpServerRequest.HttpServerRequest, request),
+        Effect.provideService(UserSession.UserSessions, sessions),
+        Effect.provideService(HttpClient.HttpClient, api)
+      )
+      expect(response.status).toBe(401)
+      expect(seen).toHaveLength(1)
+      expect(SessionError.isSessionError(seen[0])).toBe(true)
+      expect((seen[0] as SessionError.SessionError).reason._tag).toBe("NotSignedIn")
+    }))
 })
 
 describe("UserSession: middleware", () => {

@@ -42,6 +42,7 @@ const refreshRejected = (error: TokenError, provenance: string | undefined): Tok
       operation: error.operation,
       reason: new RefreshTokenRejected({
         status: error.reason.status,
+        code: error.reason.code,
         description: `${
           error.reason.description ??
             "the authorization server rejected the refresh token (expired, revoked or already used)"

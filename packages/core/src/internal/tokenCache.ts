@@ -161,7 +161,12 @@ export const holdFailure = (permanentHold: number, maxHold: number) => (error: T
 
 /** The failure as held callers see it: the same, saying when the hold ends. */
 const heldUntil = (error: TokenError.TokenError, until: number): TokenError.TokenError =>
-  new TokenError.TokenError({ operation: error.operation, reason: error.reason, heldUntil: DateTime.unsafeMake(until) })
+  new TokenError.TokenError({
+    operation: error.operation,
+    reason: error.reason,
+    heldUntil: DateTime.unsafeMake(until),
+    cause: error.cause
+  })
 
 /** Token requests refused because `maxInFlight` keys already had one in flight. */
 const refused = Metric.counter("effect_token_fetches_refused", {

@@ -28,6 +28,7 @@ import type * as Scope from "effect/Scope"
 import { NotSignedIn, SessionError, SessionRejected, Unavailable } from "../SessionError.js"
 import * as UserTokenStore from "../UserTokenStore.js"
 import { randomToken } from "./protocol.js"
+import { classify } from "./tokenFailure.js"
 
 export interface Settings {
   readonly discovery: Discovery.Discovery
@@ -371,17 +372,20 @@ export const make = (
             Effect.provide(context)
           )
           yield* source.fetch.pipe(
-            Effect.catchTag("TokenError", (error) =>
-              error.reason._tag === "RefreshTokenRejected"
+            Effect.catchTag("TokenError", (error) => {
+              const verdict = classify(error)
+              // Only a rejected refresh token ends a session: a failure of ours or the server's never logs anyone out.
+              return verdict === "Rejected"
                 ? reject(id, "the refresh token was rejected: the user has to log in again")
                 : Effect.fail(fail(
                   new Unavailable({
                     description: `the refresh failed: ${error.reason._tag}${
-                      TokenError.isTransient(error) ? "" : " (not transient)"
+                      verdict === "Transient" ? "" : " (not transient)"
                     }`,
                     retryAfter: Option.getOrUndefined(TokenError.retryAfter(error))
                   })
-                )))
+                ))
+            })
           )
           const idTokenRefused = yield* Ref.get(ended)
           if (Option.isSome(idTokenRefused)) {
