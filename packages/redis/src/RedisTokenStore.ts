@@ -17,7 +17,7 @@ import type { AccessToken } from "@effect-token/core"
 import { TokenSource } from "@effect-token/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
+import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -210,9 +210,7 @@ export interface RedisTokenStore {
  * @since 0.1.0
  * @category tags
  */
-export const RedisTokenStore: Context.Tag<RedisTokenStore, RedisTokenStore> = Context.GenericTag<RedisTokenStore>(
-  "@effect-token/redis/RedisTokenStore"
-)
+export const RedisTokenStore: Context.Tag<RedisTokenStore, RedisTokenStore> = internal.tag
 
 /**
  * How a shared source waits and leases. Defaults come from the store's {@link Options}.

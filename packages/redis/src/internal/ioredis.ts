@@ -5,7 +5,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis"
 import type { Driver, IoredisOptions } from "../RedisClient.js"
-import { RedisError } from "../RedisClient.js"
+import { RedisError } from "./redisError.js"
 
 type Client = Redis | Cluster
 

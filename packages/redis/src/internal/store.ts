@@ -1,6 +1,7 @@
 import { AccessToken, TokenTiming } from "@effect-token/core"
 import type { TokenError, TokenSource } from "@effect-token/core"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
@@ -28,13 +29,16 @@ import type {
   Update,
   WriteResult
 } from "../RedisTokenStore.js"
-import { RedisTokenStore as StoreTag } from "../RedisTokenStore.js"
 import type { Health } from "./health.js"
 import { makeHealth } from "./health.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
 export { defaultPrefix, prefixConfig, validPrefix } from "./prefix.js"
+
+/** The Tag of `RedisTokenStore` (defined here, so that this module needs the public one for types only). */
+export const tag = Context.GenericTag<RedisTokenStore>("@effect-token/redis/RedisTokenStore")
+const StoreTag = tag
 
 export const defaults = {
   leaseTtl: Duration.seconds(10),
