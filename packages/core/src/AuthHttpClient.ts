@@ -432,6 +432,20 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
 )
 
 /**
+ * What {@link layerConfig} takes besides the Tag: where the settings come from, and code-level options that
+ * configuration cannot express (a retry schedule, a name, a DPoP key, a per-API timeout, ...), applied over them.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LayerConfigOptions {
+  /** Default {@link config}; `Config.nested(AuthHttpClient.config, "BILLING")` for a prefix. */
+  readonly config?: Config.Config<ClientCredentialsOptions> | undefined
+  /** Applied over what was read (no cast needed); the API's binding comes from configuration. */
+  readonly options?: Partial<Omit<ClientCredentialsOptions, "baseUrl" | "origins">> | undefined
+}
+
+/**
  * Provides the one-layer set-up from configuration (see {@link config}), under {@link AuthHttpClient} or `tag`.
  *
  * @example
@@ -448,24 +462,19 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
  * @category layers
  */
 export function layerConfig(
-  options?: { readonly config?: Config.Config<ClientCredentialsOptions> | undefined; readonly tag?: undefined }
+  options?: LayerConfigOptions & { readonly tag?: undefined }
 ): Layer.Layer<AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient>
 export function layerConfig<I>(
-  options: {
-    readonly config?: Config.Config<ClientCredentialsOptions> | undefined
-    readonly tag: Context.Tag<I, AuthHttpClient>
-  }
+  options: LayerConfigOptions & { readonly tag: Context.Tag<I, AuthHttpClient> }
 ): Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient>
 export function layerConfig<I>(
-  options: {
-    readonly config?: Config.Config<ClientCredentialsOptions> | undefined
-    readonly tag?: Context.Tag<I, AuthHttpClient> | undefined
-  } = {}
+  options: LayerConfigOptions & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined } = {}
 ):
   | Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient>
   | Layer.Layer<AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient>
 {
-  const settings = options.config ?? config
+  const overrides = options.options ?? {}
+  const settings = Config.map(options.config ?? config, (read): ClientCredentialsOptions => ({ ...read, ...overrides }))
   const tag = options.tag
   return tag === undefined
     ? Layer.unwrapEffect(Effect.map(settings, (s) => layerClientCredentials({ ...s, tag: undefined })))

@@ -44,6 +44,12 @@ describe("AuthHttpClient layers: typed by their Tag", () => {
       .layerConfig({ tag: BillingApi })
     const configuredPlain: Layer.Layer<AuthHttpClient.AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient> =
       AuthHttpClient.layerConfig()
-    expect([billing, plain, oneBilling, configured, configuredPlain]).toHaveLength(5)
+    // Code-level options over what configuration reads, without a cast.
+    const withOptions: Layer.Layer<BillingApi, ConfigError.ConfigError, HttpClient.HttpClient> = AuthHttpClient
+      .layerConfig({
+        tag: BillingApi,
+        options: { name: "billing", acquireTimeout: "5 seconds", transientRetry: false }
+      })
+    expect([billing, plain, oneBilling, configured, configuredPlain, withOptions]).toHaveLength(6)
   })
 })

@@ -512,16 +512,55 @@ export const client = (
   HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
   SessionError,
   RequestSession | HttpClient.HttpClient
+> => Effect.flatMap(current, (user) => authenticated(options, user.tokens(options.resource), user.dpopKey))
+
+/**
+ * As {@link client}, for a session named by its id, outside any request: a background job acting for a signed-in
+ * user (a scheduled export, a webhook). The same rules apply: the session's tokens, refreshed when due (single
+ * flight with the requests of that session), a 401 refreshes once; a session that is over fails with its
+ * `SessionError`. Reading the token does not extend the session's idle expiry.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const exportFor = (sessionId: Redacted.Redacted<string>) =>
+ *   Effect.gen(function*() {
+ *     const api = yield* UserSession.clientFor(sessionId, { baseUrl: "https://api.example.com" })
+ *     return yield* api.get("/export")
+ *   })
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const clientFor = (
+  id: Redacted.Redacted<string>,
+  options: AuthHttpClient.Binding & AuthHttpClient.Options & { readonly resource?: string | undefined }
+): Effect.Effect<
+  HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
+  SessionError,
+  UserSessions | HttpClient.HttpClient
 > =>
+  Effect.flatMap(
+    UserSessions,
+    (sessions) => authenticated(options, tokensOf(sessions, id, options.resource), sessions.dpopKey(id))
+  )
+
+const authenticated = (
+  options: AuthHttpClient.Binding & AuthHttpClient.Options,
+  tokens: TokenCache.TokenCache,
+  dpopKey: Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
+) =>
   Effect.gen(function*() {
-    const user = yield* current
     const http = yield* HttpClient.HttpClient
     // A DPoP session's calls sign with the session's own key, the one its tokens are bound to.
-    const dpop = Option.getOrUndefined(yield* user.dpopKey)
+    const dpop = Option.getOrUndefined(yield* dpopKey)
     return AuthHttpClient.authenticate(http, {
       ...options,
       ...(dpop === undefined ? {} : { dpop }),
-      tokens: user.tokens(options.resource)
+      tokens
     } as AuthHttpClient.AuthenticateOptions)
   })
 

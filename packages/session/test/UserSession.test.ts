@@ -431,6 +431,31 @@ describe("UserSession: calls on the user's behalf", () => {
       expect(fake.refreshRequests).toHaveLength(1)
       expect(seen.filter((s) => s === "Bearer at-1").length).toBe(20)
     }))
+  it.scoped("a background job reaches a session's tokens by its id (clientFor), outside any request", () =>
+    Effect.gen(function*() {
+      const { login, sessions } = yield* setup()
+      const id = yield* login()
+      const seen: Array<string | undefined> = []
+      const api = HttpClient.make((request) =>
+        Effect.sync(() => {
+          seen.push(request.headers["authorization"])
+          return HttpClientResponse.fromWeb(request, new Response("ok"))
+        })
+      )
+      const job = Effect.flatMap(
+        UserSession.clientFor(id, { baseUrl: "https://api.test" }),
+        (client) => Effect.scoped(client.get("/export"))
+      ).pipe(
+        Effect.provideService(UserSession.UserSessions, sessions),
+        Effect.provideService(HttpClient.HttpClient, api)
+      )
+      expect((yield* job).status).toBe(200)
+      expect(seen).toEqual(["Bearer at-0"])
+      yield* sessions.end(id)
+      const error = yield* Effect.flip(job)
+      expect(error._tag).toBe("SessionError")
+    }))
+
   it.scoped("a session's failure crosses core as the TokenError's cause, unchanged (NotSignedIn stays NotSignedIn)", () =>
     Effect.gen(function*() {
       const { login, sessions } = yield* setup({ cookie: { secure: false } })
