@@ -4,8 +4,9 @@
  * real oidc-provider that rotates it on every use and revokes the grant when a spent one comes back (its default
  * reuse detection). The provider's own events count every refresh token presented.
  *
- * Asserted: no refresh token presented twice, no grant revoked, no refresh rejected, no failed call, no served
- * token past its `exp`, the slowest round of an instance that was not itself paused within `waitBound`.
+ * Asserted: no refresh token presented twice, no grant revoked, no refresh rejected, no failed call outside the
+ * stopped process (whose own callers may time out in the round that spans its stop), no served token past its `exp`,
+ * the slowest round of an instance that was not itself paused within `waitBound`.
  */
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
@@ -141,7 +142,9 @@ const environment = (
   ATTEMPT_TIMEOUT: `${attemptTimeoutMillis} millis`,
   ANSWER_TIMEOUT: "30 seconds",
   SUBJECT_KEY: "alice",
-  CACHE_SKEW: "100 millis"
+  // A served token's life left is measured when `get` returns, after the starved process got around to it (200 ms
+  // and more at load 20): the cache stops serving a token 1 s before it expires.
+  CACHE_SKEW: "1 second"
 })
 
 type Recorder = Effect.Effect.Success<typeof provider>
@@ -151,6 +154,7 @@ const check = (
   recorder: Recorder,
   results: ReadonlyArray<Load.Tagged>,
   paused: ReadonlyArray<number>,
+  pauseMillis: number,
   bound: number
 ) =>
   Effect.gen(function*() {
@@ -168,8 +172,23 @@ const check = (
     expect(recorder.errors).toEqual([])
     expect(distinct).toBe(recorder.presented.length)
     for (const result of results) {
-      expect(result.failed, result.errors.join("; ")).toBe(0)
       if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
+      if (paused.includes(result.instance)) continue
+      expect(result.failed, result.errors.join("; ")).toBe(0)
+    }
+    // A stopped process's own callers: their deadline (ATTEMPT_TIMEOUT) passes while the process is stopped, which
+    // from inside looks like a slow server; when it resumes, the timer fires before the buffered answer is read. So
+    // they may fail, with Timeout, in the one round that spans the stop, and in no other: the answer is still read
+    // and stored (no refresh token presented twice, none revoked, the next rounds served).
+    for (const index of paused) {
+      const rounds = results.filter((r) => r.instance === index)
+      const failing = rounds.filter((r) => r.failed > 0)
+      expect(failing.length, "rounds with failed calls on the stopped instance").toBeLessThanOrEqual(1)
+      for (const round of failing) {
+        expect(round.ms).toBeGreaterThanOrEqual(pauseMillis)
+        for (const error of round.errors) expect(error).toMatch(/Timeout/)
+      }
+      expect(rounds.at(-1)?.failed ?? 0).toBe(0)
     }
     expect(worst).toBeLessThanOrEqual(bound)
   })
@@ -178,13 +197,7 @@ const pauseHolder = (
   name: string,
   moment: "before" | "after",
   pauseMillis: number,
-  bound: (pauseMillis: number) => number = waitBound,
-  /**
-   * `next`: the instance whose fetch starts next is the one stopped (the lock holder). `queued`: the first instance
-   * with any fetch-start since it started, often the cold start's, so the instance stopped need not hold anything
-   * (see the issue 18 report: with the real holder stopped 4 s, its attempt timeout, its own callers fail).
-   */
-  holderOf: "next" | "queued" = "next"
+  bound: (pauseMillis: number) => number = waitBound
 ) =>
   it.scopedLive(name, () =>
     Effect.gen(function*() {
@@ -199,9 +212,7 @@ const pauseHolder = (
           // Let a refresh or two happen first, then catch the next one.
           yield* Effect.sleep(`${accessTokenTtlSeconds * 1000} millis`)
           const holder = yield* Effect.raceAll(
-            instances.map((instance) =>
-              Effect.as(holderOf === "next" ? instance.nextFetchStart : instance.fetchStarted, instance)
-            )
+            instances.map((instance) => Effect.as(instance.nextFetchStart, instance))
           )
           yield* moment === "before" ? recorder.nextArrival : recorder.nextAnswer
           const pid = holder.process.pid!
@@ -214,31 +225,19 @@ const pauseHolder = (
           return holder
         })
       )
-      yield* check(name, recorder, results, [holder.index], bound(pauseMillis))
+      yield* check(name, recorder, results, [holder.index], pauseMillis, bound(pauseMillis))
     }), { timeout: 120_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
   pauseHolder("the lock holder stopped just before its grant is answered, shorter than the lock TTL", "before", 1_000)
-  pauseHolder(
-    "the lock holder stopped just before its grant is answered, longer than the lock TTL",
-    "before",
-    4_000,
-    waitBound,
-    "queued"
-  )
+  pauseHolder("the lock holder stopped just before its grant is answered, longer than the lock TTL", "before", 4_000)
   pauseHolder(
     "the lock holder stopped just after its grant is answered, shorter than the lock TTL",
     "after",
     1_000,
     answeredWaitBound
   )
-  pauseHolder(
-    "the lock holder stopped just after its grant is answered, longer than the lock TTL",
-    "after",
-    4_000,
-    waitBound,
-    "queued"
-  )
+  pauseHolder("the lock holder stopped just after its grant is answered, longer than the lock TTL", "after", 4_000)
 
   it.scopedLive("Redis restarted empty mid-run, the initial refresh token long spent", () =>
     Effect.gen(function*() {
@@ -258,6 +257,6 @@ describe("rotating refresh tokens under faults, instance processes, real oidc-pr
         })
       )
       expect(recorder.presented.length).toBeGreaterThanOrEqual(3)
-      yield* check("Redis restarted empty", recorder, results, [], waitBound(0))
+      yield* check("Redis restarted empty", recorder, results, [], 0, waitBound(0))
     }), { timeout: 120_000 })
 })
