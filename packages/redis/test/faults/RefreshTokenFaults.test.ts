@@ -40,6 +40,19 @@ const margin = 6_000
 const waitBound = (pauseMillis: number) =>
   redisTimeoutMillis + Math.max(leaseTtlMillis, lockTtlMillis, pauseMillis) + attemptTimeoutMillis + margin
 
+/**
+ * The holder stopped after its grant was answered, for less than the shared lease: the answer (and the rotated refresh
+ * token) is in the stopped process only, and nobody else may spend the token meanwhile, so the others wait for the
+ * pause (while their current token lasts, they keep serving it). On resuming, the holder stores the rotation, writes
+ * the access token and releases the lease: nobody waits for a lease or a lock to lapse. The longest wait is the pause,
+ * one token fetch (its attempt timeout), one Redis timeout (issue 18: a Redis fault costs one timeout, then the
+ * source is asked directly), plus the margin.
+ */
+const answeredWaitBound = (pauseMillis: number) => {
+  if (pauseMillis >= leaseTtlMillis) throw new Error("the holder's lease lapses during such a pause: use waitBound")
+  return pauseMillis + attemptTimeoutMillis + redisTimeoutMillis + margin
+}
+
 afterAll(() => Instances.removeBundle())
 
 const clients = [{
@@ -129,7 +142,9 @@ const environment = (
   ATTEMPT_TIMEOUT: `${attemptTimeoutMillis} millis`,
   ANSWER_TIMEOUT: "30 seconds",
   SUBJECT_KEY: "alice",
-  CACHE_SKEW: "100 millis"
+  // A served token's life left is measured when `get` returns, after the starved process got around to it (200 ms
+  // and more at load 20): the cache stops serving a token 1 s before it expires.
+  CACHE_SKEW: "1 second"
 })
 
 type Recorder = Effect.Effect.Success<typeof provider>
@@ -146,9 +161,10 @@ const check = (
     const worst = Math.max(...results.filter((r) => !paused.includes(r.instance)).map((r) => r.ms))
     const failed = results.reduce((n, r) => n + r.failed, 0)
     const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
+    const leastLifeOn = results.find((r) => (r.minRemainingMs ?? Number.POSITIVE_INFINITY) === minRemaining)?.instance
     const distinct = new Set(recorder.presented).size
     yield* Load.log(
-      `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms`
+      `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms (instance ${leastLifeOn}; paused: ${paused})`
     )
     const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
     if (failing.length > 0) yield* Load.log(`${name}: failed calls on instances ${failing} (paused: ${paused})`)
@@ -177,7 +193,12 @@ const check = (
     expect(worst).toBeLessThanOrEqual(bound)
   })
 
-const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: number) =>
+const pauseHolder = (
+  name: string,
+  moment: "before" | "after",
+  pauseMillis: number,
+  bound: (pauseMillis: number) => number = waitBound
+) =>
   it.scopedLive(name, () =>
     Effect.gen(function*() {
       const recorder = yield* provider
@@ -191,7 +212,7 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           // Let a refresh or two happen first, then catch the next one.
           yield* Effect.sleep(`${accessTokenTtlSeconds * 1000} millis`)
           const holder = yield* Effect.raceAll(
-            instances.map((instance) => Effect.as(instance.fetchStarted, instance))
+            instances.map((instance) => Effect.as(instance.nextFetchStart, instance))
           )
           yield* moment === "before" ? recorder.nextArrival : recorder.nextAnswer
           const pid = holder.process.pid!
@@ -204,13 +225,18 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           return holder
         })
       )
-      yield* check(name, recorder, results, [holder.index], pauseMillis, waitBound(pauseMillis))
+      yield* check(name, recorder, results, [holder.index], pauseMillis, bound(pauseMillis))
     }), { timeout: 120_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
   pauseHolder("the lock holder stopped just before its grant is answered, shorter than the lock TTL", "before", 1_000)
   pauseHolder("the lock holder stopped just before its grant is answered, longer than the lock TTL", "before", 4_000)
-  pauseHolder("the lock holder stopped just after its grant is answered, shorter than the lock TTL", "after", 1_000)
+  pauseHolder(
+    "the lock holder stopped just after its grant is answered, shorter than the lock TTL",
+    "after",
+    1_000,
+    answeredWaitBound
+  )
   pauseHolder("the lock holder stopped just after its grant is answered, longer than the lock TTL", "after", 4_000)
 
   it.scopedLive("Redis restarted empty mid-run, the initial refresh token long spent", () =>
