@@ -154,7 +154,6 @@ const check = (
   recorder: Recorder,
   results: ReadonlyArray<Load.Tagged>,
   paused: ReadonlyArray<number>,
-  pauseMillis: number,
   bound: number
 ) =>
   Effect.gen(function*() {
@@ -178,16 +177,15 @@ const check = (
     }
     // A stopped process's own callers: their deadline (ATTEMPT_TIMEOUT) passes while the process is stopped, which
     // from inside looks like a slow server; when it resumes, the timer fires before the buffered answer is read. So
-    // they may fail, with Timeout, in the one round that spans the stop, and in no other: the answer is still read
+    // they may fail, with Timeout, in the one round that meets the resume, and in no other: the answer is still read
     // and stored (no refresh token presented twice, none revoked, the next rounds served).
     for (const index of paused) {
       const rounds = results.filter((r) => r.instance === index)
       const failing = rounds.filter((r) => r.failed > 0)
       expect(failing.length, "rounds with failed calls on the stopped instance").toBeLessThanOrEqual(1)
-      for (const round of failing) {
-        expect(round.ms).toBeGreaterThanOrEqual(pauseMillis)
-        for (const error of round.errors) expect(error).toMatch(/Timeout/)
-      }
+      // The round may have been asked for during the stop and begun on resuming: its callers join the fetch whose
+      // timer fires then. So its length says nothing; its errors do.
+      for (const round of failing) for (const error of round.errors) expect(error).toMatch(/Timeout/)
       expect(rounds.at(-1)?.failed ?? 0).toBe(0)
     }
     expect(worst).toBeLessThanOrEqual(bound)
@@ -225,7 +223,7 @@ const pauseHolder = (
           return holder
         })
       )
-      yield* check(name, recorder, results, [holder.index], pauseMillis, bound(pauseMillis))
+      yield* check(name, recorder, results, [holder.index], bound(pauseMillis))
     }), { timeout: 120_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
@@ -257,6 +255,6 @@ describe("rotating refresh tokens under faults, instance processes, real oidc-pr
         })
       )
       expect(recorder.presented.length).toBeGreaterThanOrEqual(3)
-      yield* check("Redis restarted empty", recorder, results, [], 0, waitBound(0))
+      yield* check("Redis restarted empty", recorder, results, [], waitBound(0))
     }), { timeout: 120_000 })
 })
