@@ -17,9 +17,12 @@
  * Every bound is derived from the settings below plus `margin`, sized for a starved CPU (8 busy processes on 2
  * cores), as in the sibling fault tests.
  */
+import { RedisRefreshTokenStore } from "@effect-token/redis"
 import { TestAuthorizationServer } from "@effect-token/testing"
+import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
+import type { KoaContextWithOIDC } from "oidc-provider"
 import { randomKey } from "../support/fixtures.js"
 import * as Instances from "../support/instances.js"
 import * as Load from "../support/load.js"
@@ -32,6 +35,13 @@ const nodeTimeoutMillis = 1_000
 const redisTimeoutMillis = 2_000
 /** Room for starved event loops (the callers', the token server's, Redis') and a few polls. */
 const margin = 6_000
+/**
+ * The cluster's own failover: the master is marked failing after `nodeTimeoutMillis` without an answer and the
+ * others' agreement (gossip, within another node timeout); its replica then waits 500 ms plus up to 500 ms (random)
+ * before it asks for votes, and an election runs for at most max(2 node timeouts, 2 s). Asserted (with the margin),
+ * so that the bounds below rest on it. A TAKEOVER (no election) is never slower.
+ */
+const failoverMillis = 2 * nodeTimeoutMillis + 1_000 + Math.max(2 * nodeTimeoutMillis, 2_000)
 
 afterAll(() => Instances.removeBundle())
 
@@ -49,13 +59,6 @@ const masterHolding = (cluster: RedisServer.ReplicatedCluster, pattern: string) 
 describe("access tokens across a Cluster failover, instance processes", () => {
   const leaseTtlMillis = 3_000
   const lifetimeMillis = 4_000
-  /**
-   * The cluster's own failover: the master is marked failing after `nodeTimeoutMillis` without an answer and the
-   * others' agreement (gossip, within another node timeout); its replica then waits 500 ms plus up to 500 ms (random)
-   * before it asks for votes, and an election runs for at most max(2 node timeouts, 2 s). Asserted (with the margin),
-   * so that the bounds below rest on it.
-   */
-  const failoverMillis = 2 * nodeTimeoutMillis + 1_000 + Math.max(2 * nodeTimeoutMillis, 2_000)
   /**
    * A caller waits at most: one Redis timeout (a call to the dead master), the lease of a holder whose Redis went
    * away, one token fetch (within the margin: the token server answers at once), plus the margin. The failover itself
@@ -124,6 +127,182 @@ describe("access tokens across a Cluster failover, instance processes", () => {
         }
         expect(worst).toBeLessThanOrEqual(accessWaitBound)
         expect(requests).toBeLessThanOrEqual(requestBound(runMillis))
+      }),
+    { timeout: 120_000 }
+  )
+})
+
+describe("rotating refresh tokens across a Cluster failover to a stale replica, instance processes", () => {
+  const accessTokenTtlSeconds = 4
+  const lockTtlMillis = 2_000
+  /** The shared access-token lease in front of the refresh source: the default, as in RefreshTokenFaults. */
+  const leaseTtlMillis = 10_000
+  const attemptTimeoutMillis = 4_000
+  /** How long a written rotation waits for its replica (`WAIT`); here it times out: the link is cut. */
+  const replicationTimeoutMillis = 1_000
+  /** How often every instance reads the record (pub/sub tells it sooner): how soon it learns a sibling's rotation. */
+  const watchIntervalMillis = 500
+  /**
+   * The longest a caller may wait: one Redis timeout (a call to the killed master), the failover, then the longest of
+   * the access-token lease and the refresh lock (a holder whose Redis went away), one refresh attempt, one `WAIT`
+   * for the replica, plus the margin.
+   */
+  const refreshWaitBound = redisTimeoutMillis + failoverMillis + Math.max(leaseTtlMillis, lockTtlMillis) +
+    attemptTimeoutMillis + replicationTimeoutMillis + margin
+
+  const clients = [{
+    client_id: "reporting",
+    client_secret: "reporting-secret",
+    grant_types: ["authorization_code", "refresh_token"],
+    response_types: ["code" as const],
+    redirect_uris: ["http://127.0.0.1/callback"],
+    scope: "openid offline_access api:read",
+    token_endpoint_auth_method: "client_secret_basic" as const
+  }]
+
+  /** The provider, with every refresh token presented, revoked grants and refresh errors recorded. */
+  const provider = Effect.gen(function*() {
+    const presented: Array<string> = []
+    const revoked: Array<string> = []
+    const errors: Array<string> = []
+    const as = yield* OidcProvider.make({
+      clients,
+      accessTokenTtl: accessTokenTtlSeconds,
+      configuration: { rotateRefreshToken: true },
+      setup: (provider) => {
+        const refreshTokenOf = (ctx: KoaContextWithOIDC) =>
+          (ctx.oidc.params as Record<string, unknown> | undefined)?.refresh_token
+        provider.on("grant.success", (ctx: KoaContextWithOIDC) => {
+          const token = refreshTokenOf(ctx)
+          if (typeof token === "string") presented.push(token)
+        })
+        provider.on("grant.error", (ctx: KoaContextWithOIDC, error: Error) => {
+          const token = refreshTokenOf(ctx)
+          if (typeof token === "string") presented.push(token)
+          errors.push(error.message)
+        })
+        provider.on("grant.revoked", (_ctx: unknown, grantId: string) => {
+          revoked.push(grantId)
+        })
+      }
+    })
+    return { as, presented, revoked, errors }
+  })
+
+  /** The record's version on a node (a replica too), or 0 when it holds none. */
+  const versionAt = (cluster: RedisServer.ReplicatedCluster, port: number, key: string) =>
+    Effect.map(cluster.read(port, "HGET", key, "v"), (out) => Number(out.trim() || "0"))
+
+  const waitUntil = (what: string, check: Effect.Effect<boolean>, withinMillis: number) =>
+    Effect.gen(function*() {
+      const deadline = Date.now() + withinMillis
+      while (!(yield* check)) {
+        if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for ${what}`)
+        yield* Effect.sleep("50 millis")
+      }
+    })
+
+  it.scopedLive(
+    "the replica's link is cut, a rotation is written (WAIT times out), the master is killed, the stale replica promoted",
+    () =>
+      Effect.gen(function*() {
+        const cluster = yield* RedisServer.replicatedCluster({ nodeTimeoutMillis })
+        const recorder = yield* provider
+        const initial = yield* recorder.as.issueRefreshToken({ clientId: "reporting" })
+        const prefix = `failover-${Math.random().toString(36).slice(2)}`
+        const recordKey = (yield* RedisRefreshTokenStore.storageKeys(prefix, "alice")).refreshToken
+        const instances = yield* Instances.startAll(instanceCount, {
+          INSTANCE_KIND: "refresh-token",
+          REDIS_CLUSTER_NODES: cluster.nodes.join(","),
+          REDIS_TOKEN_KEYS: `k1:${btoa(String.fromCharCode(...Redacted.value(randomKey())))}`,
+          REDIS_TOKEN_PREFIX: prefix,
+          REDIS_TOKEN_LEASE_TTL: `${leaseTtlMillis} millis`,
+          REDIS_TOKEN_POLL_INTERVAL: "100 millis",
+          REDIS_TOKEN_RETRY_AFTER: "500 millis",
+          REDIS_TIMEOUT: `${redisTimeoutMillis} millis`,
+          REFRESH_TOKEN_SUBJECT: "alice",
+          REFRESH_TOKEN: initial,
+          REFRESH_TOKEN_LOCK_TTL: `${lockTtlMillis} millis`,
+          REFRESH_TOKEN_POLL_INTERVAL: "100 millis",
+          REFRESH_TOKEN_SEED_SETTLE: "500 millis",
+          REFRESH_TOKEN_WATCH_INTERVAL: `${watchIntervalMillis} millis`,
+          REFRESH_TOKEN_REPLICAS: "1",
+          REFRESH_TOKEN_REPLICATION_TIMEOUT: `${replicationTimeoutMillis} millis`,
+          TOKEN_URL: recorder.as.tokenUrl,
+          CLIENT_ID: "reporting",
+          CLIENT_SECRET: "reporting-secret",
+          ATTEMPT_TIMEOUT: `${attemptTimeoutMillis} millis`,
+          ANSWER_TIMEOUT: "30 seconds",
+          SUBJECT_KEY: "alice",
+          CACHE_SKEW: "100 millis"
+        })
+        const { results, runMillis, value } = yield* Load.underLoad(
+          instances,
+          callers,
+          Effect.gen(function*() {
+            // A rotation or two first, replicated.
+            yield* Effect.sleep(`${accessTokenTtlSeconds * 1000} millis`)
+            const master = yield* cluster.masterOf(recordKey)
+            const replica = yield* cluster.replicaOf(master)
+            yield* waitUntil(
+              "the replica in step with its master",
+              Effect.zipWith(
+                versionAt(cluster, master, recordKey),
+                versionAt(cluster, replica, recordKey),
+                (a, b) => a > 0 && a === b
+              ),
+              10_000
+            )
+            yield* cluster.cutReplication(replica)
+            const atCut = yield* versionAt(cluster, replica, recordKey)
+            // At least one rotation lands on the master alone.
+            yield* waitUntil(
+              "a rotation on the master after the cut",
+              Effect.map(versionAt(cluster, master, recordKey), (v) => v > atCut),
+              2 * accessTokenTtlSeconds * 1000 + margin
+            )
+            // Its WAIT runs out; the instances learn the rotation (pub/sub, or their next read).
+            yield* Effect.sleep(`${replicationTimeoutMillis + 2 * watchIntervalMillis} millis`)
+            const lost = yield* versionAt(cluster, master, recordKey)
+            const stale = yield* versionAt(cluster, replica, recordKey)
+            yield* cluster.kill(master)
+            const promotedIn = yield* cluster.promote(replica)
+            // Through rotations on the promoted master.
+            yield* Effect.sleep(`${2 * accessTokenTtlSeconds * 1000 + 1_000} millis`)
+            return { atCut, lost, stale, promotedIn, after: yield* versionAt(cluster, replica, recordKey) }
+          })
+        )
+        const worst = Math.max(...results.map((r) => r.ms))
+        const failed = results.reduce((n, r) => n + r.failed, 0)
+        const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
+        const distinct = new Set(recorder.presented).size
+        const warnings = instances.flatMap((instance) => instance.warnings())
+        const unacknowledged = warnings.filter((w) => w.includes("acknowledged by 0 of 1 replicas")).length
+        const repairs = warnings.filter((w) => w.includes("the store had lost refresh token version")).length
+        yield* Load.log(
+          `refresh failover: versions at cut ${value.atCut}, on the master when killed ${value.lost}, on the replica ${value.stale}, after ${value.after}; promoted in ${value.promotedIn} ms (bound ${
+            failoverMillis + margin
+          }); ${unacknowledged} unacknowledged writes, ${repairs} repairs; ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${refreshWaitBound}), least token life left ${minRemaining} ms, run ${runMillis} ms`
+        )
+        const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
+        if (failing.length > 0) yield* Load.log(`refresh failover: failed calls on instances ${failing}`)
+        // The fault happened as described: the promoted replica held an older version than the killed master.
+        expect(value.stale).toBe(value.atCut)
+        expect(value.lost).toBeGreaterThan(value.stale)
+        expect(value.promotedIn).toBeLessThanOrEqual(failoverMillis + margin)
+        // The lost rotation was written without a replica's acknowledgement, and put back by an instance.
+        expect(unacknowledged).toBeGreaterThanOrEqual(1)
+        expect(repairs).toBeGreaterThanOrEqual(1)
+        expect(value.after).toBeGreaterThan(value.lost)
+        // Counted at the provider.
+        expect(recorder.revoked).toEqual([])
+        expect(recorder.errors).toEqual([])
+        expect(distinct).toBe(recorder.presented.length)
+        for (const result of results) {
+          expect(result.failed, result.errors.join("; ")).toBe(0)
+          if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
+        }
+        expect(worst).toBeLessThanOrEqual(refreshWaitBound)
       }),
     { timeout: 120_000 }
   )
