@@ -411,6 +411,30 @@ export const make = (
         const [version, replicas] = yield* guard(
           client.eval(Scripts.completeRefreshSpend, [recordKey], [spendId, channel, keys.id, ...rotation])
         ).pipe(Effect.mapError(unavailable))
+        if (version < 0 && Option.isSome(rotated)) {
+          // The spend is gone. Either the store lost it (a failover to a replica that never got the spend record,
+          // an empty restart): what is stored is the spent token or older, and the rotated token is the only valid
+          // one, known here alone; forgetting it would make the fleet send the spent token and get the grant
+          // revoked. Or another instance took the spend over after its deadline and the store moved on (below).
+          // Another instance's spend of the same version in progress is a takeover: its result wins, as below.
+          const [record, spender] = yield* Effect.zip(
+            readRecord,
+            guard(client.send<string | null>("HGET", recordKey, "sid"))
+          ).pipe(Effect.mapError(unavailable))
+          const lostHere = record._tag === "Missing" ||
+            (record._tag === "Stored" && record.lineage === spent.lineage && record.version <= spent.version &&
+              spender === null)
+          if (lostHere) {
+            yield* Effect.logWarning(
+              `effect-token/redis: the store lost this instance's spend of refresh token version ${spent.version} ` +
+                `(a failover, an empty restart) before its answer was stored; the rotated token (version ` +
+                `${spent.version + 1}) is put back rather than forgotten`
+            )
+            const newestKnown = yield* Ref.get(newest)
+            if (Option.isSome(newestKnown)) yield* repair(newestKnown.value).pipe(Effect.mapError(unavailable))
+            return
+          }
+        }
         if (version < 0) {
           // Another instance took the spend over after its deadline: what the store holds is its result, not ours.
           yield* Effect.logWarning(

@@ -286,6 +286,14 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
         )
         const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
         if (failing.length > 0) yield* Load.log(`refresh failover: failed calls on instances ${failing}`)
+        if (failing.length > 0 || recorder.revoked.length > 0) {
+          // What the instances said, in order, for the report of a failure.
+          for (const instance of instances) {
+            for (const event of instance.events.filter((e) => e.event === "log")) {
+              yield* Load.log(`refresh failover: instance ${instance.index} at ${event.at}: ${event.message}`)
+            }
+          }
+        }
         // The fault happened as described: the promoted replica held an older version than the killed master.
         expect(value.stale).toBe(value.atCut)
         expect(value.lost).toBeGreaterThan(value.stale)
