@@ -82,9 +82,11 @@ export interface Options {
    */
   readonly watchInterval?: Duration.DurationInput | undefined
   /**
-   * How long a token seeded from `initial` waits before anyone spends it, so that running instances that know a
-   * newer token (after an empty restart) put it back first. Keep it above the time an instance takes to notice:
-   * its client's reconnection (up to 2 s with `failFastOptions`), `watchInterval` and a Redis timeout. Default 5 s.
+   * How long a token seeded from `initial`, or put back by a repair, waits before anyone spends it, so that running
+   * instances that know a newer token put it back first: after an empty restart, and after a failover that lost an
+   * unresolved spend (its sender's answer is newer than the repaired token). Keep it above the time an instance
+   * takes to notice: its client's reconnection (up to 2 s with `failFastOptions`), `watchInterval` and a Redis
+   * timeout. Default 5 s.
    */
   readonly seedSettle?: Duration.DurationInput | undefined
   /**

@@ -133,7 +133,8 @@ return {version, replicas}
  *
  * The fence before a refresh is sent, in one step: the lock must be the caller's (and is extended to at least the
  * floor, the time a request may take), the stored token must be the caller's, no other spend may be unresolved,
- * and a freshly seeded token must have settled (instances that know a newer one get the time to repair the store).
+ * and a freshly seeded or repaired token must have settled (instances that know a newer one get the time to repair
+ * the store: after a failover that lost an unresolved spend, its sender's answer is such a newer token).
  * Then the spend is recorded until now + spend time.
  * `{1, version, takeover, lineage, seedfp or '', origin, at}` granted; `{-1}` the lock is not the caller's;
  * `{-2, ms}` pending for ms; `{-3}` stale.
@@ -152,7 +153,7 @@ for i = 6, #ARGV do
 end
 if not matches then return {-3} end
 ${now}
-if r[5] == 'seed' and now - tonumber(r[6]) < tonumber(ARGV[5]) then
+if (r[5] == 'seed' or r[5] == 'repair') and now - tonumber(r[6]) < tonumber(ARGV[5]) then
   return {-2, tonumber(ARGV[5]) - (now - tonumber(r[6]))}
 end
 local takeover = 0

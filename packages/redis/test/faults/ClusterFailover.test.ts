@@ -143,12 +143,18 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
   /** How often every instance reads the record (pub/sub tells it sooner): how soon it learns a sibling's rotation. */
   const watchIntervalMillis = 500
   /**
+   * How long a seeded or repaired token waits before anyone spends it: long enough for every instance that knows a
+   * newer one (the sender of a spend the failover lost gets the rotated token in its answer) to notice and put it
+   * back: its client's reconnection (up to 2 s), a Redis timeout, and a watch interval (as the option's docs say).
+   */
+  const settleMillis = 2_000 + redisTimeoutMillis + watchIntervalMillis
+  /**
    * The longest a caller may wait: one Redis timeout (a call to the killed master), the failover, then the longest of
-   * the access-token lease and the refresh lock (a holder whose Redis went away), one refresh attempt, one `WAIT`
-   * for the replica, plus the margin.
+   * the access-token lease and the refresh lock (a holder whose Redis went away), the settling of a repaired token,
+   * one refresh attempt, one `WAIT` for the replica, plus the margin.
    */
   const refreshWaitBound = redisTimeoutMillis + failoverMillis + Math.max(leaseTtlMillis, lockTtlMillis) +
-    attemptTimeoutMillis + replicationTimeoutMillis + margin
+    settleMillis + attemptTimeoutMillis + replicationTimeoutMillis + margin
 
   const clients = [{
     client_id: "reporting",
@@ -224,7 +230,7 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
           REFRESH_TOKEN: initial,
           REFRESH_TOKEN_LOCK_TTL: `${lockTtlMillis} millis`,
           REFRESH_TOKEN_POLL_INTERVAL: "100 millis",
-          REFRESH_TOKEN_SEED_SETTLE: "500 millis",
+          REFRESH_TOKEN_SEED_SETTLE: `${settleMillis} millis`,
           REFRESH_TOKEN_WATCH_INTERVAL: `${watchIntervalMillis} millis`,
           REFRESH_TOKEN_REPLICAS: "1",
           REFRESH_TOKEN_REPLICATION_TIMEOUT: `${replicationTimeoutMillis} millis`,
