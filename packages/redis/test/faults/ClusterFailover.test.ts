@@ -36,12 +36,11 @@ const redisTimeoutMillis = 2_000
 /** Room for starved event loops (the callers', the token server's, Redis') and a few polls. */
 const margin = 6_000
 /**
- * The cluster's own failover: the master is marked failing after `nodeTimeoutMillis` without an answer and the
- * others' agreement (gossip, within another node timeout); its replica then waits 500 ms plus up to 500 ms (random)
- * before it asks for votes, and an election runs for at most max(2 node timeouts, 2 s). Asserted (with the margin),
- * so that the bounds below rest on it. A TAKEOVER (no election) is never slower.
+ * The failover is the fault's length, as a pause is in the sibling tests: the time from the kill until every live
+ * node sees the replica serve the slots and says `cluster_state:ok`, measured (the cluster's own failover takes about
+ * two node timeouts, a 0.5-1 s delay and an election of at least 2 s on an idle machine; on a starved one its
+ * elections time out and retry, 15 s was seen). The bounds below are what the library adds to it.
  */
-const failoverMillis = 2 * nodeTimeoutMillis + 1_000 + Math.max(2 * nodeTimeoutMillis, 2_000)
 
 afterAll(() => Instances.removeBundle())
 
@@ -70,9 +69,9 @@ describe("access tokens across a Cluster failover, instance processes", () => {
    * and while the slot has no master (the failover, and until each client has the new slot map), each instance may
    * fetch alone once per half lifetime.
    */
-  const requestBound = (runMillis: number) =>
+  const requestBound = (runMillis: number, outageMillis: number) =>
     1 + Math.ceil(runMillis / (lifetimeMillis / 2)) +
-    instanceCount * (1 + Math.ceil((failoverMillis + margin) / (lifetimeMillis / 2)))
+    instanceCount * (1 + Math.ceil((outageMillis + margin) / (lifetimeMillis / 2)))
 
   it.scopedLive(
     "the master serving the shared token is killed; the cluster promotes its replica",
@@ -113,20 +112,17 @@ describe("access tokens across a Cluster failover, instance processes", () => {
         const failed = results.reduce((n, r) => n + r.failed, 0)
         const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
         yield* Load.log(
-          `access failover: promoted in ${value.promotedIn} ms (bound ${
-            failoverMillis + margin
-          }), ${results.length} rounds x ${callers} callers, ${failed} failed, ${requests} token requests (bound ${
-            requestBound(runMillis)
+          `access failover: promoted in ${value.promotedIn} ms, ${results.length} rounds x ${callers} callers, ${failed} failed, ${requests} token requests (bound ${
+            requestBound(runMillis, value.promotedIn)
           }), worst wait ${worst} ms (bound ${accessWaitBound}), least token life left ${minRemaining} ms, run ${runMillis} ms`
         )
-        expect(value.promotedIn).toBeLessThanOrEqual(failoverMillis + margin)
         for (const result of results) {
           expect(result.failed, result.errors.join("; ")).toBe(0)
           expect(result.ok).toBe(callers)
           if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
         }
         expect(worst).toBeLessThanOrEqual(accessWaitBound)
-        expect(requests).toBeLessThanOrEqual(requestBound(runMillis))
+        expect(requests).toBeLessThanOrEqual(requestBound(runMillis, value.promotedIn))
       }),
     { timeout: 120_000 }
   )
@@ -149,11 +145,12 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
    */
   const settleMillis = 2_000 + redisTimeoutMillis + watchIntervalMillis
   /**
-   * The longest a caller may wait: one Redis timeout (a call to the killed master), the failover, then the longest of
+   * The longest a caller may wait: one Redis timeout (a call to the killed master), the failover (measured), then the longest of
    * the access-token lease and the refresh lock (a holder whose Redis went away), the settling of a repaired token,
    * one refresh attempt, one `WAIT` for the replica, plus the margin.
    */
-  const refreshWaitBound = redisTimeoutMillis + failoverMillis + Math.max(leaseTtlMillis, lockTtlMillis) +
+  const refreshWaitBound = (outageMillis: number) =>
+    redisTimeoutMillis + outageMillis + Math.max(leaseTtlMillis, lockTtlMillis) +
     settleMillis + attemptTimeoutMillis + replicationTimeoutMillis + margin
 
   const clients = [{
@@ -286,9 +283,9 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
         const unacknowledged = warnings.filter((w) => w.includes("acknowledged by 0 of 1 replicas")).length
         const repairs = warnings.filter((w) => w.includes("the store had lost refresh token version")).length
         yield* Load.log(
-          `refresh failover: versions at cut ${value.atCut}, on the master when killed ${value.lost}, on the replica ${value.stale}, after ${value.after}; promoted in ${value.promotedIn} ms (bound ${
-            failoverMillis + margin
-          }); ${unacknowledged} unacknowledged writes, ${repairs} repairs; ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${refreshWaitBound}), least token life left ${minRemaining} ms, run ${runMillis} ms`
+          `refresh failover: versions at cut ${value.atCut}, on the master when killed ${value.lost}, on the replica ${value.stale}, after ${value.after}; promoted in ${value.promotedIn} ms; ${unacknowledged} unacknowledged writes, ${repairs} repairs; ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${
+            refreshWaitBound(value.promotedIn)
+          }), least token life left ${minRemaining} ms, run ${runMillis} ms`
         )
         const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
         if (failing.length > 0) yield* Load.log(`refresh failover: failed calls on instances ${failing}`)
@@ -303,7 +300,6 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
         // The fault happened as described: the promoted replica held an older version than the killed master.
         expect(value.stale).toBe(value.atCut)
         expect(value.lost).toBeGreaterThan(value.stale)
-        expect(value.promotedIn).toBeLessThanOrEqual(failoverMillis + margin)
         // The lost rotation was written without a replica's acknowledgement, and put back by an instance.
         expect(unacknowledged).toBeGreaterThanOrEqual(1)
         expect(repairs).toBeGreaterThanOrEqual(1)
@@ -316,7 +312,7 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
           expect(result.failed, result.errors.join("; ")).toBe(0)
           if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
         }
-        expect(worst).toBeLessThanOrEqual(refreshWaitBound)
+        expect(worst).toBeLessThanOrEqual(refreshWaitBound(value.promotedIn))
       }),
     { timeout: 120_000 }
   )
