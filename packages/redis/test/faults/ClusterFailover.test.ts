@@ -33,6 +33,13 @@ const callers = 20
 /** Every node's `cluster-node-timeout`: a master silent this long is marked failing, and its replica elected. */
 const nodeTimeoutMillis = 1_000
 const redisTimeoutMillis = 2_000
+/**
+ * How long before its `exp` a token stops being served (the cache's and the shared store's skew). A served token's
+ * life left is measured in the instance after `cache.get` returns: on a starved CPU (load 20 on 2 cores) the process
+ * can be descheduled for more than 100 ms in between (a token served with 100 ms left was measured at -9 ms once).
+ * 500 ms: the time a starved caller takes to use a token it got, well under the half lifetime at which tokens renew.
+ */
+const skewMillis = 500
 /** Room for starved event loops (the callers', the token server's, Redis') and a few polls. */
 const margin = 6_000
 /**
@@ -91,7 +98,7 @@ describe("access tokens across a Cluster failover, instance processes", () => {
           TOKEN_URL: as.tokenUrl,
           CLIENT_ID: "test-client",
           CLIENT_SECRET: "test-secret",
-          CACHE_SKEW: "100 millis"
+          CACHE_SKEW: `${skewMillis} millis`
         })
         const { results, runMillis, value } = yield* Load.underLoad(
           instances,
@@ -100,21 +107,25 @@ describe("access tokens across a Cluster failover, instance processes", () => {
             yield* Effect.sleep("1 second")
             const master = yield* masterHolding(cluster, `{${prefix}:*}:token`)
             const replica = yield* cluster.replicaOf(master)
+            const killedAt = Date.now()
             yield* cluster.kill(master)
             const promotedIn = yield* cluster.awaitPromoted(replica)
             // Through an expiry after the failover, so that a refresh happens on the promoted master.
             yield* Effect.sleep(`${lifetimeMillis + 1_000} millis`)
-            return { promotedIn }
+            return { promotedIn, killedAt }
           })
         )
         const requests = (yield* as.requests).client_credentials ?? 0
         const worst = Math.max(...results.map((r) => r.ms))
+        const slowest = results.find((r) => r.ms === worst)!
         const failed = results.reduce((n, r) => n + r.failed, 0)
         const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
         yield* Load.log(
           `access failover: promoted in ${value.promotedIn} ms, ${results.length} rounds x ${callers} callers, ${failed} failed, ${requests} token requests (bound ${
             requestBound(runMillis, value.promotedIn)
-          }), worst wait ${worst} ms (bound ${accessWaitBound}), least token life left ${minRemaining} ms, run ${runMillis} ms`
+          }), worst wait ${worst} ms (bound ${accessWaitBound}; instance ${slowest.instance}, from ${
+            (slowest.at ?? 0) - worst - value.killedAt
+          } ms after the kill), least token life left ${minRemaining} ms, run ${runMillis} ms`
         )
         for (const result of results) {
           expect(result.failed, result.errors.join("; ")).toBe(0)
@@ -124,7 +135,7 @@ describe("access tokens across a Cluster failover, instance processes", () => {
         expect(worst).toBeLessThanOrEqual(accessWaitBound)
         expect(requests).toBeLessThanOrEqual(requestBound(runMillis, value.promotedIn))
       }),
-    { timeout: 120_000 }
+    { timeout: 240_000 }
   )
 })
 
@@ -237,7 +248,7 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
           ATTEMPT_TIMEOUT: `${attemptTimeoutMillis} millis`,
           ANSWER_TIMEOUT: "30 seconds",
           SUBJECT_KEY: "alice",
-          CACHE_SKEW: "100 millis"
+          CACHE_SKEW: `${skewMillis} millis`
         })
         const { results, runMillis, value } = yield* Load.underLoad(
           instances,
@@ -268,26 +279,39 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
             yield* Effect.sleep(`${replicationTimeoutMillis + 2 * watchIntervalMillis} millis`)
             const lost = yield* versionAt(cluster, master, recordKey)
             const stale = yield* versionAt(cluster, replica, recordKey)
+            const killedAt = Date.now()
             yield* cluster.kill(master)
             const promotedIn = yield* cluster.promote(replica)
             // Through rotations on the promoted master.
             yield* Effect.sleep(`${2 * accessTokenTtlSeconds * 1000 + 1_000} millis`)
-            return { atCut, lost, stale, promotedIn, after: yield* versionAt(cluster, replica, recordKey) }
+            return { atCut, lost, stale, promotedIn, killedAt, after: yield* versionAt(cluster, replica, recordKey) }
           })
         )
         const worst = Math.max(...results.map((r) => r.ms))
+        const slowest = results.find((r) => r.ms === worst)!
         const failed = results.reduce((n, r) => n + r.failed, 0)
         const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
         const distinct = new Set(recorder.presented).size
         const warnings = instances.flatMap((instance) => instance.warnings())
         const unacknowledged = warnings.filter((w) => w.includes("acknowledged by 0 of 1 replicas")).length
-        const repairs = warnings.filter((w) => w.includes("the store had lost refresh token version")).length
+        // Put back by a read or the watch, or by the sender of a spend the failover lost.
+        const repairs = warnings.filter((w) =>
+          w.includes("the store had lost refresh token version") || w.includes("lost this instance's spend")
+        ).length
         yield* Load.log(
           `refresh failover: versions at cut ${value.atCut}, on the master when killed ${value.lost}, on the replica ${value.stale}, after ${value.after}; promoted in ${value.promotedIn} ms; ${unacknowledged} unacknowledged writes, ${repairs} repairs; ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${
             refreshWaitBound(value.promotedIn)
-          }), least token life left ${minRemaining} ms, run ${runMillis} ms`
+          }; instance ${slowest.instance}, from ${
+            (slowest.at ?? 0) - worst - value.killedAt
+          } ms after the kill), least token life left ${minRemaining} ms, run ${runMillis} ms`
         )
-        const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
+        const failing = [
+          ...new Set(
+            results.filter((r) =>
+              r.failed > 0
+            ).map((r) => r.instance)
+          )
+        ]
         if (failing.length > 0) yield* Load.log(`refresh failover: failed calls on instances ${failing}`)
         if (failing.length > 0 || recorder.revoked.length > 0) {
           // What the instances said, in order, for the report of a failure.
@@ -314,6 +338,6 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
         }
         expect(worst).toBeLessThanOrEqual(refreshWaitBound(value.promotedIn))
       }),
-    { timeout: 120_000 }
+    { timeout: 240_000 }
   )
 })
