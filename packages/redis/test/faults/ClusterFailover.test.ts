@@ -19,14 +19,13 @@
  */
 import { RedisRefreshTokenStore } from "@effect-token/redis"
 import { TestAuthorizationServer } from "@effect-token/testing"
-import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import type { KoaContextWithOIDC } from "oidc-provider"
 import { randomKey } from "../support/fixtures.js"
 import * as Instances from "../support/instances.js"
 import * as Load from "../support/load.js"
 import * as RedisServer from "../support/redisServer.js"
+import * as RefreshProvider from "../support/refreshProvider.js"
 
 const instanceCount = 4
 const callers = 20
@@ -164,44 +163,7 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
     redisTimeoutMillis + outageMillis + Math.max(leaseTtlMillis, lockTtlMillis) +
     settleMillis + attemptTimeoutMillis + replicationTimeoutMillis + margin
 
-  const clients = [{
-    client_id: "reporting",
-    client_secret: "reporting-secret",
-    grant_types: ["authorization_code", "refresh_token"],
-    response_types: ["code" as const],
-    redirect_uris: ["http://127.0.0.1/callback"],
-    scope: "openid offline_access api:read",
-    token_endpoint_auth_method: "client_secret_basic" as const
-  }]
-
-  /** The provider, with every refresh token presented, revoked grants and refresh errors recorded. */
-  const provider = Effect.gen(function*() {
-    const presented: Array<string> = []
-    const revoked: Array<string> = []
-    const errors: Array<string> = []
-    const as = yield* OidcProvider.make({
-      clients,
-      accessTokenTtl: accessTokenTtlSeconds,
-      configuration: { rotateRefreshToken: true },
-      setup: (provider) => {
-        const refreshTokenOf = (ctx: KoaContextWithOIDC) =>
-          (ctx.oidc.params as Record<string, unknown> | undefined)?.refresh_token
-        provider.on("grant.success", (ctx: KoaContextWithOIDC) => {
-          const token = refreshTokenOf(ctx)
-          if (typeof token === "string") presented.push(token)
-        })
-        provider.on("grant.error", (ctx: KoaContextWithOIDC, error: Error) => {
-          const token = refreshTokenOf(ctx)
-          if (typeof token === "string") presented.push(token)
-          errors.push(error.message)
-        })
-        provider.on("grant.revoked", (_ctx: unknown, grantId: string) => {
-          revoked.push(grantId)
-        })
-      }
-    })
-    return { as, presented, revoked, errors }
-  })
+  const provider = RefreshProvider.make(accessTokenTtlSeconds)
 
   /** The record's version on a node (a replica too), or 0 when it holds none. */
   const versionAt = (cluster: RedisServer.ReplicatedCluster, port: number, key: string) =>
