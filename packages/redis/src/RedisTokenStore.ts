@@ -109,7 +109,8 @@ export interface Lease {
  *
  * - `Written`: the record now holds the token, at `version`.
  * - `LeaseLost`: the lease expired or another instance holds it now; nothing was written.
- * - `VersionConflict`: the record changed since the version the writer read; nothing was written.
+ * - `VersionConflict`: the record changed since the version the writer read (another write, a clear); nothing was
+ *   written. A record that is gone (its TTL ran out with the token it held) is no conflict for the lease holder.
  * - `Skipped`: the token was not written (already expired, or its Schema could not encode it).
  *
  * @example
@@ -181,8 +182,9 @@ export interface RedisTokenStore {
   /** Extends the lease to `ttl` from now, only if `lease` still holds it. */
   readonly renewLease: (lease: Lease, ttl: Duration.DurationInput) => Effect.Effect<boolean, RedisClient.RedisError>
   /**
-   * Compare-and-set (one script): writes only while `lease` is held and the record is still at `expectedVersion`,
-   * then bumps the version, sets the TTL to the token's remaining lifetime and publishes an {@link Update}.
+   * Compare-and-set (one script): writes only while `lease` is held and the record is still at `expectedVersion`
+   * (or gone: its TTL ran out with the old token while the holder fetched), then sets the version to
+   * `expectedVersion + 1`, the TTL to the token's remaining lifetime and publishes an {@link Update}.
    */
   readonly write: (
     lease: Lease,

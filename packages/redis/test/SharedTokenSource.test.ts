@@ -7,6 +7,8 @@ import {
   DateTime,
   Duration,
   Effect,
+  Exit,
+  Fiber,
   Logger,
   LogLevel,
   Option,
@@ -264,6 +266,74 @@ describe("outages, with a scripted Redis and TestClock", () => {
         "INFO effect-token/redis: Redis answers again; tokens are shared again"
       ])
       expect(Redacted.value(token.value)).toBe("token-9")
+    }))
+})
+
+describe("the lease, with a scripted Redis and TestClock", () => {
+  /** Two instances over one scripted Redis; `beforeLease` runs once, just before `second` first asks for the lease. */
+  const twoInstances = (
+    source: TokenSource.TokenSource,
+    beforeLease: (first: RedisTokenStore.SharedTokenSource) => Effect.Effect<unknown, unknown>
+  ) =>
+    Effect.gen(function*() {
+      const storage = new Map<string, string>()
+      const keyRing = yield* ring("k1")
+      let hook: Effect.Effect<unknown, unknown> | undefined
+      const client = (hooked: boolean) =>
+        RedisClient.make({
+          send: (command, args) => {
+            if (hooked && command === "SET" && hook !== undefined) {
+              const run = hook
+              hook = undefined
+              return Effect.zipRight(Effect.orDie(run), fakeReply(storage, command, args))
+            }
+            return fakeReply(storage, command, args)
+          },
+          subscribe: () => Stream.never
+        })
+      const instance = (hooked: boolean) =>
+        Effect.gen(function*() {
+          const store = yield* RedisTokenStore.make({ keyRing }).pipe(
+            Effect.provideService(RedisClient.RedisClient, client(hooked))
+          )
+          return yield* RedisTokenStore.shared(source).pipe(
+            Effect.provideService(RedisTokenStore.RedisTokenStore, store)
+          )
+        })
+      const first = yield* instance(false)
+      const second = yield* instance(true)
+      hook = beforeLease(first)
+      const leases = () => [...storage.keys()].filter((key) => key.endsWith(":lease"))
+      return { first, second, leases }
+    })
+
+  it.scoped("a lease taken just after another instance wrote is released at once, not left to lapse", () =>
+    Effect.gen(function*() {
+      const { count, source } = yield* countingSource("1 minute", "0 millis")
+      // `first` fetches, writes and releases between `second`'s read (nothing there) and its taking the lease: the
+      // second read under the lease finds that token fresh.
+      const { first, leases, second } = yield* twoInstances(source, (first) => first.fetch)
+      const token = yield* second.fetch
+      expect(Redacted.value(token.value)).toBe("token-1")
+      expect(yield* count).toBe(1)
+      expect(leases()).toEqual([])
+      // `first` handed token-1 out, so it asks for a newer one: it takes the lease at once. A lease left behind would
+      // keep it waiting for `waitTimeout` (20 s).
+      const next = yield* Effect.fork(first.fetch)
+      yield* TestClock.adjust("1 second")
+      const done = yield* Fiber.poll(next)
+      expect(Option.map(done, Exit.map((t) => Redacted.value(t.value)))).toEqual(Option.some(Exit.succeed("token-2")))
+    }))
+
+  it.scoped("a token not written (past its usable lifetime on arrival) releases the lease", () =>
+    Effect.gen(function*() {
+      // A 2 s token is usable for 1 s from its request; its answer takes 1.5 s: never stored, handed to its caller.
+      const { source } = yield* countingSource("2 seconds", "1500 millis")
+      const { leases, second } = yield* twoInstances(source, () => Effect.void)
+      const fetching = yield* Effect.fork(second.fetch)
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.join(fetching)
+      expect(leases()).toEqual([])
     }))
 })
 

@@ -8,15 +8,21 @@ import * as RedisClient from "../RedisClient.js"
 /**
  * KEYS: token, lease. ARGV: owner, expected version, fingerprint, expiry (epoch ms), data, TTL (ms), channel, id.
  * -1: the lease is not (or no longer) the caller's. -2: the record is not at the expected version.
- * Otherwise the new version, published as "<id> <version>".
+ * Otherwise the new version (the expected one plus one), published as "<id> <version>".
+ *
+ * A record that is gone is no conflict: its TTL ran out with the token it held (the holder's fetch outlasted the old
+ * token: a slow server, a paused process), and the lease, held since the caller read (a lapsed lease never comes
+ * back with the same random owner), proves nobody wrote meanwhile. Refusing it would throw away the only new token
+ * while every other instance waits for it, and make one of them fetch again.
  */
 export const write = RedisClient.script<number>(
   "effect-token/write",
   `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if current ~= tonumber(ARGV[2]) then return -2 end
-local version = current + 1
+local stored = redis.call('HGET', KEYS[1], 'v')
+local expected = tonumber(ARGV[2])
+if stored and tonumber(stored) ~= expected then return -2 end
+local version = expected + 1
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', version, 'fp', ARGV[3], 'exp', ARGV[4], 'data', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])

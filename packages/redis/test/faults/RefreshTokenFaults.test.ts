@@ -4,8 +4,9 @@
  * real oidc-provider that rotates it on every use and revokes the grant when a spent one comes back (its default
  * reuse detection). The provider's own events count every refresh token presented.
  *
- * Asserted: no refresh token presented twice, no grant revoked, no refresh rejected, no failed call, no served
- * token past its `exp`, the slowest round of an instance that was not itself paused within `waitBound`.
+ * Asserted: no refresh token presented twice, no grant revoked, no refresh rejected, no failed call outside the
+ * stopped process (whose own callers may time out in the round that spans its stop), no served token past its `exp`,
+ * the slowest round of an instance that was not itself paused within `waitBound`.
  */
 import type { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
@@ -39,6 +40,19 @@ const margin = 6_000
 const waitBound = (pauseMillis: number) =>
   redisTimeoutMillis + Math.max(leaseTtlMillis, lockTtlMillis, pauseMillis) + attemptTimeoutMillis + margin
 
+/**
+ * The holder stopped after its grant was answered, for less than the shared lease: the answer (and the rotated refresh
+ * token) is in the stopped process only, and nobody else may spend the token meanwhile, so the others wait for the
+ * pause (while their current token lasts, they keep serving it). On resuming, the holder stores the rotation, writes
+ * the access token and releases the lease: nobody waits for a lease or a lock to lapse. The longest wait is the pause,
+ * one token fetch (its attempt timeout), one Redis timeout (issue 18: a Redis fault costs one timeout, then the
+ * source is asked directly), plus the margin.
+ */
+const answeredWaitBound = (pauseMillis: number) => {
+  if (pauseMillis >= leaseTtlMillis) throw new Error("the holder's lease lapses during such a pause: use waitBound")
+  return pauseMillis + attemptTimeoutMillis + redisTimeoutMillis + margin
+}
+
 afterAll(() => Instances.removeBundle())
 
 const provider = RefreshProvider.make(accessTokenTtlSeconds)
@@ -67,7 +81,9 @@ const environment = (
   ATTEMPT_TIMEOUT: `${attemptTimeoutMillis} millis`,
   ANSWER_TIMEOUT: "30 seconds",
   SUBJECT_KEY: "alice",
-  CACHE_SKEW: "100 millis"
+  // A served token's life left is measured when `get` returns, after the starved process got around to it (200 ms
+  // and more at load 20): the cache stops serving a token 1 s before it expires.
+  CACHE_SKEW: "1 second"
 })
 
 const check = (
@@ -75,15 +91,17 @@ const check = (
   recorder: RefreshProvider.Recorder,
   results: ReadonlyArray<Load.Tagged>,
   paused: ReadonlyArray<number>,
+  pauseMillis: number,
   bound: number
 ) =>
   Effect.gen(function*() {
     const worst = Math.max(...results.filter((r) => !paused.includes(r.instance)).map((r) => r.ms))
     const failed = results.reduce((n, r) => n + r.failed, 0)
     const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
+    const leastLifeOn = results.find((r) => (r.minRemainingMs ?? Number.POSITIVE_INFINITY) === minRemaining)?.instance
     const distinct = new Set(recorder.presented).size
     yield* Load.log(
-      `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms`
+      `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms (instance ${leastLifeOn}; paused: ${paused})`
     )
     const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
     if (failing.length > 0) yield* Load.log(`${name}: failed calls on instances ${failing} (paused: ${paused})`)
@@ -91,13 +109,33 @@ const check = (
     expect(recorder.errors).toEqual([])
     expect(distinct).toBe(recorder.presented.length)
     for (const result of results) {
-      expect(result.failed, result.errors.join("; ")).toBe(0)
       if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
+      if (paused.includes(result.instance)) continue
+      expect(result.failed, result.errors.join("; ")).toBe(0)
+    }
+    // A stopped process's own callers: their deadline (ATTEMPT_TIMEOUT) passes while the process is stopped, which
+    // from inside looks like a slow server; when it resumes, the timer fires before the buffered answer is read. So
+    // they may fail, with Timeout, in the one round that spans the stop, and in no other: the answer is still read
+    // and stored (no refresh token presented twice, none revoked, the next rounds served).
+    for (const index of paused) {
+      const rounds = results.filter((r) => r.instance === index)
+      const failing = rounds.filter((r) => r.failed > 0)
+      expect(failing.length, "rounds with failed calls on the stopped instance").toBeLessThanOrEqual(1)
+      for (const round of failing) {
+        expect(round.ms).toBeGreaterThanOrEqual(pauseMillis)
+        for (const error of round.errors) expect(error).toMatch(/Timeout/)
+      }
+      expect(rounds.at(-1)?.failed ?? 0).toBe(0)
     }
     expect(worst).toBeLessThanOrEqual(bound)
   })
 
-const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: number) =>
+const pauseHolder = (
+  name: string,
+  moment: "before" | "after",
+  pauseMillis: number,
+  bound: (pauseMillis: number) => number = waitBound
+) =>
   it.scopedLive(name, () =>
     Effect.gen(function*() {
       const recorder = yield* provider
@@ -111,7 +149,7 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           // Let a refresh or two happen first, then catch the next one.
           yield* Effect.sleep(`${accessTokenTtlSeconds * 1000} millis`)
           const holder = yield* Effect.raceAll(
-            instances.map((instance) => Effect.as(instance.fetchStarted, instance))
+            instances.map((instance) => Effect.as(instance.nextFetchStart, instance))
           )
           yield* moment === "before" ? recorder.nextArrival : recorder.nextAnswer
           const pid = holder.process.pid!
@@ -124,13 +162,18 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           return holder
         })
       )
-      yield* check(name, recorder, results, [holder.index], waitBound(pauseMillis))
+      yield* check(name, recorder, results, [holder.index], pauseMillis, bound(pauseMillis))
     }), { timeout: 120_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
   pauseHolder("the lock holder stopped just before its grant is answered, shorter than the lock TTL", "before", 1_000)
   pauseHolder("the lock holder stopped just before its grant is answered, longer than the lock TTL", "before", 4_000)
-  pauseHolder("the lock holder stopped just after its grant is answered, shorter than the lock TTL", "after", 1_000)
+  pauseHolder(
+    "the lock holder stopped just after its grant is answered, shorter than the lock TTL",
+    "after",
+    1_000,
+    answeredWaitBound
+  )
   pauseHolder("the lock holder stopped just after its grant is answered, longer than the lock TTL", "after", 4_000)
 
   it.scopedLive("Redis restarted empty mid-run, the initial refresh token long spent", () =>
@@ -151,6 +194,6 @@ describe("rotating refresh tokens under faults, instance processes, real oidc-pr
         })
       )
       expect(recorder.presented.length).toBeGreaterThanOrEqual(3)
-      yield* check("Redis restarted empty", recorder, results, [], waitBound(0))
+      yield* check("Redis restarted empty", recorder, results, [], 0, waitBound(0))
     }), { timeout: 120_000 })
 })
