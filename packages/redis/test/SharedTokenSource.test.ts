@@ -335,6 +335,37 @@ describe("the lease, with a scripted Redis and TestClock", () => {
       yield* Fiber.join(fetching)
       expect(leases()).toEqual([])
     }))
+  it.scoped("a lease whose holder lost Redis right after taking it is released as soon as Redis answers", () =>
+    Effect.gen(function*() {
+      // Redis fails right after the lease is taken (a failover): the holder's second read fails, the caller is served
+      // by the source directly, and the release is skipped by the outage gate. Left to lapse, the lease (10 s) would
+      // keep every instance whose token ran out waiting for it.
+      const storage = new Map<string, string>()
+      let down = false
+      const client = RedisClient.make({
+        send: (command, args) =>
+          down
+            ? Effect.fail(new RedisClient.RedisError({ reason: "Unavailable", command }))
+            : Effect.tap(fakeReply(storage, command, args), () => {
+              if (command === "SET") down = true
+            }),
+        subscribe: () => Stream.never
+      })
+      const { source } = yield* countingSource("1 minute", "0 millis")
+      const store = yield* RedisTokenStore.make({ keyRing: yield* ring("k1") }).pipe(
+        Effect.provideService(RedisClient.RedisClient, client)
+      )
+      const shared = yield* RedisTokenStore.shared(source).pipe(
+        Effect.provideService(RedisTokenStore.RedisTokenStore, store)
+      )
+      const leases = () => [...storage.keys()].filter((key) => key.endsWith(":lease"))
+      const token = yield* shared.fetch
+      expect(Redacted.value(token.value)).toBe("token-1")
+      expect(leases()).toHaveLength(1)
+      down = false
+      yield* TestClock.adjust("1 second")
+      expect(leases()).toEqual([])
+    }))
 })
 
 describe("invalidate", () => {

@@ -414,7 +414,22 @@ export const shared = (
         }).pipe(Effect.ensuring(Effect.suspend(() => owned ? release(lease) : Effect.void)))
       })
 
-    const release = (lease: Lease) => Effect.ignore(guard(store.releaseLease(lease)))
+    /**
+     * Releases at once, or, when Redis is failing (a failover, a blip: the gate skips it), as soon as Redis answers,
+     * in the background: a lease left to lapse would keep every instance whose token ran out waiting for its TTL.
+     */
+    const release = (lease: Lease) =>
+      guard(store.releaseLease(lease)).pipe(Effect.catchAll(() => releaseLater(lease)), Effect.asVoid)
+
+    const releaseLater = (lease: Lease) =>
+      Effect.gen(function*() {
+        const until = (yield* Clock.currentTimeMillis) + leaseMillis
+        while ((yield* Clock.currentTimeMillis) < until) {
+          yield* Effect.sleep(Duration.millis(pollMillis))
+          const released = yield* Effect.either(health.probe(store.releaseLease(lease)))
+          if (released._tag === "Right") return
+        }
+      }).pipe(Effect.interruptible, Effect.forkDaemon)
 
     /** A record this ring cannot read: another instance's key. Fetch for this instance only, and say so once. */
     const unreadable = Effect.zipRight(readability.unreadable, counted("unreadable")(source.fetch))

@@ -8,14 +8,14 @@
  * stopped process (whose own callers may time out in the round that spans its stop), no served token past its `exp`,
  * the slowest round of an instance that was not itself paused within `waitBound`.
  */
-import { OidcProvider } from "@effect-token/testing/oidc-provider"
+import type { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import type { KoaContextWithOIDC } from "oidc-provider"
 import { randomKey } from "../support/fixtures.js"
 import * as Instances from "../support/instances.js"
 import * as Load from "../support/load.js"
 import * as RedisServer from "../support/redisServer.js"
+import * as RefreshProvider from "../support/refreshProvider.js"
 
 const instanceCount = 4
 const callers = 20
@@ -55,68 +55,7 @@ const answeredWaitBound = (pauseMillis: number) => {
 
 afterAll(() => Instances.removeBundle())
 
-const clients = [{
-  client_id: "reporting",
-  client_secret: "reporting-secret",
-  grant_types: ["authorization_code", "refresh_token"],
-  response_types: ["code" as const],
-  redirect_uris: ["http://127.0.0.1/callback"],
-  scope: "openid offline_access api:read",
-  token_endpoint_auth_method: "client_secret_basic" as const
-}]
-
-/** The provider, with every refresh token presented, revoked grants and refresh errors recorded. */
-const provider = Effect.gen(function*() {
-  const presented: Array<string> = []
-  const revoked: Array<string> = []
-  const errors: Array<string> = []
-  const arrived: Array<() => void> = []
-  const answered: Array<() => void> = []
-  const as = yield* OidcProvider.make({
-    clients,
-    accessTokenTtl: accessTokenTtlSeconds,
-    configuration: { rotateRefreshToken: true },
-    setup: (provider) => {
-      provider.use(async (ctx, next) => {
-        if (ctx.path === "/token" && arrived.length > 0) {
-          for (const f of arrived.splice(0)) f()
-          // Held a moment, so that its sender is stopped before the answer (and the rotation) happens.
-          await new Promise((resolve) => setTimeout(resolve, 300))
-        }
-        await next()
-      })
-      const refreshTokenOf = (ctx: KoaContextWithOIDC) =>
-        (ctx.oidc.params as Record<string, unknown> | undefined)?.refresh_token
-      provider.on("grant.success", (ctx: KoaContextWithOIDC) => {
-        const token = refreshTokenOf(ctx)
-        if (typeof token === "string") presented.push(token)
-        for (const f of answered.splice(0)) f()
-      })
-      provider.on("grant.error", (ctx: KoaContextWithOIDC, error: Error) => {
-        const token = refreshTokenOf(ctx)
-        if (typeof token === "string") presented.push(token)
-        errors.push(error.message)
-      })
-      provider.on("grant.revoked", (_ctx: unknown, grantId: string) => {
-        revoked.push(grantId)
-      })
-    }
-  })
-  return {
-    as,
-    presented,
-    revoked,
-    errors,
-    /** Resolves at the next token request's arrival; the provider handles that request 300 ms later. */
-    nextArrival: Effect.async<void>((resume) => {
-      arrived.push(() => resume(Effect.void))
-    }),
-    /** Resolves when the next grant has been answered (the refresh token rotated). */
-    nextAnswer: Effect.async<void>((resume) => {
-      answered.push(() => resume(Effect.void))
-    })
-  }
-})
+const provider = RefreshProvider.make(accessTokenTtlSeconds)
 
 const environment = (
   as: OidcProvider.OidcProvider,
@@ -147,11 +86,9 @@ const environment = (
   CACHE_SKEW: "1 second"
 })
 
-type Recorder = Effect.Effect.Success<typeof provider>
-
 const check = (
   name: string,
-  recorder: Recorder,
+  recorder: RefreshProvider.Recorder,
   results: ReadonlyArray<Load.Tagged>,
   paused: ReadonlyArray<number>,
   bound: number

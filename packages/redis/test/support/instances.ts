@@ -25,6 +25,8 @@ export interface RoundResult {
   readonly ms: number
   /** The least lifetime left on a token served in the round (JSON turns Infinity into null: no expiry). */
   readonly minRemainingMs: number | null
+  /** When the instance reported the round (epoch ms, its clock: the machine's). */
+  readonly at?: number
 }
 
 export interface Instance {
