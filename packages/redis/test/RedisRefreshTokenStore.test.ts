@@ -3,6 +3,7 @@
  */
 import { RefreshTokenStore, TokenError } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
 import { ring } from "./support/fixtures.js"
@@ -11,7 +12,7 @@ import * as RedisServer from "./support/redisServer.js"
 /** A store on its own connection, as another process would have. */
 const storeAt = (url: string, options: RedisRefreshTokenStore.Options) =>
   Effect.flatMap(
-    RedisClient.makeIoredis({ url }),
+    RedisIoredis.make({ url }),
     (client) => RedisRefreshTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
   )
 
@@ -170,7 +171,7 @@ describe("RedisRefreshTokenStore", () => {
           ["REFRESH_TOKEN", "seeded-from-config"]
         ])
       )
-      const client = yield* RedisClient.makeIoredis({ url: redis.url })
+      const client = yield* RedisIoredis.make({ url: redis.url })
       const store = yield* RefreshTokenStore.RefreshTokenStore.pipe(
         Effect.provide(RedisRefreshTokenStore.layerConfig()),
         Effect.provideService(RedisClient.RedisClient, client),

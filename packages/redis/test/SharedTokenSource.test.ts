@@ -1,5 +1,6 @@
 import { AccessToken, TokenCache, TokenSource } from "@effect-token/core"
 import { RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { describe, expect, it } from "@effect/vitest"
 import {
   Array as Arr,
@@ -187,7 +188,7 @@ describe("shared source with a TokenCache in front, in one process", () => {
       const server = yield* RedisServer.single
       const keyRing = yield* ring("k1")
       const { count, source } = yield* countingSource("1 minute", "10 millis")
-      const observed = counting(yield* RedisClient.makeIoredis({ url: server.url, timeout: "300 millis" }))
+      const observed = counting(yield* RedisIoredis.make({ url: server.url, timeout: "300 millis" }))
       const store = yield* RedisTokenStore.make({ keyRing }).pipe(
         Effect.provideService(RedisClient.RedisClient, observed.client)
       )
