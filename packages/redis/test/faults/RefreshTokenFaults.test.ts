@@ -4,8 +4,9 @@
  * real oidc-provider that rotates it on every use and revokes the grant when a spent one comes back (its default
  * reuse detection). The provider's own events count every refresh token presented.
  *
- * Asserted: no refresh token presented twice, no grant revoked, no refresh rejected, no failed call, no served
- * token past its `exp`, the slowest round of an instance that was not itself paused within `waitBound`.
+ * Asserted: no refresh token presented twice, no grant revoked, no refresh rejected, no failed call outside the
+ * stopped process (whose own callers may time out in the round that spans its stop), no served token past its `exp`,
+ * the slowest round of an instance that was not itself paused within `waitBound`.
  */
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
@@ -138,6 +139,7 @@ const check = (
   recorder: Recorder,
   results: ReadonlyArray<Load.Tagged>,
   paused: ReadonlyArray<number>,
+  pauseMillis: number,
   bound: number
 ) =>
   Effect.gen(function*() {
@@ -154,8 +156,23 @@ const check = (
     expect(recorder.errors).toEqual([])
     expect(distinct).toBe(recorder.presented.length)
     for (const result of results) {
-      expect(result.failed, result.errors.join("; ")).toBe(0)
       if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
+      if (paused.includes(result.instance)) continue
+      expect(result.failed, result.errors.join("; ")).toBe(0)
+    }
+    // A stopped process's own callers: their deadline (ATTEMPT_TIMEOUT) passes while the process is stopped, which
+    // from inside looks like a slow server; when it resumes, the timer fires before the buffered answer is read. So
+    // they may fail, with Timeout, in the one round that spans the stop, and in no other: the answer is still read
+    // and stored (no refresh token presented twice, none revoked, the next rounds served).
+    for (const index of paused) {
+      const rounds = results.filter((r) => r.instance === index)
+      const failing = rounds.filter((r) => r.failed > 0)
+      expect(failing.length, "rounds with failed calls on the stopped instance").toBeLessThanOrEqual(1)
+      for (const round of failing) {
+        expect(round.ms).toBeGreaterThanOrEqual(pauseMillis)
+        for (const error of round.errors) expect(error).toMatch(/Timeout/)
+      }
+      expect(rounds.at(-1)?.failed ?? 0).toBe(0)
     }
     expect(worst).toBeLessThanOrEqual(bound)
   })
@@ -187,7 +204,7 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           return holder
         })
       )
-      yield* check(name, recorder, results, [holder.index], waitBound(pauseMillis))
+      yield* check(name, recorder, results, [holder.index], pauseMillis, waitBound(pauseMillis))
     }), { timeout: 120_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
@@ -214,6 +231,6 @@ describe("rotating refresh tokens under faults, instance processes, real oidc-pr
         })
       )
       expect(recorder.presented.length).toBeGreaterThanOrEqual(3)
-      yield* check("Redis restarted empty", recorder, results, [], waitBound(0))
+      yield* check("Redis restarted empty", recorder, results, [], 0, waitBound(0))
     }), { timeout: 120_000 })
 })
