@@ -146,12 +146,13 @@ export const storageKeys: (prefix: string, subject: string) => Effect.Effect<Sto
  * import { RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
  * import type { KeyRing } from "@effect-token/redis"
  * import { Effect } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
  * const program = Effect.gen(function*() {
  *   const store = yield* RedisRefreshTokenStore.make({ keyRing, subject: "reporting-service" })
  *   return yield* store.get
- * }).pipe(Effect.scoped, Effect.provide(RedisClient.layerIoredis({ url: "redis://127.0.0.1:6379" })))
+ * }).pipe(Effect.scoped, Effect.provide(RedisIoredis.layer({ url: "redis://127.0.0.1:6379" })))
  * ```
  *
  * @since 0.1.0
@@ -171,6 +172,7 @@ export const make: (
  * import { KeyRing, RedisClient, RedisRefreshTokenStore, RedisTokenStore } from "@effect-token/redis"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
  * const TokensLive = TokenCache.layer().pipe(
@@ -182,7 +184,7 @@ export const make: (
  *   })),
  *   Layer.provide(RedisRefreshTokenStore.layer({ keyRing, subject: "reporting-service" })),
  *   Layer.provide(RedisTokenStore.layer({ keyRing })),
- *   Layer.provide(Layer.merge(RedisClient.layerIoredisConfig(), NodeHttpClient.layerUndici))
+ *   Layer.provide(Layer.merge(RedisIoredis.layerConfig(), NodeHttpClient.layerUndici))
  * )
  * ```
  *
@@ -261,8 +263,9 @@ export const config: Config.Config<ConfigOptions> = Config.all({
  * ```ts
  * import { RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
- * const StoreLive = RedisRefreshTokenStore.layerConfig().pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisRefreshTokenStore.layerConfig().pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0

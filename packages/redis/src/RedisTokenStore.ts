@@ -286,11 +286,12 @@ export interface Options extends SharedOptions {
  * ```ts
  * import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { Effect, Redacted } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * const program = Effect.gen(function*() {
  *   const keyRing = yield* KeyRing.make([{ kid: "k1", key: Redacted.make(crypto.getRandomValues(new Uint8Array(32))) }])
  *   const store = yield* RedisTokenStore.make({ keyRing, prefix: "billing-service" })
- * }).pipe(Effect.scoped, Effect.provide(RedisClient.layerIoredis({ url: "redis://127.0.0.1:6379" })))
+ * }).pipe(Effect.scoped, Effect.provide(RedisIoredis.layer({ url: "redis://127.0.0.1:6379" })))
  * ```
  *
  * @since 0.1.0
@@ -307,9 +308,10 @@ export const make: (options: Options) => Effect.Effect<RedisTokenStore, never, R
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import type { KeyRing } from "@effect-token/redis"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
- * const StoreLive = RedisTokenStore.layer({ keyRing }).pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisTokenStore.layer({ keyRing }).pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0
@@ -376,8 +378,9 @@ export const config: Config.Config<ConfigOptions> = Config.all({
  * ```ts
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
- * const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0
@@ -470,12 +473,13 @@ export const shared: (
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * const TokensLive = TokenCache.layer().pipe(
  *   Layer.provide(RedisTokenStore.layerShared()),
  *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(RedisTokenStore.layerConfig()),
- *   Layer.provide(Layer.merge(RedisClient.layerIoredisConfig(), NodeHttpClient.layerUndici))
+ *   Layer.provide(Layer.merge(RedisIoredis.layerConfig(), NodeHttpClient.layerUndici))
  * )
  * ```
  *

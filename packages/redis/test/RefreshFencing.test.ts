@@ -6,6 +6,7 @@
 import type { AccessToken } from "@effect-token/core"
 import { ClientAuth, RefreshToken, RefreshTokenStore } from "@effect-token/core"
 import { RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Either, Logger, Option, Redacted } from "effect"
@@ -17,7 +18,7 @@ type Options = RedisRefreshTokenStore.Options
 /** A store on its own connection, as another process would have. */
 const storeAt = (url: string, options: Options) =>
   Effect.flatMap(
-    RedisClient.makeIoredis({ url }),
+    RedisIoredis.make({ url }),
     (client) => RedisRefreshTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
   )
 

@@ -4,8 +4,9 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis"
-import type { Driver, IoredisOptions } from "../RedisClient.js"
+import type { Driver } from "../RedisClient.js"
 import { RedisError } from "../RedisClient.js"
+import type { Options as IoredisOptions } from "../RedisIoredis.js"
 
 type Client = Redis | Cluster
 
