@@ -8,6 +8,7 @@
 import type { AccessToken } from "@effect-token/core"
 import { ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Effect, Either, Logger, LogLevel, Option, Redacted } from "effect"
 import * as Readline from "node:readline"
@@ -47,7 +48,7 @@ const program = Effect.gen(function*() {
     Effect.gen(function*() {
       const { keys, ...options } = yield* RedisTokenStore.config
       const store = yield* RedisTokenStore.make({ ...options, keyRing: yield* KeyRing.make(keys) }).pipe(
-        Effect.provideService(RedisClient.RedisClient, yield* RedisClient.makeIoredis({ url }))
+        Effect.provideService(RedisClient.RedisClient, yield* RedisIoredis.make({ url }))
       )
       return yield* RedisTokenStore.shared(observed).pipe(Effect.provideService(RedisTokenStore.RedisTokenStore, store))
     })

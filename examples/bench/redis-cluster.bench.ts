@@ -14,6 +14,7 @@
  */
 import { TokenCache } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { Effect, Redacted } from "effect"
 import { spawn } from "node:child_process"
@@ -155,7 +156,7 @@ const hotPathRows = (redisUrl: string) =>
     const { pick } = yield* BenchSettings
     const n = pick(1_000_000, 10_000)
     const repetitions = pick(9, 1)
-    const client = yield* RedisClient.makeIoredis({ url: redisUrl })
+    const client = yield* RedisIoredis.make({ url: redisUrl })
     const keyRing = yield* KeyRing.make([{ kid: "k1", key: Redacted.make(randomBytes(32)) }])
     const store = yield* RedisTokenStore.make({ keyRing, prefix: `bench-hot-${randomBytes(4).toString("hex")}` }).pipe(
       Effect.provideService(RedisClient.RedisClient, client)

@@ -15,6 +15,7 @@
  */
 import { AccessToken, ClientAuth, Discovery } from "@effect-token/core"
 import { KeyRing, RedisClient } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
 import { UserSession, UserTokenStore } from "@effect-token/session"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
@@ -265,7 +266,7 @@ const redisStoreRows = Effect.gen(function*() {
       ours: 0
     })]
   }
-  const client = yield* RedisClient.makeIoredis({ url: (yield* RedisServer.make).url })
+  const client = yield* RedisIoredis.make({ url: (yield* RedisServer.make).url })
   const keyRing = yield* KeyRing.make([{
     kid: "bench",
     key: Redacted.make(crypto.getRandomValues(new Uint8Array(32)))

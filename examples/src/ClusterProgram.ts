@@ -8,6 +8,7 @@
  */
 import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { Array as Arr, Effect, Redacted } from "effect"
 import type { Scope } from "effect"
@@ -76,7 +77,7 @@ export const startInstances = Story.step<ClusterEnv, ReadonlyArray<Instance>, Ht
       }])
       const instances = yield* Effect.forEach(Arr.range(1, instanceCount), (n) =>
         Effect.gen(function*() {
-          const connection = yield* RedisClient.makeIoredis({ url: redis.url })
+          const connection = yield* RedisIoredis.make({ url: redis.url })
           const store = yield* RedisTokenStore.make({ keyRing, retryRedisAfter: "200 millis" }).pipe(
             Effect.provideService(RedisClient.RedisClient, connection)
           )

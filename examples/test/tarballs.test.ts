@@ -8,7 +8,7 @@ import * as AuthServer from "../src/AuthServer.js"
 import * as ProtectedApi from "../src/ProtectedApi.js"
 
 // What a user gets: the packed packages, installed outside the workspace with the README's own install commands,
-// the README's TypeScript type-checked there against the packages' declarations (skipLibCheck off), and the
+// the TypeScript of the README and docs/GUIDE.md type-checked there against the packages' declarations (skipLibCheck off), and the
 // README's quick start run there against a real authorization server and API. `pnpm test` builds first.
 const root = path.resolve(import.meta.dirname, "../..")
 const readme = fs.readFileSync(path.join(root, "README.md"), "utf8")
@@ -21,18 +21,22 @@ const packageDirs = fs.readdirSync(path.join(root, "packages")).filter((name) =>
   fs.existsSync(path.join(root, "packages", name, "package.json"))
 ).map((name) => path.join("packages", name))
 
-// Code blocks as the README shows them now: whatever it shows is what gets checked.
-const blocks = [...readme.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((match) => ({
-  lang: match[1],
-  code: match[2] ?? "",
-  // "(This is `examples/src/readme/quickstart.ts`; ...)" right after a block names its file.
-  file: /^\s*\(This is `([^`]+)`/.exec(readme.slice(match.index + match[0].length))?.[1]
-}))
+const guide = fs.readFileSync(path.join(root, "docs/GUIDE.md"), "utf8")
+
+// Code blocks as the README and the guide show them now: whatever they show is what gets checked.
+const blocksOf = (markdown: string) =>
+  [...markdown.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((match) => ({
+    lang: match[1],
+    code: match[2] ?? "",
+    // "(This is `examples/src/readme/quickstart.ts`; ...)" right after a block names its file.
+    file: /^\s*\(This is `([^`]+)`/.exec(markdown.slice(match.index + match[0].length))?.[1]
+  }))
+const blocks = [...blocksOf(readme), ...blocksOf(guide)]
 const tsBlocks = blocks.filter((block) => block.lang === "ts").map((block, i) => ({
   code: block.code,
   file: block.file === undefined ? `readme-${i + 1}.ts` : path.basename(block.file)
 }))
-const installCommands = blocks
+const installCommands = blocksOf(readme)
   .filter((block) => block.lang === "sh" && block.code.trim().startsWith("pnpm add "))
   .map((block) => block.code.trim().split(/\s+/).slice(1))
 

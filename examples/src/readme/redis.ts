@@ -1,5 +1,6 @@
 import { AuthHttpClient, ClientCredentials, TokenCache } from "@effect-token/core"
-import { RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Effect, Layer } from "effect"
 
@@ -10,7 +11,7 @@ const TokensLive = TokenCache.layer().pipe(
   Layer.provide(RedisTokenStore.layerShared()),
   Layer.provide(ClientCredentials.layerConfig()),
   Layer.provide(RedisTokenStore.layerConfig()),
-  Layer.provide(RedisClient.layerIoredisConfig())
+  Layer.provide(RedisIoredis.layerConfig())
 )
 
 // The same client as in the quick start, over the shared tokens.

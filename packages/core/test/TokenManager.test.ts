@@ -13,7 +13,15 @@ import {
   Redacted,
   TestClock
 } from "effect"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
 import { forkStarted } from "./support/fibers.js"
+
+/** A full garbage collection, so that heap measurements count what is still reachable. */
+const gc = (): void => {
+  V8.setFlagsFromString("--expose-gc")
+  ;(Vm.runInNewContext("gc") as () => void)()
+}
 
 /** One scripted source per key, made on first use, so each key's fetches can be counted and scripted. */
 const perKey = (options: TestTokenSource.Options = {}) =>
@@ -190,6 +198,34 @@ describe("TokenManager", () => {
         const joining = yield* forkStarted(manager.get("scope-0"))
         expect(joining.unsafePoll()).toBeNull()
       }))
+
+    it.scoped(
+      "capacity 100, a hung server, 20,000 distinct 1 KiB scopes: 100 keys, 100 requests, heap bounded",
+      () =>
+        Effect.gen(function*() {
+          const { counts, manager } = yield* hung({ capacity: 100 })
+          gc()
+          const before = process.memoryUsage().heapUsed
+          const callers: Array<Fiber.RuntimeFiber<unknown, TokenError.TokenError>> = []
+          let refused = 0
+          for (let i = 0; i < 20_000; i++) {
+            // A 1 KiB scope each, as request-derived scopes may be.
+            const caller = yield* forkStarted(manager.get(`scope-${i}-${"s".repeat(1_024)}`))
+            if (caller.unsafePoll() === null) callers.push(caller)
+            else refused++
+          }
+          gc()
+          const grown = process.memoryUsage().heapUsed - before
+          expect(yield* manager.size).toBe(100)
+          expect(counts.started).toBe(100)
+          expect(callers).toHaveLength(100)
+          expect(refused).toBe(19_900)
+          // 100 held keys, each with a hung fetch and a waiting caller: +4.6 MB measured. Before the bound every key
+          // was held with its fetch and caller: 20,000 keys, 19,999 token requests, +500 MB.
+          expect(grown).toBeLessThan(32 * 1024 * 1024)
+        }),
+      120_000
+    )
 
     it.scoped("maxInFlight is configurable: with 5 keys fetching, a sixth key fails at once", () =>
       Effect.gen(function*() {

@@ -1,7 +1,8 @@
 /**
  * The few Redis commands a shared token store needs, behind a small interface: plain commands (`send`), cached
  * Lua scripts (`eval`), and pub/sub. It has the shape of Effect's own persistence layer (`send` + `eval(script)`),
- * so any client can implement it; `fromIoredis` and `layerIoredis` adapt ioredis, single node or Cluster.
+ * so any client can implement it. The ioredis adapter (single node or Cluster) is on its own entry point,
+ * `@effect-token/redis/ioredis` (`RedisIoredis.layerConfig()`), so that this one type-checks without ioredis.
  *
  * Every call has a timeout and fails with a typed {@link RedisError}: a shared token store treats every failure
  * as "Redis is not there" and goes to the token source directly, so no call may hang.
@@ -10,19 +11,11 @@
  *
  * @since 0.1.0
  */
-import * as Config from "effect/Config"
-import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis"
-import * as internal from "./internal/ioredis.js"
 import { RedisError } from "./internal/redisError.js"
 
 /**
@@ -290,183 +283,3 @@ export const make = (
     subscribe: (channel) => driver.subscribe(channel, timeout)
   }
 }
-
-/**
- * Adapts an ioredis client (`Redis` or `Cluster`) the application made and owns; it is not closed here.
- *
- * Configure it to fail fast while disconnected (see {@link failFastOptions}): with ioredis' defaults a command
- * sent while Redis is down waits in the offline queue, and only the timeout here would end it.
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- * import { Redis } from "ioredis"
- *
- * const redis = new Redis("redis://127.0.0.1:6379", RedisClient.failFastOptions)
- * const client = RedisClient.fromIoredis(redis, { timeout: "500 millis" })
- * ```
- *
- * @since 0.1.0
- * @category constructors
- */
-export const fromIoredis = (
-  client: Redis | Cluster,
-  options: { readonly timeout?: Duration.DurationInput | undefined } = {}
-): RedisClient => make(internal.driver(client), options)
-
-/**
- * ioredis options that make commands fail at once while Redis is unreachable, and reconnect in the background
- * (within 2 s of Redis coming back), forever.
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- * import { Cluster } from "ioredis"
- *
- * const cluster = new Cluster([{ host: "10.0.0.1", port: 6379 }], {
- *   ...RedisClient.failFastClusterOptions,
- *   redisOptions: RedisClient.failFastOptions
- * })
- * ```
- *
- * @since 0.1.0
- * @category constants
- */
-export const failFastOptions: RedisOptions = internal.failFastOptions
-
-/**
- * The {@link failFastOptions} of a `Cluster` (its own queue and retry settings; give `redisOptions` too).
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- *
- * const RedisLive = RedisClient.layerIoredis({
- *   nodes: ["10.0.0.1:6379"],
- *   clusterOptions: { ...RedisClient.failFastClusterOptions, slotsRefreshTimeout: 2_000 }
- * })
- * ```
- *
- * @since 0.1.0
- * @category constants
- */
-export const failFastClusterOptions: ClusterOptions = internal.failFastClusterOptions
-
-/**
- * How {@link makeIoredis} connects: a URL for one node, or the seed nodes of a Cluster.
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- *
- * const single: RedisClient.IoredisOptions = { url: "redis://127.0.0.1:6379" }
- * const cluster: RedisClient.IoredisOptions = { nodes: ["10.0.0.1:6379", "10.0.0.2:6379"] }
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export interface IoredisOptions {
-  /** `redis://[user:password@]host:port[/db]` (or `rediss://`) of a single node. */
-  readonly url?: string | Redacted.Redacted<string> | undefined
-  /** Cluster seed nodes as `host:port`; when given, a `Cluster` is made. */
-  readonly nodes?: ReadonlyArray<string> | undefined
-  /** Password for cluster nodes (a single node takes it in the URL). */
-  readonly password?: Redacted.Redacted<string> | undefined
-  /** Per-call timeout. Default {@link defaultTimeout}. */
-  readonly timeout?: Duration.DurationInput | undefined
-  /** Extra ioredis options, applied over {@link failFastOptions}. */
-  readonly redisOptions?: RedisOptions | undefined
-  /** Extra ioredis Cluster options, applied over {@link failFastClusterOptions}. */
-  readonly clusterOptions?: ClusterOptions | undefined
-}
-
-/**
- * Makes an ioredis client (ioredis is loaded on first use: it is an optional peer dependency), waits a bounded time
- * for it to be ready, and quits it when the scope closes. Redis being down does not fail this: calls fail fast and
- * the client reconnects in the background.
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- * import { Effect } from "effect"
- *
- * const program = Effect.gen(function*() {
- *   const client = yield* RedisClient.makeIoredis({ url: "redis://127.0.0.1:6379" })
- *   yield* client.set("greeting", "hello", { px: "1 minute" })
- * }).pipe(Effect.scoped)
- * ```
- *
- * @since 0.1.0
- * @category constructors
- */
-export const makeIoredis = (options: IoredisOptions): Effect.Effect<RedisClient, never, Scope.Scope> =>
-  Effect.map(internal.connect(options), (client) => fromIoredis(client, options))
-
-/**
- * Provides {@link makeIoredis} as the default `RedisClient`.
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- *
- * const RedisLive = RedisClient.layerIoredis({ nodes: ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"] })
- * ```
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerIoredis = (options: IoredisOptions): Layer.Layer<RedisClient> =>
-  Layer.scoped(RedisClient, makeIoredis(options))
-
-/**
- * ioredis settings from configuration: `REDIS_URL` (single node) or `REDIS_CLUSTER_NODES` (comma-separated
- * `host:port`, makes a Cluster; wins over the URL), optional `REDIS_PASSWORD` (cluster) and `REDIS_TIMEOUT`
- * (e.g. `500 millis`). The URL and password are read as `Redacted`.
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- * import { Config } from "effect"
- *
- * // reads TOKENS_REDIS_URL, TOKENS_REDIS_TIMEOUT, ...
- * const config = Config.nested(RedisClient.ioredisConfig, "TOKENS")
- * ```
- *
- * @since 0.1.0
- * @category config
- */
-export const ioredisConfig: Config.Config<IoredisOptions> = Config.all({
-  url: Config.option(Config.redacted("REDIS_URL")),
-  nodes: Config.option(Config.array(Config.nonEmptyString(), "REDIS_CLUSTER_NODES")),
-  password: Config.option(Config.redacted("REDIS_PASSWORD")),
-  timeout: Config.option(Config.duration("REDIS_TIMEOUT"))
-}).pipe(
-  Config.mapOrFail((c) =>
-    Option.isNone(c.url) && Option.isNone(c.nodes)
-      ? Either.left(ConfigError.MissingData(["REDIS_URL"], "REDIS_URL or REDIS_CLUSTER_NODES is required"))
-      : Either.right<IoredisOptions>({
-        url: Option.getOrUndefined(c.url),
-        nodes: Option.getOrUndefined(c.nodes),
-        password: Option.getOrUndefined(c.password),
-        timeout: Option.getOrUndefined(c.timeout)
-      })
-  )
-)
-
-/**
- * Provides an ioredis `RedisClient` from configuration (see {@link ioredisConfig}).
- *
- * @example
- * ```ts
- * import { RedisClient } from "@effect-token/redis"
- *
- * const RedisLive = RedisClient.layerIoredisConfig()
- * ```
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerIoredisConfig = (
-  config: Config.Config<IoredisOptions> = ioredisConfig
-): Layer.Layer<RedisClient, ConfigError.ConfigError> => Layer.scoped(RedisClient, Effect.flatMap(config, makeIoredis))

@@ -82,12 +82,20 @@ export interface Options {
    */
   readonly watchInterval?: Duration.DurationInput | undefined
   /**
-   * How long a token seeded from `initial` waits before anyone spends it, so that running instances that know a
-   * newer token (after an empty restart) put it back first. Keep it above the time an instance takes to notice:
-   * its client's reconnection (up to 2 s with `failFastOptions`), `watchInterval` and a Redis timeout. Default 5 s.
+   * How long a token seeded from `initial`, or put back by a repair, waits before anyone spends it, so that running
+   * instances that know a newer token put it back first: after an empty restart, and after a failover that lost an
+   * unresolved spend (its sender's answer is newer than the repaired token). Keep it above the time an instance
+   * takes to notice: its client's reconnection (up to 2 s with `failFastOptions`), `watchInterval` and a Redis
+   * timeout. Default 5 s.
    */
   readonly seedSettle?: Duration.DurationInput | undefined
-  /** How many replicas must acknowledge a written token (`WAIT`), at most as many as the node has. Default 1. */
+  /**
+   * How many replicas must acknowledge a written token (`WAIT`), at most as many as the node has. In a Cluster a
+   * replica counts while the cluster lists it for the node, even with its replication link down (a partition, a
+   * replica that fell behind): the write then waits `replicationTimeout` and says that no replica acknowledged it,
+   * rather than skip the wait silently when the write is least safe. Outside a Cluster only connected replicas
+   * count. Default 1.
+   */
   readonly replicas?: number | undefined
   /** How long a write waits for them; a shortfall is logged, and the token kept here for repairs. Default 1 s. */
   readonly replicationTimeout?: Duration.DurationInput | undefined
@@ -138,12 +146,13 @@ export const storageKeys: (prefix: string, subject: string) => Effect.Effect<Sto
  * import { RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
  * import type { KeyRing } from "@effect-token/redis"
  * import { Effect } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
  * const program = Effect.gen(function*() {
  *   const store = yield* RedisRefreshTokenStore.make({ keyRing, subject: "reporting-service" })
  *   return yield* store.get
- * }).pipe(Effect.scoped, Effect.provide(RedisClient.layerIoredis({ url: "redis://127.0.0.1:6379" })))
+ * }).pipe(Effect.scoped, Effect.provide(RedisIoredis.layer({ url: "redis://127.0.0.1:6379" })))
  * ```
  *
  * @since 0.1.0
@@ -163,6 +172,7 @@ export const make: (
  * import { KeyRing, RedisClient, RedisRefreshTokenStore, RedisTokenStore } from "@effect-token/redis"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
  * const TokensLive = TokenCache.layer().pipe(
@@ -174,7 +184,7 @@ export const make: (
  *   })),
  *   Layer.provide(RedisRefreshTokenStore.layer({ keyRing, subject: "reporting-service" })),
  *   Layer.provide(RedisTokenStore.layer({ keyRing })),
- *   Layer.provide(Layer.merge(RedisClient.layerIoredisConfig(), NodeHttpClient.layerUndici))
+ *   Layer.provide(Layer.merge(RedisIoredis.layerConfig(), NodeHttpClient.layerUndici))
  * )
  * ```
  *
@@ -253,8 +263,9 @@ export const config: Config.Config<ConfigOptions> = Config.all({
  * ```ts
  * import { RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
- * const StoreLive = RedisRefreshTokenStore.layerConfig().pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisRefreshTokenStore.layerConfig().pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0

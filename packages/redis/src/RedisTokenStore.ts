@@ -109,7 +109,8 @@ export interface Lease {
  *
  * - `Written`: the record now holds the token, at `version`.
  * - `LeaseLost`: the lease expired or another instance holds it now; nothing was written.
- * - `VersionConflict`: the record changed since the version the writer read; nothing was written.
+ * - `VersionConflict`: the record changed since the version the writer read (another write, a clear); nothing was
+ *   written. A record that is gone (its TTL ran out with the token it held) is no conflict for the lease holder.
  * - `Skipped`: the token was not written (already expired, or its Schema could not encode it).
  *
  * @example
@@ -181,8 +182,9 @@ export interface RedisTokenStore {
   /** Extends the lease to `ttl` from now, only if `lease` still holds it. */
   readonly renewLease: (lease: Lease, ttl: Duration.DurationInput) => Effect.Effect<boolean, RedisClient.RedisError>
   /**
-   * Compare-and-set (one script): writes only while `lease` is held and the record is still at `expectedVersion`,
-   * then bumps the version, sets the TTL to the token's remaining lifetime and publishes an {@link Update}.
+   * Compare-and-set (one script): writes only while `lease` is held and the record is still at `expectedVersion`
+   * (or gone: its TTL ran out with the old token while the holder fetched), then sets the version to
+   * `expectedVersion + 1`, the TTL to the token's remaining lifetime and publishes an {@link Update}.
    */
   readonly write: (
     lease: Lease,
@@ -282,11 +284,12 @@ export interface Options extends SharedOptions {
  * ```ts
  * import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { Effect, Redacted } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * const program = Effect.gen(function*() {
  *   const keyRing = yield* KeyRing.make([{ kid: "k1", key: Redacted.make(crypto.getRandomValues(new Uint8Array(32))) }])
  *   const store = yield* RedisTokenStore.make({ keyRing, prefix: "billing-service" })
- * }).pipe(Effect.scoped, Effect.provide(RedisClient.layerIoredis({ url: "redis://127.0.0.1:6379" })))
+ * }).pipe(Effect.scoped, Effect.provide(RedisIoredis.layer({ url: "redis://127.0.0.1:6379" })))
  * ```
  *
  * @since 0.1.0
@@ -303,9 +306,10 @@ export const make: (options: Options) => Effect.Effect<RedisTokenStore, never, R
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import type { KeyRing } from "@effect-token/redis"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
- * const StoreLive = RedisTokenStore.layer({ keyRing }).pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisTokenStore.layer({ keyRing }).pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0
@@ -372,8 +376,9 @@ export const config: Config.Config<ConfigOptions> = Config.all({
  * ```ts
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
- * const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0
@@ -466,12 +471,13 @@ export const shared: (
  * import { RedisClient, RedisTokenStore } from "@effect-token/redis"
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * const TokensLive = TokenCache.layer().pipe(
  *   Layer.provide(RedisTokenStore.layerShared()),
  *   Layer.provide(ClientCredentials.layerConfig()),
  *   Layer.provide(RedisTokenStore.layerConfig()),
- *   Layer.provide(Layer.merge(RedisClient.layerIoredisConfig(), NodeHttpClient.layerUndici))
+ *   Layer.provide(Layer.merge(RedisIoredis.layerConfig(), NodeHttpClient.layerUndici))
  * )
  * ```
  *

@@ -113,12 +113,13 @@ export const sessionKeys: (prefix: string, id: Redacted.Redacted<string>) => Eff
  * import type { KeyRing } from "@effect-token/redis"
  * import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
  * import { Effect, Redacted } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * declare const keyRing: KeyRing.KeyRing
  * const program = Effect.gen(function*() {
  *   const store = yield* RedisUserTokenStore.make({ keyRing })
  *   return yield* store.get(Redacted.make("session-id-from-a-cookie"))
- * }).pipe(Effect.scoped, Effect.provide(RedisClient.layerIoredis({ url: "redis://127.0.0.1:6379" })))
+ * }).pipe(Effect.scoped, Effect.provide(RedisIoredis.layer({ url: "redis://127.0.0.1:6379" })))
  * ```
  *
  * @since 0.1.0
@@ -136,11 +137,12 @@ export const make: (
  * import { KeyRing, RedisClient } from "@effect-token/redis"
  * import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
  * import { Effect, Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
  * // The ring from REDIS_TOKEN_KEYS, the client from its configuration.
  * const StoreLive = Layer.unwrapEffect(
  *   Effect.map(KeyRing.KeyRing, (keyRing) => RedisUserTokenStore.layer({ keyRing, prefix: "shop" }))
- * ).pipe(Layer.provide(Layer.merge(KeyRing.layerConfig(), RedisClient.layerIoredisConfig())))
+ * ).pipe(Layer.provide(Layer.merge(KeyRing.layerConfig(), RedisIoredis.layerConfig())))
  * ```
  *
  * @since 0.1.0
@@ -205,8 +207,9 @@ export const config: Config.Config<ConfigOptions> = Config.all({
  * import { RedisClient } from "@effect-token/redis"
  * import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
  * import { Layer } from "effect"
+ * import { RedisIoredis } from "@effect-token/redis/ioredis"
  *
- * const StoreLive = RedisUserTokenStore.layerConfig().pipe(Layer.provide(RedisClient.layerIoredisConfig()))
+ * const StoreLive = RedisUserTokenStore.layerConfig().pipe(Layer.provide(RedisIoredis.layerConfig()))
  * ```
  *
  * @since 0.1.0

@@ -1,4 +1,5 @@
 import { RedisClient } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Fiber, Option, Stream } from "effect"
 import * as RedisServer from "./support/redisServer.js"
@@ -9,7 +10,7 @@ describe("RedisClient over ioredis, single node", () => {
   it.scopedLive("get, set NX PX, del, eval with NOSCRIPT fallback, publish/subscribe", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.single
-      const client = yield* RedisClient.makeIoredis({ url: server.url })
+      const client = yield* RedisIoredis.make({ url: server.url })
 
       expect(yield* client.get("k")).toEqual(Option.none())
       expect(yield* client.set("k", "v1", { nx: true, px: "10 seconds" })).toBe(true)
@@ -38,7 +39,7 @@ describe("RedisClient over ioredis, single node", () => {
   it.scopedLive("fails fast while Redis is down and recovers when it is back", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.single
-      const client = yield* RedisClient.makeIoredis({ url: server.url, timeout: "1 second" })
+      const client = yield* RedisIoredis.make({ url: server.url, timeout: "1 second" })
       yield* client.set("k", "v")
       yield* server.stop
 
@@ -64,7 +65,7 @@ describe("RedisClient over ioredis, single node", () => {
   it.scopedLive("a hung server is a Timeout after the configured time", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.single
-      const client = yield* RedisClient.makeIoredis({ url: server.url, timeout: "300 millis" })
+      const client = yield* RedisIoredis.make({ url: server.url, timeout: "300 millis" })
       // SIGSTOP: the connection stays up but nothing answers, as with an overloaded or partitioned server.
       server.process()!.kill("SIGSTOP")
       yield* Effect.addFinalizer(() => Effect.sync(() => server.process()?.kill("SIGCONT")))
@@ -87,7 +88,7 @@ describe("RedisClient over ioredis, 3-master Cluster", () => {
   it.scopedLive("routes hash-tagged keys and scripts to their node; NOSCRIPT on each node falls back", () =>
     Effect.gen(function*() {
       const cluster = yield* RedisServer.cluster
-      const client = yield* RedisClient.makeIoredis({ nodes: cluster.nodes })
+      const client = yield* RedisIoredis.make({ nodes: cluster.nodes })
       // Keys chosen to land on different nodes; each script call carries one hash tag.
       for (const tag of ["a", "b", "c", "d", "e", "f"]) {
         expect(yield* client.set(`{${tag}}:lease`, "owner", { nx: true, px: "5 seconds" })).toBe(true)

@@ -80,6 +80,13 @@ describe("RedisTokenStore scripts on a real redis-server", () => {
       expect(pttl).toBeLessThanOrEqual(90_000)
       const expired = yield* token("-1 second")
       expect((yield* store.write(lease, expired, 1))._tag).toBe("Skipped")
+      // The record's TTL runs out while the lease holder fetches: its write lands, the version goes on.
+      yield* store.write(lease, yield* token("200 millis"), 1)
+      yield* Effect.sleep("400 millis")
+      expect((yield* store.read(keys)).version).toBe(0)
+      expect(yield* store.write(lease, yield* token("90 seconds"), 2)).toEqual({ _tag: "Written", version: 3 })
+      // Still a conflict when the record is there at another version.
+      expect(yield* store.write(lease, yield* token("90 seconds"), 2)).toEqual({ _tag: "VersionConflict" })
     }))
 
   it.scopedLive("a stored value is not readable as plain text, and only decrypts under its own key", () =>
@@ -145,6 +152,7 @@ describe("RedisTokenStore scripts on a real redis-server", () => {
 type Command =
   | { readonly _tag: "Acquire"; readonly actor: number }
   | { readonly _tag: "Expire" }
+  | { readonly _tag: "ExpireRecord" }
   | { readonly _tag: "Release"; readonly actor: number }
   | { readonly _tag: "Read"; readonly actor: number }
   | { readonly _tag: "Write"; readonly actor: number }
@@ -154,6 +162,7 @@ const actor = fc.integer({ min: 0, max: 2 })
 const command: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ _tag: fc.constant("Acquire" as const), actor }),
   fc.constant({ _tag: "Expire" as const }),
+  fc.constant({ _tag: "ExpireRecord" as const }),
   fc.record({ _tag: fc.constant("Release" as const), actor }),
   fc.record({ _tag: fc.constant("Read" as const), actor }),
   { arbitrary: fc.record({ _tag: fc.constant("Write" as const), actor }), weight: 3 },
@@ -163,8 +172,9 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 describe("RedisTokenStore scripts, property", () => {
   /*
    * Three instances interleave lease, read, write and clear on one key; a lease may end at any point (its TTL). The
-   * store must behave like the model: a write lands only with the lease held and the version read still current,
-   * and then bumps the version; a clear removes only the token it names.
+   * store must behave like the model: a write lands only with the lease held and the version read still current (or
+   * the record gone: its TTL ran out), and then sets the version read plus one; a clear removes only the token it
+   * names.
    */
   it.scopedLive("random interleavings of three instances follow the model", () =>
     Effect.gen(function*() {
@@ -174,7 +184,7 @@ describe("RedisTokenStore scripts, property", () => {
       const check = (commands: ReadonlyArray<Command>) =>
         Effect.gen(function*() {
           const keys = yield* store.keysFor(`property-${run++}`)
-          const model = { owner: null as string | null, version: 0, token: null as string | null }
+          const model = { owner: null as string | null, version: 0, token: null as string | null, exists: false }
           const leases: Array<RedisTokenStore.Lease | undefined> = [undefined, undefined, undefined]
           const seen: Array<number | undefined> = [undefined, undefined, undefined]
           const written: Array<AccessToken.AccessToken> = []
@@ -192,6 +202,14 @@ describe("RedisTokenStore scripts, property", () => {
               case "Expire": {
                 yield* client.del(keys.lease)
                 model.owner = null
+                break
+              }
+              case "ExpireRecord": {
+                // The record's TTL (its token's lifetime) ran out.
+                yield* client.del(keys.token)
+                model.version = 0
+                model.token = null
+                model.exists = false
                 break
               }
               case "Release": {
@@ -213,10 +231,12 @@ describe("RedisTokenStore scripts, property", () => {
                 const next = yield* token()
                 const result = yield* store.write(lease, next, version)
                 if (model.owner !== lease.owner) expect(result).toEqual({ _tag: "LeaseLost" })
-                else if (version !== model.version) expect(result).toEqual({ _tag: "VersionConflict" })
-                else {
-                  expect(result).toEqual({ _tag: "Written", version: model.version + 1 })
-                  model.version += 1
+                else if (model.exists && version !== model.version) {
+                  expect(result).toEqual({ _tag: "VersionConflict" })
+                } else {
+                  expect(result).toEqual({ _tag: "Written", version: version + 1 })
+                  model.version = version + 1
+                  model.exists = true
                   model.token = Redacted.value(next.value)
                   written.push(next)
                 }

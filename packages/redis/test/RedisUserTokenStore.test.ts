@@ -5,6 +5,7 @@
  */
 import { AccessToken } from "@effect-token/core"
 import { KeyRing, RedisClient } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import * as RedisUserTokenStore from "@effect-token/redis/RedisUserTokenStore"
 import { SessionError, UserTokenStore } from "@effect-token/session"
 import { describe, expect, it } from "@effect/vitest"
@@ -18,7 +19,7 @@ import * as RedisServer from "./support/redisServer.js"
 /** A store on its own connection, as another process would have. */
 const storeAt = (url: string, options: RedisUserTokenStore.Options, timeout: Duration.DurationInput = "1 second") =>
   Effect.flatMap(
-    RedisClient.makeIoredis({ url, timeout }),
+    RedisIoredis.make({ url, timeout }),
     (client) => RedisUserTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
   )
 
@@ -379,7 +380,7 @@ describe("RedisUserTokenStore", () => {
       const provider = ConfigProvider.fromMap(
         new Map([["REDIS_TOKEN_KEYS", `k9:${Redacted.value(key)}`], ["REDIS_TOKEN_PREFIX", "shop"]])
       )
-      const client = yield* RedisClient.makeIoredis({ url: redis.url })
+      const client = yield* RedisIoredis.make({ url: redis.url })
       const store = yield* UserTokenStore.UserTokenStore.pipe(
         Effect.provide(RedisUserTokenStore.layerConfig()),
         Effect.provideService(RedisClient.RedisClient, client),

@@ -6,6 +6,7 @@
 import type { AccessToken } from "@effect-token/core"
 import { ClientAuth, RefreshToken, RefreshTokenStore } from "@effect-token/core"
 import { RedisClient, RedisRefreshTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Either, Logger, Option, Redacted } from "effect"
@@ -17,7 +18,7 @@ type Options = RedisRefreshTokenStore.Options
 /** A store on its own connection, as another process would have. */
 const storeAt = (url: string, options: Options) =>
   Effect.flatMap(
-    RedisClient.makeIoredis({ url }),
+    RedisIoredis.make({ url }),
     (client) => RedisRefreshTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
   )
 
@@ -232,6 +233,31 @@ describe("an acknowledged rotation survives a failover and an empty restart", ()
       const b = yield* sourceOver(storeB, as.client, "5 seconds")
       yield* b.fetch
       expect(as.presented).toEqual(["rt-0", "rt-1", "rt-2"])
+    }))
+
+  it.scopedLive("a failover loses the spend record while its answer is on the way: the answer's rotation is put back, not forgotten", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const a = yield* storeAt(redis.url, { keyRing, subject: "svc", watchInterval: "1 minute" })
+      yield* a.set(Redacted.make("rt-0"))
+      const keys = yield* RedisRefreshTokenStore.storageKeys("effect-token", "svc")
+      // What a replica that missed the spend holds: the record before it (rt-0, version 1, no spend).
+      const snapshot = (yield* RedisServer.cli(redis.port, "HGETALL", keys.refreshToken)).trim().split("\n")
+      const spend = yield* trySpend(a, "rt-0")
+      expect(spend._tag).toBe("Granted")
+      if (spend._tag !== "Granted") return
+      // The failover: the record is back as it was before the spend.
+      yield* RedisServer.cli(redis.port, "DEL", keys.refreshToken)
+      yield* RedisServer.cli(redis.port, "HSET", keys.refreshToken, ...snapshot)
+      const { lines, logger } = capturingLogs()
+      yield* spend.spend.complete({ refreshToken: Option.some(Redacted.make("rt-1")) } as AccessToken.AccessToken)
+        .pipe(Effect.provide(logger))
+      expect(lines.some((line) => line.includes("lost this instance's spend"))).toBe(true)
+      // rt-0 is spent: the store must hold rt-1, for this instance and any other.
+      expect(value(yield* a.get)).toEqual(Option.some("rt-1"))
+      const b = yield* storeAt(redis.url, { keyRing, subject: "svc" })
+      expect(value(yield* b.get)).toEqual(Option.some("rt-1"))
     }))
 
   it.scopedLive("a rotation waits for the replica (WAIT); a replica that stopped acknowledging is said, not fatal", () =>

@@ -5,6 +5,7 @@
 import type { AccessToken } from "@effect-token/core"
 import { ClientAuth, RefreshToken, RefreshTokenStore, TokenCache } from "@effect-token/core"
 import { RedisClient, RedisRefreshTokenStore, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
@@ -38,7 +39,7 @@ const instance = (
   initial: string
 ) =>
   Effect.gen(function*() {
-    const client = yield* RedisClient.makeIoredis({ url })
+    const client = yield* RedisIoredis.make({ url })
     const store = yield* RedisRefreshTokenStore.make({
       keyRing,
       subject: "alice",

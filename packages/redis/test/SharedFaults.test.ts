@@ -4,6 +4,7 @@
  */
 import { AccessToken, TokenSource } from "@effect-token/core"
 import { RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
 import { ring } from "./support/fixtures.js"
@@ -36,7 +37,7 @@ const sharedAt = (
   timeout: Duration.DurationInput = "1 second"
 ) =>
   Effect.gen(function*() {
-    const client = yield* RedisClient.makeIoredis({ url, timeout })
+    const client = yield* RedisIoredis.make({ url, timeout })
     const store = yield* RedisTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
     return yield* RedisTokenStore.shared(source, { skew: "1 second" }).pipe(
       Effect.provideService(RedisTokenStore.RedisTokenStore, store)

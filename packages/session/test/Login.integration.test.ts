@@ -187,18 +187,26 @@ describe("what reaches the browser", () => {
     Effect.gen(function*() {
       const { app, browser, getJson, promise, record, signIn } = yield* setup
       yield* signIn("/orders")
+      const tokensOf = (stored: Option.Option.Value<Effect.Effect.Success<typeof record>>) => [
+        Redacted.value(stored.accessToken.value),
+        Redacted.value(Option.getOrThrow(stored.refreshToken))
+      ]
+      // The login's tokens, then (after the refresh) their successors: none of them may reach the browser.
+      const login = Option.getOrThrow(yield* record)
       yield* promise(() => new Promise((resolve) => setTimeout(resolve, 1100)))
       yield* TestClock.adjust(Duration.minutes(10))
       expect((yield* getJson("/orders")).status).toBe(200)
       const stored = Option.getOrThrow(yield* record)
-      const secrets = [
-        Redacted.value(stored.accessToken.value),
-        Redacted.value(Option.getOrThrow(stored.refreshToken))
-      ]
+      expect(Redacted.value(stored.accessToken.value)).not.toBe(Redacted.value(login.accessToken.value))
+      const secrets = [...tokensOf(login), ...tokensOf(stored)]
       const idToken = Redacted.value(Option.getOrThrow(stored.idToken))
       yield* promise(() => browser.fetch(`${app.appUrl}/logout`, { method: "POST" }))
       const everything = [...browser.visited, ...browser.received].join("\n")
       for (const secret of secrets) expect(everything).not.toContain(secret)
+      // The login's ID token was replaced by the refresh answer's, and logout sends the current one only.
+      const loginIdToken = Redacted.value(Option.getOrThrow(login.idToken))
+      expect(loginIdToken).not.toBe(idToken)
+      expect(everything).not.toContain(loginIdToken)
       // The ID token: once, in the logout redirect to the issuer (OpenID Connect RP-Initiated Logout).
       const withIdToken = browser.received.filter((answer) => answer.includes(idToken))
       expect(withIdToken).toHaveLength(1)

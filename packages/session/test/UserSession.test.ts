@@ -183,14 +183,44 @@ describe("UserSession: refresh", () => {
 
   it.scoped("a refresh answer's ID token is verified and replaces the stored one (logout's id_token_hint)", () =>
     Effect.gen(function*() {
-      const { fake, login, sessions, store } = yield* setup()
-      const id = yield* login()
+      const { fake, sessions, store } = yield* setup()
+      // A session whose login brought an ID token (with the login's nonce).
+      const atLogin = yield* fake.signIdToken({ sub: "alice", nonce: "n-login" })
+      const id = yield* Effect.flatMap(
+        FakeIssuer.loginToken({ lifetime }),
+        (token) => sessions.create({ subject: "alice", token, idToken: Option.some(Redacted.make(atLogin)) })
+      )
+      const idTokenOf = Effect.map(
+        store.get(id),
+        (found) => Redacted.value(Option.getOrThrow(Option.getOrThrow(found).record.idToken))
+      )
+      expect(yield* idTokenOf).toBe(atLogin)
       fake.answer({ _tag: "Rotate", idToken: { nonce: undefined } })
       yield* TestClock.adjust(pastExpiry)
       expect(value(yield* sessions.accessToken(id))).toBe("at-1")
-      const stored = Option.getOrThrow(yield* store.get(id)).record
-      const idToken = Redacted.value(Option.getOrThrow(stored.idToken))
+      const idToken = yield* idTokenOf
+      // The answer's (no nonce: a refresh's ID token carries none), not the login's any more.
+      expect(idToken).not.toBe(atLogin)
+      expect(decodeJwt(idToken).nonce).toBeUndefined()
       expect(decodeJwt(idToken)).toMatchObject({ iss: FakeIssuer.issuer, sub: "alice", aud: FakeIssuer.clientId })
+    }))
+
+  it.scoped("a refresh answer's ID token that fails the login's checks (signature, exp, iat) ends the session", () =>
+    Effect.gen(function*() {
+      const year = 365 * 24 * 3600
+      const answers: Array<FakeIssuer.Answer> = [
+        { _tag: "Rotate", idToken: { nonce: undefined }, idTokenForged: true },
+        { _tag: "Rotate", idToken: { nonce: undefined, exp: 1 } },
+        { _tag: "Rotate", idToken: { nonce: undefined, iat: Math.floor(Date.now() / 1000) + year } }
+      ]
+      for (const answer of answers) {
+        const { fake, login, sessions, store } = yield* setup()
+        const id = yield* login()
+        fake.answer(answer)
+        yield* TestClock.adjust(pastExpiry)
+        expect(yield* failureTag(sessions.accessToken(id))).toBe("SessionRejected")
+        expect(Option.isNone(yield* store.get(id))).toBe(true)
+      }
     }))
 
   it.scoped("a refresh answer's ID token for another subject, issuer or audience ends the session (OIDC Core 12.2)", () =>

@@ -2,10 +2,11 @@
  * A programmable OAuth 2.0 authorization server for tests: a real token endpoint whose answers a test scripts.
  *
  * It issues RS256 JWT access tokens (RFC 9068 shape: `iss`, `aud`, `sub`, `client_id`, `scope`, `jti`, `iat`,
- * `exp`) for the `client_credentials` and `refresh_token` grants, authenticates clients with
- * `client_secret_basic` or `client_secret_post`, rotates refresh tokens, counts requests, and answers with any
- * scripted `Fault` instead when told to. Token times come from the Effect `Clock`, so under `TestClock` tokens
- * expire on test time.
+ * `exp`) for the `client_credentials`, `authorization_code` (PKCE S256 checked; an OpenID Connect ID token when
+ * `openid` is asked) and `refresh_token` grants, authenticates clients with `client_secret_basic` or
+ * `client_secret_post`, rotates refresh tokens, counts requests, answers with any scripted `Fault` instead when
+ * told to, and holds a request mid-flight until the test lets it go. Token times come from the Effect `Clock`, so
+ * under `TestClock` tokens expire on test time.
  *
  * Two ways to run it, same behaviour:
  * - {@link makeInProcess}: no socket; talk to it through its `client` (an `HttpClient`). Use it under `TestClock`.
@@ -18,6 +19,7 @@ import type * as HttpApp from "@effect/platform/HttpApp"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -28,6 +30,7 @@ import type * as Scope from "effect/Scope"
 import type * as jose from "jose"
 import type * as Fault from "./Fault.js"
 import * as App from "./internal/authorizationServer/app.js"
+import * as Authorize from "./internal/authorizationServer/authorize.js"
 import * as ClientAuthentication from "./internal/authorizationServer/clientAuthentication.js"
 import * as Grants from "./internal/authorizationServer/grants.js"
 import * as ServerState from "./internal/authorizationServer/state.js"
@@ -232,6 +235,51 @@ export const InvalidToken: typeof Verification.InvalidToken = Verification.Inval
 export type InvalidToken = Verification.InvalidToken
 
 /**
+ * A token request held mid-flight (see {@link TestAuthorizationServer.holdNext}): it has been counted and waits,
+ * unanswered, until released. Meanwhile a test can move the `TestClock`, interrupt the caller, or stop a process.
+ *
+ * @example
+ * ```ts
+ * import { TestAuthorizationServer } from "@effect-token/testing"
+ * import { Effect } from "effect"
+ *
+ * declare const as: TestAuthorizationServer.TestAuthorizationServer
+ * declare const fetchToken: Effect.Effect<unknown>
+ * const program = Effect.gen(function*() {
+ *   const hold = yield* as.holdNext
+ *   const fiber = yield* Effect.fork(fetchToken)
+ *   yield* hold.reached // the request is at the server, unanswered
+ *   yield* hold.release
+ *   return yield* fiber.await
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hold {
+  /** Completes once a token request has reached the hold. */
+  readonly reached: Effect.Effect<void>
+  /** Lets the held request go on to its answer (or lets the next one through, if none came yet). */
+  readonly release: Effect.Effect<void>
+}
+
+/**
+ * Options of {@link TestAuthorizationServer.authorize}.
+ *
+ * @example
+ * ```ts
+ * import type { TestAuthorizationServer } from "@effect-token/testing"
+ *
+ * const as: TestAuthorizationServer.AuthorizeOptions = { subject: "alice" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AuthorizeOptions = Authorize.AuthorizeOptions
+
+/**
  * A token, its raw value, or (for {@link TestAuthorizationServer.revoke}) its `jti`.
  *
  * @since 0.1.0
@@ -277,6 +325,20 @@ export interface TestAuthorizationServer extends TestHttpClient.Mountable {
     readonly clientId?: string | undefined
     readonly method?: "client_secret_basic" | "client_secret_post" | "none" | undefined
   }) => ClientAuth.ClientAuth
+  /** The authorization endpoint: `GET` signs the `login_hint` (or `test-user`) in at once and redirects back. */
+  readonly authorizationUrl: string
+  /**
+   * The authorization endpoint's answer to an authorization request URL, as its login and consent pages would end:
+   * the callback URL with a single-use `code`, the `state` and `iss`. It requires PKCE S256 (`code_challenge`) and
+   * keeps the `nonce` for the ID token, issued when the scope has `openid`; the code grant checks the verifier,
+   * the client and the `redirect_uri`. An unknown client or a missing `redirect_uri` is a defect.
+   */
+  readonly authorize: (url: string, options?: AuthorizeOptions) => Effect.Effect<string>
+  /**
+   * Holds the next token request that arrives (after those already held), counted but unanswered, until
+   * `release`. Requests after it are not held.
+   */
+  readonly holdNext: Effect.Effect<Hold>
   /** Answers the next `times` (default 1) token requests with `fault`, after any faults already queued. */
   readonly failNext: (fault: Fault.Fault, times?: number) => Effect.Effect<void>
   /** Drops faults not yet served. */
@@ -291,8 +353,8 @@ export interface TestAuthorizationServer extends TestHttpClient.Mountable {
   readonly issuedTokens: Effect.Effect<ReadonlyArray<IssuedToken>>
   readonly lookup: (jti: string) => Effect.Effect<Option.Option<IssuedToken>>
   /**
-   * A refresh token for a client, as if its user had just signed in (the authorization code flow is out of
-   * scope here). Default: the first client, the client's scopes.
+   * A refresh token for a client, as if its user had just signed in (without going through `authorize`). Default:
+   * the first client, the client's scopes.
    */
   readonly issueRefreshToken: (options?: {
     readonly clientId?: string | undefined
@@ -449,6 +511,7 @@ export const jtiOf = (token: TokenLike): string => Tokens.jtiOf(token)
 /** The grants this server serves, by `grant_type`; the discovery document lists the same. */
 const grantsOf = (issuing: Tokens.Issuer, state: ServerState.ServerState, rotate: boolean) => ({
   client_credentials: Grants.clientCredentials(issuing),
+  authorization_code: Grants.authorizationCode({ issuing, state }),
   refresh_token: Grants.refreshToken({ issuing, state, rotate })
 })
 
@@ -473,6 +536,18 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
       state
     })
     const grants = grantsOf(issuing, state, options.rotateRefreshTokens ?? true)
+    const authorize = Authorize.authorize({ issuer, clients, state })
+    // Holds waiting for a request, oldest first; each is taken by one request.
+    const holds = yield* Ref.make<ReadonlyArray<{ reached: Deferred.Deferred<void>; gate: Deferred.Deferred<void> }>>(
+      []
+    )
+    const hold = Effect.flatMap(
+      Ref.modify(holds, (queue) => [queue[0], queue.slice(1)] as const),
+      (held) =>
+        held === undefined
+          ? Effect.void
+          : Effect.zipRight(Deferred.succeed(held.reached, undefined), Deferred.await(held.gate))
+    )
     const app = App.make({
       issuer,
       tokenUrl,
@@ -480,7 +555,8 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
       jwks,
       clients,
       grantTypes: Object.keys(grants),
-      tokenEndpoint: TokenEndpoint.make({ issuer, clients, state, faults, grants })
+      tokenEndpoint: TokenEndpoint.make({ issuer, clients, state, faults, grants, hold }),
+      authorize: (url, subject) => authorize(url, { subject })
     })
 
     return {
@@ -495,6 +571,15 @@ const build = (options: Options, issuer: string): Effect.Effect<TestAuthorizatio
       app,
       client: TestHttpClient.make({ origin: issuer, app }),
       clientAuth: (authOptions) => ClientAuthentication.clientAuthFor(clients, authOptions),
+      authorizationUrl: `${issuer}/authorize`,
+      authorize: (url, authorizeOptions) =>
+        Effect.orDieWith(authorize(url, authorizeOptions), (reason) => new Error(`authorize: ${reason}`)),
+      holdNext: Effect.gen(function*() {
+        const reached = yield* Deferred.make<void>()
+        const gate = yield* Deferred.make<void>()
+        yield* Ref.update(holds, (queue) => [...queue, { reached, gate }])
+        return { reached: Deferred.await(reached), release: Deferred.succeed(gate, undefined).pipe(Effect.asVoid) }
+      }),
       failNext: (fault, times) => faults.push(fault, times),
       clearFaults: faults.clear,
       setTokenLifetime: (lifetime) => Ref.update(state, (s) => ({ ...s, lifetime: Duration.decode(lifetime) })),

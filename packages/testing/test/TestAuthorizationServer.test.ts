@@ -466,7 +466,9 @@ describe("TestAuthorizationServer (in process, TestClock)", () => {
         const metadata = yield* get(as.discoveryUrl)
         expect(metadata).toMatchObject({ issuer: as.issuer, token_endpoint: as.tokenUrl, jwks_uri: as.jwksUrl })
         expect(yield* get(`${as.issuer}/.well-known/oauth-authorization-server`)).toEqual(metadata)
-        const notFound = yield* as.client.get(`${as.issuer}/authorize`)
+        // The authorization endpoint answers a request it cannot redirect (no client, no redirect_uri) with a 400.
+        expect((yield* as.client.get(as.authorizationUrl)).status).toBe(400)
+        const notFound = yield* as.client.get(`${as.issuer}/userinfo`)
         expect(notFound.status).toBe(404)
         const wrongMethod = yield* as.client.get(as.tokenUrl)
         expect(wrongMethod.status).toBe(405)

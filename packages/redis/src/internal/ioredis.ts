@@ -4,7 +4,8 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis"
-import type { Driver, IoredisOptions } from "../RedisClient.js"
+import type { Driver } from "../RedisClient.js"
+import type { Options as IoredisOptions } from "../RedisIoredis.js"
 import { RedisError } from "./redisError.js"
 
 type Client = Redis | Cluster

@@ -411,6 +411,48 @@ export const make = (
         const [version, replicas] = yield* guard(
           client.eval(Scripts.completeRefreshSpend, [recordKey], [spendId, channel, keys.id, ...rotation])
         ).pipe(Effect.mapError(unavailable))
+        if (version < 0 && Option.isSome(rotated)) {
+          // The spend is gone. Either the store lost it (a failover to a replica that never got the spend record, an
+          // empty restart, perhaps re-seeded since with the long-spent first token): what is stored is behind, and the
+          // rotated token is the only valid one, known here alone; forgetting it would make the fleet send a spent
+          // token and get the grant revoked. Or another instance took the spend over after its deadline: the store
+          // moved on, or that instance's spend is in progress, and its result wins (below).
+          const rotation: Known = {
+            version: spent.version + 1,
+            token: rotated.value,
+            lineage: spent.lineage,
+            seedfp: spent.seedfp
+          }
+          const seen = yield* Effect.either(
+            Effect.zip(readRecord, guard(client.send<string | null>("HGET", recordKey, "sid")))
+          )
+          if (seen._tag === "Left") {
+            // Cannot tell now: the rotation stays known here, and the watch puts it back if the store lost it.
+            yield* Effect.logWarning(
+              `effect-token/redis: the spend of refresh token version ${spent.version} is no longer in the store, ` +
+                `and Redis could not be read to tell why (${seen.left.message}); the rotated token is kept here`
+            )
+            return
+          }
+          const [record, spender] = seen.right
+          if (spender === null && isBehind(record, rotation)) {
+            yield* Effect.logWarning(
+              `effect-token/redis: the store lost this instance's spend of refresh token version ${spent.version} ` +
+                `(a failover, an empty restart) before its answer was stored; the rotated token (version ` +
+                `${rotation.version}) is put back rather than forgotten`
+            )
+            const newestKnown = yield* Ref.get(newest)
+            if (Option.isSome(newestKnown)) {
+              // A failure leaves it known here: the watch repairs the store when Redis answers.
+              yield* repair(newestKnown.value).pipe(
+                Effect.catchAll((error) =>
+                  Effect.logWarning(`effect-token/redis: the repair failed (${error.message}); the watch retries it`)
+                )
+              )
+            }
+            return
+          }
+        }
         if (version < 0) {
           // Another instance took the spend over after its deadline: what the store holds is its result, not ours.
           yield* Effect.logWarning(

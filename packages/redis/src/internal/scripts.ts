@@ -8,15 +8,21 @@ import * as RedisClient from "../RedisClient.js"
 /**
  * KEYS: token, lease. ARGV: owner, expected version, fingerprint, expiry (epoch ms), data, TTL (ms), channel, id.
  * -1: the lease is not (or no longer) the caller's. -2: the record is not at the expected version.
- * Otherwise the new version, published as "<id> <version>".
+ * Otherwise the new version (the expected one plus one), published as "<id> <version>".
+ *
+ * A record that is gone is no conflict: its TTL ran out with the token it held (the holder's fetch outlasted the old
+ * token: a slow server, a paused process), and the lease, held since the caller read (a lapsed lease never comes
+ * back with the same random owner), proves nobody wrote meanwhile. Refusing it would throw away the only new token
+ * while every other instance waits for it, and make one of them fetch again.
  */
 export const write = RedisClient.script<number>(
   "effect-token/write",
   `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if current ~= tonumber(ARGV[2]) then return -2 end
-local version = current + 1
+local stored = redis.call('HGET', KEYS[1], 'v')
+local expected = tonumber(ARGV[2])
+if stored and tonumber(stored) ~= expected then return -2 end
+local version = expected + 1
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', version, 'fp', ARGV[3], 'exp', ARGV[4], 'data', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -69,16 +75,28 @@ return 0
  * configured seed or an explicit `set`; rotations and repairs keep it), `seedfp` (for a lineage that began with a
  * configured seed: that seed's fingerprint), `origin` (`seed`, `set`, `rotation`, `repair`), `at` (Redis time of the
  * write, ms) and, while a spend is unresolved, `sid` (the spender's id) and `sdl` (its deadline, Redis time, ms).
- * Every write publishes "<id> <version>" on the store's channel and returns the node's connected replica count
- * (for `WAIT`).
+ * Every write publishes "<id> <version>" on the store's channel and returns the node's replica count (for `WAIT`:
+ * connected ones, or, in a Cluster, every one the cluster lists for the node, connected or not).
  */
 
 /** Redis time in milliseconds, inside a script (Redis 5+ replicates scripts by effects, so `TIME` is allowed). */
 const now = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
+/*
+ * The replicas a write should wait for: those connected now, or, in a Cluster, those the cluster lists for this
+ * master, whichever is more. A replica whose link is down (a partition, a replica that fell behind) is not connected,
+ * and counting only connected ones would skip the WAIT, silently, exactly when the write is not replicated: the
+ * cluster still lists it, so the WAIT runs, times out, and the shortfall is said. Outside a Cluster, `CLUSTER MYID`
+ * fails (pcall) and only connected replicas count: a standalone master forgets a replica that disconnected.
+ */
 const replicas = `local info = redis.call('INFO', 'replication')
-local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '0')`
+local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '0')
+local myid = redis.pcall('CLUSTER', 'MYID')
+if type(myid) == 'string' then
+  local listed = redis.pcall('CLUSTER', 'REPLICAS', myid)
+  if type(listed) == 'table' and listed.err == nil and #listed > replicas then replicas = #listed end
+end`
 
 /**
  * KEYS: record. ARGV: data, fp, lineage, channel, id. Writes the configured first token only where nothing is
@@ -121,7 +139,8 @@ return {version, replicas}
  *
  * The fence before a refresh is sent, in one step: the lock must be the caller's (and is extended to at least the
  * floor, the time a request may take), the stored token must be the caller's, no other spend may be unresolved,
- * and a freshly seeded token must have settled (instances that know a newer one get the time to repair the store).
+ * and a freshly seeded or repaired token must have settled (instances that know a newer one get the time to repair
+ * the store: after a failover that lost an unresolved spend, its sender's answer is such a newer token).
  * Then the spend is recorded until now + spend time.
  * `{1, version, takeover, lineage, seedfp or '', origin, at}` granted; `{-1}` the lock is not the caller's;
  * `{-2, ms}` pending for ms; `{-3}` stale.
@@ -140,7 +159,7 @@ for i = 6, #ARGV do
 end
 if not matches then return {-3} end
 ${now}
-if r[5] == 'seed' and now - tonumber(r[6]) < tonumber(ARGV[5]) then
+if (r[5] == 'seed' or r[5] == 'repair') and now - tonumber(r[6]) < tonumber(ARGV[5]) then
   return {-2, tonumber(ARGV[5]) - (now - tonumber(r[6]))}
 end
 local takeover = 0

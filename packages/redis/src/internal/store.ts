@@ -5,7 +5,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -375,38 +374,66 @@ export const shared = (
         }
       }).pipe(Effect.interruptible, Effect.forkDaemon)
 
-    /** Holding the lease: read again, then fetch and write unless another instance just did. */
+    /**
+     * Holding the lease: read again, then fetch and write unless another instance just did. However it ends (a token
+     * written, found fresh on the second read, not written, a failure, an interruption), the lease is released at
+     * once: the others wait for it, and a lease left to lapse blocks every instance whose token ran out meanwhile
+     * for up to its whole TTL. Only a write that failed on Redis hands it to `settleLater`, which releases it.
+     */
     const lead = (
       lease: Lease
     ): Effect.Effect<AccessToken.AccessToken, TokenError.TokenError | RedisClient.RedisError> =>
+      Effect.suspend(() => {
+        // Whether this fiber still has to release the lease when it is done.
+        let owned = true
+        return Effect.gen(function*() {
+          const entry = yield* guard(store.read(keys))
+          if (!entry.readable) {
+            // Nothing will be written: the others need not wait for this instance's own fetch.
+            owned = false
+            return yield* Effect.zipRight(release(lease), unreadable)
+          }
+          const [assessment] = yield* assessNow(entry)
+          // Written by another instance between this one's first read and its taking the lease.
+          if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
+          const renewal = yield* Effect.fork(renewing(lease))
+          const token = yield* counted("leader")(source.fetch).pipe(Effect.ensuring(Fiber.interruptFork(renewal)))
+          // Counted from when its request was sent: a token whose usable lifetime ran out on its way (a slow server,
+          // a paused process) would be handed to every instance already expired.
+          if ((yield* Clock.currentTimeMillis) >= TokenTiming.validUntil(token, timing)) {
+            yield* Effect.logDebug("effect-token/redis: shared token not written (already past its usable lifetime)")
+            return token
+          }
+          // The token is good whatever happens to the write: a failed write only means the next instance fetches too.
+          const written = yield* Effect.either(guard(store.write(lease, token, entry.version)))
+          if (written._tag === "Left") {
+            owned = false
+            yield* settleLater(lease, token, entry.version)
+            return token
+          }
+          if (written.right._tag !== "Written") {
+            yield* Effect.logDebug(`effect-token/redis: shared token not written (${written.right._tag})`)
+          }
+          return token
+        }).pipe(Effect.ensuring(Effect.suspend(() => owned ? release(lease) : Effect.void)))
+      })
+
+    /**
+     * Releases at once, or, when Redis is failing (a failover, a blip: the gate skips it), as soon as Redis answers,
+     * in the background: a lease left to lapse would keep every instance whose token ran out waiting for its TTL.
+     */
+    const release = (lease: Lease) =>
+      guard(store.releaseLease(lease)).pipe(Effect.catchAll(() => releaseLater(lease)), Effect.asVoid)
+
+    const releaseLater = (lease: Lease) =>
       Effect.gen(function*() {
-        const entry = yield* guard(store.read(keys))
-        if (!entry.readable) return yield* unreadable
-        const [assessment] = yield* assessNow(entry)
-        if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
-        const renewal = yield* Effect.fork(renewing(lease))
-        const token = yield* counted("leader")(source.fetch).pipe(Effect.ensuring(Fiber.interruptFork(renewal)))
-        // Counted from when its request was sent: a token whose usable lifetime ran out on its way (a slow server,
-        // a paused process) would be handed to every instance already expired.
-        if ((yield* Clock.currentTimeMillis) >= TokenTiming.validUntil(token, timing)) {
-          yield* Effect.logDebug("effect-token/redis: shared token not written (already past its usable lifetime)")
-          return token
+        const until = (yield* Clock.currentTimeMillis) + leaseMillis
+        while ((yield* Clock.currentTimeMillis) < until) {
+          yield* Effect.sleep(Duration.millis(pollMillis))
+          const released = yield* Effect.either(health.probe(store.releaseLease(lease)))
+          if (released._tag === "Right") return
         }
-        // The token is good whatever happens to the write: a failed write only means the next instance fetches too.
-        const written = yield* Effect.either(guard(store.write(lease, token, entry.version)))
-        if (written._tag === "Left") {
-          yield* settleLater(lease, token, entry.version)
-          return token
-        }
-        if (written.right._tag !== "Written") {
-          yield* Effect.logDebug(`effect-token/redis: shared token not written (${written.right._tag})`)
-        }
-        yield* Effect.ignore(guard(store.releaseLease(lease)))
-        return token
-      }).pipe(
-        // A failure or an interruption before the write frees the lease at once: nobody waits for a lapse.
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(guard(store.releaseLease(lease))))
-      )
+      }).pipe(Effect.interruptible, Effect.forkDaemon)
 
     /** A record this ring cannot read: another instance's key. Fetch for this instance only, and say so once. */
     const unreadable = Effect.zipRight(readability.unreadable, counted("unreadable")(source.fetch))

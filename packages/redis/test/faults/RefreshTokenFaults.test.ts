@@ -8,14 +8,14 @@
  * stopped process (whose own callers may time out in the round that spans its stop), no served token past its `exp`,
  * the slowest round of an instance that was not itself paused within `waitBound`.
  */
-import { OidcProvider } from "@effect-token/testing/oidc-provider"
+import type { OidcProvider } from "@effect-token/testing/oidc-provider"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import type { KoaContextWithOIDC } from "oidc-provider"
 import { randomKey } from "../support/fixtures.js"
 import * as Instances from "../support/instances.js"
 import * as Load from "../support/load.js"
 import * as RedisServer from "../support/redisServer.js"
+import * as RefreshProvider from "../support/refreshProvider.js"
 
 const instanceCount = 4
 const callers = 20
@@ -40,70 +40,22 @@ const margin = 6_000
 const waitBound = (pauseMillis: number) =>
   redisTimeoutMillis + Math.max(leaseTtlMillis, lockTtlMillis, pauseMillis) + attemptTimeoutMillis + margin
 
+/**
+ * The holder stopped after its grant was answered, for less than the shared lease: the answer (and the rotated refresh
+ * token) is in the stopped process only, and nobody else may spend the token meanwhile, so the others wait for the
+ * pause (while their current token lasts, they keep serving it). On resuming, the holder stores the rotation, writes
+ * the access token and releases the lease: nobody waits for a lease or a lock to lapse. The longest wait is the pause,
+ * one token fetch (its attempt timeout), one Redis timeout (issue 18: a Redis fault costs one timeout, then the
+ * source is asked directly), plus the margin.
+ */
+const answeredWaitBound = (pauseMillis: number) => {
+  if (pauseMillis >= leaseTtlMillis) throw new Error("the holder's lease lapses during such a pause: use waitBound")
+  return pauseMillis + attemptTimeoutMillis + redisTimeoutMillis + margin
+}
+
 afterAll(() => Instances.removeBundle())
 
-const clients = [{
-  client_id: "reporting",
-  client_secret: "reporting-secret",
-  grant_types: ["authorization_code", "refresh_token"],
-  response_types: ["code" as const],
-  redirect_uris: ["http://127.0.0.1/callback"],
-  scope: "openid offline_access api:read",
-  token_endpoint_auth_method: "client_secret_basic" as const
-}]
-
-/** The provider, with every refresh token presented, revoked grants and refresh errors recorded. */
-const provider = Effect.gen(function*() {
-  const presented: Array<string> = []
-  const revoked: Array<string> = []
-  const errors: Array<string> = []
-  const arrived: Array<() => void> = []
-  const answered: Array<() => void> = []
-  const as = yield* OidcProvider.make({
-    clients,
-    accessTokenTtl: accessTokenTtlSeconds,
-    configuration: { rotateRefreshToken: true },
-    setup: (provider) => {
-      provider.use(async (ctx, next) => {
-        if (ctx.path === "/token" && arrived.length > 0) {
-          for (const f of arrived.splice(0)) f()
-          // Held a moment, so that its sender is stopped before the answer (and the rotation) happens.
-          await new Promise((resolve) => setTimeout(resolve, 300))
-        }
-        await next()
-      })
-      const refreshTokenOf = (ctx: KoaContextWithOIDC) =>
-        (ctx.oidc.params as Record<string, unknown> | undefined)?.refresh_token
-      provider.on("grant.success", (ctx: KoaContextWithOIDC) => {
-        const token = refreshTokenOf(ctx)
-        if (typeof token === "string") presented.push(token)
-        for (const f of answered.splice(0)) f()
-      })
-      provider.on("grant.error", (ctx: KoaContextWithOIDC, error: Error) => {
-        const token = refreshTokenOf(ctx)
-        if (typeof token === "string") presented.push(token)
-        errors.push(error.message)
-      })
-      provider.on("grant.revoked", (_ctx: unknown, grantId: string) => {
-        revoked.push(grantId)
-      })
-    }
-  })
-  return {
-    as,
-    presented,
-    revoked,
-    errors,
-    /** Resolves at the next token request's arrival; the provider handles that request 300 ms later. */
-    nextArrival: Effect.async<void>((resume) => {
-      arrived.push(() => resume(Effect.void))
-    }),
-    /** Resolves when the next grant has been answered (the refresh token rotated). */
-    nextAnswer: Effect.async<void>((resume) => {
-      answered.push(() => resume(Effect.void))
-    })
-  }
-})
+const provider = RefreshProvider.make(accessTokenTtlSeconds)
 
 const environment = (
   as: OidcProvider.OidcProvider,
@@ -129,26 +81,26 @@ const environment = (
   ATTEMPT_TIMEOUT: `${attemptTimeoutMillis} millis`,
   ANSWER_TIMEOUT: "30 seconds",
   SUBJECT_KEY: "alice",
-  CACHE_SKEW: "100 millis"
+  // A served token's life left is measured when `get` returns, after the starved process got around to it (200 ms
+  // and more at load 20): the cache stops serving a token 1 s before it expires.
+  CACHE_SKEW: "1 second"
 })
-
-type Recorder = Effect.Effect.Success<typeof provider>
 
 const check = (
   name: string,
-  recorder: Recorder,
+  recorder: RefreshProvider.Recorder,
   results: ReadonlyArray<Load.Tagged>,
   paused: ReadonlyArray<number>,
-  pauseMillis: number,
   bound: number
 ) =>
   Effect.gen(function*() {
     const worst = Math.max(...results.filter((r) => !paused.includes(r.instance)).map((r) => r.ms))
     const failed = results.reduce((n, r) => n + r.failed, 0)
     const minRemaining = Math.min(...results.map((r) => r.minRemainingMs ?? Number.POSITIVE_INFINITY))
+    const leastLifeOn = results.find((r) => (r.minRemainingMs ?? Number.POSITIVE_INFINITY) === minRemaining)?.instance
     const distinct = new Set(recorder.presented).size
     yield* Load.log(
-      `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms`
+      `${name}: ${results.length} rounds x ${callers} callers, ${failed} failed, ${recorder.presented.length} refresh tokens presented (${distinct} distinct), ${recorder.revoked.length} grants revoked, ${recorder.errors.length} refresh errors, worst wait ${worst} ms (bound ${bound}), least token life left ${minRemaining} ms (instance ${leastLifeOn}; paused: ${paused})`
     )
     const failing = [...new Set(results.filter((r) => r.failed > 0).map((r) => r.instance))]
     if (failing.length > 0) yield* Load.log(`${name}: failed calls on instances ${failing} (paused: ${paused})`)
@@ -162,22 +114,26 @@ const check = (
     }
     // A stopped process's own callers: their deadline (ATTEMPT_TIMEOUT) passes while the process is stopped, which
     // from inside looks like a slow server; when it resumes, the timer fires before the buffered answer is read. So
-    // they may fail, with Timeout, in the one round that spans the stop, and in no other: the answer is still read
+    // they may fail, with Timeout, in the one round that meets the resume, and in no other: the answer is still read
     // and stored (no refresh token presented twice, none revoked, the next rounds served).
     for (const index of paused) {
       const rounds = results.filter((r) => r.instance === index)
       const failing = rounds.filter((r) => r.failed > 0)
       expect(failing.length, "rounds with failed calls on the stopped instance").toBeLessThanOrEqual(1)
-      for (const round of failing) {
-        expect(round.ms).toBeGreaterThanOrEqual(pauseMillis)
-        for (const error of round.errors) expect(error).toMatch(/Timeout/)
-      }
+      // The round may have been asked for during the stop and begun on resuming: its callers join the fetch whose
+      // timer fires then. So its length says nothing; its errors do.
+      for (const round of failing) for (const error of round.errors) expect(error).toMatch(/Timeout/)
       expect(rounds.at(-1)?.failed ?? 0).toBe(0)
     }
     expect(worst).toBeLessThanOrEqual(bound)
   })
 
-const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: number) =>
+const pauseHolder = (
+  name: string,
+  moment: "before" | "after",
+  pauseMillis: number,
+  bound: (pauseMillis: number) => number = waitBound
+) =>
   it.scopedLive(name, () =>
     Effect.gen(function*() {
       const recorder = yield* provider
@@ -191,7 +147,7 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           // Let a refresh or two happen first, then catch the next one.
           yield* Effect.sleep(`${accessTokenTtlSeconds * 1000} millis`)
           const holder = yield* Effect.raceAll(
-            instances.map((instance) => Effect.as(instance.fetchStarted, instance))
+            instances.map((instance) => Effect.as(instance.nextFetchStart, instance))
           )
           yield* moment === "before" ? recorder.nextArrival : recorder.nextAnswer
           const pid = holder.process.pid!
@@ -204,13 +160,18 @@ const pauseHolder = (name: string, moment: "before" | "after", pauseMillis: numb
           return holder
         })
       )
-      yield* check(name, recorder, results, [holder.index], pauseMillis, waitBound(pauseMillis))
+      yield* check(name, recorder, results, [holder.index], bound(pauseMillis))
     }), { timeout: 120_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
   pauseHolder("the lock holder stopped just before its grant is answered, shorter than the lock TTL", "before", 1_000)
   pauseHolder("the lock holder stopped just before its grant is answered, longer than the lock TTL", "before", 4_000)
-  pauseHolder("the lock holder stopped just after its grant is answered, shorter than the lock TTL", "after", 1_000)
+  pauseHolder(
+    "the lock holder stopped just after its grant is answered, shorter than the lock TTL",
+    "after",
+    1_000,
+    answeredWaitBound
+  )
   pauseHolder("the lock holder stopped just after its grant is answered, longer than the lock TTL", "after", 4_000)
 
   it.scopedLive("Redis restarted empty mid-run, the initial refresh token long spent", () =>
@@ -231,6 +192,6 @@ describe("rotating refresh tokens under faults, instance processes, real oidc-pr
         })
       )
       expect(recorder.presented.length).toBeGreaterThanOrEqual(3)
-      yield* check("Redis restarted empty", recorder, results, [], 0, waitBound(0))
+      yield* check("Redis restarted empty", recorder, results, [], waitBound(0))
     }), { timeout: 120_000 })
 })

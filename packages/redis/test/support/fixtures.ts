@@ -1,5 +1,6 @@
 import { AccessToken } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { DateTime, Duration, Effect, Option, Redacted } from "effect"
 
 export const randomKey = (): Redacted.Redacted<Uint8Array> =>
@@ -22,7 +23,7 @@ export const token = (lifetime: Duration.DurationInput = "1 minute", value?: str
 /** A store on its own ioredis connection, as another instance would have. */
 export const storeAt = (url: string | { readonly nodes: ReadonlyArray<string> }, options: RedisTokenStore.Options) =>
   Effect.gen(function*() {
-    const client = yield* RedisClient.makeIoredis(typeof url === "string" ? { url } : { nodes: url.nodes })
+    const client = yield* RedisIoredis.make(typeof url === "string" ? { url } : { nodes: url.nodes })
     const store = yield* RedisTokenStore.make(options).pipe(Effect.provideService(RedisClient.RedisClient, client))
     return { client, store }
   })

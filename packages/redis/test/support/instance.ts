@@ -9,7 +9,8 @@
  * - Events: `ready`, `fetch-start` (this instance asks the token server), `log` (warnings and above).
  */
 import { ClientCredentials, RefreshToken, RefreshTokenStore, TokenCache, TokenSource } from "@effect-token/core"
-import { RedisClient, RedisRefreshTokenStore, RedisTokenStore } from "@effect-token/redis"
+import { RedisRefreshTokenStore, RedisTokenStore } from "@effect-token/redis"
+import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Config, Context, DateTime, Effect, Either, Layer, Logger, LogLevel, Option, Redacted, Runtime } from "effect"
 import { createHash } from "node:crypto"
@@ -108,7 +109,7 @@ const program = Effect.gen(function*() {
   })
 })
 
-const RedisLive = RedisClient.layerIoredisConfig()
+const RedisLive = RedisIoredis.layerConfig()
 const StoreLive = RedisTokenStore.layerConfig().pipe(Layer.provideMerge(RedisLive))
 
 program.pipe(

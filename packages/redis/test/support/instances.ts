@@ -2,7 +2,7 @@
  * Starts service instances (`instance.ts`, bundled) as OS processes and talks to them; every process is killed when the
  * scope closes.
  */
-import { Deferred, Effect, Queue } from "effect"
+import { Deferred, Effect, PubSub, Queue } from "effect"
 import type { Scope } from "effect"
 import { build } from "esbuild"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -25,6 +25,8 @@ export interface RoundResult {
   readonly ms: number
   /** The least lifetime left on a token served in the round (JSON turns Infinity into null: no expiry). */
   readonly minRemainingMs: number | null
+  /** When the instance reported the round (epoch ms, its clock: the machine's). */
+  readonly at?: number
 }
 
 export interface Instance {
@@ -33,8 +35,13 @@ export interface Instance {
   /** Every event so far, in order. */
   readonly events: Array<Record<string, any>>
   readonly round: (callers: number) => Effect.Effect<RoundResult>
-  /** Resolves at this instance's next `fetch-start`. */
+  /**
+   * Takes this instance's `fetch-start`s in order, from its start: one that happened before the call (a cold start's
+   * fetch) resolves it at once. To catch the fetch in flight now, use `nextFetchStart`.
+   */
   readonly fetchStarted: Effect.Effect<void>
+  /** Resolves at this instance's next `fetch-start` after the call, never at an earlier one. */
+  readonly nextFetchStart: Effect.Effect<void>
   readonly warnings: () => ReadonlyArray<string>
   readonly kill: Effect.Effect<void>
 }
@@ -92,6 +99,7 @@ const start = (index: number, env: Record<string, string>): Effect.Effect<Instan
     const events: Array<Record<string, any>> = []
     const pending = new Map<number, Deferred.Deferred<RoundResult>>()
     const fetchStarts = yield* Queue.unbounded<void>()
+    const laterFetchStarts = yield* PubSub.unbounded<void>()
     const ready = yield* Deferred.make<void, string>()
     let stderr = ""
     child.stderr!.on("data", (chunk) => {
@@ -109,7 +117,10 @@ const start = (index: number, env: Record<string, string>): Effect.Effect<Instan
       }
       events.push(event)
       if (event.event === "ready") Deferred.unsafeDone(ready, Effect.void)
-      if (event.event === "fetch-start") Queue.unsafeOffer(fetchStarts, undefined)
+      if (event.event === "fetch-start") {
+        Queue.unsafeOffer(fetchStarts, undefined)
+        Effect.runSync(PubSub.publish(laterFetchStarts, undefined))
+      }
       if (event.event === "round") {
         const deferred = pending.get(event.id)
         if (deferred) Deferred.unsafeDone(deferred, Effect.succeed(event as unknown as RoundResult))
@@ -129,6 +140,7 @@ const start = (index: number, env: Record<string, string>): Effect.Effect<Instan
           return yield* Deferred.await(deferred)
         }),
       fetchStarted: Queue.take(fetchStarts),
+      nextFetchStart: Effect.scoped(Effect.flatMap(PubSub.subscribe(laterFetchStarts), Queue.take)),
       warnings: () => events.filter((e) => e.event === "log" && e.level === "WARN").map((e) => String(e.message)),
       kill: kill(child)
     }

@@ -12,6 +12,8 @@ export type Answer =
     readonly expiresIn?: number | undefined
     /** An `id_token` in the answer, with these claims over the login's (`sub`, `iss`, `aud`, ...). */
     readonly idToken?: Record<string, unknown> | undefined
+    /** Sign that `id_token` with a key the issuer does not publish (under the published key's `kid`). */
+    readonly idTokenForged?: boolean | undefined
   }
   | { readonly _tag: "NoRefreshToken"; readonly expiresIn?: number | undefined }
   | { readonly _tag: "InvalidGrant" }
@@ -55,13 +57,15 @@ export const makeWith = (options: Options = {}) =>
     const json = (body: unknown, status = 200) =>
       new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } })
 
-    const signIdToken = (claims: Record<string, unknown>) =>
+    const otherKeys = yield* Effect.promise(() => jose.generateKeyPair("ES256"))
+
+    const signIdToken = (claims: Record<string, unknown>, forged = false) =>
       Effect.flatMap(DateTime.now, (now) => {
         const at = Math.floor(DateTime.toEpochMillis(now) / 1000)
         return Effect.promise(() =>
           new jose.SignJWT({ iss: issuer, aud: clientId, iat: at, exp: at + 300, ...claims })
             .setProtectedHeader({ alg: "ES256", kid: "k1" })
-            .sign(keys.privateKey)
+            .sign(forged ? otherKeys.privateKey : keys.privateKey)
         )
       })
 
@@ -136,7 +140,10 @@ export const makeWith = (options: Options = {}) =>
           body.refresh_token = `rt-${counter}`
           subjects.set(`rt-${counter}`, subjects.get(refreshToken) ?? "alice")
           if (answer.idToken !== undefined) {
-            body.id_token = yield* signIdToken({ sub: subjects.get(refreshToken) ?? "alice", ...answer.idToken })
+            body.id_token = yield* signIdToken(
+              { sub: subjects.get(refreshToken) ?? "alice", ...answer.idToken },
+              answer.idTokenForged === true
+            )
           }
         }
         return HttpClientResponse.fromWeb(request, json(body))

@@ -1,5 +1,6 @@
 import { ClientAuth, Discovery } from "@effect-token/core"
 import { OidcLogin, UserSession, UserTokenStore } from "@effect-token/session"
+import type { TestAuthorizationServer } from "@effect-token/testing"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -11,11 +12,13 @@ export const appUrl = "https://app.test"
 
 /**
  * The login routes, the session middleware and a `/me` page over the in-process issuer, all in the test's fiber
- * (so `TestClock` governs everything), and browsers made of a cookie jar that send requests to it.
+ * (so `TestClock` governs everything), and browsers made of a cookie jar that send requests to it. With `server`,
+ * the testing kit's in-process `TestAuthorizationServer` is the issuer instead of the fake.
  */
 export const make = (
   options: {
     readonly fake?: FakeIssuer.FakeIssuer
+    readonly server?: TestAuthorizationServer.TestAuthorizationServer
     readonly store?: UserTokenStore.UserTokenStore
     readonly login?: Partial<OidcLogin.Options>
     readonly sessions?: Partial<UserSession.Options>
@@ -24,15 +27,17 @@ export const make = (
   Effect.gen(function*() {
     const fake = options.fake ?? (yield* FakeIssuer.make)
     const store = options.store ?? (yield* UserTokenStore.makeMemory())
-    const clientAuth = ClientAuth.clientSecretBasic({
+    const server = options.server
+    const clientAuth = server !== undefined ? server.clientAuth() : ClientAuth.clientSecretBasic({
       clientId: FakeIssuer.clientId,
       clientSecret: Redacted.make("s3cr3t")
     })
-    const discovery = yield* Discovery.makeWith(fake.client, { issuer: FakeIssuer.issuer })
+    const issuerClient = server?.client ?? fake.client
+    const discovery = yield* Discovery.makeWith(issuerClient, { issuer: server?.issuer ?? FakeIssuer.issuer })
     const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(
         Effect.provideService(UserTokenStore.UserTokenStore, store),
-        Effect.provideService(HttpClient.HttpClient, fake.client),
+        Effect.provideService(HttpClient.HttpClient, issuerClient),
         Effect.provideService(Discovery.Discovery, discovery)
       )
     const sessions = yield* provide(UserSession.make({ discovery, clientAuth, ...options.sessions }))
@@ -87,9 +92,14 @@ export const make = (
         })
       /** `/login`, then the provider's part: the callback URL it sends the browser to (not visited yet). */
       const startLogin = (returnTo = "/me", as: Parameters<FakeIssuer.FakeIssuer["authorize"]>[1] = {}) =>
-        Effect.map(
+        Effect.flatMap(
           fetch(`/login?returnTo=${encodeURIComponent(returnTo)}`, { headers: { "sec-fetch-mode": "navigate" } }),
-          (response) => fake.authorize(response.headers.get("location")!, as)
+          (response) => {
+            const location = response.headers.get("location")!
+            return server !== undefined
+              ? server.authorize(location, { subject: as.subject })
+              : Effect.succeed(fake.authorize(location, as))
+          }
         )
       const navigate = (url: string) => fetch(url, { headers: { "sec-fetch-mode": "navigate", accept: "text/html" } })
       return { jar, fetch, startLogin, navigate }

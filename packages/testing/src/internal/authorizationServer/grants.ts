@@ -1,10 +1,12 @@
 /*
  * The grants the test authorization server implements, each from an authenticated client and the request's form
- * to the token response's body: `client_credentials` (RFC 6749 §4.4) and `refresh_token` (§6) with rotation.
+ * to the token response's body: `client_credentials` (RFC 6749 §4.4), `authorization_code` (§4.1, with PKCE S256,
+ * RFC 7636, and an OpenID Connect ID token) and `refresh_token` (§6) with rotation.
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import { createHash } from "node:crypto"
 import type { Client } from "../../TestAuthorizationServer.js"
 import { type OAuthFailure, oauthFailure, type ServerState } from "./state.js"
 import type { Issuer } from "./tokens.js"
@@ -79,5 +81,47 @@ export const refreshToken = (options: {
         return { ...s, refreshTokens }
       })
     }
-    return yield* issuing.issue(client, "refresh_token", scope, rotate)
+    const user = grant.subject === undefined ? undefined : { subject: grant.subject, idToken: false }
+    return yield* issuing.issue(client, "refresh_token", scope, rotate, user)
+  })
+
+/** RFC 7636 §4.6: BASE64URL(SHA256(code_verifier)) must equal the code challenge. */
+const s256 = (verifier: string): string => createHash("sha256").update(verifier).digest("base64url")
+
+/**
+ * A code is redeemed once, by the client it was issued to, with the same `redirect_uri` and the PKCE verifier of its
+ * challenge; anything else is `invalid_grant` (and the code is gone, as RFC 6749 §4.1.2 asks of a reused code).
+ */
+export const authorizationCode = (options: {
+  readonly issuing: Issuer
+  readonly state: ServerState
+}): Grant =>
+(client, form) =>
+  Effect.gen(function*() {
+    const { issuing, state } = options
+    const code = form.get("code")
+    if (code === null) return yield* Effect.fail(oauthFailure("invalid_request", "missing code"))
+    const pending = yield* Ref.modify(state, (s) => {
+      const found = s.codes.get(code)
+      if (found === undefined) return [undefined, s] as const
+      const codes = new Map(s.codes)
+      codes.delete(code)
+      return [found, { ...s, codes }] as const
+    })
+    if (pending === undefined || pending.clientId !== client.clientId) {
+      return yield* Effect.fail(oauthFailure("invalid_grant", "the code is invalid, expired, or was already used"))
+    }
+    if (form.get("redirect_uri") !== pending.redirectUri) {
+      return yield* Effect.fail(oauthFailure("invalid_grant", "redirect_uri differs from the authorization request's"))
+    }
+    const verifier = form.get("code_verifier")
+    if (verifier === null) return yield* Effect.fail(oauthFailure("invalid_grant", "missing code_verifier"))
+    if (s256(verifier) !== pending.codeChallenge) {
+      return yield* Effect.fail(oauthFailure("invalid_grant", "code_verifier does not match the code challenge"))
+    }
+    return yield* issuing.issue(client, "authorization_code", pending.scope, true, {
+      subject: pending.subject,
+      idToken: Option.exists(pending.scope, (scope) => scope.split(" ").includes("openid")),
+      nonce: pending.nonce
+    })
   })

@@ -11,6 +11,18 @@ export interface RefreshGrant {
   readonly clientId: string
   readonly scope: Option.Option<string>
   readonly state: "active" | "rotated" | "revoked"
+  /** The user it was issued for (a code grant's); the client itself when absent. */
+  readonly subject?: string | undefined
+}
+
+/** An authorization code not yet redeemed: what the authorization request asked for. */
+export interface PendingCode {
+  readonly clientId: string
+  readonly redirectUri: string
+  readonly codeChallenge: string
+  readonly subject: string
+  readonly scope: Option.Option<string>
+  readonly nonce: string | undefined
 }
 
 export interface State {
@@ -20,6 +32,7 @@ export interface State {
   readonly nextLifetimes: ReadonlyArray<Duration.Duration>
   readonly revoked: ReadonlySet<string>
   readonly refreshTokens: ReadonlyMap<string, RefreshGrant>
+  readonly codes: ReadonlyMap<string, PendingCode>
 }
 
 export type ServerState = Ref.Ref<State>
@@ -31,7 +44,8 @@ export const make = (tokenLifetime: Duration.DurationInput) =>
     lifetime: Duration.decode(tokenLifetime),
     nextLifetimes: [],
     revoked: new Set(),
-    refreshTokens: new Map()
+    refreshTokens: new Map(),
+    codes: new Map()
   })
 
 /** An RFC 6749 §5.2 error, before it becomes a response. */

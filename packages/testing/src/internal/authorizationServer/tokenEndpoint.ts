@@ -21,6 +21,8 @@ export const make = (options: {
   readonly faults: FaultQueue.FaultQueue
   /** The grants served, by `grant_type`. */
   readonly grants: Readonly<Record<string, Grant>>
+  /** Runs after the request is counted, before it is answered: a held request waits here. */
+  readonly hold: Effect.Effect<void>
 }) =>
 (request: HttpServerRequest.HttpServerRequest): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
   Effect.gen(function*() {
@@ -33,6 +35,7 @@ export const make = (options: {
       ...s,
       requests: { ...s.requests, [grantType]: (s.requests[grantType] ?? 0) + 1 }
     }))
+    yield* options.hold
     const fault = yield* faults.take
     if (Option.isSome(fault)) {
       const answer = yield* Fault.toResponse(fault.value)

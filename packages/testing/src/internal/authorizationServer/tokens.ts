@@ -35,16 +35,28 @@ export const jtiOf = (token: TokenLike): string => {
   }
 }
 
+/** The signed-in user a token is for (the code grant and its refreshes); an ID token comes with `idToken`. */
+export interface User {
+  readonly subject: string
+  readonly idToken: boolean
+  readonly nonce?: string | undefined
+}
+
 export interface Issuer {
   /** Signs an access token for `client`, records it, and answers with the RFC 6749 §5.1 body. */
   readonly issue: (
     client: Client,
     grantType: string,
     scope: Option.Option<string>,
-    withRefresh: boolean
+    withRefresh: boolean,
+    user?: User | undefined
   ) => Effect.Effect<Record<string, string | number>>
-  /** A new active refresh token for a client's grant. */
-  readonly newRefreshToken: (clientId: string, scope: Option.Option<string>) => Effect.Effect<string>
+  /** A new active refresh token for a client's grant (for `subject`, a user, when given). */
+  readonly newRefreshToken: (
+    clientId: string,
+    scope: Option.Option<string>,
+    subject?: string | undefined
+  ) => Effect.Effect<string>
 }
 
 export const makeIssuer = (options: {
@@ -56,16 +68,22 @@ export const makeIssuer = (options: {
 }): Issuer => {
   const { audience, includeExpiresIn, issuer, signingKey, state } = options
 
-  const newRefreshToken = (clientId: string, scope: Option.Option<string>) =>
+  const newRefreshToken = (clientId: string, scope: Option.Option<string>, subject?: string | undefined) =>
     Ref.modify(state, (s): [string, State] => {
       // Unguessable like a real one, so a test that scans logs for secrets has something to find.
       const value = `rt-${randomBytes(16).toString("base64url")}`
       const refreshTokens = new Map(s.refreshTokens)
-      refreshTokens.set(value, { clientId, scope, state: "active" })
+      refreshTokens.set(value, { clientId, scope, state: "active", ...(subject !== undefined ? { subject } : {}) })
       return [value, { ...s, refreshTokens }]
     })
 
-  const issue = (client: Client, grantType: string, scope: Option.Option<string>, withRefresh: boolean) =>
+  const issue = (
+    client: Client,
+    grantType: string,
+    scope: Option.Option<string>,
+    withRefresh: boolean,
+    user?: User | undefined
+  ) =>
     Effect.gen(function*() {
       const nowMillis = yield* Clock.currentTimeMillis
       const { lifetime, sequence } = yield* Ref.modify(state, (s) => {
@@ -87,14 +105,16 @@ export const makeIssuer = (options: {
         new SignJWT(payload)
           .setProtectedHeader({ alg: "RS256", kid: signingKey.kid, typ: "at+jwt" })
           .setIssuer(issuer)
-          .setSubject(client.clientId)
+          .setSubject(user?.subject ?? client.clientId)
           .setAudience(audience)
           .setJti(jti)
           .setIssuedAt(iat)
           .setExpirationTime(exp)
           .sign(Redacted.value(signingKey.privateKey))
       )
-      const refreshToken = withRefresh ? Option.some(yield* newRefreshToken(client.clientId, scope)) : Option.none()
+      const refreshToken = withRefresh
+        ? Option.some(yield* newRefreshToken(client.clientId, scope, user?.subject))
+        : Option.none()
       const record: IssuedToken = {
         jti,
         sequence,
@@ -111,6 +131,19 @@ export const makeIssuer = (options: {
       if (includeExpiresIn) body.expires_in = lifetimeSeconds
       if (Option.isSome(scope)) body.scope = scope.value
       if (Option.isSome(refreshToken)) body.refresh_token = refreshToken.value
+      if (user?.idToken === true) {
+        // OpenID Connect Core §2: the client is the audience; the nonce of the authorization request comes back.
+        body.id_token = yield* Effect.promise(() =>
+          new SignJWT(user.nonce === undefined ? {} : { nonce: user.nonce })
+            .setProtectedHeader({ alg: "RS256", kid: signingKey.kid })
+            .setIssuer(issuer)
+            .setSubject(user.subject)
+            .setAudience(client.clientId)
+            .setIssuedAt(iat)
+            .setExpirationTime(exp)
+            .sign(Redacted.value(signingKey.privateKey))
+        )
+      }
       return body
     })
 
