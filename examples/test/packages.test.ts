@@ -31,16 +31,19 @@ describe("the built packages", () => {
         "ClientCredentials",
         "DPoP",
         "Discovery",
+        "KeyedLock",
         "Password",
         "RefreshToken",
         "RefreshTokenStore",
         "Revocation",
+        "ServerRequest",
         "TokenCache",
         "TokenEndpoint",
         "TokenError",
         "TokenExchange",
         "TokenManager",
         "TokenSource",
+        "TokenTiming",
         "WwwAuthenticate"
       ])
       expect(importBuilt("@effect-token/testing")).toContain("TestAuthorizationServer")

@@ -145,3 +145,36 @@ export const isExpired = (
     onNone: () => false,
     onSome: (expiresAt) => DateTime.lessThanOrEqualTo(DateTime.subtractDuration(expiresAt, skew), now)
   })
+
+/**
+ * The token without the secrets that travel beside it: `refreshToken`, and `idToken` too when asked. A cache or a
+ * session record keeps the refresh token (and the ID token) in a place of its own, once, never inside the token it
+ * hands out.
+ *
+ * @example
+ * ```ts
+ * import { AccessToken } from "@effect-token/core"
+ * import { DateTime, Option, Redacted } from "effect"
+ *
+ * const token = AccessToken.make({
+ *   value: Redacted.make("at"),
+ *   issuedAt: DateTime.unsafeMake(0),
+ *   refreshToken: Option.some(Redacted.make("rt"))
+ * })
+ * Option.isNone(AccessToken.without(token, "refreshToken").refreshToken) // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const without = (token: AccessToken, ...fields: ReadonlyArray<"refreshToken" | "idToken">): AccessToken =>
+  make({
+    value: token.value,
+    type: token.type,
+    issuedAt: token.issuedAt,
+    expiresAt: token.expiresAt,
+    scope: token.scope,
+    issuedTokenType: token.issuedTokenType,
+    refreshToken: fields.includes("refreshToken") ? Option.none() : token.refreshToken,
+    idToken: fields.includes("idToken") ? Option.none() : token.idToken
+  })

@@ -20,122 +20,36 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Predicate from "effect/Predicate"
-import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type * as Backoff from "./Backoff.js"
 import * as ClientAuth from "./ClientAuth.js"
 import * as ClientCredentials from "./ClientCredentials.js"
 import * as Discovery from "./Discovery.js"
 import * as DPoP from "./DPoP.js"
 import * as internal from "./internal/authHttpClient.js"
-import { spanUrl } from "./internal/endpoint.js"
+import { TokenRejected } from "./internal/tokenRejected.js"
 import * as TokenCache from "./TokenCache.js"
 import type * as TokenError from "./TokenError.js"
 import type * as TokenManager from "./TokenManager.js"
 import type * as TokenSource from "./TokenSource.js"
 
-const ChallengeSchema = Schema.Struct({
-  scheme: Schema.String,
-  params: Schema.Record({ key: Schema.String, value: Schema.String }),
-  token68: Schema.optional(Schema.String)
-})
-
-const RequestSchema = Schema.declare(
-  (u): u is HttpClientRequest.HttpClientRequest => Predicate.hasProperty(u, HttpClientRequest.TypeId)
-)
-const ResponseSchema = Schema.declare(
-  (u): u is HttpClientResponse.HttpClientResponse => Predicate.hasProperty(u, HttpClientResponse.TypeId)
-)
-
 /**
  * The API rejected the token (HTTP 401), after the one retry with a fresh token, or when the request could not be
- * replayed. Its tag does not collide with platform's `HttpApiError.Unauthorized`.
- *
- * @example
- * ```ts
- * import { AuthHttpClient } from "@effect-token/core"
- * import { Effect } from "effect"
- *
- * const program = Effect.flatMap(AuthHttpClient.AuthHttpClient, (api) => api.get("/me")).pipe(
- *   Effect.catchTag("TokenRejected", (error) => Effect.logWarning(`rejected: ${error.error ?? "no reason given"}`))
- * )
- * ```
+ * replayed. Its tag does not collide with platform's `HttpApiError.Unauthorized`. Defined in
+ * `internal/tokenRejected.ts` (see there for its fields), so that the implementation raises it without a cycle.
  *
  * @since 0.1.0
  * @category errors
  */
-export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-token/core/TokenRejected")(
-  "TokenRejected",
-  {
-    /** The request as the caller built it, without the token. */
-    request: RequestSchema,
-    /**
-     * The 401 answer, body read into memory (64 KB at most), detached from the request that carried the token; the
-     * token and the DPoP proofs that request carried are redacted from its headers and body.
-     */
-    response: ResponseSchema,
-    /**
-     * The parsed `WWW-Authenticate` challenges, as server text: the token and proofs sent redacted, control
-     * characters removed, each part at most 256 characters. The message quotes them, so an API that echoes the
-     * `Authorization` header puts no token into it.
-     */
-    challenges: Schema.Array(ChallengeSchema),
-    /** Whether the request was sent again with a fresh token before this error. */
-    retried: Schema.Boolean
-  }
-) {
-  /** The HTTP status: always 401. */
-  get status(): number {
-    return this.response.status
-  }
-
-  /** The `error` auth-param of the first challenge that has one, e.g. `invalid_token`. */
-  get error(): string | undefined {
-    return this.challenges.find((c) => c.params.error !== undefined)?.params.error
-  }
-
-  /** The `error_description` auth-param, if the server sent one. */
-  get errorDescription(): string | undefined {
-    return this.challenges.find((c) => c.params.error_description !== undefined)?.params.error_description
-  }
-
-  override get message(): string {
-    const reason = this.error === undefined ? "" : `: ${this.error}`
-    const description = this.errorDescription === undefined ? "" : ` - ${this.errorDescription}`
-    return `${this.request.method} ${spanUrl(this.request.url)} was rejected with HTTP 401${reason}${description}`
-  }
-
-  /** Prints what is safe: the request's method and URL without userinfo or query, never headers or the body. */
-  override toJSON(): unknown {
-    return {
-      _tag: this._tag,
-      method: this.request.method,
-      url: spanUrl(this.request.url),
-      status: this.status,
-      challenges: this.challenges,
-      retried: this.retried
-    }
-  }
-
-  override [Inspectable.NodeInspectSymbol](): unknown {
-    return this.toJSON()
-  }
-
-  override toString(): string {
-    return `TokenRejected: ${this.message}`
-  }
-}
+export { TokenRejected }
 
 /**
  * The errors the authentication adds to a client's own.
@@ -363,13 +277,21 @@ export const make = (options: AuthenticateOptions): Effect.Effect<AuthHttpClient
  * @since 0.1.0
  * @category layers
  */
-export const layer = <I = AuthHttpClient>(
+export function layer(
+  options: Binding & Options & { readonly tag?: undefined }
+): Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient | TokenCache.TokenCache>
+export function layer<I>(
+  options: Binding & Options & { readonly tag: Context.Tag<I, AuthHttpClient> }
+): Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache>
+export function layer<I>(
   options: Binding & Options & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined }
-): Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache> =>
-  Layer.effect(
-    options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
-    Effect.flatMap(TokenCache.TokenCache, (tokens) => make({ ...options, tokens } as AuthenticateOptions))
-  )
+):
+  | Layer.Layer<I, never, HttpClient.HttpClient | TokenCache.TokenCache>
+  | Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient | TokenCache.TokenCache>
+{
+  const client = Effect.flatMap(TokenCache.TokenCache, (tokens) => make({ ...options, tokens } as AuthenticateOptions))
+  return options.tag === undefined ? Layer.effect(AuthHttpClient, client) : Layer.effect(options.tag, client)
+}
 
 /**
  * Everything the one-layer set-up needs: the API, the authorization server, the client and the token it asks for.
@@ -416,34 +338,45 @@ export type ClientCredentialsOptions =
  * @since 0.1.0
  * @category layers
  */
-export const layerClientCredentials = <I = AuthHttpClient>(
+export function layerClientCredentials(
+  options: ClientCredentialsOptions & { readonly tag?: undefined }
+): Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient>
+export function layerClientCredentials<I>(
+  options: ClientCredentialsOptions & { readonly tag: Context.Tag<I, AuthHttpClient> }
+): Layer.Layer<I, never, HttpClient.HttpClient>
+export function layerClientCredentials<I>(
   options: ClientCredentialsOptions & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined }
-): Layer.Layer<I, never, HttpClient.HttpClient> =>
-  Layer.scoped(
-    options.tag ?? (AuthHttpClient as unknown as Context.Tag<I, AuthHttpClient>),
-    Effect.gen(function*() {
-      const key = options.dpop === true
-        ? yield* Effect.orDie(DPoP.generate())
-        : options.dpop === false
-        ? undefined
-        : options.dpop
-      const server = options.authorizationServer
-      const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
-      const source = yield* ClientCredentials.make({
-        tokenUrl,
-        clientAuth: options.clientAuth,
-        scope: options.scope,
-        resource: options.resource,
-        audience: options.audience,
-        extraParams: options.extraParams,
-        attemptTimeout: options.attemptTimeout,
-        defaultLifetime: options.defaultLifetime,
-        dpop: key
-      })
-      const tokens = yield* TokenCache.make(source, options)
-      return yield* make({ ...options, dpop: key, tokens } as AuthenticateOptions)
+): Layer.Layer<I, never, HttpClient.HttpClient> | Layer.Layer<AuthHttpClient, never, HttpClient.HttpClient> {
+  const client = oneLayerClient(options)
+  return options.tag === undefined ? Layer.scoped(AuthHttpClient, client) : Layer.scoped(options.tag, client)
+}
+
+/** The one-layer set-up's client: its source, cache and DPoP key, in the layer's scope. */
+const oneLayerClient = (
+  options: ClientCredentialsOptions
+): Effect.Effect<AuthHttpClient, never, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const key = options.dpop === true
+      ? yield* Effect.orDie(DPoP.generate())
+      : options.dpop === false
+      ? undefined
+      : options.dpop
+    const server = options.authorizationServer
+    const tokenUrl = "issuer" in server ? yield* Discovery.make({ issuer: server.issuer }) : server.tokenUrl
+    const source = yield* ClientCredentials.make({
+      tokenUrl,
+      clientAuth: options.clientAuth,
+      scope: options.scope,
+      resource: options.resource,
+      audience: options.audience,
+      extraParams: options.extraParams,
+      attemptTimeout: options.attemptTimeout,
+      defaultLifetime: options.defaultLifetime,
+      dpop: key
     })
-  )
+    const tokens = yield* TokenCache.make(source, options)
+    return yield* make({ ...options, dpop: key, tokens } as AuthenticateOptions)
+  })
 
 /**
  * The one-layer set-up read from configuration: `API_URL` (the API's base URL), `TOKEN_URL` or `ISSUER`, the client
@@ -499,6 +432,20 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
 )
 
 /**
+ * What {@link layerConfig} takes besides the Tag: where the settings come from, and code-level options that
+ * configuration cannot express (a retry schedule, a name, a DPoP key, a per-API timeout, ...), applied over them.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LayerConfigOptions {
+  /** Default {@link config}; `Config.nested(AuthHttpClient.config, "BILLING")` for a prefix. */
+  readonly config?: Config.Config<ClientCredentialsOptions> | undefined
+  /** Applied over what was read (no cast needed); the API's binding comes from configuration. */
+  readonly options?: Partial<Omit<ClientCredentialsOptions, "baseUrl" | "origins">> | undefined
+}
+
+/**
  * Provides the one-layer set-up from configuration (see {@link config}), under {@link AuthHttpClient} or `tag`.
  *
  * @example
@@ -514,12 +461,22 @@ export const config: Config.Config<ClientCredentialsOptions> = Config.all({
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = <I = AuthHttpClient>(
-  options: {
-    readonly config?: Config.Config<ClientCredentialsOptions> | undefined
-    readonly tag?: Context.Tag<I, AuthHttpClient> | undefined
-  } = {}
-): Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient> =>
-  Layer.unwrapEffect(
-    Effect.map(options.config ?? config, (settings) => layerClientCredentials({ ...settings, tag: options.tag }))
-  )
+export function layerConfig(
+  options?: LayerConfigOptions & { readonly tag?: undefined }
+): Layer.Layer<AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient>
+export function layerConfig<I>(
+  options: LayerConfigOptions & { readonly tag: Context.Tag<I, AuthHttpClient> }
+): Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient>
+export function layerConfig<I>(
+  options: LayerConfigOptions & { readonly tag?: Context.Tag<I, AuthHttpClient> | undefined } = {}
+):
+  | Layer.Layer<I, ConfigError.ConfigError, HttpClient.HttpClient>
+  | Layer.Layer<AuthHttpClient, ConfigError.ConfigError, HttpClient.HttpClient>
+{
+  const overrides = options.options ?? {}
+  const settings = Config.map(options.config ?? config, (read): ClientCredentialsOptions => ({ ...read, ...overrides }))
+  const tag = options.tag
+  return tag === undefined
+    ? Layer.unwrapEffect(Effect.map(settings, (s) => layerClientCredentials({ ...s, tag: undefined })))
+    : Layer.unwrapEffect(Effect.map(settings, (s) => layerClientCredentials({ ...s, tag })))
+}

@@ -290,7 +290,7 @@ export const RefreshTokenStore: Context.Tag<RefreshTokenStore, RefreshTokenStore
  * import { Effect, Redacted } from "effect"
  *
  * const program = Effect.gen(function*() {
- *   const store = yield* RefreshTokenStore.make(Redacted.make("first-refresh-token"))
+ *   const store = yield* RefreshTokenStore.makeMemory(Redacted.make("first-refresh-token"))
  *   return yield* store.get // Option.some(<redacted>)
  * })
  * ```
@@ -298,7 +298,7 @@ export const RefreshTokenStore: Context.Tag<RefreshTokenStore, RefreshTokenStore
  * @since 0.1.0
  * @category constructors
  */
-export const make = (initial?: Redacted.Redacted<string> | undefined): Effect.Effect<RefreshTokenStore> =>
+export const makeMemory = (initial?: Redacted.Redacted<string> | undefined): Effect.Effect<RefreshTokenStore> =>
   Effect.map(
     Effect.zip(Ref.make(Option.fromNullable(initial)), Effect.makeSemaphore(1)),
     ([ref, semaphore]) => ({
@@ -314,6 +314,17 @@ const fallbackLocks = globalValue(
   "@effect-token/core/RefreshTokenStore/fallbackLocks",
   () => new WeakMap<RefreshTokenStore, Effect.Semaphore>()
 )
+
+/**
+ * The old name of {@link makeMemory}.
+ *
+ * @deprecated Use {@link makeMemory} (in-memory stores are `makeMemory`/`layerMemory` in every package).
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (initial?: Redacted.Redacted<string> | undefined) => Effect.Effect<RefreshTokenStore> = (
+  initial
+) => makeMemory(initial)
 
 /**
  * Runs `effect` under the store's lock ({@link RefreshTokenStore.withLock}), or, for a store without one, under a
@@ -356,7 +367,7 @@ export const withLock = <A, E, R>(store: RefreshTokenStore, effect: Effect.Effec
  * @category layers
  */
 export const layerMemory = (initial?: Redacted.Redacted<string> | undefined): Layer.Layer<RefreshTokenStore> =>
-  Layer.effect(RefreshTokenStore, make(initial))
+  Layer.effect(RefreshTokenStore, makeMemory(initial))
 
 /**
  * Provides an in-memory store seeded from configuration: `REFRESH_TOKEN` (read as a `Redacted` value) by default.

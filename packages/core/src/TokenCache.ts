@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
@@ -19,6 +19,7 @@ import type * as AccessToken from "./AccessToken.js"
 import * as internal from "./internal/tokenCache.js"
 import type * as TokenError from "./TokenError.js"
 import * as TokenSource from "./TokenSource.js"
+import * as TokenTiming from "./TokenTiming.js"
 
 /**
  * @since 0.1.0
@@ -63,29 +64,12 @@ export type Trigger = internal.Trigger
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options extends TokenTiming.Timing {
   /** Low-cardinality name for metrics, spans and logs. Default `"default"`. */
   readonly name?: string | undefined
-  /**
-   * Stop handing out a token this long before it expires, to allow for clock skew and request time. Never more than
-   * 10 % of the token's lifetime, so that short-lived tokens stay cacheable, but at least one second where the lifetime
-   * allows, since `expires_in` counts whole seconds (a 2 s token is served for 1 s, a 20 s token for 18 s; see
-   * {@link validUntil}). Default 30 seconds.
-   */
-  readonly skew?: Duration.DurationInput | undefined
-  /**
-   * Fraction of the usable lifetime, at its end, in which a `get` starts a background refresh. The window is never
-   * shorter than twice the time recent fetches took, so that a slow authorization server's answer still arrives
-   * before the current token goes. Default 0.1; 0 turns refresh-ahead off.
-   */
-  readonly refreshAhead?: number | undefined
-  /**
-   * Randomizes the start of the refresh window by up to this fraction of it, so that many instances do not refresh
-   * at the same instant. Default 0.5 (the refresh starts in the last 10 % to 5 % of the lifetime).
-   */
-  readonly refreshAheadJitter?: number | undefined
-  /** Lifetime assumed for a token whose expiry is unknown. Default 5 minutes. */
-  readonly defaultLifetime?: Duration.DurationInput | undefined
+  // Timing (`skew`, `refreshAhead`, `refreshAheadJitter`, `refreshBefore`, `defaultLifetime`): see `TokenTiming`,
+  // whose defaults apply. The refresh window is also never shorter than twice the time recent fetches took, so that a
+  // slow authorization server's answer still arrives before the current token goes.
   /** Retries of a failed fetch before its waiters see the error. Default {@link defaultRetry}. */
   readonly retry?: Schedule.Schedule<unknown, TokenError.TokenError> | undefined
   /**
@@ -220,9 +204,4 @@ export const layer = (options?: Options): Layer.Layer<TokenCache, never, TokenSo
 export const validUntil = (
   token: AccessToken.AccessToken,
   options: Pick<Options, "skew" | "defaultLifetime"> = {}
-): number =>
-  internal.validUntilMillis(
-    token,
-    Duration.toMillis(options.skew ?? Duration.seconds(30)),
-    Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
-  )
+): number => TokenTiming.validUntil(token, TokenTiming.resolve(options))

@@ -71,12 +71,16 @@ export class RefreshTokenRejected
       /** The server's `error_description`, or why no request was made (an empty store). */
       description: Schema.optional(Schema.String),
       /** The HTTP status of the rejection; absent when the store held no refresh token. */
-      status: Schema.optional(Schema.Number)
+      status: Schema.optional(Schema.Number),
+      /** The OAuth `error` code the server answered (`invalid_grant`); absent when no request was made. */
+      code: Schema.optional(Schema.String)
     }
   )
 {
   override get message(): string {
-    const status = this.status === undefined ? "" : ` (HTTP ${this.status})`
+    const status = this.status === undefined
+      ? ""
+      : ` (${this.code === undefined ? "" : `${this.code}, `}HTTP ${this.status})`
     const description = this.description === undefined ? "" : ` - ${this.description}`
     return `the refresh token was rejected${status}${description}`
   }
@@ -276,7 +280,12 @@ export class TokenError extends Schema.TaggedError<TokenError>("@effect-token/co
    * human can fix): no token request starts before this instant, and calls that would start one fail at once with
    * this error until then. See {@link heldUntil}.
    */
-  heldUntil: Schema.optional(Schema.DateTimeUtcFromSelf)
+  heldUntil: Schema.optional(Schema.DateTimeUtcFromSelf),
+  /**
+   * The failure this one stands for, when it came from elsewhere: a session's `SessionError` behind a session's
+   * token cache, carried as it is so that it comes back out unchanged (never its text).
+   */
+  cause: Schema.optional(Schema.Defect)
 }) {
   /**
    * @since 0.1.0
@@ -298,7 +307,7 @@ export const isTokenError = (u: unknown): u is TokenError => Predicate.isTagged(
 /**
  * Whether trying again later may succeed. Only such failures are retried: a retry cannot fix `invalid_client`.
  * The rule is one table (`Transport`, `Timeout`, `Unavailable`, any OAuth error answered with 429 or 503, and the
- * OAuth codes `temporarily_unavailable`, `slow_down`, `server_error`), shared by the token endpoint, the cache and the authenticated client.
+ * OAuth codes `temporarily_unavailable`, `slow_down`, `server_error`), shared by the token endpoint, the cache, the authenticated client and the session package (`internal/transient.ts`).
  *
  * @example
  * ```ts
@@ -315,27 +324,7 @@ export const isTokenError = (u: unknown): u is TokenError => Predicate.isTagged(
  * @since 0.1.0
  * @category predicates
  */
-export const isTransient = (error: TokenError): boolean => {
-  const reason = error.reason
-  switch (reason._tag) {
-    case "Transport":
-      // A request that may have spent a one-time credential (a rotated refresh token) is never sent again.
-      return reason.sent !== true
-    case "Unavailable":
-      return true
-    case "Timeout":
-      // The whole wait is over: retrying inside it would outlive the caller's own bound.
-      return reason.bound === "attempt" && reason.sent !== true
-    case "OAuthError":
-      // 429 and 503 say "later" whatever the body's code (RFC 6585 §4, RFC 9110 §15.6.4): a server that throttles
-      // with an error code of its own must not be taken for a permanent refusal and hammered by every caller.
-      return reason.status === 429 || reason.status === 503 || transient.isTransientOAuthCode(reason.code)
-    case "RefreshTokenRejected":
-    case "MalformedResponse":
-    case "Misconfigured":
-      return false
-  }
-}
+export const isTransient: (error: TokenError) => boolean = transient.isTransient
 
 /**
  * The server's requested delay before a retry, if it sent one.
@@ -376,7 +365,7 @@ export const retryAfter = (error: TokenError): Option.Option<Duration.Duration> 
 export const heldUntil = (error: TokenError): Option.Option<DateTime.Utc> => Option.fromNullable(error.heldUntil)
 
 /**
- * The RFC 6749 `error` code of an `OAuthError`, if that is the reason.
+ * The RFC 6749 `error` code the server answered: an `OAuthError`'s, or a `RefreshTokenRejected`'s (`invalid_grant`).
  *
  * @example
  * ```ts
@@ -392,7 +381,7 @@ export const heldUntil = (error: TokenError): Option.Option<DateTime.Utc> => Opt
  * @category accessors
  */
 export const oauthCode = (error: TokenError): string | undefined =>
-  error.reason._tag === "OAuthError" ? error.reason.code : undefined
+  error.reason._tag === "OAuthError" || error.reason._tag === "RefreshTokenRejected" ? error.reason.code : undefined
 
 /**
  * Whether an HTTP status means "overloaded or down, try again later": 408, 429, 500, 502, 503, 504. The same table

@@ -207,25 +207,50 @@ export const TokenManager: Context.Tag<TokenManager<TokenSource.TokenShape>, Tok
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Layer, Redacted } from "effect"
  *
- * const TokensLive = TokenManager.layer(
- *   {
+ * const TokensLive = TokenManager.layer({
+ *   base: {
  *     tokenUrl: "https://auth.example.com/oauth/token",
  *     clientAuth: ClientAuth.clientSecretBasic({ clientId: "app", clientSecret: Redacted.make("s3cr3t") })
  *   },
- *   ClientCredentials.make,
- *   { capacity: 1_000 }
- * ).pipe(Layer.provide(NodeHttpClient.layerUndici))
+ *   grant: ClientCredentials.make,
+ *   capacity: 1_000
+ * }).pipe(Layer.provide(NodeHttpClient.layerUndici))
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = <O extends TokenSource.TokenShape, R>(
+export function layer<O extends TokenSource.TokenShape, R>(
+  options: Options & {
+    /** The grant's options every key starts from; a key's parameters are merged over them. */
+    readonly base: O
+    /** The grant's constructor (`ClientCredentials.make`, ...). */
+    readonly grant: (options: O) => Effect.Effect<TokenSource.TokenSource, never, R>
+  }
+): Layer.Layer<TokenManager<TokenSource.TokenShape>, never, Exclude<R, Scope.Scope>>
+/** @deprecated Positional form: pass `{ base, grant, ...options }`. */
+export function layer<O extends TokenSource.TokenShape, R>(
   base: O,
   grant: (options: O) => Effect.Effect<TokenSource.TokenSource, never, R>,
+  options?: Options
+): Layer.Layer<TokenManager<TokenSource.TokenShape>, never, Exclude<R, Scope.Scope>>
+export function layer<O extends TokenSource.TokenShape, R>(
+  first:
+    | O
+    | (Options & {
+      readonly base: O
+      readonly grant: (options: O) => Effect.Effect<TokenSource.TokenSource, never, R>
+    }),
+  grant?: (options: O) => Effect.Effect<TokenSource.TokenSource, never, R>,
   options: Options = {}
-): Layer.Layer<TokenManager<TokenSource.TokenShape>, never, Exclude<R, Scope.Scope>> =>
-  Layer.scoped(internal.ManagerTag, fromShapes(base, grant, options))
+): Layer.Layer<TokenManager<TokenSource.TokenShape>, never, Exclude<R, Scope.Scope>> {
+  if (grant !== undefined) return Layer.scoped(internal.ManagerTag, fromShapes(first as O, grant, options))
+  const { base, grant: named, ...rest } = first as Options & {
+    readonly base: O
+    readonly grant: (options: O) => Effect.Effect<TokenSource.TokenSource, never, R>
+  }
+  return Layer.scoped(internal.ManagerTag, fromShapes(base, named, rest))
+}
 
 /**
  * Whether `u` is a {@link TokenManager}.

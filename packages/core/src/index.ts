@@ -59,6 +59,21 @@ export * as TokenCache from "./TokenCache.js"
 export * as TokenManager from "./TokenManager.js"
 
 /**
+ * @since 0.2.0
+ */
+export * as TokenTiming from "./TokenTiming.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as KeyedLock from "./KeyedLock.js"
+
+/**
+ * @since 0.2.0
+ */
+export * as ServerRequest from "./ServerRequest.js"
+
+/**
  * @since 0.1.0
  */
 export * as Discovery from "./Discovery.js"

@@ -579,6 +579,19 @@ describe("AuthHttpClient", () => {
         ])
       }))
 
+    it.scoped("an empty path, a query or a fragment alone stay on the base URL (no trailing slash added)", () =>
+      Effect.gen(function*() {
+        const api = yield* fakeApi([])
+        const { cache } = yield* countingCache()
+        const client = AuthHttpClient.authenticate(api.client, { baseUrl: "https://api.test/v2", tokens: cache })
+        yield* client.get("")
+        yield* client.get("?page=2")
+        expect((yield* api.seen).map((seen) => seen.url)).toEqual([
+          "https://api.test/v2",
+          "https://api.test/v2?page=2"
+        ])
+      }))
+
     it.scoped("an unusable binding fails every request with Misconfigured, sending nothing", () =>
       Effect.gen(function*() {
         const api = yield* fakeApi([])

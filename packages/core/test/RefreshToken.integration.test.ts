@@ -89,7 +89,7 @@ describe("refresh_token grant against a real oidc-provider", () => {
       yield* store.set(Redacted.make(first))
       const error = yield* Effect.flip(source.fetch)
       expect(error.reason._tag).toBe("RefreshTokenRejected")
-      expect(error.reason).toMatchObject({ _tag: "RefreshTokenRejected", status: 400 })
+      expect(error.reason).toMatchObject({ _tag: "RefreshTokenRejected", status: 400, code: "invalid_grant" })
       expect((error.reason as any).status).toBe(400)
       const printed = `${error.message} ${String(error)} ${JSON.stringify(error)}`
       expect(printed).not.toContain(first)

@@ -17,7 +17,7 @@ import type { AccessToken } from "@effect-token/core"
 import { TokenSource } from "@effect-token/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
+import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -212,9 +212,7 @@ export interface RedisTokenStore {
  * @since 0.1.0
  * @category tags
  */
-export const RedisTokenStore: Context.Tag<RedisTokenStore, RedisTokenStore> = Context.GenericTag<RedisTokenStore>(
-  "@effect-token/redis/RedisTokenStore"
-)
+export const RedisTokenStore: Context.Tag<RedisTokenStore, RedisTokenStore> = internal.tag
 
 /**
  * How a shared source waits and leases. Defaults come from the store's {@link Options}.
@@ -245,7 +243,7 @@ export interface SharedOptions {
   readonly waitTimeout?: Duration.DurationInput | undefined
   /** How often a waiter reads the store when no notification comes. Default 500 ms. */
   readonly pollInterval?: Duration.DurationInput | undefined
-  /** As `TokenCache`'s `skew`: a stored token within this of its expiry (the same cap as `TokenCache`: see `TokenCache.validUntil`) is expired. Default 30 s. */
+  /** As `TokenCache`'s `skew` (the rule is `TokenTiming.validity`): a stored token within this of its expiry is expired. Default 30 s. */
   readonly skew?: Duration.DurationInput | undefined
   /**
    * The fraction of a stored token's usable lifetime, at its end, in which one instance refreshes it while the
@@ -495,7 +493,8 @@ export const layerShared = (
   )
 
 /**
- * The defaults of {@link Options}; the refresh-ahead fraction, skew and default lifetime match `TokenCache`'s.
+ * The defaults of {@link Options}; the refresh-ahead fraction, skew and default lifetime are `TokenTiming.defaults`, as
+ * for `TokenCache`.
  *
  * @example
  * ```ts

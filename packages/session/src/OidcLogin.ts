@@ -35,6 +35,7 @@ import * as cookies from "./internal/cookies.js"
 import * as loginCookie from "./internal/loginCookie.js"
 import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
+import { classify } from "./internal/tokenFailure.js"
 import {
   AuthorizationDenied,
   CodeExchangeFailed,
@@ -494,7 +495,7 @@ export const make = (
           resource: options.resource
         }).pipe(
           Effect.mapError((error) =>
-            TokenError.isTransient(error)
+            classify(error) === "Transient"
               ? unavailable(callbackOperation, `the code exchange: ${error.reason._tag}`)
               : callbackError(
                 new CodeExchangeFailed({ code: TokenError.oauthCode(error), detail: error.reason._tag })

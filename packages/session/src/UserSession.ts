@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import type { AccessToken, ClientAuth, Discovery, DPoP, TokenCache } from "@effect-token/core"
-import { AuthHttpClient, TokenError } from "@effect-token/core"
+import { AuthHttpClient, TokenError, TokenTiming } from "@effect-token/core"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
@@ -28,7 +28,7 @@ import * as idToken from "./internal/idToken.js"
 import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
 import * as internal from "./internal/sessions.js"
-import { isSessionError, NotSignedIn, SessionError, SessionRejected, Unavailable } from "./SessionError.js"
+import { isSessionError, NotSignedIn, SessionError, Unavailable } from "./SessionError.js"
 import * as UserTokenStore from "./UserTokenStore.js"
 
 /**
@@ -81,9 +81,13 @@ export interface Options {
   readonly discovery: Discovery.Discovery
   /** How this client authenticates at the token endpoint. */
   readonly clientAuth: ClientAuth.ClientAuth
-  /** The refresh window opens this long before expiry (capped at half the lifetime). Default 60 seconds. */
+  /**
+   * The refresh window opens this long before expiry (capped at half the lifetime). Default 60 seconds
+   * (`TokenTiming.onRequest`). A token without a known expiry is assumed to live `TokenTiming.defaults.defaultLifetime`
+   * (5 minutes): then it is refreshed, or, without a refresh token, still served (nothing can replace it).
+   */
   readonly refreshBefore?: Duration.DurationInput | undefined
-  /** A token is treated as expired this early (capped at 10 % of its lifetime). Default 5 seconds. */
+  /** A token is treated as expired this early (capped at 10 % of its lifetime; `TokenTiming`). Default 5 seconds. */
   readonly skew?: Duration.DurationInput | undefined
   /** How long a refresh's result answers requests that still hold the spent refresh token. Default 30 seconds. */
   readonly graceWindow?: Duration.DurationInput | undefined
@@ -314,8 +318,11 @@ export const make = (
     const engine = yield* internal.make({
       discovery: options.discovery,
       clientAuth: options.clientAuth,
-      refreshBefore: Duration.decode(options.refreshBefore ?? Duration.seconds(60)),
-      skew: Duration.decode(options.skew ?? Duration.seconds(5)),
+      timing: TokenTiming.resolve({
+        ...TokenTiming.onRequest,
+        ...(options.refreshBefore === undefined ? {} : { refreshBefore: options.refreshBefore }),
+        ...(options.skew === undefined ? {} : { skew: options.skew })
+      }),
       graceWindow: Duration.decode(options.graceWindow ?? Duration.seconds(30)),
       idleTimeout: Duration.decode(options.idleTimeout ?? Duration.hours(2)),
       absoluteTimeout,
@@ -505,26 +512,70 @@ export const client = (
   HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
   SessionError,
   RequestSession | HttpClient.HttpClient
+> => Effect.flatMap(current, (user) => authenticated(options, user.tokens(options.resource), user.dpopKey))
+
+/**
+ * As {@link client}, for a session named by its id, outside any request: a background job acting for a signed-in
+ * user (a scheduled export, a webhook). The same rules apply: the session's tokens, refreshed when due (single
+ * flight with the requests of that session), a 401 refreshes once; a session that is over fails with its
+ * `SessionError`. Reading the token does not extend the session's idle expiry.
+ *
+ * @example
+ * ```ts
+ * import { UserSession } from "@effect-token/session"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const exportFor = (sessionId: Redacted.Redacted<string>) =>
+ *   Effect.gen(function*() {
+ *     const api = yield* UserSession.clientFor(sessionId, { baseUrl: "https://api.example.com" })
+ *     return yield* api.get("/export")
+ *   })
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const clientFor = (
+  id: Redacted.Redacted<string>,
+  options: AuthHttpClient.Binding & AuthHttpClient.Options & { readonly resource?: string | undefined }
+): Effect.Effect<
+  HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
+  SessionError,
+  UserSessions | HttpClient.HttpClient
 > =>
+  Effect.flatMap(
+    UserSessions,
+    (sessions) => authenticated(options, tokensOf(sessions, id, options.resource), sessions.dpopKey(id))
+  )
+
+const authenticated = (
+  options: AuthHttpClient.Binding & AuthHttpClient.Options,
+  tokens: TokenCache.TokenCache,
+  dpopKey: Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
+) =>
   Effect.gen(function*() {
-    const user = yield* current
     const http = yield* HttpClient.HttpClient
     // A DPoP session's calls sign with the session's own key, the one its tokens are bound to.
-    const dpop = Option.getOrUndefined(yield* user.dpopKey)
+    const dpop = Option.getOrUndefined(yield* dpopKey)
     return AuthHttpClient.authenticate(http, {
       ...options,
       ...(dpop === undefined ? {} : { dpop }),
-      tokens: user.tokens(options.resource)
+      tokens
     } as AuthHttpClient.AuthenticateOptions)
   })
 
-/** The session's failures, as the `TokenError` a `TokenCache` fails with (the middleware maps them back). */
+/**
+ * The session's failures, as the `TokenError` a `TokenCache` fails with: the reason core acts on (retry when
+ * `Unavailable`, never when rejected), and the `SessionError` itself as the cause, which the middleware takes back
+ * out unchanged (`NotSignedIn` stays `NotSignedIn`).
+ */
 const toTokenError = (error: SessionError): TokenError.TokenError =>
   new TokenError.TokenError({
     operation: tokenOperation,
     reason: error.reason._tag === "Unavailable"
       ? new TokenError.Unavailable({ description: error.reason.description, retryAfter: error.reason.retryAfter })
-      : new TokenError.RefreshTokenRejected({ description: error.reason.message })
+      : new TokenError.RefreshTokenRejected({ description: error.reason.message }),
+    cause: error
   })
 
 const tokenOperation = "user session"
@@ -605,20 +656,9 @@ export const errorResponse = (
     )
   })
 
+/** The `SessionError` a session's token cache failed with (see `toTokenError`), if `error` is one. */
 const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionError> =>
-  error.operation !== tokenOperation
-    ? Option.none()
-    : Option.some(
-      new SessionError({
-        operation: "session",
-        reason: error.reason._tag === "Unavailable"
-          ? new Unavailable({
-            description: error.reason.description ?? "unavailable",
-            retryAfter: error.reason.retryAfter
-          })
-          : new SessionRejected({ description: error.reason.message })
-      })
-    )
+  error.operation === tokenOperation && isSessionError(error.cause) ? Option.some(error.cause) : Option.none()
 
 /**
  * The session middleware: reads the session cookie, loads the session and its access token (refreshing it once
@@ -680,7 +720,7 @@ export const middleware = <E, R>(
         session = Effect.fail(loaded.left)
       }
     }
-    const response = yield* (app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, any>).pipe(
+    const response = yield* app.pipe(
       Effect.provideService(RequestSession, { current: session }),
       Effect.catchAll((error) => {
         const sessionFailure = isSessionError(error)
@@ -688,10 +728,11 @@ export const middleware = <E, R>(
           : TokenError.isTokenError(error)
           ? fromTokenError(error)
           : Option.none()
-        if (Option.isNone(sessionFailure)) return Effect.fail(error)
+        // Not a session's failure: the application's own error, which is not a `SessionError`.
+        if (Option.isNone(sessionFailure)) return Effect.fail(error as Exclude<E, SessionError>)
         return errorResponse(sessionFailure.value, sessions.loginPath, sessions.errorPage)
       })
     )
     // Added beside the application's cookies; a response that sets a new session cookie keeps it.
     return expire ? cookies.expire(response, sessions.cookieName, sessions.secureCookies) : response
-  }) as any
+  })

@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { AccessToken } from "@effect-token/core"
+import { AccessToken, KeyedLock } from "@effect-token/core"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
@@ -30,7 +30,7 @@ import type * as SessionError from "./SessionError.js"
  *
  * @example
  * ```ts
- * import { AccessToken } from "@effect-token/core"
+ * import { AccessToken, KeyedLock } from "@effect-token/core"
  * import { UserTokenStore } from "@effect-token/session"
  * import { DateTime, Option, Redacted } from "effect"
  *
@@ -253,7 +253,7 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserToken
     const sessions = new Map<string, Entry>()
     // Each subject's session ids, in the same order, so one account's sessions are bounded on their own.
     const bySubject = new Map<string, Set<string>>()
-    const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+    const locks = KeyedLock.make()
     // Bounded: when nobody revokes them (no `UserSessions` over this store), the excess is dropped, not kept.
     const evictions = yield* Queue.dropping<SessionRecord>(1024)
     let nextVersion = 1
@@ -330,26 +330,8 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<UserToken
         return Option.some(version)
       })
 
-    const withLock: UserTokenStore["withLock"] = (id, effect) => {
-      const key = Redacted.value(id)
-      // One semaphore per session while someone holds or waits for it; dropped by the last user, so the map holds
-      // only the sessions being refreshed right now.
-      const acquire = Effect.sync(() => {
-        let lock = locks.get(key)
-        if (lock === undefined) {
-          lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
-          locks.set(key, lock)
-        }
-        lock.users++
-        return lock
-      })
-      const release = (lock: { readonly semaphore: Effect.Semaphore; users: number }) =>
-        Effect.sync(() => {
-          lock.users--
-          if (lock.users === 0 && locks.get(key) === lock) locks.delete(key)
-        })
-      return Effect.acquireUseRelease(acquire, (lock) => lock.semaphore.withPermits(1)(effect), release)
-    }
+    // One lock per session while someone holds or waits for it (core's `KeyedLock`).
+    const withLock: UserTokenStore["withLock"] = (id, effect) => locks.withLock(Redacted.value(id))(effect)
 
     return {
       get,

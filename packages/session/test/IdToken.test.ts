@@ -1,7 +1,8 @@
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Option, TestClock } from "effect"
+import { Context, Duration, Effect, Exit, Option, TestClock } from "effect"
 import * as jose from "jose"
 import * as IdToken from "../src/internal/idToken.js"
 
@@ -203,5 +204,27 @@ describe("ID token validation", () => {
       expect(yield* checkOf(verifier.verify(yield* sign(one.privateKey, {}), { nonce: "n-1" }))).toMatchObject({
         _tag: "Unavailable"
       })
+    }))
+
+  it.scoped("the JWKS is never fetched through a redirect (core's ServerRequest: redirect manual under fetch)", () =>
+    Effect.gen(function*() {
+      const { one } = yield* keys
+      const seen: Array<string | undefined> = []
+      const client = HttpClient.make((request, _url, _signal, fiber) =>
+        Effect.sync(() => {
+          seen.push(
+            Option.getOrUndefined(Context.getOption(fiber.currentContext, FetchHttpClient.RequestInit))?.redirect
+          )
+          return HttpClientResponse.fromWeb(
+            request,
+            new Response(null, { status: 302, headers: { location: "https://elsewhere.example/jwks" } })
+          )
+        })
+      )
+      const verifier = yield* verifierWith(client)
+      expect(yield* checkOf(verifier.verify(yield* sign(one.privateKey, {}), { nonce: "n-1" }))).toMatchObject({
+        _tag: "Unavailable"
+      })
+      expect(seen).toEqual(["manual"])
     }))
 })

@@ -323,13 +323,28 @@ describe("UserSession: refresh", () => {
       expect(Option.isSome(yield* store.get(id))).toBe(true)
     }))
 
-  it.scoped("a login without a known lifetime is never refreshed", () =>
+  it.scoped("a login without a known lifetime is assumed to live 5 minutes (TokenTiming), then refreshed", () =>
     Effect.gen(function*() {
       const { fake, login, sessions } = yield* setup({
         idleTimeout: Duration.days(400),
         absoluteTimeout: Duration.days(400)
       })
       const id = yield* login({})
+      yield* TestClock.adjust(Duration.minutes(3))
+      expect(value(yield* sessions.accessToken(id))).toBe("at-0")
+      expect(fake.refreshRequests).toHaveLength(0)
+      yield* TestClock.adjust(Duration.minutes(2))
+      expect(value(yield* sessions.accessToken(id))).toBe("at-1")
+      expect(fake.refreshRequests).toHaveLength(1)
+    }))
+
+  it.scoped("a login without a known lifetime and without a refresh token is served past its assumed expiry", () =>
+    Effect.gen(function*() {
+      const { fake, login, sessions } = yield* setup({
+        idleTimeout: Duration.days(400),
+        absoluteTimeout: Duration.days(400)
+      })
+      const id = yield* login({ refreshToken: false })
       yield* TestClock.adjust(Duration.days(365))
       expect(value(yield* sessions.accessToken(id))).toBe("at-0")
       expect(fake.refreshRequests).toHaveLength(0)
@@ -445,6 +460,59 @@ describe("UserSession: calls on the user's behalf", () => {
       expect(responses.map((r) => r.status)).toEqual(Array.from({ length: 20 }, () => 200))
       expect(fake.refreshRequests).toHaveLength(1)
       expect(seen.filter((s) => s === "Bearer at-1").length).toBe(20)
+    }))
+  it.scoped("a background job reaches a session's tokens by its id (clientFor), outside any request", () =>
+    Effect.gen(function*() {
+      const { login, sessions } = yield* setup()
+      const id = yield* login()
+      const seen: Array<string | undefined> = []
+      const api = HttpClient.make((request) =>
+        Effect.sync(() => {
+          seen.push(request.headers["authorization"])
+          return HttpClientResponse.fromWeb(request, new Response("ok"))
+        })
+      )
+      const job = Effect.flatMap(
+        UserSession.clientFor(id, { baseUrl: "https://api.test" }),
+        (client) => Effect.scoped(client.get("/export"))
+      ).pipe(
+        Effect.provideService(UserSession.UserSessions, sessions),
+        Effect.provideService(HttpClient.HttpClient, api)
+      )
+      expect((yield* job).status).toBe(200)
+      expect(seen).toEqual(["Bearer at-0"])
+      yield* sessions.end(id)
+      const error = yield* Effect.flip(job)
+      expect(error._tag).toBe("SessionError")
+    }))
+
+  it.scoped("a session's failure crosses core as the TokenError's cause, unchanged (NotSignedIn stays NotSignedIn)", () =>
+    Effect.gen(function*() {
+      const { login, sessions } = yield* setup({ cookie: { secure: false } })
+      const id = yield* login()
+      const api = HttpClient.make((request) => Effect.succeed(HttpClientResponse.fromWeb(request, new Response("ok"))))
+      const seen: Array<unknown> = []
+      const program = Effect.gen(function*() {
+        const client = yield* UserSession.client({ baseUrl: "https://api.test" })
+        yield* sessions.end(id)
+        const error = yield* Effect.flip(client.get("/orders"))
+        seen.push(error._tag === "TokenError" ? error.cause : error)
+        return yield* error
+      })
+      const request = HttpServerRequest.fromWeb(
+        new Request("https://app.test/orders", { headers: { cookie: `session=${Redacted.value(id)}` } })
+      )
+      const response = yield* UserSession.middleware(
+        Effect.map(Effect.scoped(program), () => HttpServerResponse.text("unreachable"))
+      ).pipe(
+        Effect.provideService(HttpServerRequest.HttpServerRequest, request),
+        Effect.provideService(UserSession.UserSessions, sessions),
+        Effect.provideService(HttpClient.HttpClient, api)
+      )
+      expect(response.status).toBe(401)
+      expect(seen).toHaveLength(1)
+      expect(SessionError.isSessionError(seen[0])).toBe(true)
+      expect((seen[0] as SessionError.SessionError).reason._tag).toBe("NotSignedIn")
     }))
 })
 

@@ -1,5 +1,6 @@
+import { AccessToken, TokenTiming } from "@effect-token/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc } from "effect"
+import { DateTime, Effect, FastCheck as fc, Option, Redacted } from "effect"
 import { allowedAlgorithms } from "../src/internal/idToken.js"
 import * as protocol from "../src/internal/protocol.js"
 
@@ -125,12 +126,20 @@ describe("cookies", () => {
   })
 })
 
-describe("refresh window", () => {
+describe("refresh window (TokenTiming.onRequest, as sessions use it)", () => {
   const second = 1000
-  const settings = { skewMillis: 5 * second, refreshBeforeMillis: 60 * second }
+  const timing = TokenTiming.resolve(TokenTiming.onRequest)
+  const tokenUntil = (expiresAt: number | undefined) =>
+    AccessToken.make({
+      value: Redacted.make("t"),
+      issuedAt: DateTime.unsafeMake(0),
+      expiresAt: expiresAt === undefined ? Option.none() : Option.some(DateTime.unsafeMake(expiresAt))
+    })
+  const stateAt = (expiresAt: number | undefined) => (now: number) =>
+    TokenTiming.validity(tokenUntil(expiresAt), timing, now)._tag
 
   it("a 300 s token: fresh until 235 s, refresh due until 295 s, then expired", () => {
-    const at = (now: number) => protocol.freshness({ now, issuedAt: 0, expiresAt: 300 * second, ...settings })
+    const at = stateAt(300 * second)
     expect(at(0)).toBe("Fresh")
     expect(at(235 * second - 1)).toBe("Fresh")
     expect(at(235 * second)).toBe("RefreshDue")
@@ -138,22 +147,24 @@ describe("refresh window", () => {
     expect(at(295 * second)).toBe("Expired")
   })
 
-  it("no known expiry: never refreshed", () => {
-    expect(protocol.freshness({ now: 1e15, issuedAt: 0, expiresAt: undefined, ...settings })).toBe("NoExpiry")
+  it("no known expiry: it is assumed to live the default lifetime (5 minutes), as in a cache", () => {
+    const validity = TokenTiming.validity(tokenUntil(undefined), timing, 0)
+    expect(validity.expiryKnown).toBe(false)
+    expect(validity.validUntil).toBe(295 * second)
+    expect(validity.refreshAt).toBe(235 * second)
   })
 
   it.prop(
     "moves only forward, the window is never more than half the lifetime, expiry never after expiresAt",
     [fc.integer({ min: 1, max: 86_400_000 }), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 100 })],
     ([lifetime, a, b]) => {
-      const rank = { Fresh: 0, RefreshDue: 1, Expired: 2, NoExpiry: -1 } as const
+      const rank = { Fresh: 0, RefreshDue: 1, Expired: 2 } as const
       const [t1, t2] = [Math.min(a, b), Math.max(a, b)].map((p) => Math.floor(lifetime * p / 100))
-      const at = (now: number) => protocol.freshness({ now, issuedAt: 0, expiresAt: lifetime, ...settings })
+      const at = stateAt(lifetime)
       expect(rank[at(t1!)]).toBeLessThanOrEqual(rank[at(t2!)])
       expect(at(lifetime)).toBe("Expired")
       // Fresh for at least the first half of the usable lifetime (minus the capped skew).
-      const validUntil = lifetime -
-        Math.min(settings.skewMillis, Math.max(lifetime * 0.1, Math.min(1_000, lifetime / 2)))
+      const validUntil = lifetime - Math.min(5 * second, Math.max(lifetime * 0.1, Math.min(1_000, lifetime / 2)))
       if (t1! < validUntil / 2) expect(at(t1!)).toBe("Fresh")
     }
   )

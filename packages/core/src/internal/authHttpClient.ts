@@ -23,7 +23,6 @@ import type * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type * as AccessToken from "../AccessToken.js"
 import type { AuthenticateOptions, AuthError, Binding } from "../AuthHttpClient.js"
-import { TokenRejected } from "../AuthHttpClient.js"
 import * as Backoff from "../Backoff.js"
 import type * as TokenCache from "../TokenCache.js"
 import * as TokenError from "../TokenError.js"
@@ -36,6 +35,7 @@ import * as dpop from "./dpop.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { redact, serverText } from "./serverText.js"
+import { TokenRejected } from "./tokenRejected.js"
 import { isTransientStatus } from "./transient.js"
 
 export const currentTokenParams = globalValue(
@@ -296,6 +296,15 @@ const bindingOf = (
   if (origins.length === 0) return misconfigured("the authenticated client is bound to no origin")
   return { base, origins }
 }
+
+/**
+ * A relative URL against the base (which has no trailing slash): a path is appended under it (`orders` and `/orders`
+ * alike), while `""`, a query or a fragment alone stay on the base itself (`""` is the base URL, not the base plus `/`).
+ */
+export const resolve = (base: string, url: string): string =>
+  url === "" || url.startsWith("?") || url.startsWith("#")
+    ? base + url
+    : base + (url.startsWith("/") ? "" : "/") + url
 
 /** Whether `url` is absolute (has a scheme): only relative URLs are resolved against the base. */
 const hasScheme = (url: string): boolean => /^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(url)
@@ -576,7 +585,7 @@ export const authenticate = <E, R>(
     R
   > => {
     const resolved = base !== undefined && !hasScheme(request.url)
-      ? HttpClientRequest.setUrl(request, base + (request.url.startsWith("/") ? "" : "/") + request.url)
+      ? HttpClientRequest.setUrl(request, resolve(base, request.url))
       : request
     if (resolved.headers["authorization"] !== undefined || !isBound(resolved.url)) {
       // The caller brought its own credentials, or the request is not for this API: no token, no 401 rule.

@@ -42,6 +42,7 @@ const refreshRejected = (error: TokenError, provenance: string | undefined): Tok
       operation: error.operation,
       reason: new RefreshTokenRejected({
         status: error.reason.status,
+        code: error.reason.code,
         description: `${
           error.reason.description ??
             "the authorization server rejected the refresh token (expired, revoked or already used)"
@@ -97,17 +98,6 @@ const outcomeOf = (error: TokenError): "unspent" | "rejected" | "unknown" => {
       return "unspent"
   }
 }
-
-const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.AccessToken =>
-  AccessToken.make({
-    value: token.value,
-    type: token.type,
-    issuedAt: token.issuedAt,
-    expiresAt: token.expiresAt,
-    scope: token.scope,
-    issuedTokenType: token.issuedTokenType,
-    idToken: token.idToken
-  })
 
 /**
  * This process's spend of a store still in flight after its caller stopped waiting: `settled` is done when the
@@ -202,7 +192,7 @@ export const fetch = (settings: Settings): Effect.Effect<AccessToken.AccessToken
             }
           }
         }),
-        Effect.map(withoutRefreshToken),
+        Effect.map((token) => AccessToken.without(token, "refreshToken")),
         Effect.exit,
         Effect.flatMap((exit) =>
           Effect.flatMap(Deferred.done(answered, exit), (caught) =>

@@ -13,6 +13,7 @@ import * as Backoff from "../Backoff.js"
 import type { Options, TokenCache } from "../TokenCache.js"
 import * as TokenError from "../TokenError.js"
 import type * as TokenSource from "../TokenSource.js"
+import * as TokenTiming from "../TokenTiming.js"
 import * as singleFlight from "./singleFlight.js"
 import { b64token } from "./tokenResponse.js"
 
@@ -71,42 +72,14 @@ const hitCounter = (name: string): Metric.Metric.Counter<number> => {
   return counter
 }
 
-/** A skew never takes more than this fraction of a token's lifetime: short-lived tokens stay cacheable. */
-export const maxSkewFraction = 0.1
-
-/**
- * ...except that it takes at least this much where the lifetime allows: `expires_in` counts whole seconds, and a
- * server that truncates (as most do) overstates the remaining lifetime by up to almost one second.
- */
-const minSkewMillis = 1_000
-
-/**
- * `expiresAt - min(skew, max(10 % of the lifetime, min(1 s, half the lifetime)))`: a 2 s token is served for 1 s, a
- * 20 s token for 18 s, a one-hour token until 30 s before its end (with the default 30 s skew).
- */
-export const validUntilMillis = (
-  token: AccessToken.AccessToken,
-  skewMillis: number,
-  defaultLifetimeMillis: number
-): number => {
-  const issuedAt = token.issuedAt.epochMillis
-  const expiresAt = token.expiresAt._tag === "Some"
-    ? token.expiresAt.value.epochMillis
-    : issuedAt + defaultLifetimeMillis
-  const lifetime = Math.max(0, expiresAt - issuedAt)
-  const cap = Math.max(lifetime * maxSkewFraction, Math.min(minSkewMillis, lifetime / 2))
-  return expiresAt - Math.min(skewMillis, cap)
-}
-
 /**
  * Whether `token` came too late: it had a usable lifetime when its request was sent (`issuedAt`), and that lifetime
  * ran out before it arrived. Such a token is a miss (the cache fetches again), not a failure.
  */
 export const lateOnArrival = (options: Options) => {
-  const skewMillis = Duration.toMillis(options.skew ?? Duration.seconds(30))
-  const defaultLifetimeMillis = Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
+  const timing = TokenTiming.resolve(options)
   return (token: AccessToken.AccessToken, now: number): boolean => {
-    const validUntil = validUntilMillis(token, skewMillis, defaultLifetimeMillis)
+    const validUntil = TokenTiming.validUntil(token, timing)
     return validUntil <= now && validUntil > token.issuedAt.epochMillis
   }
 }
@@ -140,35 +113,21 @@ const acquireTimedOut = (after: Duration.Duration) =>
     reason: new TokenError.Timeout({ bound: "acquire", after })
   })
 
-/**
- * When a token stops being served and when its refresh starts.
- *
- * - `validUntil`: see {@link validUntil}.
- * - The refresh window is the last `refreshAhead` of the usable lifetime (jittered so that instances spread out),
- *   but never shorter than twice the recent fetch time, so that the new token is in before the old one goes; and
- *   never more than half the usable lifetime.
- */
+/** When a token stops being served and when its refresh starts: `TokenTiming.validity`, with this cache's draw. */
 export const validity = (options: Options) => {
-  const skewMillis = Duration.toMillis(options.skew ?? Duration.seconds(30))
-  const refreshAhead = options.refreshAhead ?? 0.1
-  const jitter = options.refreshAheadJitter ?? 0.5
-  const defaultLifetimeMillis = Duration.toMillis(options.defaultLifetime ?? Duration.minutes(5))
+  const timing = TokenTiming.resolve(options)
   return (
     token: AccessToken.AccessToken,
     now: number,
     random: number,
     fetchMillis: number
   ): Either.Either<singleFlight.Validity, TokenError.TokenError> => {
-    const issuedAt = token.issuedAt.epochMillis
-    const validUntil = validUntilMillis(token, skewMillis, defaultLifetimeMillis)
+    const { refreshAt, validUntil } = TokenTiming.validity(token, timing, now, { random, fetchMillis })
     // A token that is not valid even now (a custom source's, or a server clock far behind) is a failed fetch:
     // handing it out would break the promise that `get` never returns a token past `expiresAt - skew`.
     if (validUntil <= now) return Either.left(expiredOnArrival(token))
     if (!b64token.test(Redacted.value(token.value))) return Either.left(unsendable)
-    if (refreshAhead <= 0) return Either.right({ validUntil, refreshAt: validUntil })
-    const usable = Math.max(0, validUntil - issuedAt)
-    const window = Math.min(usable / 2, Math.max(usable * refreshAhead * (1 - jitter * random), 2 * fetchMillis))
-    return Either.right({ validUntil, refreshAt: validUntil - window })
+    return Either.right({ validUntil, refreshAt })
   }
 }
 
@@ -202,7 +161,12 @@ export const holdFailure = (permanentHold: number, maxHold: number) => (error: T
 
 /** The failure as held callers see it: the same, saying when the hold ends. */
 const heldUntil = (error: TokenError.TokenError, until: number): TokenError.TokenError =>
-  new TokenError.TokenError({ operation: error.operation, reason: error.reason, heldUntil: DateTime.unsafeMake(until) })
+  new TokenError.TokenError({
+    operation: error.operation,
+    reason: error.reason,
+    heldUntil: DateTime.unsafeMake(until),
+    cause: error.cause
+  })
 
 /** Token requests refused because `maxInFlight` keys already had one in flight. */
 const refused = Metric.counter("effect_token_fetches_refused", {

@@ -5,8 +5,8 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis"
 import type { Driver } from "../RedisClient.js"
-import { RedisError } from "../RedisClient.js"
 import type { Options as IoredisOptions } from "../RedisIoredis.js"
+import { RedisError } from "./redisError.js"
 
 type Client = Redis | Cluster
 

@@ -3,7 +3,7 @@ import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Redacted from "effect/Redacted"
 import type { Key, KeyRing } from "../KeyRing.js"
-import { DecryptionError } from "../KeyRing.js"
+import { DecryptionError } from "./decryptionError.js"
 
 export const kidPattern = /^[A-Za-z0-9_-]{1,32}$/
 

@@ -1,6 +1,7 @@
-import { AccessToken, TokenCache } from "@effect-token/core"
+import { AccessToken, TokenTiming } from "@effect-token/core"
 import type { TokenError, TokenSource } from "@effect-token/core"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
@@ -27,7 +28,6 @@ import type {
   Update,
   WriteResult
 } from "../RedisTokenStore.js"
-import { RedisTokenStore as StoreTag } from "../RedisTokenStore.js"
 import type { Health } from "./health.js"
 import { makeHealth } from "./health.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
@@ -35,13 +35,17 @@ import * as Scripts from "./scripts.js"
 
 export { defaultPrefix, prefixConfig, validPrefix } from "./prefix.js"
 
+/** The Tag of `RedisTokenStore` (defined here, so that this module needs the public one for types only). */
+export const tag = Context.GenericTag<RedisTokenStore>("@effect-token/redis/RedisTokenStore")
+const StoreTag = tag
+
 export const defaults = {
   leaseTtl: Duration.seconds(10),
   waitTimeout: Duration.seconds(20),
   pollInterval: Duration.millis(500),
-  skew: Duration.seconds(30),
-  refreshAhead: 0.1,
-  defaultLifetime: Duration.minutes(5),
+  skew: TokenTiming.defaults.skew,
+  refreshAhead: TokenTiming.defaults.refreshAhead,
+  defaultLifetime: TokenTiming.defaults.defaultLifetime,
   retryRedisAfter: Duration.seconds(2)
 } as const
 
@@ -311,9 +315,13 @@ export const shared = (
     const leaseTtl = Duration.decode(settings.leaseTtl ?? defaults.leaseTtl)
     const waitMillis = Duration.toMillis(settings.waitTimeout ?? defaults.waitTimeout)
     const pollMillis = Duration.toMillis(settings.pollInterval ?? defaults.pollInterval)
-    const skewDuration = Duration.decode(settings.skew ?? defaults.skew)
-    const refreshAhead = settings.refreshAhead ?? defaults.refreshAhead
-    const defaultLifetimeDuration = Duration.decode(settings.defaultLifetime ?? defaults.defaultLifetime)
+    // The cache's rule without its jitter (a draw of 0 is the earliest window): the shared window opens no later
+    // than any cache's.
+    const timing = TokenTiming.resolve({
+      skew: settings.skew,
+      refreshAhead: settings.refreshAhead,
+      defaultLifetime: settings.defaultLifetime
+    })
     const keys = yield* store.keysFor(source.key)
     const guard = health.guard
     // The last token this source handed to its cache: the cache asks again only when it wants a newer one.
@@ -322,13 +330,10 @@ export const shared = (
     const assess = (entry: Entry, now: number, last: Option.Option<AccessToken.AccessToken>): Assessment => {
       if (Option.isNone(entry.token)) return { _tag: "Missing" }
       const token = entry.token.value
-      // The same arithmetic as TokenCache, without its jitter: the shared window opens no later than any cache's.
-      const issuedAt = token.issuedAt.epochMillis
-      const validUntil = TokenCache.validUntil(token, { skew: skewDuration, defaultLifetime: defaultLifetimeDuration })
-      if (now >= validUntil) return { _tag: "Missing" }
-      const refreshAt = validUntil - Math.max(0, validUntil - issuedAt) * refreshAhead
+      const { _tag, validUntil } = TokenTiming.validity(token, timing, now)
+      if (_tag === "Expired") return { _tag: "Missing" }
       const isHandedOut = Option.isSome(last) && AccessToken.sameValue(last.value, token)
-      return now >= refreshAt || isHandedOut
+      return _tag === "RefreshDue" || isHandedOut
         ? { _tag: "Due", token, validUntil, handedOut: isHandedOut }
         : { _tag: "Fresh", token }
     }
@@ -341,7 +346,6 @@ export const shared = (
       )
 
     const leaseMillis = Duration.toMillis(leaseTtl)
-    const validity = { skew: skewDuration, defaultLifetime: defaultLifetimeDuration }
 
     /** The lease, kept alive every third of its TTL while its holder works. */
     const renewing = (lease: Lease) =>
@@ -361,7 +365,7 @@ export const shared = (
         const until = (yield* Clock.currentTimeMillis) + leaseMillis
         while ((yield* Clock.currentTimeMillis) < until) {
           yield* Effect.sleep(Duration.millis(pollMillis))
-          if ((yield* Clock.currentTimeMillis) >= TokenCache.validUntil(token, validity)) break
+          if ((yield* Clock.currentTimeMillis) >= TokenTiming.validUntil(token, timing)) break
           const written = yield* Effect.either(health.probe(store.write(lease, token, expectedVersion)))
           if (written._tag === "Right") {
             yield* Effect.ignore(health.probe(store.releaseLease(lease)))
@@ -396,7 +400,7 @@ export const shared = (
           const token = yield* counted("leader")(source.fetch).pipe(Effect.ensuring(Fiber.interruptFork(renewal)))
           // Counted from when its request was sent: a token whose usable lifetime ran out on its way (a slow server,
           // a paused process) would be handed to every instance already expired.
-          if ((yield* Clock.currentTimeMillis) >= TokenCache.validUntil(token, validity)) {
+          if ((yield* Clock.currentTimeMillis) >= TokenTiming.validUntil(token, timing)) {
             yield* Effect.logDebug("effect-token/redis: shared token not written (already past its usable lifetime)")
             return token
           }

@@ -1,3 +1,4 @@
+import { KeyedLock } from "@effect-token/core"
 import { SessionError, UserTokenStore } from "@effect-token/session"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -146,38 +147,18 @@ export const make = (
         (keys) => guard(client.del(keys.session)).pipe(Effect.asVoid, Effect.mapError(unavailable))
       )
 
-    // One semaphore per session while someone holds or waits for it, so that one process polls Redis for a session's
-    // lease once; dropped by the last user, so the map holds only the sessions being refreshed right now.
-    const locals = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+    // One lock per session in this process while someone holds or waits for it (core's `KeyedLock`), so that one
+    // process polls Redis for a session's lease once.
+    const locals = KeyedLock.make()
 
     const withLock: UserTokenStore.UserTokenStore["withLock"] = (id, effect) =>
-      Effect.flatMap(sessionKeys(prefix, id), (keys) => {
-        const acquire = Effect.sync(() => {
-          let local = locals.get(keys.lock)
-          if (local === undefined) {
-            local = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
-            locals.set(keys.lock, local)
-          }
-          local.users++
-          return local
-        })
-        const release = (local: { readonly semaphore: Effect.Semaphore; users: number }) =>
-          Effect.sync(() => {
-            local.users--
-            if (local.users === 0 && locals.get(keys.lock) === local) locals.delete(keys.lock)
-          })
+      Effect.flatMap(sessionKeys(prefix, id), (keys) =>
         // Redis failing while the lease is taken: the work does not run. Unlike a service's refresh token, a
         // session's work under the lock needs Redis anyway (it re-reads and writes the record), and refreshing
         // without the lease could spend a refresh token another instance is spending.
-        return Effect.acquireUseRelease(
-          acquire,
-          (local) =>
-            local.semaphore.withPermits(1)(
-              lease.withLease(keys.lock, () => effect, (error) => Effect.fail(unavailable(error)))
-            ),
-          release
-        )
-      })
+        locals.withLock(keys.lock)(
+          lease.withLease(keys.lock, () => effect, (error) => Effect.fail(unavailable(error)))
+        ))
 
     return {
       get,

@@ -5,6 +5,7 @@
  * One fetch at a time: concurrent callers await the one in flight, and a failed fetch is remembered for 5 seconds
  * (callers fail at once with it), so callbacks do not queue behind a slow or dead endpoint one timeout each.
  */
+import { ServerRequest } from "@effect-token/core"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Cause from "effect/Cause"
@@ -16,7 +17,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as jose from "jose"
 import { IdTokenInvalid, SessionError, Unavailable } from "../SessionError.js"
 import { constantTimeEqual } from "./protocol.js"
@@ -77,45 +77,23 @@ const unavailable = (description: string) => new SessionError({ operation, reaso
 const invalid = (check: string, description: string) =>
   new SessionError({ operation, reason: new IdTokenInvalid({ check, description }) })
 
-/** Reads at most `maxBytes` of the body; more is an error, not a truncation. */
-export const readBounded = (
-  stream: Stream.Stream<Uint8Array, unknown>,
-  maxBytes: number
-): Effect.Effect<string, "TooLarge" | "Failed"> =>
-  Stream.runFoldEffect(
-    Stream.mapError(stream, () => "Failed" as const),
-    { chunks: [] as Array<Uint8Array>, size: 0 },
-    (acc, chunk) => {
-      const size = acc.size + chunk.length
-      if (size > maxBytes) return Effect.fail("TooLarge" as const)
-      acc.chunks.push(chunk)
-      return Effect.succeed({ chunks: acc.chunks, size })
-    }
-  ).pipe(Effect.map(({ chunks, size }) => {
-    const bytes = new Uint8Array(size)
-    let offset = 0
-    for (const chunk of chunks) {
-      bytes.set(chunk, offset)
-      offset += chunk.length
-    }
-    return new TextDecoder().decode(bytes)
-  }))
-
+/**
+ * The key set, through core's `ServerRequest`: never redirected (a redirected JWKS would be keys from somewhere else),
+ * bounded in size and time. Any failure is `Unavailable`, saying what core's error says.
+ */
 const fetchJwks = (client: HttpClient.HttpClient, url: string, options: Options) =>
   Effect.gen(function*() {
-    const response = yield* client.execute(HttpClientRequest.get(url, { acceptJson: true })).pipe(
-      Effect.mapError(() => unavailable("the JWKS could not be fetched"))
+    const answer = yield* ServerRequest.execute(client, HttpClientRequest.get(url, { acceptJson: true }), {
+      operation,
+      endpoint: "JWKS endpoint",
+      timeout: options.timeout,
+      maxResponseBytes: options.maxBytes
+    }).pipe(
+      Effect.mapError((error) => unavailable(`the JWKS could not be fetched: ${error.reason.message}`))
     )
-    if (response.status !== 200) return yield* unavailable(`the JWKS endpoint answered HTTP ${response.status}`)
-    const text = yield* readBounded(response.stream, options.maxBytes).pipe(
-      Effect.mapError((e) =>
-        e === "TooLarge"
-          ? unavailable(`the JWKS is larger than ${options.maxBytes} bytes`)
-          : unavailable("the JWKS could not be read")
-      )
-    )
+    if (answer.status !== 200) return yield* unavailable(`the JWKS endpoint answered HTTP ${answer.status}`)
     const json = yield* Effect.try({
-      try: () => JSON.parse(text) as unknown,
+      try: () => JSON.parse(answer.text) as unknown,
       catch: () => unavailable("the JWKS is not JSON")
     })
     const jwks = yield* Schema.decodeUnknown(Jwks)(json).pipe(
@@ -125,13 +103,7 @@ const fetchJwks = (client: HttpClient.HttpClient, url: string, options: Options)
       try: () => jose.createLocalJWKSet({ keys: jwks.keys as Array<jose.JWK> }),
       catch: () => unavailable("the JWKS is not a key set")
     })
-  }).pipe(
-    Effect.timeoutFail({
-      duration: options.timeout,
-      onTimeout: () => unavailable(`no JWKS within ${Duration.format(options.timeout)}`)
-    }),
-    Effect.scoped
-  )
+  })
 
 /** jose's failures, as the check that failed; its messages name claims, never values of the token. */
 const fromJose = (error: unknown): SessionError => {

@@ -1,6 +1,6 @@
 /**
- * The pure protocol rules of a web session: PKCE, state comparison, the return-to check, cookies, the refresh
- * window. No I/O and no clock here, so each rule is a function a property test can drive.
+ * The pure protocol rules of a web session: PKCE, state comparison, the return-to check, cookies. (The refresh
+ * window is core's `TokenTiming`.) No I/O and no clock here, so each rule is a function a property test can drive.
  */
 
 const encoder = new TextEncoder()
@@ -124,37 +124,4 @@ export const serializeCookie = (name: string, value: string, attributes: CookieA
   if (attributes.secure) parts.push("Secure")
   parts.push(`SameSite=${attributes.sameSite}`)
   return parts.join("; ")
-}
-
-/** Where an access token is in its life, for the per-request decision. */
-export type Freshness =
-  /** The lifetime is unknown (no `expires_in`, no JWT `exp`): served as it is, never refreshed. */
-  | "NoExpiry"
-  /** Before the refresh window: served. */
-  | "Fresh"
-  /** In the refresh window: refreshed once; still served if the refresh fails transiently. */
-  | "RefreshDue"
-  /** Expired (minus the skew): refreshed, and not served. */
-  | "Expired"
-
-/**
- * The refresh window arithmetic, in epoch milliseconds. The token is treated as expired `skew` early, with the cap
- * core's `TokenCache.validUntil` applies (10 % of its lifetime so that short-lived tokens stay usable, but at least the
- * second that `expires_in`'s rounding can hide, where the lifetime allows); the refresh window opens `refreshBefore` before that
- * (capped at half the lifetime, so that a refresh does not start as soon as the token arrives).
- */
-export const freshness = (input: {
-  readonly now: number
-  readonly issuedAt: number
-  readonly expiresAt: number | undefined
-  readonly skewMillis: number
-  readonly refreshBeforeMillis: number
-}): Freshness => {
-  if (input.expiresAt === undefined) return "NoExpiry"
-  const lifetime = Math.max(0, input.expiresAt - input.issuedAt)
-  const validUntil = input.expiresAt -
-    Math.min(input.skewMillis, Math.max(lifetime * 0.1, Math.min(1_000, lifetime / 2)))
-  if (input.now >= validUntil) return "Expired"
-  const refreshAt = validUntil - Math.min(input.refreshBeforeMillis, (validUntil - input.issuedAt) / 2)
-  return input.now >= refreshAt ? "RefreshDue" : "Fresh"
 }

@@ -4,7 +4,15 @@
  * holds the spent refresh token gets the rotation's result instead of spending the token again.
  */
 import type { ClientAuth, Discovery } from "@effect-token/core"
-import { AccessToken, DPoP, RefreshToken, RefreshTokenStore, TokenEndpoint, TokenError } from "@effect-token/core"
+import {
+  AccessToken,
+  DPoP,
+  RefreshToken,
+  RefreshTokenStore,
+  TokenEndpoint,
+  TokenError,
+  TokenTiming
+} from "@effect-token/core"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
@@ -19,13 +27,14 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import { NotSignedIn, SessionError, SessionRejected, Unavailable } from "../SessionError.js"
 import * as UserTokenStore from "../UserTokenStore.js"
-import { type Freshness, freshness, randomToken } from "./protocol.js"
+import { randomToken } from "./protocol.js"
+import { classify } from "./tokenFailure.js"
 
 export interface Settings {
   readonly discovery: Discovery.Discovery
   readonly clientAuth: ClientAuth.ClientAuth
-  readonly refreshBefore: Duration.Duration
-  readonly skew: Duration.Duration
+  /** When a token is due and when it is expired: `TokenTiming`, resolved once. */
+  readonly timing: TokenTiming.Resolved
   readonly graceWindow: Duration.Duration
   readonly idleTimeout: Duration.Duration
   readonly absoluteTimeout: Duration.Duration
@@ -70,17 +79,11 @@ export const tokenOf = (
 ): Option.Option<AccessToken.AccessToken> =>
   resource === undefined ? Option.some(record.accessToken) : Option.fromNullable(record.resourceTokens[resource])
 
-export const freshnessOf = (token: AccessToken.AccessToken, now: number, settings: Settings): Freshness =>
-  freshness({
-    now,
-    issuedAt: DateTime.toEpochMillis(token.issuedAt),
-    expiresAt: Option.getOrUndefined(Option.map(token.expiresAt, DateTime.toEpochMillis)),
-    skewMillis: Duration.toMillis(settings.skew),
-    refreshBeforeMillis: Duration.toMillis(settings.refreshBefore)
-  })
-
-const sameToken = (a: AccessToken.AccessToken, b: AccessToken.AccessToken) =>
-  Redacted.value(a.value) === Redacted.value(b.value)
+export const freshnessOf = (
+  token: AccessToken.AccessToken,
+  now: number,
+  settings: Settings
+): TokenTiming.Validity => TokenTiming.validity(token, settings.timing, now)
 
 export interface Engine {
   readonly create: (input: {
@@ -255,7 +258,7 @@ export const make = (
             // Another refresh was answered meanwhile (perhaps one whose request had given up): its token will do.
             const latest = tokenOf(current.record, resource)
             if (
-              Option.isSome(latest) && (rejected === undefined || !sameToken(latest.value, rejected)) &&
+              Option.isSome(latest) && (rejected === undefined || !AccessToken.sameValue(latest.value, rejected)) &&
               isUsable(freshnessOf(latest.value, at, settings))
             ) {
               yield* Ref.set(written, Option.some(current))
@@ -341,7 +344,7 @@ export const make = (
             const token = tokenOf(current.record, resource)
             if (
               Option.isSome(token) &&
-              (rejected === undefined || !sameToken(token.value, rejected)) &&
+              (rejected === undefined || !AccessToken.sameValue(token.value, rejected)) &&
               isUsable(freshnessOf(token.value, at, settings))
             ) return { result: current, spent: Option.none() }
           }
@@ -369,17 +372,20 @@ export const make = (
             Effect.provide(context)
           )
           yield* source.fetch.pipe(
-            Effect.catchTag("TokenError", (error) =>
-              error.reason._tag === "RefreshTokenRejected"
+            Effect.catchTag("TokenError", (error) => {
+              const verdict = classify(error)
+              // Only a rejected refresh token ends a session: a failure of ours or the server's never logs anyone out.
+              return verdict === "Rejected"
                 ? reject(id, "the refresh token was rejected: the user has to log in again")
                 : Effect.fail(fail(
                   new Unavailable({
                     description: `the refresh failed: ${error.reason._tag}${
-                      TokenError.isTransient(error) ? "" : " (not transient)"
+                      verdict === "Transient" ? "" : " (not transient)"
                     }`,
                     retryAfter: Option.getOrUndefined(TokenError.retryAfter(error))
                   })
-                )))
+                ))
+            })
           )
           const idTokenRefused = yield* Ref.get(ended)
           if (Option.isSome(idTokenRefused)) {
@@ -489,11 +495,15 @@ export const make = (
       Effect.gen(function*() {
         const at = yield* now
         const token = tokenOf(versioned.record, resource)
-        const state = Option.map(token, (t) => freshnessOf(t, at, settings))
-        if (Option.isSome(token) && Option.isSome(state)) {
-          if (state.value === "Fresh" || state.value === "NoExpiry") return token.value
-          // Duende's rule: without a refresh token the access token is served until it expires.
-          if (state.value === "RefreshDue" && Option.isNone(versioned.record.refreshToken)) return token.value
+        const validity = Option.map(token, (t) => freshnessOf(t, at, settings))
+        const state = Option.map(validity, (v) => v._tag)
+        if (Option.isSome(token) && Option.isSome(validity)) {
+          if (validity.value._tag === "Fresh") return token.value
+          if (Option.isNone(versioned.record.refreshToken)) {
+            // Duende's rule: without a refresh token the access token is served until it expires; an expiry that is
+            // only assumed (`TokenTiming`'s `defaultLifetime`) ends nothing, since nothing could replace the token.
+            if (validity.value._tag === "RefreshDue" || !validity.value.expiryKnown) return token.value
+          }
         }
         if (Option.isNone(token) && Option.isNone(versioned.record.refreshToken)) {
           return yield* fail(
@@ -556,7 +566,7 @@ export const make = (
         const versioned = yield* read(id, "session")
         const current = tokenOf(versioned.record, resource)
         // Compare-and-refresh: a 401 for a token already replaced changes nothing.
-        if (Option.isNone(current) || !sameToken(current.value, token)) return false
+        if (Option.isNone(current) || !AccessToken.sameValue(current.value, token)) return false
         yield* waitForRefresh(refresh(id, versioned, resource, token))
         return true
       }).pipe(Effect.orElseSucceed(() => false))
@@ -588,15 +598,8 @@ const maxHeld = 10_000
 /** Imported DPoP keys kept per process: one per active DPoP session, up to this many. */
 const maxCachedKeys = 10_000
 
-const isUsable = (state: Freshness) => state === "Fresh" || state === "NoExpiry"
+const isUsable = (validity: TokenTiming.Validity) => validity._tag === "Fresh"
 
 /** The record keeps the refresh token and the ID token in fields of their own, once. */
 const withoutRefreshToken = (token: AccessToken.AccessToken): AccessToken.AccessToken =>
-  AccessToken.make({
-    value: token.value,
-    type: token.type,
-    issuedAt: token.issuedAt,
-    expiresAt: token.expiresAt,
-    scope: token.scope,
-    issuedTokenType: token.issuedTokenType
-  })
+  AccessToken.without(token, "refreshToken", "idToken")
