@@ -85,6 +85,40 @@ describe("shared access tokens under faults", () => {
       expect(waited).toBeLessThan(5_000)
     }))
 
+  it.scopedLive("a Redis blip that outlasts the leader's token: the token is not written, the lease is still released when Redis is back", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      // 3 s tokens, served until 1 s before their end: A's token is past its usable life when the 3 s stall ends.
+      const { count, source } = yield* slowSource("3 seconds", "300 millis")
+      // A long lease, so that waiting it out (the bug: the lease was kept when the token was too old to write)
+      // cannot pass for a prompt answer.
+      const options = {
+        keyRing,
+        pollInterval: "50 millis",
+        retryRedisAfter: "100 millis",
+        leaseTtl: "20 seconds"
+      } as const
+      const a = yield* sharedAt(redis.url, source, options, "2 seconds")
+      const b = yield* sharedAt(redis.url, source, options, "2 seconds")
+      const pid = redis.process()!.pid!
+      const leading = yield* Effect.fork(a.fetch)
+      yield* Effect.sleep("100 millis")
+      process.kill(pid, "SIGSTOP")
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      yield* Effect.sleep("3 seconds")
+      process.kill(pid, "SIGCONT")
+      yield* Fiber.join(leading)
+      // B's token ran out: it takes the lease A released and fetches, without waiting for the lease to lapse.
+      const started = Date.now()
+      const token = yield* b.fetch
+      const waited = Date.now() - started
+      expect(Redacted.value(token.value)).toBe("token-2")
+      expect(yield* count).toBe(2)
+      // Bound: a poll, a few Redis round trips and one 300 ms fetch, with room for a starved CPU; the lease is 20 s.
+      expect(waited).toBeLessThan(5_000)
+    }))
+
   it.scopedLive("a token that arrives past its usable lifetime (lifetime counted from the send) is never stored", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single

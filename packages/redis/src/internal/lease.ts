@@ -1,3 +1,4 @@
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
@@ -52,7 +53,32 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
       }
     })
 
-  const release = (key: string, owner: string) => Effect.ignore(guard(client.eval(Scripts.release, [key], [owner])))
+  const releaseNow = (key: string, owner: string, run: Health["guard"]) =>
+    run(client.eval(Scripts.release, [key], [owner]))
+
+  /**
+   * Releases at once or, when Redis fails (a blip, a failover: the gate skips it), as soon as it answers, in the
+   * background: a lease left to lapse keeps every process that waits for it waiting for the whole TTL.
+   */
+  const release = (key: string, owner: string) =>
+    releaseNow(key, owner, guard).pipe(
+      Effect.catchAll(() =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
+          Effect.interruptible,
+          Effect.forkDaemon
+        )
+      ),
+      Effect.asVoid
+    )
+
+  const releaseBy = (key: string, owner: string, until: number): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      while ((yield* Clock.currentTimeMillis) < until) {
+        yield* Effect.sleep(Duration.millis(pollMillis))
+        const released = yield* Effect.either(releaseNow(key, owner, health.probe))
+        if (released._tag === "Right") return
+      }
+    })
 
   const renewing = (key: string, owner: string) =>
     guard(client.eval(Scripts.renew, [key], [owner, ttlMillis])).pipe(
