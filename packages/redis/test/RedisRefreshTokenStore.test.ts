@@ -117,6 +117,26 @@ describe("RedisRefreshTokenStore", () => {
       expect(Date.now() - started).toBeLessThan(5_000)
     }).pipe(Effect.provide(quiet)))
 
+  it.scopedLive("withLock: a lock SET that timed out while Redis stalled, applied when it answers, does not block others", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const options = { keyRing, subject: "alice", lockTtl: "20 seconds", retryRedisAfter: "100 millis" } as const
+      const a = yield* storeAt(redis.url, options)
+      const b = yield* storeAt(redis.url, options)
+      const pid = redis.process()!.pid!
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      process.kill(pid, "SIGSTOP")
+      // A's SET NX waits in Redis's socket; its timeout makes the lock unavailable to A.
+      const ran = yield* Ref.make(false)
+      yield* Effect.either(RefreshTokenStore.withLock(a, Ref.set(ran, true)))
+      process.kill(pid, "SIGCONT")
+      // Redis applies the SET when it resumes: a 20 s lock nobody holds, unless it is released.
+      const started = Date.now()
+      yield* RefreshTokenStore.withLock(b, Effect.void)
+      expect(Date.now() - started).toBeLessThan(5_000)
+    }).pipe(Effect.provide(quiet)))
+
   it.scopedLive("Redis down: typed transient errors, no spend (so no send), and a token set meanwhile is not lost", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single

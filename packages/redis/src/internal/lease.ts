@@ -5,7 +5,7 @@ import * as Encoding from "effect/Encoding"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
 import type * as RedisClient from "../RedisClient.js"
-import type { Health } from "./health.js"
+import { type Health, notSent } from "./health.js"
 import * as Scripts from "./scripts.js"
 
 /**
@@ -46,7 +46,18 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
     Effect.gen(function*() {
       const owner = randomOwner()
       while (true) {
-        const taken = yield* guard(client.set(key, owner, { nx: true, px: ttlMillis }))
+        const taken = yield* guard(client.set(key, owner, { nx: true, px: ttlMillis })).pipe(
+          // A `SET NX` that timed out here may still be applied when Redis answers, leaving a lease nobody holds
+          // (every process would wait out its TTL): released as soon as Redis answers, a no-op if it never landed.
+          Effect.tapError((error) =>
+            error.command === notSent
+              ? Effect.void
+              : Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
+                Effect.interruptible,
+                Effect.forkDaemon
+              )
+          )
+        )
         if (taken) return owner
         // Jittered, so that waiting processes do not ask in step.
         yield* Effect.sleep(Duration.millis(pollMillis * (0.5 + (yield* Random.next))))

@@ -147,16 +147,33 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
         }
       )
 
+    const pollMillis = Duration.toMillis(options.pollInterval ?? defaults.pollInterval)
+
     const acquireLease = (keys: StorageKeys, ttl: Duration.DurationInput) => {
       const owner = randomOwner()
       return Effect.map(
         client.set(keys.lease, owner, { nx: true, px: ttl }),
         (taken): Option.Option<Lease> => taken ? Option.some({ keys, owner }) : Option.none()
-      )
+      ).pipe(Effect.tapError(() => releaseOrphan({ keys, owner }, Duration.toMillis(Duration.decode(ttl)))))
     }
 
     const releaseLease = (lease: Lease) =>
       Effect.map(client.eval(Scripts.release, [lease.keys.lease], [lease.owner]), (released) => released === 1)
+
+    /**
+     * A `SET NX` that failed on this side (its timeout: Redis stalled, it did not go away) may still be applied when
+     * Redis answers, leaving a lease that nobody holds: every instance whose token ran out would wait out its TTL.
+     * It is released (compare-and-delete: nothing happens if it never landed) as soon as Redis answers, in the
+     * background, for as long as it could exist.
+     */
+    const releaseOrphan = (lease: Lease, ttlMillis: number) =>
+      Effect.gen(function*() {
+        const until = (yield* Clock.currentTimeMillis) + ttlMillis
+        while ((yield* Clock.currentTimeMillis) < until) {
+          yield* Effect.sleep(Duration.millis(pollMillis))
+          if ((yield* Effect.either(releaseLease(lease)))._tag === "Right") return
+        }
+      }).pipe(Effect.interruptible, Effect.forkDaemon)
 
     const renewLease = (lease: Lease, ttl: Duration.DurationInput) =>
       Effect.map(
