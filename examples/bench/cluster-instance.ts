@@ -2,8 +2,10 @@
  * One service instance for `redis-cluster.bench.ts`, as its own OS process: a client-credentials source (shared
  * through Redis when `REDIS_URL` is set, else on its own as every instance is without the package) with a
  * `TokenCache` in front. It waits for a line on stdin, has `CALLERS` callers ask for a token every 20 ms for `RUN_MS`,
- * then prints one JSON line: the distinct tokens it used, failures, and each fetch the cache made (its duration and
- * whether this instance asked the server itself).
+ * then prints one JSON line: the distinct tokens it used, failures, the longest round (the longest any caller waited)
+ * each token request it sent (its duration), and each fetch the cache made (its duration and whether this instance
+ * asked the server itself). Each time it asks
+ * the server it prints `asking`, so that a fault benchmark can stop the instance that holds the lease.
  */
 import type { AccessToken } from "@effect-token/core"
 import { ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"
@@ -24,7 +26,17 @@ const program = Effect.gen(function*() {
   const redisUrl = yield* Config.option(Config.string("REDIS_URL"))
   const inner = yield* ClientCredentials.make(yield* ClientCredentials.config)
   let asked = 0
-  const observed = TokenSource.make({ key: inner.key, fetch: Effect.suspend(() => (asked++, inner.fetch)) })
+  /** How long each token request this instance sent took. */
+  const requestsMs: Array<number> = []
+  const observed = TokenSource.make({
+    key: inner.key,
+    fetch: Effect.suspend(() => {
+      asked++
+      process.stdout.write("asking\n")
+      const start = performance.now()
+      return Effect.ensuring(inner.fetch, Effect.sync(() => requestsMs.push(performance.now() - start)))
+    })
+  })
 
   const fetches: Array<FetchRecord> = []
   const timed = (source: TokenSource.TokenSource, shared: boolean) =>
@@ -68,19 +80,24 @@ const program = Effect.gen(function*() {
 
   const tokens = new Set<string>()
   let failures = 0
+  let worstWaitMs = 0
   const record = (result: Either.Either<AccessToken.AccessToken, unknown>) => {
     if (Either.isRight(result)) tokens.add(Redacted.value(result.right.value).slice(-16))
     else failures++
   }
   const end = Date.now() + runMs
   while (Date.now() < end) {
+    const start = performance.now()
     const round = yield* Effect.all(Array.from({ length: callers }, () => Effect.either(cache.get)), {
       concurrency: "unbounded"
     })
+    worstWaitMs = Math.max(worstWaitMs, performance.now() - start)
     round.forEach(record)
     yield* Effect.sleep("20 millis")
   }
-  process.stdout.write(`${JSON.stringify({ tokens: tokens.size, failures, asked, fetches })}\n`)
+  process.stdout.write(
+    `${JSON.stringify({ tokens: tokens.size, failures, asked, worstWaitMs, requestsMs, fetches })}\n`
+  )
 })
 
 program.pipe(

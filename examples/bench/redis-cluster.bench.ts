@@ -9,6 +9,11 @@
  *    (the shared source is only asked when the local token must be replaced, so the goal is no cost at all).
  * 3. During a refresh, the p99 time a follower instance's fetch took (waiting for the leader's token through Redis)
  *    vs the leader's own fetch (its token request), cold start included.
+ * 4. Faults at a refresh (issue 18), each against the same fleet without a fault in the same run: the instance that
+ *    asks the server is stopped (SIGSTOP) for 3 s, Redis is stalled (`CLIENT PAUSE`) for 1.5 s, Redis is killed and
+ *    restarted empty. The longest any caller of the other instances waited, against the bound the design states
+ *    (a Redis fault: one Redis timeout, 1 s by default, plus the slowest token request of the run; a stopped lease
+ *    holder: its stop, at most the lease's TTL, plus the same), their failed calls and the token requests per expiry.
  *
  * Needs `redis-server` on the PATH (`scripts/system-deps.sh` installs it); without it the rows say so.
  */
@@ -16,10 +21,11 @@ import { TokenCache } from "@effect-token/core"
 import { KeyRing, RedisClient, RedisTokenStore } from "@effect-token/redis"
 import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { OidcProvider } from "@effect-token/testing/oidc-provider"
-import { Effect, Redacted } from "effect"
+import { Duration, Effect, Redacted } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import * as RedisServer from "../src/RedisServer.js"
 import type { Benchmark, Row } from "./harness.js"
@@ -32,6 +38,8 @@ interface InstanceReport {
   readonly tokens: number
   readonly failures: number
   readonly asked: number
+  readonly worstWaitMs: number
+  readonly requestsMs: ReadonlyArray<number>
   readonly fetches: ReadonlyArray<{ readonly role: "leader" | "follower" | "alone"; readonly ms: number }>
 }
 
@@ -48,8 +56,14 @@ const lines = (child: ChildProcess, onLine: (line: string) => void) => {
   })
 }
 
+/**
+ * A fault to inject into a running fleet: called each time an instance asks the server for a token, with the time
+ * since the run began, until it returns true (it struck).
+ */
+type Fault = (asking: { readonly index: number; readonly child: ChildProcess; readonly sinceStart: number }) => boolean
+
 /** Starts `instances` processes, waits until all are ready, lets them run together and collects their reports. */
-const fleet = (instances: number, env: Record<string, string>) =>
+const fleet = (instances: number, env: Record<string, string>, fault?: Fault) =>
   Effect.gen(function*() {
     const children = yield* Effect.acquireRelease(
       Effect.sync(() =>
@@ -66,7 +80,12 @@ const fleet = (instances: number, env: Record<string, string>) =>
     )
     const ready: Array<Promise<void>> = []
     const reports: Array<Promise<InstanceReport>> = []
-    for (const child of children) {
+    let startedAt = 0
+    let struck = fault === undefined
+    const onAsking = (index: number) => {
+      if (!struck) struck = fault!({ index, child: children[index]!, sinceStart: performance.now() - startedAt })
+    }
+    for (const [index, child] of children.entries()) {
       let onReady: () => void = () => {}
       let onReport: (report: InstanceReport) => void = () => {}
       ready.push(new Promise((resolve) => (onReady = resolve)))
@@ -77,9 +96,15 @@ const fleet = (instances: number, env: Record<string, string>) =>
       // Killed with the scope after its report (or after another instance failed): not an unhandled rejection.
       report.catch(() => {})
       reports.push(report)
-      lines(child, (line) => line === "ready" ? onReady() : onReport(JSON.parse(line) as InstanceReport))
+      lines(child, (line) =>
+        line === "ready"
+          ? onReady()
+          : line === "asking"
+          ? onAsking(index)
+          : onReport(JSON.parse(line) as InstanceReport))
     }
     yield* Effect.promise(() => Promise.all(ready))
+    startedAt = performance.now()
     for (const child of children) child.stdin!.write("go\n")
     return yield* Effect.tryPromise(() => Promise.all(reports))
   }).pipe(Effect.scoped)
@@ -87,8 +112,9 @@ const fleet = (instances: number, env: Record<string, string>) =>
 const requestsPerExpiry = (requests: number, reports: ReadonlyArray<InstanceReport>) =>
   requests / Math.max(1, median(reports.map((r) => r.tokens)))
 
-const fleetRows = (redisUrl: string) =>
+const fleetRows = (redis: RedisServer.RedisServer) =>
   Effect.gen(function*() {
+    const redisUrl = redis.url
     const { pick } = yield* BenchSettings
     const runMs = pick(7_000, 1_500)
     const instances = pick(8, 3)
@@ -123,6 +149,7 @@ const fleetRows = (redisUrl: string) =>
     const shared = yield* fleet(instances, { ...env, REDIS_URL: redisUrl })
     const sharedRequests = requests() - middle
 
+    const faults = yield* faultRows(redis, { instances, runMs, env, requests, quiet: shared })
     const failures = [...alone, ...shared].reduce((sum, r) => sum + r.failures, 0)
     const fetches = shared.flatMap((r) => r.fetches)
     const leaders = fetches.filter((f) => f.role === "leader").map((f) => f.ms)
@@ -144,8 +171,117 @@ const fleetRows = (redisUrl: string) =>
         baseline: { name: "the leader's own token request", value: leaders.length > 0 ? percentile(leaders, 99) : 0 },
         note: "a follower waits for the leader's token (notification, else polling) instead of asking the server; " +
           `medians ${round1(median(followers))} ms vs ${round1(median(leaders))} ms`
-      })
+      }),
+      ...faults
     ] satisfies ReadonlyArray<Row>
+  })
+
+/** How long after the run began a fault waits for a token request: past the cold start, at a refresh. */
+const faultAfterMs = { full: 1_500, quick: 500 }
+const stopMillis = 3_000
+/** The instances use the defaults. */
+const redisTimeoutMillis = Duration.toMillis(RedisClient.defaultTimeout)
+const redisPauseMillis = 1_500
+
+/** Sends one command to Redis on a socket of its own (CLIENT PAUSE must not wait behind the instances' commands). */
+const redisCommand = (url: string, command: string) => {
+  const socket = Net.connect(Number(new URL(url).port), "127.0.0.1", () => socket.end(`${command}\r\n`))
+  socket.on("error", () => socket.destroy())
+  socket.on("data", () => socket.destroy())
+}
+
+const faultRows = (
+  redis: RedisServer.RedisServer,
+  fleetRun: {
+    readonly instances: number
+    readonly runMs: number
+    readonly env: Record<string, string>
+    readonly requests: () => number
+    readonly quiet: ReadonlyArray<InstanceReport>
+  }
+) =>
+  Effect.gen(function*() {
+    const { pick } = yield* BenchSettings
+    const { env, instances, quiet, requests, runMs } = fleetRun
+    const after = pick(faultAfterMs.full, faultAfterMs.quick)
+    const quietWorst = Math.max(...quiet.map((r) => r.worstWaitMs))
+    interface Struck {
+      readonly stopped: Set<number>
+      at: number | undefined
+    }
+    const scenarios: ReadonlyArray<{
+      readonly name: string
+      readonly fault: (struck: Struck) => Fault
+      /** What the design lets this fault cost a caller beyond one Redis timeout and one token request. */
+      readonly holds: { readonly millis: number; readonly why: string }
+    }> = [
+      {
+        name: `the instance asking the server stopped (SIGSTOP) ${stopMillis / 1_000} s`,
+        // The others may not fetch while it holds the lease (they wait for its token), up to the lease's TTL.
+        holds: {
+          millis: Math.min(stopMillis, Duration.toMillis(RedisTokenStore.defaults.leaseTtl)),
+          why: "its stop + "
+        },
+        fault: (struck) => ({ child, index, sinceStart }) => {
+          if (sinceStart < after) return false
+          struck.at = sinceStart
+          struck.stopped.add(index)
+          child.kill("SIGSTOP")
+          setTimeout(() => child.kill("SIGCONT"), stopMillis)
+          return true
+        }
+      },
+      {
+        name: `Redis stalled (CLIENT PAUSE) ${redisPauseMillis / 1_000} s`,
+        holds: { millis: 0, why: "" },
+        fault: (struck) => ({ sinceStart }) => {
+          if (sinceStart < after) return false
+          struck.at = sinceStart
+          redisCommand(redis.url, `CLIENT PAUSE ${redisPauseMillis} ALL`)
+          return true
+        }
+      },
+      {
+        name: "Redis killed and restarted empty 0.5 s later",
+        holds: { millis: 0, why: "" },
+        fault: (struck) => ({ sinceStart }) => {
+          if (sinceStart < after) return false
+          struck.at = sinceStart
+          Effect.runFork(Effect.andThen(redis.stop, Effect.delay(redis.start, "500 millis")))
+          return true
+        }
+      }
+    ]
+    const rows: Array<Row> = []
+    for (const [index, scenario] of scenarios.entries()) {
+      const struck: Struck = { stopped: new Set(), at: undefined }
+      // Each scenario starts cold, on a key of its own.
+      const shared = { ...env, REDIS_URL: redis.url, REDIS_TOKEN_PREFIX: `${env["REDIS_TOKEN_PREFIX"]}-fault-${index}` }
+      const before = requests()
+      const reports = yield* fleet(instances, shared, scenario.fault(struck))
+      const issued = requests() - before
+      const others = reports.filter((_, index) => !struck.stopped.has(index))
+      const failed = others.reduce((sum, r) => sum + r.failures, 0)
+      const slowestRequest = Math.max(0, ...others.flatMap((r) => r.requestsMs))
+      const bound = Math.round(scenario.holds.millis + redisTimeoutMillis + slowestRequest)
+      rows.push(row(name, {
+        metric: `worst caller wait, ${scenario.name} at a refresh (${others.length} other instances)`,
+        unit: "ms",
+        ours: Math.max(...others.map((r) => r.worstWaitMs)),
+        baseline: { name: "the same fleet without a fault", value: quietWorst },
+        goal: Goal.atMost(bound, "ms"),
+        note:
+          `bound: ${scenario.holds.why}one Redis timeout + the slowest token request (${
+            Math.round(slowestRequest)
+          } ms); ` +
+          (struck.at === undefined
+            ? "the fault did not strike (no token request after the cold start); "
+            : `struck ${Math.round(struck.at)} ms into the run; `) +
+          `${failed} failed calls; ${round1(requestsPerExpiry(issued, others))} token requests per expiry ` +
+          `(${issued} in ${runMs / 1_000} s)`
+      }))
+    }
+    return rows
   })
 
 const round1 = (value: number) => Math.round(value * 10) / 10
@@ -209,9 +345,9 @@ export const benchmark: Benchmark = {
         ours: 0
       })]
     }
-    const redisUrl = (yield* RedisServer.make).url
-    const hot = yield* hotPathRows(redisUrl)
-    const fleet = yield* fleetRows(redisUrl)
+    const redis = yield* RedisServer.make
+    const hot = yield* hotPathRows(redis.url)
+    const fleet = yield* fleetRows(redis)
     return [...fleet, ...hot]
   })
 }

@@ -57,6 +57,6 @@ describe("the built packages", () => {
         "UserTokenStore"
       ])
     },
-    60_000
+    300_000
   )
 })

@@ -119,5 +119,5 @@ describe("@effect-token/redis without ioredis", () => {
     } finally {
       fs.rmSync(project, { recursive: true, force: true })
     }
-  }, 240_000)
+  }, 600_000)
 })

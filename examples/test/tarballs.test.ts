@@ -199,6 +199,6 @@ describe("the packed packages, installed where users are", () => {
         expect(JSON.parse(output)).toHaveLength(2)
         expect(as.tokenRequests()["client_credentials"]).toBe(1)
       }),
-    240_000
+    900_000
   )
 })

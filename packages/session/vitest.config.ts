@@ -10,8 +10,9 @@ export default mergeConfig(
       // that they do not compete with each other for two cores.
       pool: "forks",
       poolOptions: { forks: { singleFork: true } },
-      testTimeout: 60_000,
-      hookTimeout: 60_000
+      // Real processes and sockets: starved, a 20 s test can take minutes (see vitest.shared.ts).
+      testTimeout: 300_000,
+      hookTimeout: 300_000
     }
   })
 )

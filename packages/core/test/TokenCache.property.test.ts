@@ -171,6 +171,6 @@ describe("TokenCache invariants", () => {
           }
         }
       }),
-    { timeout: 120_000, fastCheck: { numRuns: Number(process.env.PROPERTY_RUNS ?? 100) } }
+    { timeout: 600_000, fastCheck: { numRuns: Number(process.env.PROPERTY_RUNS ?? 100) } }
   )
 })

@@ -92,6 +92,51 @@ describe("RedisRefreshTokenStore", () => {
       expect(yield* Ref.get(most)).toBe(1)
     }))
 
+  it.scopedLive("withLock: a release Redis did not take (it stalled) happens when Redis answers, not when the lock lapses", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      // A long lock, so that waiting it out (the bug: a release the outage gate skipped was never retried) cannot
+      // pass for a prompt answer.
+      const options = { keyRing, subject: "alice", lockTtl: "20 seconds", retryRedisAfter: "100 millis" } as const
+      const a = yield* storeAt(redis.url, options)
+      const b = yield* storeAt(redis.url, options)
+      const pid = redis.process()!.pid!
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      // A holds the lock; Redis stalls while it works, so its release times out.
+      const holding = yield* Effect.fork(RefreshTokenStore.withLock(
+        a,
+        Effect.zipRight(Effect.sync(() => process.kill(pid, "SIGSTOP")), Effect.sleep("1500 millis"))
+      ))
+      yield* Effect.sleep("3 seconds")
+      process.kill(pid, "SIGCONT")
+      yield* holding.await
+      const started = Date.now()
+      yield* RefreshTokenStore.withLock(b, Effect.void)
+      // Bound: a poll and a few Redis round trips, with room for a starved CPU; the lock is 20 s.
+      expect(Date.now() - started).toBeLessThan(5_000)
+    }).pipe(Effect.provide(quiet)))
+
+  it.scopedLive("withLock: a lock SET that timed out while Redis stalled, applied when it answers, does not block others", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const options = { keyRing, subject: "alice", lockTtl: "20 seconds", retryRedisAfter: "100 millis" } as const
+      const a = yield* storeAt(redis.url, options)
+      const b = yield* storeAt(redis.url, options)
+      const pid = redis.process()!.pid!
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      process.kill(pid, "SIGSTOP")
+      // A's SET NX waits in Redis's socket; its timeout makes the lock unavailable to A.
+      const ran = yield* Ref.make(false)
+      yield* Effect.either(RefreshTokenStore.withLock(a, Ref.set(ran, true)))
+      process.kill(pid, "SIGCONT")
+      // Redis applies the SET when it resumes: a 20 s lock nobody holds, unless it is released.
+      const started = Date.now()
+      yield* RefreshTokenStore.withLock(b, Effect.void)
+      expect(Date.now() - started).toBeLessThan(5_000)
+    }).pipe(Effect.provide(quiet)))
+
   it.scopedLive("Redis down: typed transient errors, no spend (so no send), and a token set meanwhile is not lost", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single

@@ -265,7 +265,7 @@ describe("RedisTokenStore scripts, property", () => {
           { numRuns: 100 }
         )
       )
-    }), { timeout: 60_000 })
+    }), { timeout: 300_000 })
 })
 
 describe("KeyRing", () => {

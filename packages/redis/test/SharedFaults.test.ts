@@ -11,6 +11,12 @@ import { ring } from "./support/fixtures.js"
 import * as RedisServer from "./support/redisServer.js"
 
 /** A source whose tokens live `lifetime` from when each request went out, answered after `delay`. */
+/** Returns once a lease is held: the leader is fetching (a cold, starved process can take a while to get there). */
+const leaseTaken = (port: number) =>
+  Effect.gen(function*() {
+    while ((yield* RedisServer.cli(port, "KEYS", "*:lease")).trim() === "") yield* Effect.sleep("10 millis")
+  })
+
 const slowSource = (lifetime: Duration.DurationInput, delay: Duration.DurationInput) =>
   Effect.gen(function*() {
     const count = yield* Ref.make(0)
@@ -60,18 +66,18 @@ describe("shared access tokens under faults", () => {
     Effect.gen(function*() {
       const redis = yield* RedisServer.single
       const keyRing = yield* ring("k1")
-      const { count, source } = yield* slowSource("1 minute", "300 millis")
+      const { count, source } = yield* slowSource("1 minute", "1 second")
       const options = { keyRing, pollInterval: "50 millis", retryRedisAfter: "100 millis" } as const
       // Redis calls time out after 2 s: long enough for a starved CPU, shorter than the stall.
       const a = yield* sharedAt(redis.url, source, options, "2 seconds")
       const b = yield* sharedAt(redis.url, source, options, "2 seconds")
       const pid = redis.process()!.pid!
       const leading = yield* Effect.fork(a.fetch)
-      // Redis stalls while the leader fetches, so its write times out; it answers again 3 s later.
-      yield* Effect.sleep("100 millis")
+      // Redis stalls while the leader fetches, so its write (sent after 1 s) times out; it answers again 4 s later.
+      yield* leaseTaken(redis.port)
       process.kill(pid, "SIGSTOP")
       yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
-      yield* Effect.sleep("3 seconds")
+      yield* Effect.sleep("4 seconds")
       process.kill(pid, "SIGCONT")
       yield* Fiber.join(leading)
       // B arrives after the blip: it must get A's token, promptly, without a token request of its own.
@@ -83,6 +89,65 @@ describe("shared access tokens under faults", () => {
       // Bound: one poll of the leader's background write and a Redis round trip or two, with room for a starved
       // CPU; well under the lease (10 s) B would otherwise wait out.
       expect(waited).toBeLessThan(5_000)
+    }))
+
+  it.scopedLive("a Redis blip that outlasts the leader's token: the token is not written, the lease is still released when Redis is back", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      // 3 s tokens, served until 1 s before their end: A's token is past its usable life when the 4 s stall ends.
+      const { count, source } = yield* slowSource("3 seconds", "1 second")
+      // A long lease, so that waiting it out (the bug: the lease was kept when the token was too old to write)
+      // cannot pass for a prompt answer.
+      const options = {
+        keyRing,
+        pollInterval: "50 millis",
+        retryRedisAfter: "100 millis",
+        leaseTtl: "20 seconds"
+      } as const
+      const a = yield* sharedAt(redis.url, source, options, "2 seconds")
+      const b = yield* sharedAt(redis.url, source, options, "2 seconds")
+      const pid = redis.process()!.pid!
+      const leading = yield* Effect.fork(a.fetch)
+      yield* leaseTaken(redis.port)
+      process.kill(pid, "SIGSTOP")
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      yield* Effect.sleep("4 seconds")
+      process.kill(pid, "SIGCONT")
+      yield* Fiber.join(leading)
+      // B's token ran out: it takes the lease A released and fetches, without waiting for the lease to lapse.
+      const started = Date.now()
+      const token = yield* b.fetch
+      const waited = Date.now() - started
+      expect(Redacted.value(token.value)).toBe("token-2")
+      expect(yield* count).toBe(2)
+      // Bound: a poll, a few Redis round trips and one 1 s fetch, with room for a starved CPU; the lease is 20 s.
+      expect(waited).toBeLessThan(5_000)
+    }))
+
+  it.scopedLive("a lease SET that timed out while Redis stalled, applied when it answers, is released at once", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const client = yield* RedisIoredis.make({ url: redis.url, timeout: "1 second" })
+      const store = yield* RedisTokenStore.make({ keyRing: yield* ring("k1"), pollInterval: "50 millis" }).pipe(
+        Effect.provideService(RedisClient.RedisClient, client)
+      )
+      const keys = yield* store.keysFor("orphan-lease")
+      const pid = redis.process()!.pid!
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      process.kill(pid, "SIGSTOP")
+      // The SET NX waits in Redis's socket; the caller's timeout ends the call first.
+      const error = yield* Effect.flip(store.acquireLease(keys, "20 seconds"))
+      expect(error.reason).toBe("Timeout")
+      process.kill(pid, "SIGCONT")
+      // Redis applies the SET when it resumes: a 20 s lease nobody holds, unless it is released.
+      const started = Date.now()
+      while ((yield* RedisServer.cli(redis.port, "EXISTS", keys.lease)).trim() !== "0") {
+        expect(Date.now() - started).toBeLessThan(5_000)
+        yield* Effect.sleep("50 millis")
+      }
+      const taken = yield* store.acquireLease(keys, "20 seconds")
+      expect(Option.isSome(taken)).toBe(true)
     }))
 
   it.scopedLive("a token that arrives past its usable lifetime (lifetime counted from the send) is never stored", () =>

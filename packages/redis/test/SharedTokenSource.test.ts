@@ -128,7 +128,7 @@ describe("shared source with a TokenCache in front, in one process", () => {
           expect(l.values).toBeGreaterThanOrEqual(fetches - 1)
         }
       }),
-    { timeout: 60_000 }
+    { timeout: 300_000 }
   )
 
   it.scopedLive("a rejected token is compare-and-cleared across instances: two 401s, one new token", () =>

@@ -81,7 +81,7 @@ describe("shared tokens across OS processes", () => {
         // Nothing went wrong with Redis, so nothing was logged as a warning.
         expect(instances.flatMap((instance) => instance.warnings())).toEqual([])
       }),
-    { timeout: 120_000 }
+    { timeout: 600_000 }
   )
 
   it.scopedLive(
@@ -120,7 +120,7 @@ describe("shared tokens across OS processes", () => {
         // The lease's end plus one fetch (and a poll); the 20 s wait timeout would be far beyond.
         expect(elapsed).toBeLessThan(leaseTtlMillis + 2_000)
       }),
-    { timeout: 120_000 }
+    { timeout: 600_000 }
   )
 
   it.scopedLive(
@@ -180,7 +180,7 @@ describe("shared tokens across OS processes", () => {
           ])
         }
       }),
-    { timeout: 120_000 }
+    { timeout: 600_000 }
   )
 })
 
@@ -202,5 +202,5 @@ describe("shared tokens across OS processes, 3-master Redis Cluster", () => {
       expect(yield* tokenRequests(as)).toBe(2)
       yield* log(`cluster: slowest instance ${maxMillis(first)} ms cold, ${maxMillis(second)} ms after expiry`)
       expect(instances.flatMap((instance) => instance.warnings())).toEqual([])
-    }), { timeout: 120_000 })
+    }), { timeout: 600_000 })
 })

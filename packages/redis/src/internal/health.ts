@@ -23,6 +23,9 @@ export interface Messages {
   readonly up: string
 }
 
+/** The `command` of the error a skipped call fails with: nothing reached Redis. */
+export const notSent = "(not sent)"
+
 export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): Effect.Effect<Health> =>
   Effect.gen(function*() {
     const retryMillis = Duration.toMillis(retryAfter)
@@ -30,7 +33,7 @@ export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): E
     const state = yield* Ref.make<{ readonly down: boolean; readonly retryAt: number }>({ down: false, retryAt: 0 })
     const skipped = new RedisClient.RedisError({
       reason: "Unavailable",
-      command: "(not sent)",
+      command: notSent,
       detail: "Redis failed moments ago"
     })
     const run = (skip: boolean) => <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>

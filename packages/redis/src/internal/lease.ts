@@ -1,10 +1,11 @@
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
 import type * as RedisClient from "../RedisClient.js"
-import type { Health } from "./health.js"
+import { type Health, notSent } from "./health.js"
 import * as Scripts from "./scripts.js"
 
 /**
@@ -45,14 +46,50 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
     Effect.gen(function*() {
       const owner = randomOwner()
       while (true) {
-        const taken = yield* guard(client.set(key, owner, { nx: true, px: ttlMillis }))
+        const taken = yield* guard(client.set(key, owner, { nx: true, px: ttlMillis })).pipe(
+          // A `SET NX` that timed out here may still be applied when Redis answers, leaving a lease nobody holds
+          // (every process would wait out its TTL): released as soon as Redis answers, a no-op if it never landed.
+          Effect.tapError((error) =>
+            error.command === notSent
+              ? Effect.void
+              : Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
+                Effect.interruptible,
+                Effect.forkDaemon
+              )
+          )
+        )
         if (taken) return owner
         // Jittered, so that waiting processes do not ask in step.
         yield* Effect.sleep(Duration.millis(pollMillis * (0.5 + (yield* Random.next))))
       }
     })
 
-  const release = (key: string, owner: string) => Effect.ignore(guard(client.eval(Scripts.release, [key], [owner])))
+  const releaseNow = (key: string, owner: string, run: Health["guard"]) =>
+    run(client.eval(Scripts.release, [key], [owner]))
+
+  /**
+   * Releases at once or, when Redis fails (a blip, a failover: the gate skips it), as soon as it answers, in the
+   * background: a lease left to lapse keeps every process that waits for it waiting for the whole TTL.
+   */
+  const release = (key: string, owner: string) =>
+    releaseNow(key, owner, guard).pipe(
+      Effect.catchAll(() =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
+          Effect.interruptible,
+          Effect.forkDaemon
+        )
+      ),
+      Effect.asVoid
+    )
+
+  const releaseBy = (key: string, owner: string, until: number): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      while ((yield* Clock.currentTimeMillis) < until) {
+        yield* Effect.sleep(Duration.millis(pollMillis))
+        const released = yield* Effect.either(releaseNow(key, owner, health.probe))
+        if (released._tag === "Right") return
+      }
+    })
 
   const renewing = (key: string, owner: string) =>
     guard(client.eval(Scripts.renew, [key], [owner, ttlMillis])).pipe(

@@ -147,16 +147,33 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
         }
       )
 
+    const pollMillis = Duration.toMillis(options.pollInterval ?? defaults.pollInterval)
+
     const acquireLease = (keys: StorageKeys, ttl: Duration.DurationInput) => {
       const owner = randomOwner()
       return Effect.map(
         client.set(keys.lease, owner, { nx: true, px: ttl }),
         (taken): Option.Option<Lease> => taken ? Option.some({ keys, owner }) : Option.none()
-      )
+      ).pipe(Effect.tapError(() => releaseOrphan({ keys, owner }, Duration.toMillis(Duration.decode(ttl)))))
     }
 
     const releaseLease = (lease: Lease) =>
       Effect.map(client.eval(Scripts.release, [lease.keys.lease], [lease.owner]), (released) => released === 1)
+
+    /**
+     * A `SET NX` that failed on this side (its timeout: Redis stalled, it did not go away) may still be applied when
+     * Redis answers, leaving a lease that nobody holds: every instance whose token ran out would wait out its TTL.
+     * It is released (compare-and-delete: nothing happens if it never landed) as soon as Redis answers, in the
+     * background, for as long as it could exist.
+     */
+    const releaseOrphan = (lease: Lease, ttlMillis: number) =>
+      Effect.gen(function*() {
+        const until = (yield* Clock.currentTimeMillis) + ttlMillis
+        while ((yield* Clock.currentTimeMillis) < until) {
+          yield* Effect.sleep(Duration.millis(pollMillis))
+          if ((yield* Effect.either(releaseLease(lease)))._tag === "Right") return
+        }
+      }).pipe(Effect.interruptible, Effect.forkDaemon)
 
     const renewLease = (lease: Lease, ttl: Duration.DurationInput) =>
       Effect.map(
@@ -358,7 +375,9 @@ export const shared = (
     /**
      * After a write that failed because Redis stumbled: write and release again as soon as Redis answers, for as
      * long as the lease could still be ours, so that the waiting instances get this token rather than wait for the
-     * lease to lapse. Not held back by the outage gate: it is one bounded loop.
+     * lease to lapse. A token that ran out of usable life meanwhile is not written, but the lease is still released:
+     * left to lapse, it would keep every instance whose token ran out waiting for its whole TTL. Not held back by the
+     * outage gate: it is one bounded loop.
      */
     const settleLater = (lease: Lease, token: AccessToken.AccessToken, expectedVersion: number) =>
       Effect.gen(function*() {
@@ -367,11 +386,9 @@ export const shared = (
           yield* Effect.sleep(Duration.millis(pollMillis))
           if ((yield* Clock.currentTimeMillis) >= TokenTiming.validUntil(token, timing)) break
           const written = yield* Effect.either(health.probe(store.write(lease, token, expectedVersion)))
-          if (written._tag === "Right") {
-            yield* Effect.ignore(health.probe(store.releaseLease(lease)))
-            return
-          }
+          if (written._tag === "Right") break
         }
+        yield* releaseBy(lease, until)
       }).pipe(Effect.interruptible, Effect.forkDaemon)
 
     /**
@@ -423,17 +440,27 @@ export const shared = (
      * in the background: a lease left to lapse would keep every instance whose token ran out waiting for its TTL.
      */
     const release = (lease: Lease) =>
-      guard(store.releaseLease(lease)).pipe(Effect.catchAll(() => releaseLater(lease)), Effect.asVoid)
+      guard(store.releaseLease(lease)).pipe(
+        Effect.catchAll(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            releaseBy(lease, now + leaseMillis).pipe(
+              Effect.delay(Duration.millis(pollMillis)),
+              Effect.interruptible,
+              Effect.forkDaemon
+            ))
+        ),
+        Effect.asVoid
+      )
 
-    const releaseLater = (lease: Lease) =>
+    /** Tries to release `lease` every poll interval until Redis takes it or `until`, when it lapses anyway. */
+    const releaseBy = (lease: Lease, until: number): Effect.Effect<void> =>
       Effect.gen(function*() {
-        const until = (yield* Clock.currentTimeMillis) + leaseMillis
         while ((yield* Clock.currentTimeMillis) < until) {
-          yield* Effect.sleep(Duration.millis(pollMillis))
           const released = yield* Effect.either(health.probe(store.releaseLease(lease)))
           if (released._tag === "Right") return
+          yield* Effect.sleep(Duration.millis(pollMillis))
         }
-      }).pipe(Effect.interruptible, Effect.forkDaemon)
+      })
 
     /** A record this ring cannot read: another instance's key. Fetch for this instance only, and say so once. */
     const unreadable = Effect.zipRight(readability.unreadable, counted("unreadable")(source.fetch))

@@ -124,7 +124,7 @@ describe("access tokens under faults, instance processes over one redis-server",
         // Expiry alone, and one for a waiter that gave up on the slow holder.
         yield* check("holder paused < lease", results, requests, expiryRequests(runMillis) + 1, [holder.index])
       }),
-    { timeout: 120_000 }
+    { timeout: 600_000 }
   )
 
   it.scopedLive(
@@ -135,7 +135,7 @@ describe("access tokens under faults, instance processes over one redis-server",
         // Expiry alone, the takeover after the lease lapsed, and the paused holder's own callers once it resumes.
         yield* check("holder paused > lease", results, requests, expiryRequests(runMillis) + 2, [holder.index])
       }),
-    { timeout: 120_000 }
+    { timeout: 600_000 }
   )
 
   for (
@@ -167,7 +167,7 @@ describe("access tokens under faults, instance processes over one redis-server",
           // rather than fail).
           yield* check(name, results, requests, expiryRequests(runMillis) + instanceCount, [])
         }),
-      { timeout: 120_000 }
+      { timeout: 600_000 }
     )
   }
 
@@ -194,6 +194,6 @@ describe("access tokens under faults, instance processes over one redis-server",
         // back (empty), each may fetch alone once more until its client reconnects and sharing resumes.
         yield* check("Redis restarted empty", results, requests, expiryRequests(runMillis) + 3 * instanceCount, [])
       }),
-    { timeout: 120_000 }
+    { timeout: 600_000 }
   )
 })

@@ -134,7 +134,7 @@ describe("access tokens across a Cluster failover, instance processes", () => {
         expect(worst).toBeLessThanOrEqual(accessWaitBound)
         expect(requests).toBeLessThanOrEqual(requestBound(runMillis, value.promotedIn))
       }),
-    { timeout: 240_000 }
+    { timeout: 600_000 }
   )
 })
 
@@ -300,6 +300,6 @@ describe("rotating refresh tokens across a Cluster failover to a stale replica, 
         }
         expect(worst).toBeLessThanOrEqual(refreshWaitBound(value.promotedIn))
       }),
-    { timeout: 240_000 }
+    { timeout: 600_000 }
   )
 })

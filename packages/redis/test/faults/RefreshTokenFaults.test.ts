@@ -161,7 +161,7 @@ const pauseHolder = (
         })
       )
       yield* check(name, recorder, results, [holder.index], bound(pauseMillis))
-    }), { timeout: 120_000 })
+    }), { timeout: 600_000 })
 
 describe("rotating refresh tokens under faults, instance processes, real oidc-provider", () => {
   pauseHolder("the lock holder stopped just before its grant is answered, shorter than the lock TTL", "before", 1_000)
@@ -193,5 +193,5 @@ describe("rotating refresh tokens under faults, instance processes, real oidc-pr
       )
       expect(recorder.presented.length).toBeGreaterThanOrEqual(3)
       yield* check("Redis restarted empty", recorder, results, [], waitBound(0))
-    }), { timeout: 120_000 })
+    }), { timeout: 600_000 })
 })
