@@ -137,6 +137,38 @@ describe("RedisRefreshTokenStore", () => {
       expect(Date.now() - started).toBeLessThan(5_000)
     }).pipe(Effect.provide(quiet)))
 
+  it.scopedLive("spend: a spend script that timed out while Redis stalled, applied when it answers, does not hold others off", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const options = { keyRing, subject: "alice", retryRedisAfter: "100 millis" } as const
+      const a = yield* storeAt(redis.url, options)
+      const b = yield* storeAt(redis.url, options)
+      yield* a.set(Redacted.make("rt-1"))
+      const spendOptions = { answerTimeout: Duration.seconds(60) }
+      // Loads the spend script (a token that is not the stored one changes nothing): a stalled EVALSHA of a script
+      // Redis does not know yet would be refused when Redis resumes, and prove nothing.
+      expect((yield* a.withLock!(a.spend!(Redacted.make("rt-other"), spendOptions)))._tag).toBe("Stale")
+      const pid = redis.process()!.pid!
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      // A's spend script waits in Redis's socket; its timeout fails the spend, so A sends nothing.
+      const failed = yield* a.withLock!(
+        Effect.sync(() => process.kill(pid, "SIGSTOP")).pipe(
+          Effect.zipRight(Effect.either(a.spend!(Redacted.make("rt-1"), spendOptions))),
+          Effect.ensuring(Effect.sync(() => process.kill(pid, "SIGCONT")))
+        )
+      )
+      expect(failed._tag).toBe("Left")
+      // Redis applied the spend when it resumed: without its end, B would be Pending for the spend's minute.
+      const started = Date.now()
+      let decision = yield* b.withLock!(b.spend!(Redacted.make("rt-1"), spendOptions))
+      while (decision._tag === "Pending" && Date.now() - started < 5_000) {
+        yield* Effect.sleep("50 millis")
+        decision = yield* b.withLock!(b.spend!(Redacted.make("rt-1"), spendOptions))
+      }
+      expect(decision._tag).toBe("Granted")
+    }).pipe(Effect.provide(quiet)))
+
   it.scopedLive("Redis down: typed transient errors, no spend (so no send), and a token set meanwhile is not lost", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single

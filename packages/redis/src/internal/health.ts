@@ -26,6 +26,13 @@ export interface Messages {
 /** The `command` of the error a skipped call fails with: nothing reached Redis. */
 export const notSent = "(not sent)"
 
+/**
+ * Whether a failed call may still take effect: it was sent, and Redis did not refuse it. A call whose timeout fired
+ * while Redis stalled waits in Redis's socket and is applied when Redis resumes.
+ */
+export const mayHaveLanded = (error: RedisClient.RedisError): boolean =>
+  error.command !== notSent && error.reason !== "Command"
+
 export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): Effect.Effect<Health> =>
   Effect.gen(function*() {
     const retryMillis = Duration.toMillis(retryAfter)

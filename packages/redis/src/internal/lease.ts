@@ -5,7 +5,7 @@ import * as Encoding from "effect/Encoding"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
 import type * as RedisClient from "../RedisClient.js"
-import { type Health, notSent } from "./health.js"
+import { type Health, mayHaveLanded } from "./health.js"
 import * as Scripts from "./scripts.js"
 
 /**
@@ -50,7 +50,7 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
           // A `SET NX` that timed out here may still be applied when Redis answers, leaving a lease nobody holds
           // (every process would wait out its TTL): released as soon as Redis answers, a no-op if it never landed.
           Effect.tapError((error) =>
-            error.command === notSent
+            !mayHaveLanded(error)
               ? Effect.void
               : Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
                 Effect.interruptible,

@@ -14,6 +14,7 @@
  */
 import type { AccessToken } from "@effect-token/core"
 import { RefreshTokenStore, TokenError } from "@effect-token/core"
+import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -28,7 +29,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as RedisClient from "../RedisClient.js"
 import type { Options, StorageKeys } from "../RedisRefreshTokenStore.js"
-import { makeHealth } from "./health.js"
+import { makeHealth, mayHaveLanded } from "./health.js"
 import { makeLease } from "./lease.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
@@ -386,8 +387,31 @@ export const make = (
       }
     }
 
+    const endSpendNow = (spendId: string, gate: typeof guard) =>
+      Effect.asVoid(gate(client.eval(Scripts.endRefreshSpend, [recordKey], [spendId])))
+
+    /**
+     * Ends `spendId` as soon as Redis answers, in the background, for as long as the record could hold it: a spend
+     * recorded by a script whose timeout fired while Redis stalled (Redis applies it when it resumes, but nothing
+     * was sent), or one whose end the outage gate skipped, would otherwise leave every instance `Pending` until its
+     * deadline (`answerTimeout`, a minute by default), then warn of a takeover. It ends only this spend (compare by
+     * id), and nothing was sent under it, or its answer was already handled.
+     */
+    const endSpendLater = (spendId: string, spendMillis: number) =>
+      Effect.gen(function*() {
+        const until = (yield* Clock.currentTimeMillis) + spendMillis
+        while ((yield* Clock.currentTimeMillis) < until) {
+          yield* Effect.sleep(Duration.millis(pollMillis))
+          if ((yield* Effect.either(endSpendNow(spendId, health.probe)))._tag === "Right") return
+        }
+      }).pipe(Effect.interruptible, Effect.forkDaemon)
+
+    /** How long ago spends began is not known here: the longest a spend record lives by default. */
+    const spendRecordMillis = 5 * 60_000
+
     const endSpend = (spendId: string) =>
-      Effect.asVoid(guard(client.eval(Scripts.endRefreshSpend, [recordKey], [spendId]))).pipe(
+      endSpendNow(spendId, guard).pipe(
+        Effect.tapError(() => endSpendLater(spendId, spendRecordMillis)),
         Effect.mapError(unavailable)
       )
 
@@ -488,7 +512,10 @@ export const make = (
             settleMillis,
             ...candidates
           ])
-        ).pipe(Effect.mapError(unavailable))
+        ).pipe(
+          Effect.tapError((error) => mayHaveLanded(error) ? endSpendLater(spendId, spendMillis) : Effect.void),
+          Effect.mapError(unavailable)
+        )
         switch (reply[0]) {
           case 1: {
             const [, version, takeover, lineage, seedfp, origin, at] = reply

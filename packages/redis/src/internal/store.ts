@@ -29,7 +29,7 @@ import type {
   WriteResult
 } from "../RedisTokenStore.js"
 import type { Health } from "./health.js"
-import { makeHealth } from "./health.js"
+import { makeHealth, mayHaveLanded } from "./health.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
@@ -154,7 +154,11 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
       return Effect.map(
         client.set(keys.lease, owner, { nx: true, px: ttl }),
         (taken): Option.Option<Lease> => taken ? Option.some({ keys, owner }) : Option.none()
-      ).pipe(Effect.tapError(() => releaseOrphan({ keys, owner }, Duration.toMillis(Duration.decode(ttl)))))
+      ).pipe(
+        Effect.tapError((error) =>
+          mayHaveLanded(error) ? releaseOrphan({ keys, owner }, Duration.toMillis(Duration.decode(ttl))) : Effect.void
+        )
+      )
     }
 
     const releaseLease = (lease: Lease) =>
