@@ -101,15 +101,14 @@ describe("RedisRefreshTokenStore", () => {
       const options = { keyRing, subject: "alice", lockTtl: "20 seconds", retryRedisAfter: "100 millis" } as const
       const a = yield* storeAt(redis.url, options)
       const b = yield* storeAt(redis.url, options)
-      const pid = redis.process()!.pid!
-      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      const { resume, stall } = yield* RedisServer.stallable(redis)
       // A holds the lock; Redis stalls while it works, so its release times out.
       const holding = yield* Effect.fork(RefreshTokenStore.withLock(
         a,
-        Effect.zipRight(Effect.sync(() => process.kill(pid, "SIGSTOP")), Effect.sleep("1500 millis"))
+        Effect.zipRight(stall, Effect.sleep("1500 millis"))
       ))
       yield* Effect.sleep("3 seconds")
-      process.kill(pid, "SIGCONT")
+      yield* resume
       yield* holding.await
       const started = Date.now()
       yield* RefreshTokenStore.withLock(b, Effect.void)
@@ -124,13 +123,12 @@ describe("RedisRefreshTokenStore", () => {
       const options = { keyRing, subject: "alice", lockTtl: "20 seconds", retryRedisAfter: "100 millis" } as const
       const a = yield* storeAt(redis.url, options)
       const b = yield* storeAt(redis.url, options)
-      const pid = redis.process()!.pid!
-      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
-      process.kill(pid, "SIGSTOP")
+      const { resume, stall } = yield* RedisServer.stallable(redis)
+      yield* stall
       // A's SET NX waits in Redis's socket; its timeout makes the lock unavailable to A.
       const ran = yield* Ref.make(false)
       yield* Effect.either(RefreshTokenStore.withLock(a, Ref.set(ran, true)))
-      process.kill(pid, "SIGCONT")
+      yield* resume
       // Redis applies the SET when it resumes: a 20 s lock nobody holds, unless it is released.
       const started = Date.now()
       yield* RefreshTokenStore.withLock(b, Effect.void)
@@ -149,13 +147,12 @@ describe("RedisRefreshTokenStore", () => {
       // Loads the spend script (a token that is not the stored one changes nothing): a stalled EVALSHA of a script
       // Redis does not know yet would be refused when Redis resumes, and prove nothing.
       expect((yield* a.withLock!(a.spend!(Redacted.make("rt-other"), spendOptions)))._tag).toBe("Stale")
-      const pid = redis.process()!.pid!
-      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      const { resume, stall } = yield* RedisServer.stallable(redis)
       // A's spend script waits in Redis's socket; its timeout fails the spend, so A sends nothing.
       const failed = yield* a.withLock!(
-        Effect.sync(() => process.kill(pid, "SIGSTOP")).pipe(
+        stall.pipe(
           Effect.zipRight(Effect.either(a.spend!(Redacted.make("rt-1"), spendOptions))),
-          Effect.ensuring(Effect.sync(() => process.kill(pid, "SIGCONT")))
+          Effect.ensuring(resume)
         )
       )
       expect(failed._tag).toBe("Left")

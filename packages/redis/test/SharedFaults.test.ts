@@ -10,13 +10,13 @@ import { DateTime, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from
 import { ring } from "./support/fixtures.js"
 import * as RedisServer from "./support/redisServer.js"
 
-/** A source whose tokens live `lifetime` from when each request went out, answered after `delay`. */
 /** Returns once a lease is held: the leader is fetching (a cold, starved process can take a while to get there). */
 const leaseTaken = (port: number) =>
   Effect.gen(function*() {
     while ((yield* RedisServer.cli(port, "KEYS", "*:lease")).trim() === "") yield* Effect.sleep("10 millis")
   })
 
+/** A source whose tokens live `lifetime` from when each request went out, answered after `delay`. */
 const slowSource = (lifetime: Duration.DurationInput, delay: Duration.DurationInput) =>
   Effect.gen(function*() {
     const count = yield* Ref.make(0)
@@ -50,6 +50,30 @@ const sharedAt = (
     )
   })
 
+/**
+ * Two instances A and B on `source`: Redis stalls 4 s while A leads (its write, sent after its 1 s fetch, times out
+ * on a 2 s Redis timeout), then B fetches. B's token and how long its fetch took.
+ */
+const leaderStalledThenFollower = (
+  redis: RedisServer.RedisServer,
+  source: TokenSource.TokenSource,
+  options: RedisTokenStore.Options
+) =>
+  Effect.gen(function*() {
+    const a = yield* sharedAt(redis.url, source, options, "2 seconds")
+    const b = yield* sharedAt(redis.url, source, options, "2 seconds")
+    const { resume, stall } = yield* RedisServer.stallable(redis)
+    const leading = yield* Effect.fork(a.fetch)
+    yield* leaseTaken(redis.port)
+    yield* stall
+    yield* Effect.sleep("4 seconds")
+    yield* resume
+    yield* Fiber.join(leading)
+    const started = Date.now()
+    const token = yield* b.fetch
+    return { token: Redacted.value(token.value), waited: Date.now() - started }
+  })
+
 const warnings = () => {
   const lines: Array<string> = []
   const logger = Logger.replace(
@@ -68,23 +92,10 @@ describe("shared access tokens under faults", () => {
       const keyRing = yield* ring("k1")
       const { count, source } = yield* slowSource("1 minute", "1 second")
       const options = { keyRing, pollInterval: "50 millis", retryRedisAfter: "100 millis" } as const
-      // Redis calls time out after 2 s: long enough for a starved CPU, shorter than the stall.
-      const a = yield* sharedAt(redis.url, source, options, "2 seconds")
-      const b = yield* sharedAt(redis.url, source, options, "2 seconds")
-      const pid = redis.process()!.pid!
-      const leading = yield* Effect.fork(a.fetch)
-      // Redis stalls while the leader fetches, so its write (sent after 1 s) times out; it answers again 4 s later.
-      yield* leaseTaken(redis.port)
-      process.kill(pid, "SIGSTOP")
-      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
-      yield* Effect.sleep("4 seconds")
-      process.kill(pid, "SIGCONT")
-      yield* Fiber.join(leading)
-      // B arrives after the blip: it must get A's token, promptly, without a token request of its own.
-      const started = Date.now()
-      const token = yield* b.fetch
-      const waited = Date.now() - started
-      expect(Redacted.value(token.value)).toBe("token-1")
+      // Redis calls time out after 2 s: long enough for a starved CPU, shorter than the stall. B arrives after the
+      // blip: it must get A's token, promptly, without a token request of its own.
+      const { token, waited } = yield* leaderStalledThenFollower(redis, source, options)
+      expect(token).toBe("token-1")
       expect(yield* count).toBe(1)
       // Bound: one poll of the leader's background write and a Redis round trip or two, with room for a starved
       // CPU; well under the lease (10 s) B would otherwise wait out.
@@ -105,21 +116,9 @@ describe("shared access tokens under faults", () => {
         retryRedisAfter: "100 millis",
         leaseTtl: "20 seconds"
       } as const
-      const a = yield* sharedAt(redis.url, source, options, "2 seconds")
-      const b = yield* sharedAt(redis.url, source, options, "2 seconds")
-      const pid = redis.process()!.pid!
-      const leading = yield* Effect.fork(a.fetch)
-      yield* leaseTaken(redis.port)
-      process.kill(pid, "SIGSTOP")
-      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
-      yield* Effect.sleep("4 seconds")
-      process.kill(pid, "SIGCONT")
-      yield* Fiber.join(leading)
       // B's token ran out: it takes the lease A released and fetches, without waiting for the lease to lapse.
-      const started = Date.now()
-      const token = yield* b.fetch
-      const waited = Date.now() - started
-      expect(Redacted.value(token.value)).toBe("token-2")
+      const { token, waited } = yield* leaderStalledThenFollower(redis, source, options)
+      expect(token).toBe("token-2")
       expect(yield* count).toBe(2)
       // Bound: a poll, a few Redis round trips and one 1 s fetch, with room for a starved CPU; the lease is 20 s.
       expect(waited).toBeLessThan(5_000)
@@ -133,13 +132,12 @@ describe("shared access tokens under faults", () => {
         Effect.provideService(RedisClient.RedisClient, client)
       )
       const keys = yield* store.keysFor("orphan-lease")
-      const pid = redis.process()!.pid!
-      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
-      process.kill(pid, "SIGSTOP")
+      const { resume, stall } = yield* RedisServer.stallable(redis)
+      yield* stall
       // The SET NX waits in Redis's socket; the caller's timeout ends the call first.
       const error = yield* Effect.flip(store.acquireLease(keys, "20 seconds"))
       expect(error.reason).toBe("Timeout")
-      process.kill(pid, "SIGCONT")
+      yield* resume
       // Redis applies the SET when it resumes: a 20 s lease nobody holds, unless it is released.
       const started = Date.now()
       while ((yield* RedisServer.cli(redis.port, "EXISTS", keys.lease)).trim() !== "0") {

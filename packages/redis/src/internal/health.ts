@@ -33,6 +33,28 @@ export const notSent = "(not sent)"
 export const mayHaveLanded = (error: RedisClient.RedisError): boolean =>
   error.command !== notSent && error.reason !== "Command"
 
+/**
+ * Sends `effect` to Redis (never held back by the outage gate) until it succeeds or `forMillis` have passed, trying
+ * every `pollMillis`, the first try after one interval: what must reach Redis once it answers again (releasing a
+ * lease, ending a spend), bounded by how long it could still matter. Whether it got through.
+ */
+export const untilAnswered = <A>(
+  effect: Effect.Effect<A, RedisClient.RedisError>,
+  options: { readonly pollMillis: number; readonly forMillis: number }
+): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    const until = (yield* Clock.currentTimeMillis) + options.forMillis
+    while ((yield* Clock.currentTimeMillis) < until) {
+      yield* Effect.sleep(Duration.millis(options.pollMillis))
+      if ((yield* Effect.either(effect))._tag === "Right") return true
+    }
+    return false
+  })
+
+/** {@link untilAnswered} in the background, past its caller's life: the caller has already moved on. */
+export const inBackground = <A>(effect: Effect.Effect<A>): Effect.Effect<void> =>
+  Effect.asVoid(Effect.forkDaemon(Effect.interruptible(effect)))
+
 export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): Effect.Effect<Health> =>
   Effect.gen(function*() {
     const retryMillis = Duration.toMillis(retryAfter)

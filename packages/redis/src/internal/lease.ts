@@ -1,11 +1,10 @@
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
 import type * as RedisClient from "../RedisClient.js"
-import { type Health, mayHaveLanded } from "./health.js"
+import { type Health, inBackground, mayHaveLanded, untilAnswered } from "./health.js"
 import * as Scripts from "./scripts.js"
 
 /**
@@ -52,10 +51,7 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
           Effect.tapError((error) =>
             !mayHaveLanded(error)
               ? Effect.void
-              : Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
-                Effect.interruptible,
-                Effect.forkDaemon
-              )
+              : releaseLater(key, owner)
           )
         )
         if (taken) return owner
@@ -72,24 +68,10 @@ export const makeLease = (client: RedisClient.RedisClient, health: Health, setti
    * background: a lease left to lapse keeps every process that waits for it waiting for the whole TTL.
    */
   const release = (key: string, owner: string) =>
-    releaseNow(key, owner, guard).pipe(
-      Effect.catchAll(() =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => releaseBy(key, owner, now + ttlMillis)).pipe(
-          Effect.interruptible,
-          Effect.forkDaemon
-        )
-      ),
-      Effect.asVoid
-    )
+    releaseNow(key, owner, guard).pipe(Effect.catchAll(() => releaseLater(key, owner)), Effect.asVoid)
 
-  const releaseBy = (key: string, owner: string, until: number): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      while ((yield* Clock.currentTimeMillis) < until) {
-        yield* Effect.sleep(Duration.millis(pollMillis))
-        const released = yield* Effect.either(releaseNow(key, owner, health.probe))
-        if (released._tag === "Right") return
-      }
-    })
+  const releaseLater = (key: string, owner: string) =>
+    inBackground(untilAnswered(releaseNow(key, owner, health.probe), { pollMillis, forMillis: ttlMillis }))
 
   const renewing = (key: string, owner: string) =>
     guard(client.eval(Scripts.renew, [key], [owner, ttlMillis])).pipe(

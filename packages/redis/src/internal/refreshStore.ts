@@ -14,7 +14,6 @@
  */
 import type { AccessToken } from "@effect-token/core"
 import { RefreshTokenStore, TokenError } from "@effect-token/core"
-import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -29,7 +28,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as RedisClient from "../RedisClient.js"
 import type { Options, StorageKeys } from "../RedisRefreshTokenStore.js"
-import { makeHealth, mayHaveLanded } from "./health.js"
+import { inBackground, makeHealth, mayHaveLanded, untilAnswered } from "./health.js"
 import { makeLease } from "./lease.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
@@ -398,13 +397,7 @@ export const make = (
      * id), and nothing was sent under it, or its answer was already handled.
      */
     const endSpendLater = (spendId: string, spendMillis: number) =>
-      Effect.gen(function*() {
-        const until = (yield* Clock.currentTimeMillis) + spendMillis
-        while ((yield* Clock.currentTimeMillis) < until) {
-          yield* Effect.sleep(Duration.millis(pollMillis))
-          if ((yield* Effect.either(endSpendNow(spendId, health.probe)))._tag === "Right") return
-        }
-      }).pipe(Effect.interruptible, Effect.forkDaemon)
+      inBackground(untilAnswered(endSpendNow(spendId, health.probe), { pollMillis, forMillis: spendMillis }))
 
     /** How long ago spends began is not known here: the longest a spend record lives by default. */
     const spendRecordMillis = 5 * 60_000

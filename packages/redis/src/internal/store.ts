@@ -29,7 +29,7 @@ import type {
   WriteResult
 } from "../RedisTokenStore.js"
 import type { Health } from "./health.js"
-import { makeHealth, mayHaveLanded } from "./health.js"
+import { inBackground, makeHealth, mayHaveLanded, untilAnswered } from "./health.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
 import * as Scripts from "./scripts.js"
 
@@ -171,13 +171,7 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
      * background, for as long as it could exist.
      */
     const releaseOrphan = (lease: Lease, ttlMillis: number) =>
-      Effect.gen(function*() {
-        const until = (yield* Clock.currentTimeMillis) + ttlMillis
-        while ((yield* Clock.currentTimeMillis) < until) {
-          yield* Effect.sleep(Duration.millis(pollMillis))
-          if ((yield* Effect.either(releaseLease(lease)))._tag === "Right") return
-        }
-      }).pipe(Effect.interruptible, Effect.forkDaemon)
+      inBackground(untilAnswered(releaseLease(lease), { pollMillis, forMillis: ttlMillis }))
 
     const renewLease = (lease: Lease, ttl: Duration.DurationInput) =>
       Effect.map(
@@ -383,17 +377,16 @@ export const shared = (
      * left to lapse, it would keep every instance whose token ran out waiting for its whole TTL. Not held back by the
      * outage gate: it is one bounded loop.
      */
-    const settleLater = (lease: Lease, token: AccessToken.AccessToken, expectedVersion: number) =>
-      Effect.gen(function*() {
-        const until = (yield* Clock.currentTimeMillis) + leaseMillis
-        while ((yield* Clock.currentTimeMillis) < until) {
-          yield* Effect.sleep(Duration.millis(pollMillis))
-          if ((yield* Clock.currentTimeMillis) >= TokenTiming.validUntil(token, timing)) break
-          const written = yield* Effect.either(health.probe(store.write(lease, token, expectedVersion)))
-          if (written._tag === "Right") break
-        }
-        yield* releaseBy(lease, until)
-      }).pipe(Effect.interruptible, Effect.forkDaemon)
+    const settleLater = (lease: Lease, token: AccessToken.AccessToken, expectedVersion: number) => {
+      const validUntil = TokenTiming.validUntil(token, timing)
+      // Written while still usable; once it is not, there is nothing to write, only the lease to release.
+      const write = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        now >= validUntil ? Effect.void : health.probe(Effect.asVoid(store.write(lease, token, expectedVersion))))
+      return untilAnswered(write, { pollMillis, forMillis: leaseMillis }).pipe(
+        Effect.zipRight(release(lease)),
+        inBackground
+      )
+    }
 
     /**
      * Holding the lease: read again, then fetch and write unless another instance just did. However it ends (a token
@@ -416,7 +409,9 @@ export const shared = (
           }
           const [assessment] = yield* assessNow(entry)
           // Written by another instance between this one's first read and its taking the lease.
-          if (assessment._tag === "Fresh") return yield* counted("shared")(Effect.succeed(assessment.token))
+          if (assessment._tag === "Fresh") {
+            return yield* counted("shared")(Effect.succeed(assessment.token))
+          }
           const renewal = yield* Effect.fork(renewing(lease))
           const token = yield* counted("leader")(source.fetch).pipe(Effect.ensuring(Fiber.interruptFork(renewal)))
           // Counted from when its request was sent: a token whose usable lifetime ran out on its way (a slow server,
@@ -436,7 +431,9 @@ export const shared = (
             yield* Effect.logDebug(`effect-token/redis: shared token not written (${written.right._tag})`)
           }
           return token
-        }).pipe(Effect.ensuring(Effect.suspend(() => owned ? release(lease) : Effect.void)))
+        }).pipe(Effect.ensuring(Effect.suspend(() =>
+          owned ? release(lease) : Effect.void
+        )))
       })
 
     /**
@@ -446,25 +443,10 @@ export const shared = (
     const release = (lease: Lease) =>
       guard(store.releaseLease(lease)).pipe(
         Effect.catchAll(() =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            releaseBy(lease, now + leaseMillis).pipe(
-              Effect.delay(Duration.millis(pollMillis)),
-              Effect.interruptible,
-              Effect.forkDaemon
-            ))
+          inBackground(untilAnswered(health.probe(store.releaseLease(lease)), { pollMillis, forMillis: leaseMillis }))
         ),
         Effect.asVoid
       )
-
-    /** Tries to release `lease` every poll interval until Redis takes it or `until`, when it lapses anyway. */
-    const releaseBy = (lease: Lease, until: number): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        while ((yield* Clock.currentTimeMillis) < until) {
-          const released = yield* Effect.either(health.probe(store.releaseLease(lease)))
-          if (released._tag === "Right") return
-          yield* Effect.sleep(Duration.millis(pollMillis))
-        }
-      })
 
     /** A record this ring cannot read: another instance's key. Fetch for this instance only, and say so once. */
     const unreadable = Effect.zipRight(readability.unreadable, counted("unreadable")(source.fetch))

@@ -203,6 +203,25 @@ export const cluster: Effect.Effect<RedisCluster, never, Scope.Scope> = Effect.g
 })
 
 /** Runs redis-cli against a node and returns its raw output (`--no-raw` off: bytes as stored). */
+/**
+ * Stalls `redis` (SIGSTOP: it holds what reaches its socket and answers nothing) and resumes it (SIGCONT); resumed
+ * when the scope closes, whatever happened.
+ */
+export const stallable = (redis: RedisServer): Effect.Effect<
+  {
+    readonly stall: Effect.Effect<void>
+    readonly resume: Effect.Effect<void>
+  },
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const pid = redis.process()!.pid!
+    const resume = Effect.sync(() => void process.kill(pid, "SIGCONT"))
+    yield* Effect.addFinalizer(() => resume)
+    return { stall: Effect.sync(() => void process.kill(pid, "SIGSTOP")), resume }
+  })
+
 export const cli = (port: number, ...args: ReadonlyArray<string>): Effect.Effect<string> =>
   exec("redis-cli", ["-p", String(port), "--raw", ...args]).pipe(Effect.orDie)
 
