@@ -1,11 +1,11 @@
 /**
  * One service instance for `redis-cluster.bench.ts`, as its own OS process: a client-credentials source (shared
  * through Redis when `REDIS_URL` is set, else on its own as every instance is without the package) with a
- * `TokenCache` in front. It waits for a line on stdin, has `CALLERS` callers ask for a token every 20 ms for `RUN_MS`,
- * then prints one JSON line: the distinct tokens it used, failures, the longest round (the longest any caller waited)
- * each token request it sent (its duration), and each fetch the cache made (its duration and whether this instance
- * asked the server itself). Each time it asks
- * the server it prints `asking`, so that a fault benchmark can stop the instance that holds the lease.
+ * `TokenCache` in front. It waits for a line on stdin, then has `CALLERS` callers ask for a token every 20 ms for
+ * `RUN_MS`, and prints one JSON line: the distinct tokens it used, its failed calls, the longest round (the longest
+ * any caller waited), the duration of each token request it sent, and each fetch its cache made (its duration and
+ * whether this instance asked the server itself). It prints `asking` each time it asks the server, so that a fault
+ * benchmark can stop the instance that holds the lease.
  */
 import type { AccessToken } from "@effect-token/core"
 import { ClientCredentials, TokenCache, TokenSource } from "@effect-token/core"

@@ -1,8 +1,15 @@
 import { RedisClient } from "@effect-token/redis"
 import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Fiber, Option, Stream } from "effect"
+import { Chunk, Effect, Either, Fiber, Option, Schedule, Stream } from "effect"
 import * as RedisServer from "./support/redisServer.js"
+import * as ScriptedRedis from "./support/scriptedRedis.js"
+
+const waitUntil = (condition: () => boolean) =>
+  Effect.suspend(() => condition() ? Effect.void : Effect.fail("not yet")).pipe(
+    Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 500 }),
+    Effect.orDie
+  )
 
 const echoKeys = RedisClient.script<Array<string>>("echo", "return {KEYS[1], ARGV[1]}")
 
@@ -77,6 +84,47 @@ describe("RedisClient over ioredis, single node", () => {
       expect(elapsed).toBeLessThan(1_500)
       server.process()!.kill("SIGCONT")
     }))
+
+  it.scopedLive("a subscription survives its connection being dropped: it subscribes again when it reconnects", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.single
+      const client = yield* RedisIoredis.make({ url: server.url })
+      const received = yield* client.subscribe("news").pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+      const publishUntil = (count: number, message: string) =>
+        Effect.gen(function*() {
+          for (let attempt = 0; attempt < 250; attempt++) {
+            if ((yield* client.publish("news", message)) >= count) return
+            yield* Effect.sleep("20 millis")
+          }
+          return yield* Effect.die(`no subscriber got ${message}`)
+        })
+      yield* publishUntil(1, "before")
+      expect(yield* client.send<number>("CLIENT", "KILL", "TYPE", "pubsub")).toBe(1)
+      yield* publishUntil(1, "after")
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(received))).toEqual(["before", "after"])
+    }))
+
+  it.live("a subscription closed while its connection comes back leaves no unhandled rejection", () =>
+    Effect.gen(function*() {
+      const rejections: Array<unknown> = []
+      const onRejection = (reason: unknown) => rejections.push(reason)
+      process.on("unhandledRejection", onRejection)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.off("unhandledRejection", onRejection)))
+      // Connection 0 is the client's own, 1 its subscriber; the subscriber's reconnection (2) is ready only after
+      // the subscription was closed, as when Redis comes back at the moment an application shuts down.
+      const redis = yield* ScriptedRedis.start((connection) => connection >= 2)
+      const client = yield* RedisIoredis.make({ url: `redis://127.0.0.1:${redis.port}`, timeout: "1 second" })
+      const subscription = yield* client.subscribe("news").pipe(Stream.runDrain, Effect.forkScoped)
+      yield* waitUntil(() => redis.connections[1]?.commands.some(([name]) => name === "SUBSCRIBE") === true)
+
+      redis.connections[1]!.socket.destroy()
+      yield* waitUntil(() => redis.connections[2]?.commands.some(([name]) => name === "INFO") === true)
+      yield* Fiber.interrupt(subscription)
+      // The held ready check is answered when the closed client ends its side; give the reply time to be read.
+      yield* waitUntil(() => redis.connections[2]!.socket.closed)
+      yield* Effect.sleep("100 millis")
+      expect(rejections.map(String)).toEqual([])
+    }).pipe(Effect.scoped))
 
   it("errors never carry the command's arguments", () => {
     const error = new RedisClient.RedisError({ reason: "Command", command: "EVALSHA", detail: "NOSCRIPT x" })

@@ -97,19 +97,26 @@ export const driver = (client: Client): Driver => ({
     Stream.asyncScoped<string, RedisError>((emit) =>
       Effect.gen(function*() {
         // A subscribed connection can run no other command: it gets its own, closed with the stream.
+        // ioredis's own re-subscription after a reconnection (`autoResubscribe`) leaves its promise unobserved: a
+        // connection that becomes ready after it was closed rejects it as an unhandled rejection. A single node's
+        // subscriber subscribes again itself below; a Cluster's subscriber never reconnects (it picks a new node and
+        // handles that subscription's failure).
         const subscriber = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            const duplicate: Client = client.duplicate()
+            const duplicate: Client = isCluster(client) ? client.duplicate() : client.duplicate({ autoResubscribe: false })
             duplicate.on("error", noop)
             return duplicate
           }),
-          (duplicate) => Effect.sync(() => duplicate.disconnect())
+          (duplicate) =>
+            Effect.sync(() => {
+              duplicate.removeAllListeners("ready")
+              duplicate.disconnect()
+            })
         )
         subscriber.on("message", (from: string, message: string) => {
           if (from === channel) void emit.single(message)
         })
         yield* awaitReady(subscriber, timeout, "SUBSCRIBE")
-        // ioredis subscribes again by itself after a reconnection (`autoResubscribe`).
         yield* Effect.tryPromise({
           try: () => subscriber.subscribe(channel),
           catch: (cause) => toError("SUBSCRIBE", cause)
@@ -119,6 +126,12 @@ export const driver = (client: Client): Driver => ({
             onTimeout: () => new RedisError({ reason: "Timeout", command: "SUBSCRIBE" })
           })
         )
+        if (!isCluster(subscriber)) {
+          // A failed re-subscription ends the stream; its consumer subscribes again on a new connection.
+          subscriber.on("ready", () => {
+            subscriber.subscribe(channel).catch((cause) => void emit.fail(toError("SUBSCRIBE", cause)))
+          })
+        }
       })
     )
 })
