@@ -103,7 +103,9 @@ export const driver = (client: Client): Driver => ({
         // handles that subscription's failure).
         const subscriber = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            const duplicate: Client = isCluster(client) ? client.duplicate() : client.duplicate({ autoResubscribe: false })
+            const duplicate: Client = isCluster(client)
+              ? client.duplicate()
+              : client.duplicate({ autoResubscribe: false })
             duplicate.on("error", noop)
             return duplicate
           }),
