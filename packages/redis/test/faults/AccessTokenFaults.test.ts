@@ -67,7 +67,7 @@ const check = (
     for (const result of results) {
       expect(result.failed, result.errors.join("; ")).toBe(0)
       expect(result.ok).toBe(callers)
-      // null: no expiry (never here); otherwise every served token still had life left when its round ended.
+      // null: no expiry (never here); otherwise every served token still had life left when it was served.
       if (result.minRemainingMs !== null) expect(result.minRemainingMs).toBeGreaterThan(0)
     }
     const waits = results.filter((r) => !paused.includes(r.instance)).map((r) => r.ms)

@@ -53,6 +53,14 @@ const program = Effect.gen(function*() {
   const cache = yield* TokenCache.make(shared, { name: "instance", skew })
   emit({ event: "ready", pid: process.pid })
 
+  // The last time the event loop turned. A process stopped (SIGSTOP) or starved between the cache handing a token
+  // out and the measurement below resumes inside the same turn, before any timer: the stop would count against the
+  // token, as if the cache had served it late. Life left is measured at the last turn instead. A token that reaches
+  // the process after its stop is still measured strictly: timers run before the socket's answer is read.
+  let lastTurn = Date.now()
+  const turns = setInterval(() => (lastTurn = Date.now()), 10)
+  yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(turns)))
+
   // Rounds run on this program's runtime, so that its logger (and everything else provided) applies to them.
   const runFork = Runtime.runFork(yield* Effect.runtime<never>())
   const lines = Readline.createInterface({ input: process.stdin })
@@ -78,7 +86,7 @@ const program = Effect.gen(function*() {
                       leastLeft,
                       Option.match(result.right.expiresAt, {
                         onNone: () => Number.POSITIVE_INFINITY,
-                        onSome: (at) => DateTime.toEpochMillis(at) - Date.now()
+                        onSome: (at) => DateTime.toEpochMillis(at) - lastTurn
                       })
                     )
                   }
