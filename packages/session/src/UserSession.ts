@@ -7,28 +7,26 @@
  *
  * @since 0.1.0
  */
-import type { AccessToken, ClientAuth, Discovery, DPoP, TokenCache } from "@effect-token/core"
-import { AuthHttpClient, TokenError, TokenTiming } from "@effect-token/core"
+import type { AccessToken, AuthHttpClient, ClientAuth, Discovery, DPoP, TokenCache } from "@effect-token/core"
+import { TokenTiming } from "@effect-token/core"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Context from "effect/Context"
-import * as DateTime from "effect/DateTime"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import * as cookies from "./internal/cookies.js"
 import * as evictions from "./internal/evictions.js"
 import * as idToken from "./internal/idToken.js"
-import * as pages from "./internal/pages.js"
 import * as protocol from "./internal/protocol.js"
-import * as internal from "./internal/sessions.js"
-import { isSessionError, NotSignedIn, SessionError, Unavailable } from "./SessionError.js"
+import * as internal from "./internal/requestSession.js"
+import * as sessionEngine from "./internal/sessions.js"
+import { SessionError, Unavailable } from "./SessionError.js"
 import * as UserTokenStore from "./UserTokenStore.js"
 
 /**
@@ -242,9 +240,7 @@ export interface UserSessions {
  * @since 0.1.0
  * @category tags
  */
-export const UserSessions: Context.Tag<UserSessions, UserSessions> = Context.GenericTag<UserSessions>(
-  "@effect-token/session/UserSessions"
-)
+export const UserSessions: Context.Tag<UserSessions, UserSessions> = internal.UserSessions
 
 /**
  * The sessions over the `UserTokenStore` and `HttpClient` in context; refreshes run in the scope.
@@ -315,7 +311,7 @@ export const make = (
       clientAuth: options.clientAuth,
       timeout: Duration.decode(options.attemptTimeout ?? Duration.seconds(10))
     })
-    const engine = yield* internal.make({
+    const engine = yield* sessionEngine.make({
       discovery: options.discovery,
       clientAuth: options.clientAuth,
       timing: TokenTiming.resolve({
@@ -444,9 +440,7 @@ export interface RequestSession {
  * @since 0.1.0
  * @category tags
  */
-export const RequestSession: Context.Tag<RequestSession, RequestSession> = Context.GenericTag<RequestSession>(
-  "@effect-token/session/RequestSession"
-)
+export const RequestSession: Context.Tag<RequestSession, RequestSession> = internal.RequestSession
 
 /**
  * The request's signed-in user; fails with a `SessionError` (reason `NotSignedIn`, `SessionRejected` or
@@ -464,10 +458,7 @@ export const RequestSession: Context.Tag<RequestSession, RequestSession> = Conte
  * @since 0.1.0
  * @category accessors
  */
-export const current: Effect.Effect<CurrentSession, SessionError, RequestSession> = Effect.flatMap(
-  RequestSession,
-  (request) => request.current
-)
+export const current: Effect.Effect<CurrentSession, SessionError, RequestSession> = internal.current
 
 /**
  * The signed-in user's access token (or the one for `resource`).
@@ -484,8 +475,7 @@ export const current: Effect.Effect<CurrentSession, SessionError, RequestSession
  */
 export const accessToken = (
   resource?: string | undefined
-): Effect.Effect<AccessToken.AccessToken, SessionError, RequestSession> =>
-  Effect.flatMap(current, (user) => user.accessToken(resource))
+): Effect.Effect<AccessToken.AccessToken, SessionError, RequestSession> => internal.accessToken(resource)
 
 /**
  * An `HttpClient` bound to one API that calls it on the signed-in user's behalf (core's `AuthHttpClient`, over the
@@ -512,7 +502,7 @@ export const client = (
   HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
   SessionError,
   RequestSession | HttpClient.HttpClient
-> => Effect.flatMap(current, (user) => authenticated(options, user.tokens(options.resource), user.dpopKey))
+> => internal.client(options)
 
 /**
  * As {@link client}, for a session named by its id, outside any request: a background job acting for a signed-in
@@ -542,77 +532,7 @@ export const clientFor = (
   HttpClient.HttpClient.With<HttpClientError.HttpClientError | AuthHttpClient.AuthError>,
   SessionError,
   UserSessions | HttpClient.HttpClient
-> =>
-  Effect.flatMap(
-    UserSessions,
-    (sessions) => authenticated(options, tokensOf(sessions, id, options.resource), sessions.dpopKey(id))
-  )
-
-const authenticated = (
-  options: AuthHttpClient.Binding & AuthHttpClient.Options,
-  tokens: TokenCache.TokenCache,
-  dpopKey: Effect.Effect<Option.Option<DPoP.DPoPKey>, SessionError>
-) =>
-  Effect.gen(function*() {
-    const http = yield* HttpClient.HttpClient
-    // A DPoP session's calls sign with the session's own key, the one its tokens are bound to.
-    const dpop = Option.getOrUndefined(yield* dpopKey)
-    return AuthHttpClient.authenticate(http, {
-      ...options,
-      ...(dpop === undefined ? {} : { dpop }),
-      tokens
-    } as AuthHttpClient.AuthenticateOptions)
-  })
-
-/**
- * The session's failures, as the `TokenError` a `TokenCache` fails with: the reason core acts on (retry when
- * `Unavailable`, never when rejected), and the `SessionError` itself as the cause, which the middleware takes back
- * out unchanged (`NotSignedIn` stays `NotSignedIn`).
- */
-const toTokenError = (error: SessionError): TokenError.TokenError =>
-  new TokenError.TokenError({
-    operation: tokenOperation,
-    reason: error.reason._tag === "Unavailable"
-      ? new TokenError.Unavailable({ description: error.reason.description, retryAfter: error.reason.retryAfter })
-      : new TokenError.RefreshTokenRejected({ description: error.reason.message }),
-    cause: error
-  })
-
-const tokenOperation = "user session"
-
-/** A `TokenCache` over one session's token: what core's `AuthHttpClient` needs. */
-const tokensOf = (
-  sessions: UserSessions,
-  id: Redacted.Redacted<string>,
-  resource: string | undefined
-): TokenCache.TokenCache => {
-  const get = Effect.mapError(sessions.accessToken(id, resource), toTokenError)
-  return {
-    key: `user-session${resource === undefined ? "" : `:${resource}`}`,
-    get,
-    invalidate: (token) => sessions.invalidate(id, token, resource),
-    // The session refreshes on its own rules (due, or a rejected token); asked to, it answers its current token.
-    refresh: get,
-    // For diagnostics: reading the token may refresh it, as any request of this session would.
-    state: Effect.map(Effect.either(sessions.accessToken(id, resource)), (result): TokenCache.State => {
-      if (result._tag === "Left") return { _tag: "Empty" }
-      const until = Option.getOrElse(Option.map(result.right.expiresAt, DateTime.toEpochMillis), () => Infinity)
-      return { _tag: "Ready", token: result.right, validUntil: until, refreshAt: until }
-    })
-  }
-}
-
-const currentOf = (sessions: UserSessions, id: Redacted.Redacted<string>, subject: string): CurrentSession => ({
-  id,
-  subject,
-  accessToken: (resource) => sessions.accessToken(id, resource),
-  tokens: (resource) => tokensOf(sessions, id, resource),
-  dpopKey: sessions.dpopKey(id)
-})
-
-/** A page load that can simply be sent to log in (a GET navigation), rather than answered 401. */
-const wantsLogin = (request: HttpServerRequest.HttpServerRequest): boolean =>
-  (request.method === "GET" || request.method === "HEAD") && pages.isNavigation(request)
+> => internal.clientFor(id, options)
 
 /**
  * The answer to a request whose session is missing, rejected or unavailable. `Unavailable`: 503 (with `Retry-After`
@@ -636,29 +556,7 @@ export const errorResponse = (
   loginPath: string,
   page?: ErrorPage | undefined
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    if (error.reason._tag !== "Unavailable" && wantsLogin(request)) {
-      const returnTo = protocol.safeReturnTo(request.url)
-      return Effect.succeed(
-        HttpServerResponse.redirect(`${loginPath}?returnTo=${encodeURIComponent(returnTo)}`, { status: 302 })
-      )
-    }
-    if (pages.isNavigation(request)) {
-      return page === undefined ? Effect.succeed(pages.defaultPage(error, loginPath)) : page(error)
-    }
-    return Effect.succeed(
-      error.reason._tag === "Unavailable"
-        ? HttpServerResponse.unsafeJson({ error: "temporarily_unavailable" }, {
-          status: 503,
-          headers: pages.retryAfterHeaders(error)
-        })
-        : HttpServerResponse.unsafeJson({ error: "login_required" }, { status: 401 })
-    )
-  })
-
-/** The `SessionError` a session's token cache failed with (see `toTokenError`), if `error` is one. */
-const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionError> =>
-  error.operation === tokenOperation && isSessionError(error.cause) ? Option.some(error.cause) : Option.none()
+  internal.errorResponse(error, loginPath, page)
 
 /**
  * The session middleware: reads the session cookie, loads the session and its access token (refreshing it once
@@ -683,56 +581,4 @@ const fromTokenError = (error: TokenError.TokenError): Option.Option<SessionErro
  */
 export const middleware = <E, R>(
   app: HttpApp.Default<E, R>
-): HttpApp.Default<Exclude<E, SessionError>, Exclude<R, RequestSession> | UserSessions> =>
-  Effect.gen(function*() {
-    const sessions = yield* UserSessions
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const raw = request.cookies[sessions.cookieName]
-    let expire = false
-    let session: Effect.Effect<CurrentSession, SessionError>
-    const anonymous = (description: string) =>
-      Effect.fail(new SessionError({ operation: "session", reason: new NotSignedIn({ description }) }))
-    if (raw === undefined) {
-      session = anonymous("no session cookie")
-    } else if (!protocol.isWellFormedId(raw)) {
-      expire = true
-      session = anonymous("malformed session cookie")
-    } else {
-      const id = Redacted.make(raw)
-      const loaded = yield* Effect.either(
-        Effect.flatMap(sessions.load(id), (found) =>
-          // The token now, so that a rejected session is known before the app runs; a transient failure still
-          // lets the request through (it may not need the token, and the user stays signed in).
-          Effect.as(
-            Effect.catchIf(
-              sessions.accessTokenOf(id, found),
-              (e) => e.reason._tag === "Unavailable",
-              () => Effect.void
-            ),
-            found
-          ))
-      )
-      if (loaded._tag === "Right") {
-        const user = currentOf(sessions, id, loaded.right.record.subject)
-        session = Effect.succeed(user)
-      } else {
-        expire = loaded.left.reason._tag !== "Unavailable"
-        session = Effect.fail(loaded.left)
-      }
-    }
-    const response = yield* app.pipe(
-      Effect.provideService(RequestSession, { current: session }),
-      Effect.catchAll((error) => {
-        const sessionFailure = isSessionError(error)
-          ? Option.some(error)
-          : TokenError.isTokenError(error)
-          ? fromTokenError(error)
-          : Option.none()
-        // Not a session's failure: the application's own error, which is not a `SessionError`.
-        if (Option.isNone(sessionFailure)) return Effect.fail(error as Exclude<E, SessionError>)
-        return errorResponse(sessionFailure.value, sessions.loginPath, sessions.errorPage)
-      })
-    )
-    // Added beside the application's cookies; a response that sets a new session cookie keeps it.
-    return expire ? cookies.expire(response, sessions.cookieName, sessions.secureCookies) : response
-  })
+): HttpApp.Default<Exclude<E, SessionError>, Exclude<R, RequestSession> | UserSessions> => internal.middleware(app)
