@@ -6,25 +6,33 @@ import { AccessToken, TokenSource } from "@effect-token/core"
 import { RedisClient, RedisTokenStore } from "@effect-token/redis"
 import { RedisIoredis } from "@effect-token/redis/ioredis"
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
+import { DateTime, Deferred, Duration, Effect, Fiber, Logger, Option, Redacted, Ref } from "effect"
 import { ring } from "./support/fixtures.js"
 import * as RedisServer from "./support/redisServer.js"
 
-/** Returns once a lease is held: the leader is fetching (a cold, starved process can take a while to get there). */
-const leaseTaken = (port: number) =>
-  Effect.gen(function*() {
-    while ((yield* RedisServer.cli(port, "KEYS", "*:lease")).trim() === "") yield* Effect.sleep("10 millis")
-  })
-
-/** A source whose tokens live `lifetime` from when each request went out, answered after `delay`. */
-const slowSource = (lifetime: Duration.DurationInput, delay: Duration.DurationInput) =>
+/**
+ * A source whose tokens live `lifetime` from when each request went out, answered after `delay`. With `holdFirst`,
+ * the first request waits at the source until `releaseFirst`: a test can fault Redis while the leader is known to be
+ * past its reads and before its write, however starved the CPU.
+ */
+const slowSource = (
+  lifetime: Duration.DurationInput,
+  delay: Duration.DurationInput,
+  options: { readonly holdFirst?: boolean } = {}
+) =>
   Effect.gen(function*() {
     const count = yield* Ref.make(0)
+    const firstStarted = yield* Deferred.make<void>()
+    const firstReleased = yield* Deferred.make<void>()
     const source = TokenSource.make({
       key: "slow-source",
       fetch: Effect.gen(function*() {
         const n = yield* Ref.updateAndGet(count, (c) => c + 1)
         const sentAt = yield* DateTime.now
+        if (n === 1 && options.holdFirst === true) {
+          yield* Deferred.succeed(firstStarted, undefined)
+          yield* Deferred.await(firstReleased)
+        }
         yield* Effect.sleep(delay)
         return AccessToken.make({
           value: Redacted.make(`token-${n}`),
@@ -33,7 +41,12 @@ const slowSource = (lifetime: Duration.DurationInput, delay: Duration.DurationIn
         })
       })
     })
-    return { source, count: Ref.get(count) }
+    return {
+      source,
+      count: Ref.get(count),
+      firstStarted: Deferred.await(firstStarted),
+      releaseFirst: Deferred.succeed(firstReleased, undefined)
+    }
   })
 
 const sharedAt = (
@@ -54,18 +67,24 @@ const sharedAt = (
  * Two instances A and B on `source`: Redis stalls 4 s while A leads (its write, sent after its 1 s fetch, times out
  * on a 2 s Redis timeout), then B fetches. B's token and how long its fetch took.
  */
+/**
+ * A (the leader) takes the lease and sends its request; Redis is stopped while the request is at the source, so A's
+ * write meets the stalled Redis; Redis is back 4 s later; then B asks.
+ */
 const leaderStalledThenFollower = (
   redis: RedisServer.RedisServer,
-  source: TokenSource.TokenSource,
+  slow: Effect.Effect.Success<ReturnType<typeof slowSource>>,
   options: RedisTokenStore.Options
 ) =>
   Effect.gen(function*() {
-    const a = yield* sharedAt(redis.url, source, options, "2 seconds")
-    const b = yield* sharedAt(redis.url, source, options, "2 seconds")
+    const a = yield* sharedAt(redis.url, slow.source, options, "2 seconds")
+    const b = yield* sharedAt(redis.url, slow.source, options, "2 seconds")
     const { resume, stall } = yield* RedisServer.stallable(redis)
     const leading = yield* Effect.fork(a.fetch)
-    yield* leaseTaken(redis.port)
+    // A's reads and its lease are done once its request is at the source; Redis stops before the answer comes.
+    yield* slow.firstStarted
     yield* stall
+    yield* slow.releaseFirst
     yield* Effect.sleep("4 seconds")
     yield* resume
     yield* Fiber.join(leading)
@@ -90,13 +109,13 @@ describe("shared access tokens under faults", () => {
     Effect.gen(function*() {
       const redis = yield* RedisServer.single
       const keyRing = yield* ring("k1")
-      const { count, source } = yield* slowSource("1 minute", "1 second")
+      const slow = yield* slowSource("1 minute", "1 second", { holdFirst: true })
       const options = { keyRing, pollInterval: "50 millis", retryRedisAfter: "100 millis" } as const
       // Redis calls time out after 2 s: long enough for a starved CPU, shorter than the stall. B arrives after the
       // blip: it must get A's token, promptly, without a token request of its own.
-      const { token, waited } = yield* leaderStalledThenFollower(redis, source, options)
+      const { token, waited } = yield* leaderStalledThenFollower(redis, slow, options)
       expect(token).toBe("token-1")
-      expect(yield* count).toBe(1)
+      expect(yield* slow.count).toBe(1)
       // Bound: one poll of the leader's background write and a Redis round trip or two, with room for a starved
       // CPU; well under the lease (10 s) B would otherwise wait out.
       expect(waited).toBeLessThan(5_000)
@@ -107,7 +126,7 @@ describe("shared access tokens under faults", () => {
       const redis = yield* RedisServer.single
       const keyRing = yield* ring("k1")
       // 3 s tokens, served until 1 s before their end: A's token is past its usable life when the 4 s stall ends.
-      const { count, source } = yield* slowSource("3 seconds", "1 second")
+      const slow = yield* slowSource("3 seconds", "1 second", { holdFirst: true })
       // A long lease, so that waiting it out (the bug: the lease was kept when the token was too old to write)
       // cannot pass for a prompt answer.
       const options = {
@@ -117,9 +136,9 @@ describe("shared access tokens under faults", () => {
         leaseTtl: "20 seconds"
       } as const
       // B's token ran out: it takes the lease A released and fetches, without waiting for the lease to lapse.
-      const { token, waited } = yield* leaderStalledThenFollower(redis, source, options)
+      const { token, waited } = yield* leaderStalledThenFollower(redis, slow, options)
       expect(token).toBe("token-2")
-      expect(yield* count).toBe(2)
+      expect(yield* slow.count).toBe(2)
       // Bound: a poll, a few Redis round trips and one 1 s fetch, with room for a starved CPU; the lease is 20 s.
       expect(waited).toBeLessThan(5_000)
     }))
