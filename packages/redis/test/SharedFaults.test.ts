@@ -64,12 +64,9 @@ const sharedAt = (
   })
 
 /**
- * Two instances A and B on `source`: Redis stalls 4 s while A leads (its write, sent after its 1 s fetch, times out
- * on a 2 s Redis timeout), then B fetches. B's token and how long its fetch took.
- */
-/**
- * A (the leader) takes the lease and sends its request; Redis is stopped while the request is at the source, so A's
- * write meets the stalled Redis; Redis is back 4 s later; then B asks.
+ * Two instances A and B on one slow source. A (the leader) takes the lease and sends its request; Redis is stopped
+ * while the request is held at the source, so A's write (after the source's delay) meets the stalled Redis and times
+ * out on its 2 s Redis timeout; Redis is back 4 s after it stopped; then B fetches. B's token and how long it took.
  */
 const leaderStalledThenFollower = (
   redis: RedisServer.RedisServer,
