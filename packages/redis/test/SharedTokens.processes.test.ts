@@ -13,8 +13,8 @@ import * as RedisServer from "./support/redisServer.js"
 
 const instanceCount = 8
 const callers = 100
-// Long enough that a token sent for under a slow answer (`Fault.slow("1 second")`) and a starved event loop is still
-// usable when it is read; short enough that five expiries take seconds, not minutes.
+// Long enough that a token asked for under a slow answer (`Fault.slow("1 second")`) is still usable when a starved
+// event loop reads it; short enough that five expiries take seconds, not minutes.
 const lifetimeMillis = 4_000
 
 const tokenRequests = (as: TestAuthorizationServer.TestAuthorizationServer) =>
