@@ -172,6 +172,37 @@ describe("the spend record: no other instance spends a token whose spend is unre
       expect(as.presented).toEqual(["rt-0", "rt-1"])
       expect(value(yield* storeA.get)).toEqual(Option.some("rt-2"))
     }))
+
+  it.scopedLive("the watch runs while this instance's own rotation is being written: not a loss, no repair, no warning", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer.single
+      const keyRing = yield* ring("k1")
+      const client = yield* RedisIoredis.make({ url: redis.url })
+      // The rotation's write is held back so that the watch (every 20 ms) surely reads the record between this
+      // instance learning the rotation and storing it: on a starved CPU the fibers interleave so by chance.
+      const slowRotationWrite: RedisClient.RedisClient = {
+        ...client,
+        eval: (script, keys, args) =>
+          script.name === "effect-token/rt-complete"
+            ? Effect.zipRight(Effect.sleep("300 millis"), client.eval(script, keys, args))
+            : client.eval(script, keys, args)
+      }
+      const { lines, logger } = capturingLogs()
+      const store = yield* RedisRefreshTokenStore.make({
+        keyRing,
+        subject: "svc",
+        initial: Redacted.make("rt-0"),
+        watchInterval: "20 millis",
+        seedSettle: "100 millis"
+      }).pipe(Effect.provideService(RedisClient.RedisClient, slowRotationWrite), Effect.provide(logger))
+      const as = rotatingServer(0)
+      const source = yield* sourceOver(store, as.client, "5 seconds")
+      yield* source.fetch.pipe(Effect.provide(logger))
+      yield* source.fetch.pipe(Effect.provide(logger))
+      expect(as.presented).toEqual(["rt-0", "rt-1"])
+      expect(value(yield* store.get)).toEqual(Option.some("rt-2"))
+      expect(lines).toEqual([])
+    }))
 })
 
 describe("an acknowledged rotation survives a failover and an empty restart", () => {

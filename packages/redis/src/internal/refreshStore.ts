@@ -19,6 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Encoding from "effect/Encoding"
 import * as FiberRef from "effect/FiberRef"
+import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
@@ -156,6 +157,10 @@ export const make = (
     )
     const guard = health.guard
     const newest = yield* Ref.make(Option.none<Known>())
+    // This instance's rotations between being learnt and being stored (by `complete`): in that gap the store is
+    // behind what is known, and is not to be taken for one that lost them (a repair would end the spend under way).
+    const storing = yield* Ref.make(HashSet.empty<string>())
+    const storingKey = (known: Known) => `${known.lineage} ${known.version}`
     // The lease owner while this fiber holds the lock (set by `withLock`, read by `spend`'s script).
     const lockOwner = yield* FiberRef.make(Option.none<string>())
     // Refreshes in this process take turns here first, so only one of them polls Redis for the lock.
@@ -252,6 +257,10 @@ export const make = (
       }
     }
 
+    /** `isBehind`, unless the newer token is this instance's rotation that `complete` is storing right now. */
+    const hasLost = (record: Record, known: Known) =>
+      Effect.map(Ref.get(storing), (rotations) => isBehind(record, known) && !HashSet.has(rotations, storingKey(known)))
+
     const fromOwnSeed = (known: Known) => known.seedfp !== undefined && ownSeedFps.includes(known.seedfp)
 
     const repair = (known: Known, gate: typeof guard = guard) =>
@@ -301,7 +310,7 @@ export const make = (
         for (let round = 0; round < 3; round++) {
           const record = yield* readRecord
           const known = yield* Ref.get(newest)
-          if (Option.isSome(known) && isBehind(record, known.value)) {
+          if (Option.isSome(known) && (yield* hasLost(record, known.value))) {
             yield* repair(known.value)
             return Option.some(known.value.token)
           }
@@ -412,34 +421,39 @@ export const make = (
       Effect.gen(function*() {
         const rotated = answer.refreshToken
         const known = yield* Ref.get(newest)
-        if (Option.isSome(rotated)) {
+        const next = Option.map(rotated, (token): Known => ({
+          version: spent.version + 1,
+          token,
+          lineage: spent.lineage,
+          seedfp: spent.seedfp
+        }))
+        const store = Effect.gen(function*() {
           // Known before it is written: if Redis cannot take it now, the watch writes it when Redis answers.
-          yield* learn({
-            version: spent.version + 1,
-            token: rotated.value,
-            lineage: spent.lineage,
-            seedfp: spent.seedfp
-          })
-        }
-        const rotation = Option.isNone(rotated) ? [] : [
-          yield* keyRing.encrypt(Redacted.value(rotated.value), recordKey),
-          yield* fingerprint(rotated.value)
-        ]
-        const [version, replicas] = yield* guard(
-          client.eval(Scripts.completeRefreshSpend, [recordKey], [spendId, channel, keys.id, ...rotation])
-        ).pipe(Effect.mapError(unavailable))
-        if (version < 0 && Option.isSome(rotated)) {
+          if (Option.isSome(next)) yield* learn(next.value)
+          const rotation = Option.isNone(rotated) ? [] : [
+            yield* keyRing.encrypt(Redacted.value(rotated.value), recordKey),
+            yield* fingerprint(rotated.value)
+          ]
+          return yield* guard(
+            client.eval(Scripts.completeRefreshSpend, [recordKey], [spendId, channel, keys.id, ...rotation])
+          ).pipe(Effect.mapError(unavailable))
+        })
+        const [version, replicas] = yield* Option.match(next, {
+          onNone: () => store,
+          onSome: (rotation) =>
+            Effect.acquireUseRelease(
+              Ref.update(storing, HashSet.add(storingKey(rotation))),
+              () => store,
+              () => Ref.update(storing, HashSet.remove(storingKey(rotation)))
+            )
+        })
+        if (version < 0 && Option.isSome(next)) {
           // The spend is gone. Either the store lost it (a failover to a replica that never got the spend record, an
           // empty restart, perhaps re-seeded since with the long-spent first token): what is stored is behind, and the
           // rotated token is the only valid one, known here alone; forgetting it would make the fleet send a spent
           // token and get the grant revoked. Or another instance took the spend over after its deadline: the store
           // moved on, or that instance's spend is in progress, and its result wins (below).
-          const rotation: Known = {
-            version: spent.version + 1,
-            token: rotated.value,
-            lineage: spent.lineage,
-            seedfp: spent.seedfp
-          }
+          const rotation = next.value
           const seen = yield* Effect.either(
             Effect.zip(readRecord, guard(client.send<string | null>("HGET", recordKey, "sid")))
           )
@@ -559,7 +573,7 @@ export const make = (
       yield* flushUnwritten
       const record = yield* readWith(health.probe)
       const known = yield* Ref.get(newest)
-      if (Option.isSome(known) && isBehind(record, known.value)) {
+      if (Option.isSome(known) && (yield* hasLost(record, known.value))) {
         yield* repair(known.value, health.probe)
         return
       }
