@@ -26,7 +26,7 @@ import { Effect, Layer, Redacted, Stream } from "effect"
 
 // A client of the application's own, behind the small interface.
 const driver: RedisClient.Driver = {
-  send: (command) => Effect.fail(new RedisClient.RedisError({ reason: "Unavailable", command })),
+  send: (command) => Effect.fail(new RedisClient.RedisError({ command, reason: new RedisClient.Unavailable({ description: "down" }) })),
   subscribe: () => Stream.never
 }
 const RedisLive = Layer.succeed(RedisClient.RedisClient, RedisClient.make(driver))

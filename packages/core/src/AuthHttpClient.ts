@@ -35,21 +35,29 @@ import * as ClientCredentials from "./ClientCredentials.js"
 import * as Discovery from "./Discovery.js"
 import * as DPoP from "./DPoP.js"
 import * as internal from "./internal/authHttpClient.js"
-import { TokenRejected } from "./internal/tokenRejected.js"
+import {
+  Held,
+  NonceRefused,
+  NotReplayable,
+  RejectedAfterRetry,
+  TokenRejected,
+  TokenRejectedReason
+} from "./internal/tokenRejected.js"
 import * as TokenCache from "./TokenCache.js"
 import type * as TokenError from "./TokenError.js"
 import type * as TokenManager from "./TokenManager.js"
 import type * as TokenSource from "./TokenSource.js"
 
 /**
- * The API rejected the token (HTTP 401), after the one retry with a fresh token, or when the request could not be
- * replayed. Its tag does not collide with platform's `HttpApiError.Unauthorized`. Defined in
- * `internal/tokenRejected.ts` (see there for its fields), so that the implementation raises it without a cycle.
+ * The API rejected the token (HTTP 401), and why the call ends there: its `reason` is `RejectedAfterRetry` (a fresh
+ * token was rejected too), `Held`, `NotReplayable` or `NonceRefused` (not retried). Its tag does not collide with
+ * platform's `HttpApiError.Unauthorized`. Defined in `internal/tokenRejected.ts` (see there for its fields), so that
+ * the implementation raises it without a cycle.
  *
  * @since 0.1.0
  * @category errors
  */
-export { TokenRejected }
+export { Held, NonceRefused, NotReplayable, RejectedAfterRetry, TokenRejected, TokenRejectedReason }
 
 /**
  * The errors the authentication adds to a client's own.

@@ -132,7 +132,12 @@ describe("AuthHttpClient", () => {
       expect(error._tag).toBe("TokenRejected")
       if (error._tag !== "TokenRejected") return
       expect(error.status).toBe(401)
+      expect(error.reason._tag).toBe("RejectedAfterRetry")
       expect(error.retried).toBe(true)
+      expect(error.message).toBe(
+        "GET https://api.test/invoices was rejected with HTTP 401: invalid_token - The token was revoked " +
+          "(a fresh token was rejected too)"
+      )
       expect(error.error).toBe("invalid_token")
       expect(error.errorDescription).toBe("The token was revoked")
       expect(error.challenges[0]!.params.realm).toBe("api")
@@ -151,12 +156,12 @@ describe("AuthHttpClient", () => {
       const client = auth(api.client, cache)
       // The first call: the rejected token is thrown away, and the fresh one is rejected too.
       const first = yield* Effect.flip(get(client, "https://api.test/bad"))
-      expect(first._tag === "TokenRejected" && first.retried).toBe(true)
+      expect(first._tag === "TokenRejected" && first.reason._tag).toBe("RejectedAfterRetry")
       expect(yield* fetches).toBe(2)
       // 100 calls to /bad over 20 s: the fresh token is kept (no invalidation, no retry); /good is served with it.
       for (let i = 0; i < 100; i++) {
         const error = yield* Effect.flip(get(client, "https://api.test/bad"))
-        expect(error._tag === "TokenRejected" && error.retried).toBe(false)
+        expect(error._tag === "TokenRejected" && error.reason._tag).toBe("Held")
         expect((yield* get(client, "https://api.test/good")).status).toBe(200)
         yield* TestClock.adjust("200 millis")
       }
@@ -199,7 +204,7 @@ describe("AuthHttpClient", () => {
         HttpClientRequest.setBody(HttpBody.raw(new ReadableStream()))
       )
       const error = yield* Effect.flip(auth(api.client, cache).execute(raw))
-      expect(error._tag === "TokenRejected" && error.retried).toBe(false)
+      expect(error._tag === "TokenRejected" && error.reason._tag).toBe("NotReplayable")
       expect(yield* api.seen).toHaveLength(1)
     }))
 
@@ -406,7 +411,7 @@ describe("AuthHttpClient", () => {
       const api = yield* fakeApi([status(401), status(503)])
       const client = auth(api.client, cache)
       const error = yield* Effect.flip(client.execute(streamed))
-      expect(error._tag).toBe("TokenRejected")
+      expect(error._tag === "TokenRejected" && error.reason._tag).toBe("NotReplayable")
       expect(error._tag === "TokenRejected" && error.retried).toBe(false)
       // The rejected token is still invalidated, so the next request gets a fresh one.
       expect(yield* fetches).toBe(1)

@@ -379,7 +379,7 @@ describe("DPoP proofs", () => {
         expect(claimsOf(requests[1]!).nonce).toBe("r-0")
         expect(requests[1]!.headers["authorization"]).toBe("DPoP bound-1")
         const rejected = yield* Effect.flip(api.execute(HttpClientRequest.get("/orders")))
-        expect(rejected._tag).toBe("TokenRejected")
+        expect(rejected._tag === "TokenRejected" && rejected.reason._tag).toBe("NonceRefused")
         expect(requests.length).toBe(4)
         expect(fetches).toBe(1)
         expect(requests.map((r) => r.headers["authorization"])).toEqual(Array(4).fill("DPoP bound-1"))

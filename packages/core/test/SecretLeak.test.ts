@@ -531,7 +531,7 @@ describe("no secret in what this issue's fault paths produce", () => {
           "OAuthError",
           "OAuthError",
           "OAuthError",
-          "TokenRejected"
+          "RejectedAfterRetry"
         ])
       const printed: Array<string> = []
       for (const value of values) {

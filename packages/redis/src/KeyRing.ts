@@ -16,17 +16,17 @@ import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import { DecryptionError } from "./internal/decryptionError.js"
+import { DecryptionError, DecryptionErrorReason, Malformed, Rejected, UnknownKey } from "./internal/decryptionError.js"
 import * as internal from "./internal/keyRing.js"
 
 /**
- * See `internal/decryptionError.ts` (a module of its own, so that the implementation raises it without importing this public
- * module at run time).
+ * The error and its reasons: see `internal/decryptionError.ts` (a module of its own, so that the implementation
+ * raises them without importing this public module at run time).
  *
  * @since 0.1.0
  * @category errors
  */
-export { DecryptionError }
+export { DecryptionError, DecryptionErrorReason, Malformed, Rejected, UnknownKey }
 
 /**
  * @example

@@ -390,18 +390,17 @@ const unsafeMake = (options: Options): MemoryRedisClient => {
       log.push(command)
       if (status === "down") {
         return Effect.fail(
-          new RedisClient.RedisError({ reason: "Unavailable", command, detail: "connection refused (in-memory)" })
+          new RedisClient.RedisError({
+            command,
+            reason: new RedisClient.Unavailable({ description: "connection refused (in-memory)" })
+          })
         )
       }
       if (status === "hung") {
         return Effect.zipRight(
           Effect.sleep(timeout),
           Effect.fail(
-            new RedisClient.RedisError({
-              reason: "Timeout",
-              command,
-              detail: `no answer within ${Duration.format(timeout)}`
-            })
+            new RedisClient.RedisError({ command, reason: new RedisClient.Timeout({ after: timeout }) })
           )
         )
       }
@@ -415,7 +414,9 @@ const unsafeMake = (options: Options): MemoryRedisClient => {
             : error instanceof Error
             ? error.message
             : String(error)
-          return Effect.fail(new RedisClient.RedisError({ reason: "Command", command, detail }))
+          return Effect.fail(
+            new RedisClient.RedisError({ command, reason: new RedisClient.ErrorReply({ reply: detail }) })
+          )
         }
       })
     })

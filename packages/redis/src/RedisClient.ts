@@ -16,16 +16,24 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
-import { RedisError } from "./internal/redisError.js"
+import {
+  ErrorReply,
+  isRedisError,
+  RedisError,
+  RedisErrorReason,
+  Timeout,
+  Unavailable,
+  UnexpectedReply
+} from "./internal/redisError.js"
 
 /**
- * See `internal/redisError.ts` (a module of its own, so that the implementation raises it without importing this public
- * module at run time).
+ * The error and its reasons: see `internal/redisError.ts` (a module of its own, so that the implementation raises
+ * them without importing this public module at run time).
  *
  * @since 0.1.0
  * @category errors
  */
-export { RedisError }
+export { ErrorReply, isRedisError, RedisError, RedisErrorReason, Timeout, Unavailable, UnexpectedReply }
 
 /**
  * A Lua script run with `EVALSHA`. Its SHA-1 is computed locally (Web Crypto) once; a node that does not know the
@@ -177,7 +185,10 @@ export const RedisClient: Context.Tag<RedisClient, RedisClient> = Context.Generi
  *   send: (command, args) =>
  *     Effect.tryPromise({
  *       try: () => other.sendCommand([command, ...args.map(String)]),
- *       catch: () => new RedisClient.RedisError({ reason: "Unavailable", command })
+ *       catch: () => new RedisClient.RedisError({
+ *         command,
+ *         reason: new RedisClient.Unavailable({ description: "the connection is closed" })
+ *       })
  *     }),
  *   subscribe: () => Stream.never
  * }
@@ -228,8 +239,12 @@ export const defaultTimeout: Duration.Duration = Duration.seconds(1)
  *
  * // A driver that is never there: every call fails as Unavailable.
  * const down = RedisClient.make({
- *   send: (command) => Effect.fail(new RedisClient.RedisError({ reason: "Unavailable", command })),
- *   subscribe: () => Stream.fail(new RedisClient.RedisError({ reason: "Unavailable", command: "SUBSCRIBE" }))
+ *   send: (command) =>
+ *     Effect.fail(new RedisClient.RedisError({ command, reason: new RedisClient.Unavailable({ description: "down" }) })),
+ *   subscribe: () =>
+ *     Stream.fail(
+ *       new RedisClient.RedisError({ command: "SUBSCRIBE", reason: new RedisClient.Unavailable({ description: "down" }) })
+ *     )
  * })
  * ```
  *
@@ -244,8 +259,7 @@ export const make = (
   const bounded = <A>(effect: Effect.Effect<A, RedisError>, command: string, within: Duration.Duration) =>
     Effect.timeoutFail(effect, {
       duration: within,
-      onTimeout: () =>
-        new RedisError({ reason: "Timeout", command, detail: `no answer within ${Duration.format(within)}` })
+      onTimeout: () => new RedisError({ command, reason: new Timeout({ after: within }) })
     })
   const send = <A = unknown>(command: string, ...args: ReadonlyArray<Arg>): Effect.Effect<A, RedisError> =>
     bounded(driver.send(command, args) as Effect.Effect<A, RedisError>, command, timeout)
@@ -264,7 +278,7 @@ export const make = (
       Effect.flatMap(script.sha, (sha) =>
         send<A>("EVALSHA", sha, keys.length, ...keys, ...args).pipe(
           Effect.catchIf(
-            (error) => error.reason === "Command" && error.detail?.startsWith("NOSCRIPT") === true,
+            (error) => error.reason._tag === "ErrorReply" && error.reason.reply.startsWith("NOSCRIPT"),
             () => send<A>("EVAL", script.lua, keys.length, ...keys, ...args)
           )
         )),
@@ -275,7 +289,7 @@ export const make = (
       return bounded(reply, "WAIT", Duration.sum(timeout, Duration.millis(millis))).pipe(
         Effect.filterOrFail(
           (acknowledged): acknowledged is number => typeof acknowledged === "number",
-          () => new RedisError({ reason: "Command", command: "WAIT", detail: "unexpected reply" })
+          () => new RedisError({ command: "WAIT", reason: new UnexpectedReply({ description: "not a number" }) })
         )
       )
     },

@@ -90,14 +90,14 @@ describe("MemoryRedisClient", () => {
 
       yield* redis.setStatus("down")
       const refused = yield* Effect.either(redis.get("h"))
-      expect(Either.isLeft(refused) && refused.left.reason).toBe("Unavailable")
+      expect(Either.isLeft(refused) && refused.left.reason._tag).toBe("Unavailable")
       yield* redis.setStatus("hung")
       const hung = yield* Effect.fork(Effect.either(redis.get("h")))
       yield* TestClock.adjust("499 millis")
       expect(Option.isNone(yield* Fiber.poll(hung))).toBe(true)
       yield* TestClock.adjust("1 millis")
       const timedOut = yield* Fiber.join(hung)
-      expect(Either.isLeft(timedOut) && timedOut.left.reason).toBe("Timeout")
+      expect(Either.isLeft(timedOut) && timedOut.left.reason._tag).toBe("Timeout")
       yield* redis.setStatus("up")
       yield* redis.flushAll
       expect(yield* redis.keys).toEqual([])
@@ -108,7 +108,7 @@ describe("MemoryRedisClient", () => {
       const redis = yield* MemoryRedisClient.make()
       const other = RedisClient.script<number>("mine", "return 1")
       const failure = yield* Effect.flip(redis.eval(other, [], []))
-      expect(failure.reason).toBe("Command")
+      expect(failure.reason._tag).toBe("ErrorReply")
     }))
 })
 

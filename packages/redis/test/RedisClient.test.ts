@@ -53,7 +53,7 @@ describe("RedisClient over ioredis, single node", () => {
       const started = Date.now()
       const failure = yield* Effect.either(client.get("k"))
       const elapsed = Date.now() - started
-      expect(Either.isLeft(failure) && failure.left.reason).toBe("Unavailable")
+      expect(Either.isLeft(failure) && failure.left.reason._tag).toBe("Unavailable")
       // No offline queue: the failure is immediate, not the 1 s timeout.
       expect(elapsed).toBeLessThan(500)
 
@@ -79,7 +79,7 @@ describe("RedisClient over ioredis, single node", () => {
       const started = Date.now()
       const failure = yield* Effect.either(client.get("k"))
       const elapsed = Date.now() - started
-      expect(Either.isLeft(failure) && failure.left.reason).toBe("Timeout")
+      expect(Either.isLeft(failure) && failure.left.reason._tag).toBe("Timeout")
       expect(elapsed).toBeGreaterThanOrEqual(290)
       expect(elapsed).toBeLessThan(1_500)
       server.process()!.kill("SIGCONT")
@@ -127,8 +127,11 @@ describe("RedisClient over ioredis, single node", () => {
     }).pipe(Effect.scoped))
 
   it("errors never carry the command's arguments", () => {
-    const error = new RedisClient.RedisError({ reason: "Command", command: "EVALSHA", detail: "NOSCRIPT x" })
-    expect(error.message).toBe("Redis EVALSHA failed (Command): NOSCRIPT x")
+    const error = new RedisClient.RedisError({
+      command: "EVALSHA",
+      reason: new RedisClient.ErrorReply({ reply: "NOSCRIPT x" })
+    })
+    expect(error.message).toBe("Redis EVALSHA failed (ErrorReply): NOSCRIPT x")
   })
 })
 

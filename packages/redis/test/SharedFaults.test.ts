@@ -152,7 +152,7 @@ describe("shared access tokens under faults", () => {
       yield* stall
       // The SET NX waits in Redis's socket; the caller's timeout ends the call first.
       const error = yield* Effect.flip(store.acquireLease(keys, "20 seconds"))
-      expect(error.reason).toBe("Timeout")
+      expect(error.reason._tag).toBe("Timeout")
       yield* resume
       // Redis applies the SET when it resumes: a 20 s lease nobody holds, unless it is released.
       const started = Date.now()

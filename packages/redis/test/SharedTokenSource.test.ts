@@ -247,7 +247,9 @@ describe("the lease, with a scripted Redis and TestClock", () => {
       const client = RedisClient.make({
         send: (command, args) =>
           down
-            ? Effect.fail(new RedisClient.RedisError({ reason: "Unavailable", command }))
+            ? Effect.fail(
+              new RedisClient.RedisError({ command, reason: new RedisClient.Unavailable({ description: "down" }) })
+            )
             : Effect.tap(fakeReply(storage, command, args), () => {
               if (command === "SET") down = true
             }),
@@ -311,7 +313,7 @@ const fakeReply = (storage: Map<string, string>, command: string, args: Readonly
         return "OK"
       }
       case "EVALSHA":
-        return new RedisClient.RedisError({ reason: "Command", command, detail: "NOSCRIPT" })
+        return new RedisClient.RedisError({ command, reason: new RedisClient.ErrorReply({ reply: "NOSCRIPT" }) })
       case "EVAL": {
         const lua = String(args[0])
         const keys = args.slice(2, 2 + Number(args[1])).map(String)

@@ -35,7 +35,8 @@ import * as dpop from "./dpop.js"
 import * as redirects from "./redirects.js"
 import { parseRetryAfter } from "./retryAfter.js"
 import { redact, serverText } from "./serverText.js"
-import { TokenRejected } from "./tokenRejected.js"
+import type { TokenRejectedReason } from "./tokenRejected.js"
+import { Held, NonceRefused, NotReplayable, RejectedAfterRetry, TokenRejected } from "./tokenRejected.js"
 import { isTransientStatus } from "./transient.js"
 
 export const currentTokenParams = globalValue(
@@ -512,29 +513,32 @@ export const authenticate = <E, R>(
         ) {
           return yield* once(retried, true)
         }
+        const fail = (reason: TokenRejectedReason) =>
+          new TokenRejected({
+            request,
+            response: rejected,
+            challenges: cleanChallenges(rejected.headers["www-authenticate"], secrets),
+            reason
+          })
         // A nonce challenge is never the token's fault: it is not invalidated, and a server that asks again after
         // its nonce was sent is not asked a third time.
-        if (!nonceChallenge) {
-          const now = yield* Clock.currentTimeMillis
-          if (retried) {
-            // The token sent in place of a rejected one is rejected too: keep it, and hold further 401s for it.
-            if (rejectionHold > 0 && !replacements.has(token)) replacements.set(token, now)
-          } else {
-            const rejectedAgainAt = replacements.get(token)
-            if (rejectedAgainAt !== undefined && now < rejectedAgainAt + rejectionHold) {
-              yield* Effect.annotateCurrentSpan("effect_token.rejection_held", true)
-            } else {
-              yield* invalidate(params, token)
-              if (redirects.isReplayable(request)) {
-                unauthorizedRetries.unsafeUpdate(1, [])
-                yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
-                return yield* once(true, nonceRetried)
-              }
-            }
-          }
+        if (nonceChallenge) return yield* fail(new NonceRefused({}))
+        const now = yield* Clock.currentTimeMillis
+        if (retried) {
+          // The token sent in place of a rejected one is rejected too: keep it, and hold further 401s for it.
+          if (rejectionHold > 0 && !replacements.has(token)) replacements.set(token, now)
+          return yield* fail(new RejectedAfterRetry({}))
         }
-        const challenges = cleanChallenges(rejected.headers["www-authenticate"], secrets)
-        return yield* new TokenRejected({ request, response: rejected, challenges, retried })
+        const rejectedAgainAt = replacements.get(token)
+        if (rejectedAgainAt !== undefined && now < rejectedAgainAt + rejectionHold) {
+          yield* Effect.annotateCurrentSpan("effect_token.rejection_held", true)
+          return yield* fail(new Held({}))
+        }
+        yield* invalidate(params, token)
+        if (!redirects.isReplayable(request)) return yield* fail(new NotReplayable({}))
+        unauthorizedRetries.unsafeUpdate(1, [])
+        yield* Effect.annotateCurrentSpan("effect_token.unauthorized_retry", true)
+        return yield* once(true, nonceRetried)
       })
     return once(false, false)
   }

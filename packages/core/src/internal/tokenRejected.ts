@@ -23,8 +23,110 @@ const ResponseSchema = Schema.declare(
 )
 
 /**
- * The API rejected the token (HTTP 401), after the one retry with a fresh token, or when the request could not be
- * replayed. Its tag does not collide with platform's `HttpApiError.Unauthorized`.
+ * The token sent in place of a rejected one was rejected too: the endpoint refuses it for a reason a new token does
+ * not fix (an audience, a scope, a revoked client). For `rejectionHold` further 401s for it come as {@link Held}.
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient } from "@effect-token/core"
+ *
+ * const reason = new AuthHttpClient.RejectedAfterRetry({})
+ * ```
+ *
+ * @since 0.3.0
+ * @category reasons
+ */
+export class RejectedAfterRetry
+  extends Schema.TaggedError<RejectedAfterRetry>("@effect-token/core/TokenRejected/RejectedAfterRetry")(
+    "RejectedAfterRetry",
+    {}
+  )
+{
+  override get message(): string {
+    return "a fresh token was rejected too"
+  }
+}
+
+/**
+ * Not retried: this token replaced a rejected one moments ago (within `rejectionHold`) and was rejected since, so
+ * it is kept and the call fails at once, rather than throwing away token after token for one endpoint.
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient } from "@effect-token/core"
+ *
+ * const reason = new AuthHttpClient.Held({})
+ * ```
+ *
+ * @since 0.3.0
+ * @category reasons
+ */
+export class Held extends Schema.TaggedError<Held>("@effect-token/core/TokenRejected/Held")("Held", {}) {
+  override get message(): string {
+    return "not retried: a fresh token was rejected moments ago (rejectionHold)"
+  }
+}
+
+/**
+ * Not retried: the request's body cannot be sent twice (a stream). The token was invalidated, so the caller's own
+ * retry gets a fresh one.
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient } from "@effect-token/core"
+ *
+ * const reason = new AuthHttpClient.NotReplayable({})
+ * ```
+ *
+ * @since 0.3.0
+ * @category reasons
+ */
+export class NotReplayable
+  extends Schema.TaggedError<NotReplayable>("@effect-token/core/TokenRejected/NotReplayable")("NotReplayable", {})
+{
+  override get message(): string {
+    return "not retried: the request's body cannot be sent again"
+  }
+}
+
+/**
+ * A DPoP resource server asked for a nonce (RFC 9449 section 9) and refused the request sent with it, or gave no
+ * usable nonce, or the request could not be sent again: the token is not at fault and stays cached.
+ *
+ * @example
+ * ```ts
+ * import { AuthHttpClient } from "@effect-token/core"
+ *
+ * const reason = new AuthHttpClient.NonceRefused({})
+ * ```
+ *
+ * @since 0.3.0
+ * @category reasons
+ */
+export class NonceRefused
+  extends Schema.TaggedError<NonceRefused>("@effect-token/core/TokenRejected/NonceRefused")("NonceRefused", {})
+{
+  override get message(): string {
+    return "the DPoP nonce challenge was not met"
+  }
+}
+
+/**
+ * @since 0.3.0
+ * @category reasons
+ */
+export const TokenRejectedReason = Schema.Union(RejectedAfterRetry, Held, NotReplayable, NonceRefused)
+
+/**
+ * @since 0.3.0
+ * @category reasons
+ */
+export type TokenRejectedReason = typeof TokenRejectedReason.Type
+
+/**
+ * The API rejected the token (HTTP 401), and why the call ends here (`reason`): a fresh token was rejected too
+ * (`RejectedAfterRetry`), or it was not retried (`Held`, `NotReplayable`, `NonceRefused`). Its tag does not
+ * collide with platform's `HttpApiError.Unauthorized`.
  *
  * @example
  * ```ts
@@ -55,10 +157,14 @@ export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-to
      * `Authorization` header puts no token into it.
      */
     challenges: Schema.Array(ChallengeSchema),
-    /** Whether the request was sent again with a fresh token before this error. */
-    retried: Schema.Boolean
+    reason: TokenRejectedReason
   }
 ) {
+  /** Whether the request was sent again with a fresh token before this error (`RejectedAfterRetry`). */
+  get retried(): boolean {
+    return this.reason._tag === "RejectedAfterRetry"
+  }
+
   /** The HTTP status: always 401. */
   get status(): number {
     return this.response.status
@@ -77,7 +183,8 @@ export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-to
   override get message(): string {
     const reason = this.error === undefined ? "" : `: ${this.error}`
     const description = this.errorDescription === undefined ? "" : ` - ${this.errorDescription}`
-    return `${this.request.method} ${spanUrl(this.request.url)} was rejected with HTTP 401${reason}${description}`
+    return `${this.request.method} ${spanUrl(this.request.url)} was rejected with HTTP 401${reason}${description} ` +
+      `(${this.reason.message})`
   }
 
   /** Prints what is safe: the request's method and URL without userinfo or query, never headers or the body. */
@@ -88,7 +195,7 @@ export class TokenRejected extends Schema.TaggedError<TokenRejected>("@effect-to
       url: spanUrl(this.request.url),
       status: this.status,
       challenges: this.challenges,
-      retried: this.retried
+      reason: this.reason._tag
     }
   }
 

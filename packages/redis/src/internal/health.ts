@@ -31,7 +31,7 @@ export const notSent = "(not sent)"
  * while Redis stalled waits in Redis's socket and is applied when Redis resumes.
  */
 export const mayHaveLanded = (error: RedisClient.RedisError): boolean =>
-  error.command !== notSent && error.reason !== "Command"
+  error.command !== notSent && error.reason._tag !== "ErrorReply"
 
 /**
  * Sends `effect` to Redis (never held back by the outage gate) until it succeeds or `forMillis` have passed, trying
@@ -61,9 +61,8 @@ export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): E
     // `down` since the first failure of an outage; `retryAt`: when Redis may be tried again.
     const state = yield* Ref.make<{ readonly down: boolean; readonly retryAt: number }>({ down: false, retryAt: 0 })
     const skipped = new RedisClient.RedisError({
-      reason: "Unavailable",
       command: notSent,
-      detail: "Redis failed moments ago"
+      reason: new RedisClient.Unavailable({ description: "Redis failed moments ago" })
     })
     const run = (skip: boolean) => <A>(effect: Effect.Effect<A, RedisClient.RedisError>) =>
       Effect.flatMap(Ref.get(state), (current) =>
@@ -86,7 +85,11 @@ export const makeHealth = (retryAfter: Duration.Duration, messages: Messages): E
                 Ref.modify(state, (s) => [s.down, { down: true, retryAt: now + retryMillis }] as const),
                 (wasDown) =>
                   wasDown ? Effect.void : Effect.logWarning(messages.down).pipe(
-                    Effect.annotateLogs({ reason: error.reason, command: error.command, detail: error.detail ?? "" })
+                    Effect.annotateLogs({
+                      reason: error.reason._tag,
+                      command: error.command,
+                      detail: error.reason.message
+                    })
                   )
               )
             )

@@ -6,7 +6,7 @@ import * as Stream from "effect/Stream"
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis"
 import type { Driver } from "../RedisClient.js"
 import type { Options as IoredisOptions } from "../RedisIoredis.js"
-import { RedisError } from "./redisError.js"
+import { ErrorReply, RedisError, Timeout, Unavailable } from "./redisError.js"
 
 type Client = Redis | Cluster
 
@@ -42,9 +42,10 @@ const toError = (command: string, cause: unknown): RedisError => {
   const name = typeof error?.name === "string" ? error.name : ""
   const message = typeof error?.message === "string" ? error.message : String(cause)
   return new RedisError({
-    reason: name === "ReplyError" ? "Command" : "Unavailable",
     command,
-    detail: firstLine(message)
+    reason: name === "ReplyError"
+      ? new ErrorReply({ reply: firstLine(message) })
+      : new Unavailable({ description: firstLine(message) })
   })
 }
 
@@ -63,7 +64,8 @@ export const awaitReady = (
   }).pipe(
     Effect.timeoutFail({
       duration: timeout,
-      onTimeout: () => new RedisError({ reason: "Unavailable", command, detail: `not connected (${client.status})` })
+      onTimeout: () =>
+        new RedisError({ command, reason: new Unavailable({ description: `not connected (${client.status})` }) })
     })
   )
 
@@ -125,7 +127,7 @@ export const driver = (client: Client): Driver => ({
         }).pipe(
           Effect.timeoutFail({
             duration: timeout,
-            onTimeout: () => new RedisError({ reason: "Timeout", command: "SUBSCRIBE" })
+            onTimeout: () => new RedisError({ command: "SUBSCRIBE", reason: new Timeout({ after: timeout }) })
           })
         )
         if (!isCluster(subscriber)) {

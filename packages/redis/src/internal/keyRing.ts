@@ -3,7 +3,7 @@ import * as Either from "effect/Either"
 import * as Encoding from "effect/Encoding"
 import * as Redacted from "effect/Redacted"
 import type { Key, KeyRing } from "../KeyRing.js"
-import { DecryptionError } from "./decryptionError.js"
+import { DecryptionError, Malformed, Rejected, UnknownKey } from "./decryptionError.js"
 
 export const kidPattern = /^[A-Za-z0-9_-]{1,32}$/
 
@@ -70,14 +70,16 @@ export const make = (keys: ReadonlyArray<Key>): Effect.Effect<KeyRing> =>
 
     const decrypt = (envelope: string, associatedData: string): Effect.Effect<string, DecryptionError> => {
       const parts = envelope.split(".")
-      if (parts.length !== 4 || parts[0] !== version) return Effect.fail(new DecryptionError({ reason: "Malformed" }))
+      if (parts.length !== 4 || parts[0] !== version) {
+        return Effect.fail(new DecryptionError({ reason: new Malformed({}) }))
+      }
       const kid = parts[1]!
       const key = byKid.get(kid)
-      if (key === undefined) return Effect.fail(new DecryptionError({ reason: "UnknownKey", kid }))
+      if (key === undefined) return Effect.fail(new DecryptionError({ reason: new UnknownKey({ kid }) }))
       const iv = Encoding.decodeBase64Url(parts[2]!)
       const sealed = Encoding.decodeBase64Url(parts[3]!)
       if (Either.isLeft(iv) || Either.isLeft(sealed) || iv.right.length !== ivLength) {
-        return Effect.fail(new DecryptionError({ reason: "Malformed", kid }))
+        return Effect.fail(new DecryptionError({ reason: new Malformed({ kid }) }))
       }
       return Effect.tryPromise({
         try: async () =>
@@ -89,7 +91,7 @@ export const make = (keys: ReadonlyArray<Key>): Effect.Effect<KeyRing> =>
             )
           ),
         // Wrong key, tampered bytes and another storage key all look the same to AES-GCM: authentication failed.
-        catch: () => new DecryptionError({ reason: "Rejected", kid })
+        catch: () => new DecryptionError({ reason: new Rejected({ kid }) })
       })
     }
 

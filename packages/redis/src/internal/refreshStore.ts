@@ -32,6 +32,7 @@ import type { Options, StorageKeys } from "../RedisRefreshTokenStore.js"
 import { inBackground, makeHealth, mayHaveLanded, untilAnswered } from "./health.js"
 import { makeLease } from "./lease.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
+import { unexpectedReply } from "./redisError.js"
 import * as Scripts from "./scripts.js"
 
 export const defaults = {
@@ -129,9 +130,6 @@ const parseRecord = (reply: Array<string | null>): Record => {
 const unavailable = (error: RedisClient.RedisError): TokenError.TokenError =>
   RefreshTokenStore.unavailable(`Redis: ${error.message}`)
 
-const unexpected = (command: string) =>
-  new RedisClient.RedisError({ reason: "Command", command, detail: "unexpected reply" })
-
 export const make = (
   options: Options
 ): Effect.Effect<RefreshTokenStore.RefreshTokenStore, never, RedisClient.RedisClient | Scope.Scope> =>
@@ -192,7 +190,7 @@ export const make = (
     const readWith = (gate: typeof guard): Effect.Effect<Record, RedisClient.RedisError> =>
       gate(
         client.send<unknown>("HMGET", recordKey, ...fields).pipe(
-          Effect.filterOrFail(isReply, () => unexpected("HMGET"))
+          Effect.filterOrFail(isReply, () => unexpectedReply("HMGET"))
         )
       ).pipe(Effect.map(parseRecord))
     const readRecord = readWith(guard)
@@ -329,7 +327,7 @@ export const make = (
           return Option.some(token)
         }
         return yield* Effect.fail(
-          new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "the record keeps changing" })
+          unexpectedReply("HMGET", "the record keeps changing")
         )
       }
     ).pipe(Effect.catchTag("RedisError", (error) => Effect.fail(unavailable(error))))

@@ -31,6 +31,7 @@ import type {
 import type { Health } from "./health.js"
 import { inBackground, makeHealth, mayHaveLanded, untilAnswered } from "./health.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
+import { unexpectedReply } from "./redisError.js"
 import * as Scripts from "./scripts.js"
 
 export { defaultPrefix, prefixConfig, validPrefix } from "./prefix.js"
@@ -124,14 +125,13 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
       Effect.flatMap(
         client.send<unknown>("HMGET", keys.token, "v", "exp", "data").pipe(
           // Whatever a client or proxy answers, a bad reply is a Redis failure (and a fallback), never a defect.
-          Effect.filterOrFail(isHmgetReply, () =>
-            new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "unexpected reply" }))
+          Effect.filterOrFail(isHmgetReply, () => unexpectedReply("HMGET"))
         ),
         ([v, exp, data]) => {
           const version = v === null ? 0 : Number(v)
           if (!Number.isSafeInteger(version)) {
             return Effect.fail(
-              new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "bad version" })
+              unexpectedReply("HMGET", "a version that is not a number")
             )
           }
           const expiresAt = exp === null ? Option.none() : Option.some(Number(exp))
@@ -211,7 +211,7 @@ export const make = (options: Options): Effect.Effect<RedisTokenStore, never, Re
         ])
         if (typeof reply !== "number" || !Number.isSafeInteger(reply)) {
           return yield* Effect.fail(
-            new RedisClient.RedisError({ reason: "Command", command: "EVALSHA", detail: "unexpected reply" })
+            unexpectedReply("EVALSHA")
           )
         }
         return reply === -1

@@ -11,6 +11,7 @@ import type { Options, SessionKeys } from "../RedisUserTokenStore.js"
 import { makeHealth } from "./health.js"
 import { makeLease } from "./lease.js"
 import { defaultPrefix, validPrefix } from "./prefix.js"
+import { unexpectedReply } from "./redisError.js"
 import * as Scripts from "./scripts.js"
 
 export const defaults = {
@@ -115,7 +116,7 @@ export const make = (
           client.send<unknown>("HMGET", keys.session, "v", "data").pipe(
             Effect.filterOrFail(
               isHmgetReply,
-              () => new RedisClient.RedisError({ reason: "Command", command: "HMGET", detail: "unexpected reply" })
+              () => unexpectedReply("HMGET")
             )
           )
         ).pipe(Effect.mapError(unavailable))
