@@ -138,7 +138,7 @@ const fleetRows = (redis: RedisServer.RedisServer) =>
       SCOPE: "api:read",
       RUN_MS: String(runMs),
       CALLERS: String(pick(20, 5)),
-      REDIS_TOKEN_KEYS: `k1:${Redacted.value(yield* KeyRing.generateKey)}`,
+      REDIS_TOKEN_KEYS: Redacted.value(KeyRing.format([yield* KeyRing.generateKey("k1")])),
       REDIS_TOKEN_PREFIX: `bench-${randomBytes(4).toString("hex")}`
     }
 

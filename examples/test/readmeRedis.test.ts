@@ -22,7 +22,7 @@ describe("the README's Redis set-up (examples/src/readme/redis.ts)", () => {
           ["CLIENT_SECRET", Redacted.value(secret)],
           ["SCOPE", "api:read"],
           ["REDIS_URL", redis.url],
-          ["REDIS_TOKEN_KEYS", `k1:${Redacted.value(yield* KeyRing.generateKey)}`]
+          ["REDIS_TOKEN_KEYS", Redacted.value(KeyRing.format([yield* KeyRing.generateKey("k1")]))]
         ])
       )
       // Each instance builds its own layer (its own connection and cache), as separate processes would.

@@ -190,19 +190,42 @@ export const layerConfig = (
 ): Layer.Layer<KeyRing, ConfigError.ConfigError> => Layer.effect(KeyRing, Effect.flatMap(config, make))
 
 /**
- * A new random 256-bit key, Base64: what an operator puts after `kid:` in `REDIS_TOKEN_KEYS`.
+ * A new random 256-bit key under `kid`: a {@link Key}, as {@link make} takes it. {@link format} writes keys as
+ * `REDIS_TOKEN_KEYS` holds them. An invalid key id (see {@link parse}) is a defect.
+ *
+ * @example
+ * ```ts
+ * import { KeyRing } from "@effect-token/redis"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* KeyRing.generateKey("2026-10")
+ *   const ring = yield* KeyRing.make([key])
+ *   const spec = KeyRing.format([key]) // Redacted: "2026-10:<Base64>", for REDIS_TOKEN_KEYS
+ * })
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const generateKey = (kid: string): Effect.Effect<Key> =>
+  internal.kidPattern.test(kid)
+    ? Effect.sync(() => ({ kid, key: Redacted.make(globalThis.crypto.getRandomValues(new Uint8Array(32))) }))
+    : Effect.dieMessage(`KeyRing.generateKey: invalid key id ${JSON.stringify(kid)}`)
+
+/**
+ * Keys as `REDIS_TOKEN_KEYS` holds them (`kid:base64key,...`, current first): what {@link parse} reads back.
  *
  * @example
  * ```ts
  * import { KeyRing } from "@effect-token/redis"
  * import { Effect, Redacted } from "effect"
  *
- * const spec = Effect.map(KeyRing.generateKey, (key) => `2026-10:${Redacted.value(key)}`)
+ * const spec = Effect.map(KeyRing.generateKey("2026-10"), (key) => KeyRing.format([key]))
  * ```
  *
- * @since 0.1.0
- * @category constructors
+ * @since 0.3.0
+ * @category parsing
  */
-export const generateKey: Effect.Effect<Redacted.Redacted<string>> = Effect.sync(() =>
-  Redacted.make(Encoding.encodeBase64(globalThis.crypto.getRandomValues(new Uint8Array(32))))
-)
+export const format = (keys: ReadonlyArray<Key>): Redacted.Redacted<string> =>
+  Redacted.make(keys.map(({ key, kid }) => `${kid}:${Encoding.encodeBase64(Redacted.value(key))}`).join(","))

@@ -207,10 +207,10 @@ describe("RedisRefreshTokenStore", () => {
   it.scopedLive("layerConfig: the subject, the first token and the key ring from configuration", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single
-      const key = yield* KeyRing.generateKey
+      const key = yield* KeyRing.generateKey("k1")
       const provider = ConfigProvider.fromMap(
         new Map([
-          ["REDIS_TOKEN_KEYS", `k1:${Redacted.value(key)}`],
+          ["REDIS_TOKEN_KEYS", Redacted.value(KeyRing.format([key]))],
           ["REFRESH_TOKEN_SUBJECT", "reporting"],
           ["REFRESH_TOKEN", "seeded-from-config"]
         ])
@@ -229,7 +229,7 @@ describe("RedisRefreshTokenStore", () => {
       const missing = yield* Effect.flip(
         RedisRefreshTokenStore.config.pipe(
           Effect.withConfigProvider(
-            ConfigProvider.fromMap(new Map([["REDIS_TOKEN_KEYS", `k1:${Redacted.value(key)}`]]))
+            ConfigProvider.fromMap(new Map([["REDIS_TOKEN_KEYS", Redacted.value(KeyRing.format([key]))]]))
           )
         )
       )

@@ -2,7 +2,7 @@ import type { AccessToken } from "@effect-token/core"
 import type { RedisTokenStore } from "@effect-token/redis"
 import { KeyRing } from "@effect-token/redis"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc, Option, Queue, Redacted } from "effect"
+import { Cause, Effect, FastCheck as fc, Option, Queue, Redacted } from "effect"
 import { randomKey, ring, storeAt, token } from "./support/fixtures.js"
 import * as RedisServer from "./support/redisServer.js"
 
@@ -288,6 +288,26 @@ describe("KeyRing", () => {
         expect(parsed._tag).toBe("Left")
         if (parsed._tag === "Left") expect(parsed.left).not.toContain(secretish)
       }
+    }))
+
+  it.effect("generateKey makes a key make takes; format writes what parse reads back", () =>
+    Effect.gen(function*() {
+      const current = yield* KeyRing.generateKey("2026-12")
+      const previous = yield* KeyRing.generateKey("2026-11")
+      expect(current.key.pipe(Redacted.value).length).toBe(32)
+      const spec = KeyRing.format([current, previous])
+      expect(String(spec)).not.toContain(Redacted.value(spec).slice(8, 20))
+      const parsed = KeyRing.parse(spec)
+      expect(parsed._tag === "Right" && parsed.right.map((key) => [key.kid, Redacted.value(key.key)])).toEqual([
+        ["2026-12", Redacted.value(current.key)],
+        ["2026-11", Redacted.value(previous.key)]
+      ])
+      // A ring from the generated key reads what a ring from its formatted spec wrote.
+      const fromSpec = yield* KeyRing.make(parsed._tag === "Right" ? parsed.right : [])
+      const generated = yield* KeyRing.make([current])
+      expect(yield* generated.decrypt(yield* fromSpec.encrypt("hello", "ad"), "ad")).toBe("hello")
+      const invalid = yield* Effect.exit(KeyRing.generateKey("not a kid"))
+      expect(invalid._tag === "Failure" && Cause.isDie(invalid.cause)).toBe(true)
     }))
 
   it.effect("AES-GCM envelopes: fresh IV each time, tampering and a foreign key are rejected", () =>

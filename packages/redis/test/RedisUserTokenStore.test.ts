@@ -376,9 +376,9 @@ describe("RedisUserTokenStore", () => {
   it.scopedLive("layerConfig: the key ring and the prefix from configuration", () =>
     Effect.gen(function*() {
       const redis = yield* RedisServer.single
-      const key = yield* KeyRing.generateKey
+      const key = yield* KeyRing.generateKey("k9")
       const provider = ConfigProvider.fromMap(
-        new Map([["REDIS_TOKEN_KEYS", `k9:${Redacted.value(key)}`], ["REDIS_TOKEN_PREFIX", "shop"]])
+        new Map([["REDIS_TOKEN_KEYS", Redacted.value(KeyRing.format([key]))], ["REDIS_TOKEN_PREFIX", "shop"]])
       )
       const client = yield* RedisIoredis.make({ url: redis.url })
       const store = yield* UserTokenStore.UserTokenStore.pipe(
@@ -396,7 +396,7 @@ describe("RedisUserTokenStore", () => {
         RedisUserTokenStore.config.pipe(
           Effect.withConfigProvider(
             ConfigProvider.fromMap(
-              new Map([["REDIS_TOKEN_KEYS", `k9:${Redacted.value(key)}`], ["REDIS_TOKEN_PREFIX", "{bad}"]])
+              new Map([["REDIS_TOKEN_KEYS", Redacted.value(KeyRing.format([key]))], ["REDIS_TOKEN_PREFIX", "{bad}"]])
             )
           )
         )
@@ -406,6 +406,6 @@ describe("RedisUserTokenStore", () => {
         RedisUserTokenStore.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
       )
       expect(String(missing)).toContain("REDIS_TOKEN_KEYS")
-      expect(String(missing)).not.toContain(Redacted.value(key))
+      expect(String(missing)).not.toContain(Redacted.value(KeyRing.format([key])).slice("k9:".length))
     }))
 })
