@@ -18,6 +18,7 @@ import * as ClientAuth from "./ClientAuth.js"
 import * as Discovery from "./Discovery.js"
 import * as internal from "./internal/endpoint.js"
 import { secretsOf } from "./internal/serverText.js"
+import * as TokenCache from "./TokenCache.js"
 import type { TokenError } from "./TokenError.js"
 
 /**
@@ -201,7 +202,10 @@ export const forgetting = (revocation: Revocation, holder: Holder): Revocation =
 }
 
 /**
- * A revocation endpoint bound to a client, using the `HttpClient` in context.
+ * A revocation endpoint bound to a client, using the `HttpClient` in context. When a `TokenCache` is in context too
+ * (the application's default cache), an access token revoked through it is forgotten there first
+ * ({@link forgetting}): the next `get` fetches a new token instead of handing out the revoked one. A `TokenManager`'s
+ * keys are not known here: use {@link forgetting} with the key's holder.
  *
  * @example
  * ```ts
@@ -221,7 +225,14 @@ export const forgetting = (revocation: Revocation, holder: Holder): Revocation =
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<Revocation, never, HttpClient.HttpClient> =>
-  Effect.map(HttpClient.HttpClient, (client) => makeWith(client, options))
+  Effect.zipWith(
+    HttpClient.HttpClient,
+    Effect.serviceOption(TokenCache.TokenCache),
+    (client, cache) => {
+      const revocation = makeWith(client, options)
+      return Option.isSome(cache) ? forgetting(revocation, cache.value) : revocation
+    }
+  )
 
 /**
  * Revokes one token.
