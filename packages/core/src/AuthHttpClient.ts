@@ -135,7 +135,8 @@ export interface Options {
   /** Follow up to this many redirects (see the module's rules). Default 0: a 3xx is returned as it is. */
   readonly followRedirects?: number | undefined
   /**
-   * The DPoP key the tokens are bound to (give the grant the same key). A `DPoP` token is then sent as
+   * The DPoP key the tokens are bound to. Default: the key of the `tokens` (`TokenCache.dpop`, `TokenManager.dpop`:
+   * the grant's), so it is given once, to the grant. A `DPoP` token is then sent as
    * `Authorization: DPoP <token>` with a fresh proof (with `ath`) on every attempt, and a 401 `use_dpop_nonce` is
    * retried once with the server's nonce and the same token. Without a key a `DPoP` token is refused with
    * `Misconfigured`: sent without a proof, every resource server would reject it.

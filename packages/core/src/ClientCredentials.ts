@@ -55,7 +55,11 @@ export const make = (options: Options): Effect.Effect<TokenSource.TokenSource, n
   Effect.map(grant.requester(options), (request) => {
     // Built once: every fetch sends the same parameters.
     const params = grant.grantForm({ grant_type: "client_credentials" }, options)
-    return TokenSource.make({ key: grant.keyOf("client_credentials", options, options), fetch: request(params) })
+    return TokenSource.make({
+      key: grant.keyOf("client_credentials", options, options),
+      fetch: request(params),
+      dpop: options.dpop
+    })
   })
 
 /**

@@ -67,7 +67,8 @@ export const make = (options: Options): Effect.Effect<TokenSource.TokenSource, n
     )
     return TokenSource.make({
       key: grant.keyOf("password", options, options, options.username),
-      fetch: request(params)
+      fetch: request(params),
+      dpop: options.dpop
     })
   })
 

@@ -112,7 +112,8 @@ export const make = (
     return TokenSource.make({
       key: grant.keyOf("refresh_token", options, options, ...subject),
       // The lock is the store's: two sources over one store never spend one refresh token concurrently.
-      fetch: RefreshTokenStore.withLock(store, fetch)
+      fetch: RefreshTokenStore.withLock(store, fetch),
+      dpop: options.dpop
     })
   })
 

@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as AccessToken from "./AccessToken.js"
+import type * as DPoP from "./DPoP.js"
 import * as internal from "./internal/tokenCache.js"
 import type * as TokenError from "./TokenError.js"
 import * as TokenSource from "./TokenSource.js"
@@ -42,6 +43,8 @@ export interface TokenCache {
   readonly refresh: Effect.Effect<AccessToken.AccessToken, TokenError.TokenError>
   /** The state machine's current state, for diagnostics and tests. */
   readonly state: Effect.Effect<State>
+  /** The source's DPoP key, when its tokens are bound to one: an authenticated client over the cache uses it. */
+  readonly dpop?: DPoP.DPoPKey | undefined
 }
 
 /**

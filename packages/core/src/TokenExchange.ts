@@ -183,7 +183,7 @@ export const make = (options: Options): Effect.Effect<TokenSource.TokenSource, n
       inputKey(options.subjectToken, options.subjectKey),
       ...(actor === undefined ? [] : [actorTokenType, inputKey(actor, options.actorKey)])
     )
-    return TokenSource.make({ key, fetch })
+    return TokenSource.make({ key, fetch, dpop: options.dpop })
   })
 
 /**

@@ -11,10 +11,11 @@
  * @since 0.1.0
  */
 import type * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as AccessToken from "./AccessToken.js"
+import * as DPoP from "./DPoP.js"
 import * as internal from "./internal/tokenManager.js"
 import type * as TokenCache from "./TokenCache.js"
 import type * as TokenError from "./TokenError.js"
@@ -48,6 +49,8 @@ export interface TokenManager<P> {
   readonly at: (params: P) => TokenCache.TokenCache
   /** How many keys are held. */
   readonly size: Effect.Effect<number>
+  /** The DPoP key every key's tokens are bound to, when known (`fromShapes` over a grant given `dpop`). */
+  readonly dpop?: DPoP.DPoPKey | undefined
 }
 
 /**
@@ -187,7 +190,14 @@ export const fromShapes = <O extends TokenSource.TokenShape, R>(
   grant: (options: O) => Effect.Effect<TokenSource.TokenSource, never, R>,
   options: Options = {}
 ): Effect.Effect<TokenManager<TokenSource.TokenShape>, never, Scope.Scope | R> =>
-  make({ ...options, key: shapeKey, source: (params: TokenSource.TokenShape) => grant(mergeShape(base, params)) })
+  Effect.map(
+    make({ ...options, key: shapeKey, source: (params: TokenSource.TokenShape) => grant(mergeShape(base, params)) }),
+    (manager) => {
+      // The grant's key binds every shape's tokens: the client over the manager signs with it.
+      const dpop = "dpop" in base && DPoP.isDPoPKey(base.dpop) ? base.dpop : undefined
+      return dpop === undefined ? manager : { ...manager, dpop }
+    }
+  )
 
 /**
  * The application's shape-keyed manager (see {@link fromShapes}).

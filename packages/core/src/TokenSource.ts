@@ -43,6 +43,11 @@ export interface TokenSource {
    * server rejected it. A cache calls it when it clears that token. Most sources keep nothing and leave it out.
    */
   readonly invalidate?: ((token: AccessToken.AccessToken) => Effect.Effect<void>) | undefined
+  /**
+   * The DPoP key its tokens are bound to (a grant given `dpop`). A cache over the source carries it, and an
+   * authenticated client over that cache signs its proofs with it: the key is given once, to the grant.
+   */
+  readonly dpop?: DPoP.DPoPKey | undefined
 }
 
 /**
@@ -100,10 +105,13 @@ export const make = (options: {
   readonly key: string
   readonly fetch: Effect.Effect<AccessToken.AccessToken, TokenError>
   readonly invalidate?: ((token: AccessToken.AccessToken) => Effect.Effect<void>) | undefined
-}): TokenSource =>
-  options.invalidate === undefined
-    ? { key: options.key, fetch: options.fetch }
-    : { key: options.key, fetch: options.fetch, invalidate: options.invalidate }
+  readonly dpop?: DPoP.DPoPKey | undefined
+}): TokenSource => ({
+  key: options.key,
+  fetch: options.fetch,
+  ...(options.invalidate === undefined ? {} : { invalidate: options.invalidate }),
+  ...(options.dpop === undefined ? {} : { dpop: options.dpop })
+})
 
 /**
  * What every grant against a token endpoint needs.

@@ -10,7 +10,8 @@ import {
   DPoP,
   Password,
   TokenCache,
-  TokenExchange
+  TokenExchange,
+  TokenManager
 } from "@effect-token/core"
 import { TestAuthorizationServer } from "@effect-token/testing"
 import { HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
@@ -338,6 +339,45 @@ describe("DPoP proofs", () => {
           expect(claimsOf(request).ath).toBeUndefined()
         }
       }))
+
+    it.effect("the key is given once, to the grant: a client over its cache or its shape manager signs with it", () =>
+      Effect.gen(function*() {
+        const key = yield* DPoP.generate()
+        const { client, requests } = scripted((_, request) =>
+          request.url.endsWith("/token")
+            ? json({ access_token: "bound", token_type: "DPoP", expires_in: 300 }, 200)
+            : json({ ok: true }, 200)
+        )
+        const endpoint = { tokenUrl: "https://as.example/token", clientAuth: ClientAuth.none({ clientId: "svc" }) }
+        const source = yield* ClientCredentials.make({ ...endpoint, dpop: key }).pipe(
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+        expect(source.dpop).toBe(key)
+        const cache = yield* TokenCache.make(source)
+        expect(cache.dpop).toBe(key)
+        const base: ClientCredentials.Options = { ...endpoint, dpop: key }
+        const manager = yield* TokenManager.fromShapes(
+          base,
+          (options: ClientCredentials.Options) =>
+            Effect.provideService(ClientCredentials.make(options), HttpClient.HttpClient, client)
+        )
+        expect(manager.dpop).toBe(key)
+        for (const tokens of [cache, manager]) {
+          // No `dpop` here: the client takes the key from the tokens it is given.
+          const api = AuthHttpClient.authenticate(client, { baseUrl: "https://api.example", tokens })
+          expect((yield* api.execute(HttpClientRequest.get("/orders"))).status).toBe(200)
+          const sent = requests[requests.length - 1]!
+          expect(sent.headers["authorization"]).toBe("DPoP bound")
+          expect(claimsOf(sent)).toMatchObject({ htm: "GET", htu: "https://api.example/orders" })
+          expect(claimsOf(sent).ath).toBeDefined()
+        }
+        // A bearer grant leaves no key behind.
+        const bearer = yield* ClientCredentials.make(endpoint).pipe(
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+        expect(bearer.dpop).toBeUndefined()
+        expect((yield* TokenCache.make(bearer)).dpop).toBeUndefined()
+      }).pipe(Effect.scoped))
 
     it.effect("token endpoint: a server that asks again gets no third request (OAuthError use_dpop_nonce)", () =>
       Effect.gen(function*() {

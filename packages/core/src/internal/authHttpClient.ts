@@ -416,7 +416,7 @@ export const authenticate = <E, R>(
     E | HttpClientError.RequestError | AuthError,
     R
   > => {
-    const key = options.dpop
+    const key = options.dpop ?? tokens.dpop
     if (key === undefined) {
       return Effect.fail(
         misconfigured("the token is a DPoP token but the client has no DPoP key (dpop): it would be sent without proof")

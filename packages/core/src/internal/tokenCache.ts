@@ -298,6 +298,7 @@ export const make = (
       get: Effect.suspend(() => engine.get(cell, fetch)),
       invalidate: (token) => invalidate(engine, cell, source, name, token),
       refresh: Effect.suspend(() => engine.refresh(cell, fetch)),
-      state: Effect.sync(() => stateOf(cell))
+      state: Effect.sync(() => stateOf(cell)),
+      ...(source.dpop === undefined ? {} : { dpop: source.dpop })
     } satisfies TokenCache
   })

@@ -496,7 +496,12 @@ export const shared = (
         inner === undefined ? Effect.void : inner(token)
       )
 
-    return { key: source.key, fetch, invalidate } satisfies SharedTokenSource
+    return {
+      key: source.key,
+      fetch,
+      invalidate,
+      ...(source.dpop === undefined ? {} : { dpop: source.dpop })
+    } satisfies SharedTokenSource
   })
 
 const definedOnly = <A extends object>(options: A): Partial<A> =>
