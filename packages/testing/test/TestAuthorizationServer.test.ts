@@ -5,6 +5,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Duration, Effect, Fiber, Layer, Option, Redacted, Schedule, TestClock } from "effect"
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose"
+import * as Jws from "../src/internal/authorizationServer/jws.js"
 
 // Characters that RFC 6749 §2.3.1 form-encoding changes: a server that skips decoding would reject the client.
 const oddSecret = "s3cr3t: +/%&=~!*()"
@@ -85,6 +86,30 @@ describe("TestAuthorizationServer (in process, TestClock)", () => {
       yield* Expiry.adjustToJustAfter(token)
       const error = yield* Effect.flip(as.verify(token))
       expect(error).toMatchObject({ _tag: "InvalidToken", reason: "Expired" })
+    }))
+
+  it.effect("signing and verifying take no real time: nothing that moves the TestClock runs in between", () =>
+    Effect.gen(function*() {
+      // Asynchronous crypto (WebCrypto runs on the thread pool) is real time in which a test moving the clock along
+      // (`Advance.untilDone`) moved it: on a starved CPU a 1 s token was expired when it arrived. `runSyncExit`
+      // fails with an AsyncFiberException on anything asynchronous.
+      const as = yield* TestAuthorizationServer.makeInProcess({ tokenLifetime: "1 second" })
+      const clock = yield* Effect.clock
+      const signingKey = yield* TestAuthorizationServer.generateSigningKey
+      const signed = Effect.runSyncExit(
+        Jws.signRs256({ kid: signingKey.kid }, { sub: "x" }, Redacted.value(signingKey.privateKey))
+      )
+      expect(signed._tag).toBe("Success")
+      const token = yield* fetchWith(as)
+      const verified = Effect.runSyncExit(Effect.withClock(as.verify(token), clock))
+      expect(verified._tag === "Success" && verified.value.jti).toBe("at-1")
+      // The same JWS that jose verifies (see the first test), and what jose refuses, refused the same way here.
+      const [header, payload] = Redacted.value(token.value).split(".")
+      const forged = `${header}.${payload}.${"A".repeat(342)}`
+      expect(yield* Effect.flip(as.verify(forged))).toMatchObject({ reason: "Signature" })
+      expect(yield* Effect.flip(as.verify(`${header}.${payload}`))).toMatchObject({ reason: "Malformed" })
+      const none = `${Buffer.from(JSON.stringify({ alg: "none" })).toString("base64url")}.${payload}.`
+      expect(yield* Effect.flip(as.verify(none))).toMatchObject({ reason: "Malformed" })
     }))
 
   it.effect("exp is rounded up so it is never before the expiry the client computes", () =>

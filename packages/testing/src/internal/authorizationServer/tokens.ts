@@ -9,10 +9,11 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from "jose"
+import { decodeJwt, exportJWK, generateKeyPair } from "jose"
 import type * as jose from "jose"
 import { randomBytes } from "node:crypto"
 import type { Client, IssuedToken, SigningKey, TokenLike } from "../../TestAuthorizationServer.js"
+import { signRs256 } from "./jws.js"
 import type { ServerState, State } from "./state.js"
 
 export const generateSigningKey: Effect.Effect<SigningKey> = Effect.gen(function*() {
@@ -101,16 +102,10 @@ export const makeIssuer = (options: {
       const jti = `at-${sequence}`
       const payload: Record<string, string> = { client_id: client.clientId }
       if (Option.isSome(scope)) payload.scope = scope.value
-      const value = yield* Effect.promise(() =>
-        new SignJWT(payload)
-          .setProtectedHeader({ alg: "RS256", kid: signingKey.kid, typ: "at+jwt" })
-          .setIssuer(issuer)
-          .setSubject(user?.subject ?? client.clientId)
-          .setAudience(audience)
-          .setJti(jti)
-          .setIssuedAt(iat)
-          .setExpirationTime(exp)
-          .sign(Redacted.value(signingKey.privateKey))
+      const value = yield* signRs256(
+        { kid: signingKey.kid, typ: "at+jwt" },
+        { ...payload, iss: issuer, sub: user?.subject ?? client.clientId, aud: audience, jti, iat, exp },
+        Redacted.value(signingKey.privateKey)
       )
       const refreshToken = withRefresh
         ? Option.some(yield* newRefreshToken(client.clientId, scope, user?.subject))
@@ -133,15 +128,17 @@ export const makeIssuer = (options: {
       if (Option.isSome(refreshToken)) body.refresh_token = refreshToken.value
       if (user?.idToken === true) {
         // OpenID Connect Core §2: the client is the audience; the nonce of the authorization request comes back.
-        body.id_token = yield* Effect.promise(() =>
-          new SignJWT(user.nonce === undefined ? {} : { nonce: user.nonce })
-            .setProtectedHeader({ alg: "RS256", kid: signingKey.kid })
-            .setIssuer(issuer)
-            .setSubject(user.subject)
-            .setAudience(client.clientId)
-            .setIssuedAt(iat)
-            .setExpirationTime(exp)
-            .sign(Redacted.value(signingKey.privateKey))
+        body.id_token = yield* signRs256(
+          { kid: signingKey.kid },
+          {
+            ...(user.nonce === undefined ? {} : { nonce: user.nonce }),
+            iss: issuer,
+            sub: user.subject,
+            aud: client.clientId,
+            iat,
+            exp
+          },
+          Redacted.value(signingKey.privateKey)
         )
       }
       return body
