@@ -6,8 +6,8 @@
  * Turn it on by giving a grant `dpop: key`: its token requests then send proofs and require `token_type: DPoP`, and
  * the key travels with its source (`TokenSource.dpop`), its `TokenCache` and a `TokenManager.fromShapes` over it, so
  * an `AuthHttpClient` over those sends `Authorization: DPoP <token>` with a proof carrying `ath` without being given
- * the key again. The one-layer set-up does it all with `dpop: true` or `DPOP=true`. A key lives as long as the tokens bound to it: a grant's key
- * (and so its cache key) names the key's thumbprint, so a new key means new tokens.
+ * the key again. The one-layer set-up does it all with `dpop: true` or `DPOP=true`. A key lives as long as the
+ * tokens bound to it: a grant's key (and so its cache key) names the key's thumbprint, so a new key means new tokens.
  *
  * @since 0.2.0
  */

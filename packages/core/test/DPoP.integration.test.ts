@@ -186,9 +186,13 @@ describe("DPoP against oidc-provider and a verifying resource server", () => {
       expect((yield* replay("/invoices")).status).toBe(401)
       expect(yield* rs.rejections).toEqual(["DPoP proof jti was used before", "DPoP proof htu mismatch"])
 
-      // A token without proof (as a client without DPoP would send it) is rejected too, and the client's own error
-      // for a rejected DPoP token prints none of the secrets.
-      const bare = AuthHttpClient.authenticate(http.client, { baseUrl: rs.url, tokens })
+      // The key is given once, to the grant: a client over its cache signs with it.
+      const keyFromTokens = AuthHttpClient.authenticate(http.client, { baseUrl: rs.url, tokens })
+      expect((yield* keyFromTokens.get("/orders")).status).toBe(200)
+      // A DPoP token from a source that does not say its key is never sent without proof (every resource server
+      // would reject it), and the client's own error for a rejected DPoP token prints none of the secrets.
+      const keyless = yield* TokenCache.make({ key: source.key, fetch: source.fetch })
+      const bare = AuthHttpClient.authenticate(http.client, { baseUrl: rs.url, tokens: keyless })
       const misconfigured = yield* Effect.flip(bare.get("/orders"))
       expect(misconfigured._tag === "TokenError" && misconfigured.reason._tag).toBe("Misconfigured")
       const otherKey = yield* DPoP.generate()
