@@ -69,6 +69,11 @@ export * as TokenTiming from "./TokenTiming.js"
 export * as KeyedLock from "./KeyedLock.js"
 
 /**
+ * @since 0.3.0
+ */
+export * as SingleFlight from "./SingleFlight.js"
+
+/**
  * @since 0.2.0
  */
 export * as ServerRequest from "./ServerRequest.js"

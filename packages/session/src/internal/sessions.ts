@@ -1,5 +1,5 @@
 /**
- * The per-session refresh engine: single flight per session in this process (a Deferred per session and resource),
+ * The per-session refresh engine: single flight per session and resource in this process (core's `SingleFlight`),
  * the store's lock across processes (re-read after acquiring it), and a grace window in which a request that still
  * holds the spent refresh token gets the rotation's result instead of spending the token again.
  */
@@ -9,6 +9,7 @@ import {
   DPoP,
   RefreshToken,
   RefreshTokenStore,
+  SingleFlight,
   TokenEndpoint,
   TokenError,
   TokenTiming
@@ -16,7 +17,6 @@ import {
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -52,10 +52,6 @@ interface Settled {
   readonly spent: string
   readonly result: UserTokenStore.Versioned
   readonly until: number
-}
-
-interface Flight {
-  readonly deferred: Deferred.Deferred<UserTokenStore.Versioned, SessionError>
 }
 
 const operation = "session refresh"
@@ -121,7 +117,7 @@ export const make = (
     const store = yield* UserTokenStore.UserTokenStore
     const scope = yield* Effect.scope
     const context = yield* Effect.context<HttpClient.HttpClient>()
-    const flights = new Map<string, Flight>()
+    const flights = yield* SingleFlight.make<UserTokenStore.Versioned, SessionError>()
     const settled = new Map<string, Settled>()
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
     const waitBound = settings.attemptTimeout ?? TokenEndpoint.defaultTimeout
@@ -417,43 +413,36 @@ export const make = (
           if (recent.until <= at) settled.delete(key)
           else if (Option.contains(observedRefresh, recent.spent)) return recent.result
         }
-        const inFlight = flights.get(key)
-        if (inFlight !== undefined) return yield* Deferred.await(inFlight.deferred)
-        const deferred = yield* Deferred.make<UserTokenStore.Versioned, SessionError>()
-        flights.set(key, { deferred })
         // The refresh runs in the engine's scope, not the request's: a browser that goes away mid-refresh does not
         // cancel a request that may already have spent the refresh token.
-        yield* refreshLocked(id, observed, resource, rejected).pipe(
-          Effect.withSpan("effect-token/UserSession.refresh", { attributes: { "session.resource": resource ?? "" } }),
-          Effect.onExit((exit) =>
-            Effect.flatMap(now, (end) => {
-              flights.delete(key)
-              rememberOutcome(key, exit, end)
-              if (Exit.isSuccess(exit) && Option.isSome(exit.value.spent)) {
-                // Re-inserted at the end: every entry has the same window, so the map stays in expiry order and
-                // the expired ones are pruned from its front, which bounds it by the refreshes of one window.
-                settled.delete(key)
-                settled.set(key, {
-                  spent: exit.value.spent.value,
-                  result: exit.value.result,
-                  until: end + Duration.toMillis(settings.graceWindow)
-                })
-              }
-              for (const [settledKey, entry] of settled) {
-                if (entry.until > end) break
-                settled.delete(settledKey)
-              }
-              return Effect.zipRight(
-                Metric.increment(
+        return yield* flights.run(key)(
+          refreshLocked(id, observed, resource, rejected).pipe(
+            Effect.withSpan("effect-token/UserSession.refresh", { attributes: { "session.resource": resource ?? "" } }),
+            Effect.onExit((exit) =>
+              Effect.flatMap(now, (end) => {
+                rememberOutcome(key, exit, end)
+                if (Exit.isSuccess(exit) && Option.isSome(exit.value.spent)) {
+                  // Re-inserted at the end: every entry has the same window, so the map stays in expiry order and
+                  // the expired ones are pruned from its front, which bounds it by the refreshes of one window.
+                  settled.delete(key)
+                  settled.set(key, {
+                    spent: exit.value.spent.value,
+                    result: exit.value.result,
+                    until: end + Duration.toMillis(settings.graceWindow)
+                  })
+                }
+                for (const [settledKey, entry] of settled) {
+                  if (entry.until > end) break
+                  settled.delete(settledKey)
+                }
+                return Metric.increment(
                   Metric.tagged(refreshes, "outcome", Exit.isSuccess(exit) ? "refreshed" : outcomeOf(exit))
-                ),
-                Deferred.done(deferred, Exit.map(exit, (value) => value.result))
-              )
-            })
-          ),
-          Effect.forkIn(scope)
+                )
+              })
+            ),
+            Effect.map((refreshed) => refreshed.result)
+          )
         )
-        return yield* Deferred.await(deferred)
       })
 
     /**
