@@ -37,6 +37,7 @@ describe("the built packages", () => {
         "RefreshTokenStore",
         "Revocation",
         "ServerRequest",
+        "SingleFlight",
         "TokenCache",
         "TokenEndpoint",
         "TokenError",
